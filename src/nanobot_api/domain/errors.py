@@ -1,0 +1,66 @@
+"""Every error nanobot-api reports on purpose.
+
+    NanobotError
+    ├── InvalidRequest          the request itself is wrong (a field, a model, a session id)
+    │   └── NotFound            no such route or resource
+    ├── MethodNotAllowed        the route exists, the method does not
+    ├── AuthenticationFailed    missing or wrong API key
+    ├── PayloadTooLarge         a body, a file, or the number of files is over its limit
+    ├── UnsupportedMediaType    a file whose bytes are of no supported kind
+    ├── TurnTimedOut            the turn ran past its time budget
+    ├── UpstreamFailed          the model provider could not be used
+    └── ConfigError             a configuration value is unusable (start-up only)
+
+Errors carry a message meant for the client and, where one field is at fault, the
+``param`` that names it. They carry no HTTP status: the HTTP adapter maps them.
+"""
+
+from __future__ import annotations
+
+
+class NanobotError(Exception):
+    """The root of every error nanobot-api raises on purpose."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, param={self.param!r})"
+
+
+class InvalidRequest(NanobotError):
+    """Raised when a request is malformed or asks for something the server does not offer."""
+
+
+class NotFound(InvalidRequest):
+    """Raised when a route or a named resource (a model id, a session) does not exist."""
+
+
+class MethodNotAllowed(NanobotError):
+    """Raised when a route exists but does not answer the request's method."""
+
+
+class AuthenticationFailed(NanobotError):
+    """Raised when an API key is required and the request's is missing or wrong."""
+
+
+class PayloadTooLarge(NanobotError):
+    """Raised when a body, one file, or the count of files exceeds its configured limit."""
+
+
+class UnsupportedMediaType(NanobotError):
+    """Raised when a file's bytes are of no kind the server can hand to the agent."""
+
+
+class TurnTimedOut(NanobotError):
+    """Raised when a turn, including its wait for the session, exceeds its time budget."""
+
+
+class UpstreamFailed(NanobotError):
+    """Raised when the model provider refused, failed, timed out or broke off mid-answer."""
+
+
+class ConfigError(NanobotError):
+    """Raised when a configuration value is unusable; ``param`` is its key path."""

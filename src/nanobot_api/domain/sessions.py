@@ -1,0 +1,48 @@
+"""Session keys: which conversation a request continues."""
+
+from __future__ import annotations
+
+import attrs
+
+from nanobot_api.domain.errors import InvalidRequest
+
+SESSION_ID_MAX_CHARS = 256
+DEFAULT_SESSION_ID = "default"
+API_CHANNEL = "api"
+
+
+@attrs.frozen
+class SessionKey:
+    """A conversation's identity in the store: ``<channel>:<session id>``."""
+
+    channel: str
+    session_id: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.session_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionKey:
+        """Reads ``api:abc`` back into a key; raises InvalidRequest if there is no channel."""
+        channel, sep, session_id = text.partition(":")
+        if not sep or not channel or not session_id:
+            raise InvalidRequest(f"Session key {text!r} must look like 'api:<session_id>'")
+        return cls(channel, session_id)
+
+
+def validate_session_id(value: object, param: str = "session_id") -> str:
+    """The session id as given, if it is 1-256 printable characters; else InvalidRequest."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{param} must be a string", param)
+    if not 1 <= len(value) <= SESSION_ID_MAX_CHARS:
+        raise InvalidRequest(f"{param} must be 1-{SESSION_ID_MAX_CHARS} characters long", param)
+    if not value.isprintable():
+        raise InvalidRequest(f"{param} must not contain control characters", param)
+    return value
+
+
+def api_session(session_id: object, param: str = "session_id") -> SessionKey:
+    """The API session a request names; ``None`` is the shared ``api:default``."""
+    if session_id is None:
+        return SessionKey(API_CHANNEL, DEFAULT_SESSION_ID)
+    return SessionKey(API_CHANNEL, validate_session_id(session_id, param))

@@ -1,0 +1,67 @@
+"""A chat turn from the request that asks for it to the result it produced."""
+
+from __future__ import annotations
+
+import attrs
+
+from nanobot_api.domain.attachments import Document, Image, Upload
+from nanobot_api.domain.conversation import History, Usage
+from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.sessions import SessionKey
+
+EMPTY_REPLY_FALLBACK = (
+    "I completed the tool steps but couldn't produce a final answer. "
+    "Please try again or narrow the task."
+)
+DEFAULT_UPLOAD_PROMPT = "Please analyze the uploaded file(s)."
+
+
+@attrs.frozen
+class ChatRequest:
+    """What a client asked for, already checked for shape."""
+
+    session: SessionKey
+    text: str
+    uploads: tuple[Upload, ...] = ()
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+
+
+@attrs.frozen
+class PreparedTurn:
+    """A request accepted for running: model checked, files turned into images and text."""
+
+    session: SessionKey
+    text: str
+    images: tuple[Image, ...] = ()
+    documents: tuple[Document, ...] = ()
+
+
+@attrs.frozen
+class Turn:
+    """What an agent sees: the new user message, its attachments, and the session's past."""
+
+    session: SessionKey
+    text: str
+    images: tuple[Image, ...] = ()
+    documents: tuple[Document, ...] = ()
+    history: History = ()
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedTurn, history: History) -> Turn:
+        return cls(prepared.session, prepared.text, prepared.images, prepared.documents, history)
+
+
+@attrs.frozen
+class TurnResult:
+    """The whole reply of a finished turn and the tokens it used."""
+
+    text: str
+    usage: Usage
+
+
+def check_model(requested: str | None, served: str) -> None:
+    """Accepts no model or the served one; any other model is an InvalidRequest."""
+    if requested is not None and requested != served:
+        raise InvalidRequest(f"Only configured model '{served}' is available", "model")
