@@ -66,6 +66,9 @@ class SessionStore(Protocol):
     async def clear(self, key: SessionKey) -> int:
         """Forgets a session; returns how many turns it held."""
 
+    async def sessions(self) -> dict[SessionKey, int]:
+        """Every session that holds a turn, with its count of turns."""
+
 
 class Attachments(Protocol):
     """Turns uploads into what the agent receives: images, and documents as text."""

@@ -1,0 +1,27 @@
+"""Session history kept in process memory: for tests and for agents that need no durability."""
+
+from __future__ import annotations
+
+from nanobot_api.domain.conversation import History, TurnRecord, bounded_history
+from nanobot_api.domain.sessions import SessionKey
+
+
+class InMemorySessionStore:
+    """A SessionStore whose history lasts as long as the process."""
+
+    def __init__(self) -> None:
+        self._turns: dict[SessionKey, list[TurnRecord]] = {}
+
+    async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
+        turns = tuple(self._turns.get(key, ()))
+        return turns if max_messages is None else bounded_history(turns, max_messages)
+
+    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+        self._turns.setdefault(key, []).append(record)
+
+    async def clear(self, key: SessionKey) -> int:
+        return len(self._turns.pop(key, ()))
+
+    async def sessions(self) -> dict[SessionKey, int]:
+        """Every session with its count of turns."""
+        return {key: len(turns) for key, turns in self._turns.items()}

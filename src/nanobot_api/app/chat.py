@@ -1,0 +1,119 @@
+"""The chat use case: accept a request, run its turn, keep what it said."""
+
+from __future__ import annotations
+
+import anyio
+
+from nanobot_api.app.sessions import SessionLocks
+from nanobot_api.domain.attachments import Document, Image
+from nanobot_api.domain.conversation import Message, TurnRecord, Usage
+from nanobot_api.domain.errors import TurnTimedOut
+from nanobot_api.domain.ports import Agent, Attachments, Reply, SessionStore
+from nanobot_api.domain.turns import (
+    EMPTY_REPLY_FALLBACK,
+    ChatRequest,
+    PreparedTurn,
+    Turn,
+    TurnResult,
+    check_model,
+)
+
+
+class ChatService:
+    """Runs turns of an agent against a session store; implements the ChatTurns port."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        store: SessionStore,
+        attachments: Attachments,
+        *,
+        timeout_s: float,
+        max_history_messages: int | None = None,
+    ) -> None:
+        self._agent = agent
+        self._store = store
+        self._attachments = attachments
+        self._timeout_s = timeout_s
+        self._max_history_messages = max_history_messages
+        self._locks = SessionLocks()
+
+    @property
+    def model(self) -> str:
+        return self._agent.model
+
+    async def prepare(self, request: ChatRequest) -> PreparedTurn:
+        check_model(request.model, self.model)
+        images, documents = await self._attachments.accept(request.uploads)
+        return PreparedTurn(request.session, request.text, images, documents)
+
+    async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
+        recorder = _TurnRecorder(reply)
+        try:
+            # The budget covers the wait for the session too: a client sees one deadline.
+            with anyio.fail_after(self._timeout_s):
+                async with self._locks.hold(turn.session):
+                    history = await self._store.history(turn.session, self._max_history_messages)
+                    await self._agent.respond(Turn.from_prepared(turn, history), recorder)
+                    if not recorder.text:
+                        await recorder.send(EMPTY_REPLY_FALLBACK)
+                    # Once the answer is complete it is kept, even if the deadline
+                    # or a disconnect lands while the store is writing.
+                    with anyio.CancelScope(shield=True):
+                        await self._store.commit(turn.session, recorder.record(turn))
+        except TimeoutError as exc:
+            raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
+        return TurnResult(recorder.text, recorder.usage)
+
+    @property
+    def busy_sessions(self) -> int:
+        """Sessions with a turn running or waiting (for diagnostics and tests)."""
+        return len(self._locks)
+
+
+def attachment_note(images: tuple[Image, ...], documents: tuple[Document, ...]) -> str:
+    """The short mention of a turn's files that history keeps instead of their bytes."""
+    notes = [f"[image: {i.filename or i.mime}, {len(i.data)} B]" for i in images]
+    notes += [f"[document: {d.name}, {len(d.text)} chars]" for d in documents]
+    return " ".join(notes)
+
+
+class _TurnRecorder:
+    """Passes an agent's reply through while keeping what the turn will commit."""
+
+    def __init__(self, outer: Reply) -> None:
+        self._outer = outer
+        self._parts: list[str] = []
+        self._messages: list[Message] = []
+        self.usage = Usage()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    async def send(self, delta: str) -> None:
+        if delta:
+            self._parts.append(delta)
+            await self._outer.send(delta)
+
+    def add_usage(self, usage: Usage) -> None:
+        self.usage += usage
+        self._outer.add_usage(usage)
+
+    def remember(self, message: Message) -> None:
+        self._messages.append(message)
+
+    def record(self, turn: PreparedTurn) -> TurnRecord:
+        note = attachment_note(turn.images, turn.documents)
+        user = Message.user(f"{turn.text}\n{note}" if note else turn.text)
+        agent_part = self._messages or [Message.assistant(self.text)]
+        if self._messages and self.text and not _ends_with_answer(self._messages):
+            # The fallback text (or text the agent did not remember) must be in history
+            # exactly as the client saw it.
+            agent_part = [*self._messages, Message.assistant(self.text)]
+        return TurnRecord((user, *agent_part))
+
+
+def _ends_with_answer(messages: list[Message]) -> bool:
+    last = messages[-1]
+    return last.role == "assistant" and not last.tool_calls

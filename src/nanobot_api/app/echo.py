@@ -1,0 +1,28 @@
+"""The built-in offline agent: answers with what it was sent, so nothing needs a network."""
+
+from __future__ import annotations
+
+from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.turns import Turn
+
+ECHO_MODEL = "nanobot-echo"
+
+
+class EchoAgent:
+    """Streams ``echo: <text>`` word by word, then a note per attachment it received."""
+
+    def __init__(self, model: str = ECHO_MODEL) -> None:
+        self._model = model
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        notes = [f"[{image.mime} {len(image.data)} B]" for image in turn.images]
+        notes += [f"[{doc.name}: {len(doc.text)} chars]" for doc in turn.documents]
+        words = ["echo:", *turn.text.split(), *notes]
+        for index, word in enumerate(words):
+            await reply.send(word if index == 0 else f" {word}")
+        reply.add_usage(Usage(prompt_tokens=len(turn.text.split()), completion_tokens=len(words)))
