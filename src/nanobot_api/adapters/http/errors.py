@@ -1,0 +1,37 @@
+"""The one place where domain errors become HTTP statuses and OpenAI error bodies."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from nanobot_api.domain.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    MethodNotAllowed,
+    NanobotError,
+    NotFound,
+    PayloadTooLarge,
+    TurnTimedOut,
+    UnsupportedMediaType,
+    UpstreamFailed,
+)
+
+_HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
+    InvalidRequest: (400, "invalid_request_error"),
+    NotFound: (404, "invalid_request_error"),
+    MethodNotAllowed: (405, "invalid_request_error"),
+    AuthenticationFailed: (401, "authentication_error"),
+    PayloadTooLarge: (413, "invalid_request_error"),
+    UnsupportedMediaType: (415, "invalid_request_error"),
+    TurnTimedOut: (504, "server_error"),
+    UpstreamFailed: (502, "server_error"),
+}
+_FALLBACK: Final = (500, "server_error")
+
+
+def status_of(error: NanobotError) -> tuple[int, str]:
+    """The status and OpenAI error type of a domain error; the most specific class wins."""
+    for cls in type(error).__mro__:
+        if cls in _HTTP:
+            return _HTTP[cls]
+    return _FALLBACK

@@ -1,0 +1,41 @@
+"""Serving the Quart app with Hypercorn."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart
+
+
+def hypercorn_config(binds: list[str], *, graceful_timeout_s: float = 5.0) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = binds
+    # Per-request access logs cost more than the echo turn itself; errors are still logged.
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = graceful_timeout_s
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def serve_app(
+    app: Quart,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+    shutdown_trigger: Callable[..., Awaitable[None]] | None = None,
+) -> None:
+    """Serves ``app`` on ``host:port``, or on an already bound socket, until the trigger fires.
+
+    Without a trigger, SIGINT and SIGTERM stop the server gracefully.
+    """
+    if sock is not None:
+        binds = [f"fd://{sock.fileno()}"]
+    else:
+        bracketed = f"[{host}]" if host and ":" in host else host
+        binds = [f"{bracketed}:{port}"]
+    await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]

@@ -1,0 +1,308 @@
+"""The OpenAI wire format: request bodies in, completion objects and chunks out.
+
+Lenient where OpenAI clients send fields we do not use (ignored), strict on the
+type of every field we read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.strategies import configure_tagged_union
+
+from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
+from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.sessions import api_session
+from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT, ChatRequest
+
+_T = TypeVar("_T")
+SINGLE_USER_MESSAGE: Final = "Only a single user message is supported"
+
+
+@attrs.frozen
+class TextPart:
+    text: str
+
+
+@attrs.frozen
+class ImageUrl:
+    url: str
+
+
+@attrs.frozen
+class ImagePart:
+    image_url: ImageUrl
+
+
+@attrs.frozen
+class FileData:
+    file_data: str
+    filename: str | None = None
+
+
+@attrs.frozen
+class FilePart:
+    file: FileData
+
+
+ContentPart = TextPart | ImagePart | FilePart
+_PART_TAGS: Final[dict[type, str]] = {TextPart: "text", ImagePart: "image_url", FilePart: "file"}
+_TAGGED: Final = frozenset(_PART_TAGS.values())
+
+
+@attrs.frozen
+class UserMessage:
+    role: str
+    content: str | list[ContentPart]
+
+
+@attrs.frozen
+class StreamOptions:
+    include_usage: bool | None = None
+
+
+@attrs.frozen
+class ChatBody:
+    """The fields of a chat completion request that nanobot-api reads."""
+
+    model: str | None = None
+    session_id: Any = None  # validated by the domain, which owns its rules
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+
+
+class _UnknownPart(ValueError):
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class _WrongType(TypeError):
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+def _exact(kind: type, expected: str) -> Any:
+    def structure(value: object, _: type) -> object:
+        # bool is an int subclass; JSON true must not pass for a number.
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise _WrongType(expected)
+        return value
+
+    return structure
+
+
+def make_wire_converter() -> cattrs.Converter:
+    """The converter for OpenAI request bodies.
+
+    Rules: unknown keys are ignored; str, bool, int and float fields accept only that
+    JSON type (no coercion of 1 to True or of 5 to "5"); content is a string or a list
+    of parts tagged by ``"type"`` (text, image_url, file); errors keep their path for
+    ``param``.
+    """
+    converter = cattrs.Converter(detailed_validation=True)
+    converter.register_structure_hook(str, _exact(str, "a string"))
+    converter.register_structure_hook(bool, _exact(bool, "a boolean"))
+    converter.register_structure_hook(int, _exact(int, "an integer"))
+    converter.register_structure_hook(float, _exact(float, "a number"))
+    configure_tagged_union(
+        ContentPart, converter, tag_generator=_PART_TAGS.__getitem__, tag_name="type"
+    )
+
+    def structure_content(value: object, _: type) -> str | list[ContentPart]:
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise _WrongType("a string or a list of content parts")
+        for index, part in enumerate(value):
+            if not isinstance(part, dict) or part.get("type") not in _TAGGED:
+                raise _UnknownPart(index)
+        return converter.structure(value, list[ContentPart])
+
+    converter.register_structure_hook(str | list[ContentPart], structure_content)
+    return converter
+
+
+_CONVERTER: Final = make_wire_converter()
+
+
+def error_param(exc: BaseException, path: str) -> tuple[str, BaseException]:
+    """The dotted path (``messages[0].content[1].image_url.url``) of cattrs' first error."""
+    if isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        if with_notes:
+            inner, note = with_notes[0]
+            return error_param(inner, f"{path}[{note.index!r}]")
+        return error_param(without[0], path)
+    if isinstance(exc, ClassValidationError):
+        by_field, unplaced = exc.group_exceptions()
+        if by_field:
+            inner, field = by_field[0]
+            return error_param(inner, f"{path}.{field.name}" if path else field.name)
+        return error_param(unplaced[0], path)
+    return path, exc
+
+
+def _structure(value: object, kind: type[_T], path: str) -> _T:
+    try:
+        return _CONVERTER.structure(value, kind)
+    except (ClassValidationError, IterableValidationError, _WrongType) as exc:
+        param, leaf = error_param(exc, path)
+        if isinstance(leaf, _UnknownPart):
+            param = f"{param}[{leaf.index}].type"
+        raise InvalidRequest(_describe(param, leaf), param) from exc
+
+
+def _describe(param: str, leaf: BaseException) -> str:
+    if isinstance(leaf, _WrongType):
+        return f"{param} must be {leaf.expected}"
+    if isinstance(leaf, _UnknownPart):
+        return f"{param} must be one of 'text', 'image_url', 'file'"
+    if isinstance(leaf, KeyError):
+        return f"{param} is required"
+    return f"{param} is invalid"
+
+
+def parse_chat_json(body: object, limits: UploadLimits) -> ChatRequest:
+    """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    messages = body.get("messages")
+    if (
+        not isinstance(messages, list)
+        or len(messages) != 1
+        or not isinstance(messages[0], dict)
+        or messages[0].get("role") != "user"
+    ):
+        raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
+    fields = _structure(body, ChatBody, "")
+    message = _structure(messages[0], UserMessage, "messages[0]")
+    text, uploads = _content(message.content, limits)
+    options = fields.stream_options
+    return ChatRequest(
+        session=api_session(fields.session_id),
+        text=text,
+        uploads=uploads,
+        model=fields.model,
+        stream=bool(fields.stream),
+        include_usage=bool(options and options.include_usage),
+    )
+
+
+def _content(
+    content: str | list[ContentPart], limits: UploadLimits
+) -> tuple[str, tuple[Upload, ...]]:
+    if isinstance(content, str):
+        return content, ()
+    texts: list[str] = []
+    uploads: list[Upload] = []
+    for index, part in enumerate(content):
+        param = f"messages[0].content[{index}]"
+        match part:
+            case TextPart(text=text):
+                texts.append(text)
+            case ImagePart(image_url=ImageUrl(url=url)):
+                uploads.append(
+                    upload_from_url(
+                        url, filename=None, param=f"{param}.image_url.url", limits=limits
+                    )
+                )
+            case FilePart(file=FileData(file_data=data, filename=name)):
+                uploads.append(
+                    upload_from_url(
+                        data, filename=name, param=f"{param}.file.file_data", limits=limits
+                    )
+                )
+        check_file_count(len(uploads), limits)
+    text = "\n".join(texts)
+    return (text or DEFAULT_UPLOAD_PROMPT if uploads else text), tuple(uploads)
+
+
+def parse_form(fields: Mapping[str, str], uploads: tuple[Upload, ...]) -> ChatRequest:
+    """A multipart/form-data chat request (fields and files already read) as a ChatRequest."""
+    stream = fields.get("stream", "false").strip().lower()
+    if stream not in _FORM_BOOLEANS:
+        raise InvalidRequest("stream must be true or false", "stream")
+    text = fields.get("message", "")
+    if not text.strip() and uploads:
+        text = DEFAULT_UPLOAD_PROMPT
+    return ChatRequest(
+        session=api_session(fields.get("session_id") or None),
+        text=text,
+        uploads=uploads,
+        model=fields.get("model") or None,
+        stream=_FORM_BOOLEANS[stream],
+    )
+
+
+_FORM_BOOLEANS: Final = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+    "": False,
+}
+
+
+# ---- answers --------------------------------------------------------------------------
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_json(
+    completion_id: str, created: int, model: str, text: str, usage: Usage
+) -> dict[str, object]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage_json(usage),
+    }
+
+
+def chunk_json(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: Mapping[str, str],
+    finish_reason: str | None = None,
+) -> dict[str, object]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
+    }
+
+
+def model_json(model: str) -> dict[str, object]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "nanobot"}
+
+
+def error_json(message: str, error_type: str, param: str | None, code: int) -> dict[str, object]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

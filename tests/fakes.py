@@ -1,0 +1,91 @@
+"""Small working implementations of ports, for unit tests of one layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from nanobot_api.domain.attachments import Document, Image, Upload
+from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.errors import UnsupportedMediaType
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.turns import Turn
+
+
+class GatedAgent:
+    """An agent whose turns wait for the test to open their gate, so tests can observe
+    which turns are running at the same time without sleeping."""
+
+    def __init__(self, model: str = "gated") -> None:
+        self._model = model
+        self.running: list[str] = []
+        self.started: dict[str, anyio.Event] = {}
+        self.gates: dict[str, anyio.Event] = {}
+        self.seen: list[Turn] = []
+        self.max_overlap_per_session: dict[str, int] = {}
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def gate(self, text: str) -> anyio.Event:
+        return self.gates.setdefault(text, anyio.Event())
+
+    def started_event(self, text: str) -> anyio.Event:
+        return self.started.setdefault(text, anyio.Event())
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        self.seen.append(turn)
+        self.running.append(turn.text)
+        key = str(turn.session)
+        overlap = sum(1 for t in self.seen if str(t.session) == key and t.text in self.running)
+        self.max_overlap_per_session[key] = max(self.max_overlap_per_session.get(key, 0), overlap)
+        self.started_event(turn.text).set()
+        try:
+            await self.gate(turn.text).wait()
+            await reply.send(f"done {turn.text}")
+            reply.add_usage(Usage(1, 2))
+        finally:
+            self.running.remove(turn.text)
+
+
+class FailingAgent:
+    """An agent that writes part of an answer, then raises the given error."""
+
+    def __init__(self, error: Exception, model: str = "failing") -> None:
+        self._error = error
+        self._model = model
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        await reply.send("partial ")
+        raise self._error
+
+
+class SilentAgent:
+    """An agent that answers nothing at all."""
+
+    model = "silent"
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        reply.add_usage(Usage(3, 0))
+
+
+class TextOnlyAttachments:
+    """Accepts uploads that are UTF-8 text, as documents; refuses anything else."""
+
+    async def accept(
+        self, uploads: Sequence[Upload]
+    ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
+        documents = []
+        for upload in uploads:
+            try:
+                text = upload.data.decode()
+            except UnicodeDecodeError:
+                raise UnsupportedMediaType("Unsupported file type") from None
+            documents.append(Document(upload.label, text, f"/media/{upload.label}"))
+        return (), tuple(documents)
