@@ -1,0 +1,171 @@
+"""The ``nanobot`` command line, parsed into plain values.
+
+    nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
+    nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+
+:func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
+with one line, so the console entry point reports every start-up problem the same way.
+Only ``--help`` prints and exits, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal, NoReturn, TypeVar
+
+import attrs
+
+from nanobot_api.domain.errors import NanobotError
+
+_T = TypeVar("_T")
+
+SessionsAction = Literal["list", "show", "clear"]
+OutboxAction = Literal["list", "retry", "drop"]
+OutboxStatus = Literal["queued", "pending", "failed", "delivered"]
+
+
+class UsageError(NanobotError):
+    """Raised when the command line is malformed; the message is a single line."""
+
+
+@attrs.frozen
+class ServeCommand:
+    """``nanobot serve``; None leaves the config file's (or the default) value."""
+
+    config: Path | None = None
+    workspace: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    timeout: float | None = None
+    verbose: bool = False
+
+
+@attrs.frozen
+class SessionsCommand:
+    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``."""
+
+    action: SessionsAction
+    key: str | None = None
+    config: Path | None = None
+    workspace: Path | None = None
+
+
+@attrs.frozen
+class OutboxCommand:
+    """``nanobot outbox``; ``status`` filters ``list``; ``event_id`` is for ``retry``, ``drop``."""
+
+    action: OutboxAction
+    status: OutboxStatus | None = None
+    event_id: str | None = None
+    config: Path | None = None
+    workspace: Path | None = None
+
+
+Command = ServeCommand | SessionsCommand | OutboxCommand
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print usage and exit(2); the entry point owns output and exit codes.
+        raise UsageError(f"{self.prog}: {' '.join(message.split())}")
+
+
+def _checked(
+    flag: str, convert: Callable[[str], _T], ok: Callable[[_T], bool], expected: str
+) -> Callable[[str], _T]:
+    def parse(text: str) -> _T:
+        # UsageError rather than ValueError: argparse would reword the latter as
+        # "invalid int value" and lose what was expected.
+        problem = UsageError(f"{flag}: expected {expected}, got {json.dumps(text)}", param=flag)
+        try:
+            value = convert(text)
+        except ValueError:
+            raise problem from None
+        if not ok(value):
+            raise problem
+        return value
+
+    return parse
+
+
+_port = _checked("--port", int, lambda v: 1 <= v <= 65535, "an integer 1-65535")
+_timeout = _checked("--timeout", float, lambda v: 0 < v < math.inf, "a number > 0")
+
+
+def _add_locations(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given at both `nanobot sessions -c X list` and `... list -c X`, the inner
+    # parser must not reset what the outer one read.
+    parser.add_argument(
+        "-c", "--config", type=Path, default=argparse.SUPPRESS, help="config.json to read"
+    )
+    parser.add_argument(
+        "-w", "--workspace", type=Path, default=argparse.SUPPRESS, help="where state lives"
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nanobot", description="An OpenAI-compatible API for nanobot.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
+    serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    _add_locations(serve)
+
+    sessions = commands.add_parser("sessions", help="inspect or clear conversations")
+    _add_locations(sessions)
+    session_actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(session_actions.add_parser("list", help="list session keys"))
+    for action, text in (("show", "print a session's history"), ("clear", "forget a session")):
+        sub = session_actions.add_parser(action, help=text)
+        sub.add_argument("key", metavar="KEY")
+        _add_locations(sub)
+
+    outbox = commands.add_parser("outbox", help="inspect the outbox of undelivered messages")
+    _add_locations(outbox)
+    outbox_actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = outbox_actions.add_parser("list", help="list queued events")
+    listing.add_argument("--status", choices=["queued", "pending", "failed", "delivered"])
+    _add_locations(listing)
+    for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
+        sub = outbox_actions.add_parser(action, help=text)
+        sub.add_argument("event_id", metavar="ID")
+        _add_locations(sub)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> Command:
+    """The command ``argv`` (without the program name) asks for.
+
+    Raises UsageError (one line) on any mistake; ``--help`` prints and raises SystemExit(0).
+    """
+    ns = _build_parser().parse_args(list(argv))
+    config: Path | None = getattr(ns, "config", None)
+    workspace: Path | None = getattr(ns, "workspace", None)
+    if ns.command == "serve":
+        return ServeCommand(
+            config=config,
+            workspace=workspace,
+            host=ns.host,
+            port=ns.port,
+            timeout=ns.timeout,
+            verbose=ns.verbose,
+        )
+    if ns.command == "sessions":
+        return SessionsCommand(
+            action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
+        )
+    return OutboxCommand(
+        action=ns.action,
+        status=getattr(ns, "status", None),
+        event_id=getattr(ns, "event_id", None),
+        config=config,
+        workspace=workspace,
+    )
