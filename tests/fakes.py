@@ -22,6 +22,7 @@ class GatedAgent:
         self.running: list[str] = []
         self.started: dict[str, anyio.Event] = {}
         self.gates: dict[str, anyio.Event] = {}
+        self.ended: dict[str, anyio.Event] = {}
         self.seen: list[Turn] = []
         self.max_overlap_per_session: dict[str, int] = {}
 
@@ -34,6 +35,10 @@ class GatedAgent:
 
     def started_event(self, text: str) -> anyio.Event:
         return self.started.setdefault(text, anyio.Event())
+
+    def ended_event(self, text: str) -> anyio.Event:
+        """Set when the turn stops running, whether it finished, failed or was cancelled."""
+        return self.ended.setdefault(text, anyio.Event())
 
     async def respond(self, turn: Turn, reply: Reply) -> None:
         self.seen.append(turn)
@@ -48,6 +53,7 @@ class GatedAgent:
             reply.add_usage(Usage(1, 2))
         finally:
             self.running.remove(turn.text)
+            self.ended_event(turn.text).set()
 
 
 class FailingAgent:

@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Final
 
 import anyio
@@ -17,7 +17,6 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.errors import status_of
-from nanobot_api.adapters.http.multipart import read_multipart
 from nanobot_api.adapters.http.streaming import TurnRunner, failure_body, stream_turn
 from nanobot_api.adapters.http.wire import (
     completion_json,
@@ -71,7 +70,7 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     runner = TurnRunner()
 
     @app.while_serving
-    async def _serve_turns() -> AsyncIterator[None]:
+    async def _serve_turns() -> AsyncGenerator[None, None]:
         async with anyio.create_task_group() as group:
             runner.attach(group)
             yield
@@ -182,6 +181,8 @@ async def _read_chat_request(limits: UploadLimits) -> ChatRequest:
         boundary = options.get("boundary")
         if not boundary:
             raise InvalidRequest("multipart/form-data needs a boundary")
+        from nanobot_api.adapters.http.multipart import read_multipart
+
         form = await read_multipart(request.body, boundary.encode("latin-1"), limits)
         return parse_form(form.fields, form.uploads)
     raw = await request.get_data(as_text=False)
