@@ -7,11 +7,13 @@ cancellation exception and must be let through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from nanobot_api.domain.attachments import Document, Image, Upload
+from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
+from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
@@ -80,6 +82,34 @@ class Attachments(Protocol):
         UnsupportedMediaType or InvalidRequest naming the first file refused."""
 
 
+class DocumentReader(Protocol):
+    """Gets the text out of a document (PDF, Word, Excel, PowerPoint)."""
+
+    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
+        """The document's text, keeping the structure a reader needs (page, sheet and
+        slide headings; table rows as tab-separated cells). Runs off the event loop and
+        within bounded time and memory: over a bound the text is cut short and marked
+        ``truncated``, or the file is refused.
+
+        Raises PayloadTooLarge (a zip bomb, too many archive members), InvalidRequest
+        (a corrupt, encrypted or unreadable file, naming ``name`` and why) or
+        UnsupportedMediaType (a kind this reader does not read).
+        """
+
+
+class MediaStore(Protocol):
+    """Keeps a copy of every accepted file."""
+
+    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
+        """Stores ``data`` and returns the path of the copy.
+
+        The copy gets a fresh, unguessable name with ``kind``'s extension; the client's
+        ``original_name`` is kept only as metadata, never as part of a path. The copy is
+        complete when this returns, or absent: it never exists half written. A disk that
+        refuses the write raises OSError (a server fault, not the client's).
+        """
+
+
 class ChatTurns(Protocol):
     """The chat use case as the HTTP adapter sees it."""
 
@@ -96,3 +126,32 @@ class ChatTurns(Protocol):
         Raises TurnTimedOut or the agent's error. A turn that fails or is cancelled
         commits nothing to history.
         """
+
+
+class ChatModel(Protocol):
+    """A chat-completion model behind some provider."""
+
+    async def complete(
+        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
+    ) -> ModelResponse:
+        """Asks the model once; awaits ``on_delta`` with each piece of answer text as it
+        arrives, then returns the whole assistant message (text and tool calls) and the
+        tokens the provider reported for this call.
+
+        Raises UpstreamFailed when the provider refuses, fails, times out or breaks off
+        (the message names the upstream status, never a credential). Transient refusals
+        (429, 5xx) are retried only while the caller's deadline leaves time for it.
+        """
+
+
+class Tool(Protocol):
+    """Something the model may call during a turn."""
+
+    @property
+    def spec(self) -> ToolSpec:
+        """Its name, its description and the JSON schema of its arguments."""
+
+    async def call(self, arguments: JsonObject, context: ToolContext) -> str:
+        """Does the work with arguments already checked against ``spec.parameters``;
+        returns the text the model reads as the result. A refusal the model should
+        see is returned as text (or raised as a NanobotError, whose message it sees)."""

@@ -1,0 +1,112 @@
+"""The agent most users run: a chat model, the session's history, and a tool loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nanobot_api.app.tools import ToolBox
+from nanobot_api.domain.conversation import History, Message
+from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolContext, UserContent
+from nanobot_api.domain.ports import ChatModel, Reply, Tool
+from nanobot_api.domain.turns import Turn
+
+# Between the texts of two model calls of one turn, so they do not run together.
+_CALL_SEPARATOR = "\n\n"
+
+
+def iteration_limit_text(limit: int) -> str:
+    """What the caller reads when the model still wants tools after ``limit`` rounds."""
+    return (
+        f"I stopped after {limit} rounds of tool calls without reaching a final answer. "
+        "Please try again, or break the task into smaller steps."
+    )
+
+
+class LlmAgent:
+    """Answers each turn with a chat model, offering it tools.
+
+    One turn is: [system prompt] + the session's history + the new user message (its
+    images as image parts, its documents as text parts headed by their names) sent to
+    the model; each tool call in the answer is run and its result fed back; repeated
+    until the model answers without tools, or ``max_tool_iterations`` rounds of tool
+    calls have run, which ends the turn with ``iteration_limit_text``.
+
+    Text is streamed to the reply as the model produces it; every message of the turn
+    after the user's (tool calls, tool results, the answer) is given to
+    ``reply.remember``, and each model call's usage to ``reply.add_usage``. The agent
+    keeps no state between turns: history lives in the session store.
+    """
+
+    def __init__(
+        self,
+        model: ChatModel,
+        model_id: str,
+        tools: Sequence[Tool] = (),
+        system_prompt: str | None = None,
+        max_tool_iterations: int = 8,
+    ) -> None:
+        if max_tool_iterations < 0:
+            raise ValueError("max_tool_iterations must be 0 or more")
+        self._model = model
+        self._model_id = model_id
+        self._tools = ToolBox(tools)
+        self._system_prompt = system_prompt
+        self._max_tool_iterations = max_tool_iterations
+
+    @property
+    def model(self) -> str:
+        return self._model_id
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        messages = self.prompt(turn)
+        context = ToolContext(turn.session, reply)
+        # With no rounds allowed the model is not told about tools at all.
+        specs = self._tools.specs if self._max_tool_iterations else ()
+        sent_any = False
+        rounds = 0
+        while True:
+            first_delta = True
+
+            async def on_delta(text: str) -> None:
+                nonlocal first_delta, sent_any
+                if first_delta and sent_any:
+                    text = _CALL_SEPARATOR + text
+                first_delta = False
+                sent_any = True
+                await reply.send(text)
+
+            response = await self._model.complete(ModelRequest(tuple(messages), specs), on_delta)
+            reply.add_usage(response.usage)
+            answer = response.message
+            if not answer.tool_calls:
+                if answer.content:
+                    reply.remember(answer)
+                # An empty answer is left out: the chat use case records the text the
+                # caller was actually sent (its fallback) in its place.
+                return
+            reply.remember(answer)
+            messages.append(answer)
+            for call in answer.tool_calls:
+                result = Message.tool_result(call.id, await self._tools.run(call, context))
+                reply.remember(result)
+                messages.append(result)
+            rounds += 1
+            if rounds >= self._max_tool_iterations:
+                text = iteration_limit_text(rounds)
+                await reply.send(_CALL_SEPARATOR + text if sent_any else text)
+                reply.remember(Message.assistant(text))
+                return
+
+    def prompt(self, turn: Turn) -> list[ModelMessage]:
+        """What the first model call of ``turn`` is sent."""
+        messages: list[ModelMessage] = []
+        if self._system_prompt:
+            messages.append(Message("system", self._system_prompt))
+        messages += flatten(turn.history)
+        messages.append(UserContent.of_turn(turn.text, turn.images, turn.documents))
+        return messages
+
+
+def flatten(history: History) -> list[Message]:
+    """The messages of every turn, oldest first."""
+    return [message for record in history for message in record.messages]
