@@ -196,7 +196,10 @@ class _WrittenKeys(str):
 
 
 def _show(value: object, limit: int = 60) -> str:
-    text = json.dumps(value, default=repr)
+    try:
+        text = json.dumps(value, default=repr)
+    except ValueError:  # an int past Python's 4300-digit str() limit
+        text = "a huge number"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -267,7 +270,10 @@ def _exact_hook(kind: type[Any], expected: str) -> Hook:
 def _number(value: object, _: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _Expected("a number", value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise _Expected("a number", value) from None
 
 
 def _is_collection(cl: Any) -> bool:
