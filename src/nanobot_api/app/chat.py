@@ -8,7 +8,7 @@ from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import TurnTimedOut
-from nanobot_api.domain.ports import Agent, Attachments, Reply, SessionStore
+from nanobot_api.domain.ports import Agent, Attachments, PlainCompletion, Reply, SessionStore
 from nanobot_api.domain.turns import (
     EMPTY_REPLY_FALLBACK,
     ChatRequest,
@@ -45,30 +45,73 @@ class ChatService:
     async def prepare(self, request: ChatRequest) -> PreparedTurn:
         check_model(request.model, self.model)
         images, documents = await self._attachments.accept(request.uploads)
-        return PreparedTurn(request.session, request.text, images, documents)
+        return PreparedTurn(
+            request.session,
+            request.text,
+            images,
+            documents,
+            user_turns=request.user_turns,
+            task=request.task,
+            conversation=request.conversation,
+        )
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         recorder = _TurnRecorder(reply)
         try:
             # The budget covers the wait for the session too: a client sees one deadline.
             with anyio.fail_after(self._timeout_s):
-                async with self._locks.hold(turn.session):
-                    history = await self._store.history(turn.session, self._max_history_messages)
-                    await self._agent.respond(Turn.from_prepared(turn, history), recorder)
-                    if not recorder.text:
-                        await recorder.send(EMPTY_REPLY_FALLBACK)
-                    # Once the answer is complete it is kept, even if the deadline
-                    # or a disconnect lands while the store is writing.
-                    with anyio.CancelScope(shield=True):
-                        await self._store.commit(turn.session, recorder.record(turn))
+                if turn.task is not None:
+                    await self._answer_auxiliary(turn, recorder)
+                else:
+                    async with self._locks.hold(turn.session):
+                        await self._run_turn(turn, recorder)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
         return TurnResult(recorder.text, recorder.usage)
+
+    async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
+        record_user = user_message(turn)
+        redo = await self._is_regenerate(turn, record_user)
+        history = await self._store.history(turn.session, self._max_history_messages)
+        if redo and history:
+            history = history[:-1]
+        await self._agent.respond(Turn.from_prepared(turn, history), recorder)
+        if not recorder.text:
+            await recorder.send(EMPTY_REPLY_FALLBACK)
+        # Once the answer is complete it is kept, even if the deadline
+        # or a disconnect lands while the store is writing.
+        with anyio.CancelScope(shield=True):
+            record = recorder.record(record_user)
+            await self._store.commit(turn.session, record, replace_last=redo)
+
+    async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
+        """A front end resending its conversation up to the latest turn asks to redo it."""
+        if turn.user_turns is None:
+            return False
+        count, last = await self._store.last_turn(turn.session)
+        return (
+            last is not None
+            and count == turn.user_turns
+            and last.messages[0].content == user.content
+        )
+
+    async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
+        """One plain answer to the request's own messages; no session is read or written."""
+        if isinstance(self._agent, PlainCompletion):
+            await self._agent.complete(turn.conversation, recorder)
+        else:
+            await self._agent.respond(Turn(turn.session, turn.text), recorder)
 
     @property
     def busy_sessions(self) -> int:
         """Sessions with a turn running or waiting (for diagnostics and tests)."""
         return len(self._locks)
+
+
+def user_message(turn: PreparedTurn) -> Message:
+    """The user message history keeps for a turn: its text and a note of its files."""
+    note = attachment_note(turn.images, turn.documents)
+    return Message.user(f"{turn.text}\n{note}" if note else turn.text)
 
 
 def attachment_note(images: tuple[Image, ...], documents: tuple[Document, ...]) -> str:
@@ -103,9 +146,7 @@ class _TurnRecorder:
     def remember(self, message: Message) -> None:
         self._messages.append(message)
 
-    def record(self, turn: PreparedTurn) -> TurnRecord:
-        note = attachment_note(turn.images, turn.documents)
-        user = Message.user(f"{turn.text}\n{note}" if note else turn.text)
+    def record(self, user: Message) -> TurnRecord:
         agent_part = self._messages or [Message.assistant(self.text)]
         if self._messages and self.text and not _ends_with_answer(self._messages):
             # The fallback text (or text the agent did not remember) must be in history

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from nanobot_api.domain.conversation import Usage
+from collections.abc import Sequence
+
+from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import Turn
 
 ECHO_MODEL = "nanobot-echo"
@@ -26,3 +29,8 @@ class EchoAgent:
         for index, word in enumerate(words):
             await reply.send(word if index == 0 else f" {word}")
         reply.add_usage(Usage(prompt_tokens=len(turn.text.split()), completion_tokens=len(words)))
+
+    async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
+        """Echoes the last user message of an auxiliary request."""
+        text = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
+        await self.respond(Turn(SessionKey("api", "auxiliary"), text), reply)

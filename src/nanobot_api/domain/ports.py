@@ -8,7 +8,7 @@ cancellation exception and must be let through.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
@@ -51,6 +51,14 @@ class Agent(Protocol):
         """Writes the answer to ``reply``; raises UpstreamFailed if its model failed."""
 
 
+@runtime_checkable
+class PlainCompletion(Protocol):
+    """An agent that can also answer a conversation as one plain model call."""
+
+    async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
+        """Answers exactly ``messages``: no system prompt, no history, no tools."""
+
+
 class SessionStore(Protocol):
     """Durable per-session history."""
 
@@ -61,9 +69,17 @@ class SessionStore(Protocol):
         many messages.
         """
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
-        """Appends a turn. Durable on return: a restart, even after kill -9, still sees it;
-        all of its messages or none are ever seen."""
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+    ) -> None:
+        """Appends a turn, or with ``replace_last`` puts it in place of the latest one.
+
+        Durable on return: a restart, even after kill -9, still sees it; all of its
+        messages or none are ever seen.
+        """
+
+    async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
+        """How many turns the session holds, and the latest of them (None if none)."""
 
     async def clear(self, key: SessionKey) -> int:
         """Forgets a session; returns how many turns it held."""

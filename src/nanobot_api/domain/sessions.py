@@ -46,3 +46,45 @@ def api_session(session_id: object, param: str = "session_id") -> SessionKey:
     if session_id is None:
         return SessionKey(API_CHANNEL, DEFAULT_SESSION_ID)
     return SessionKey(API_CHANNEL, validate_session_id(session_id, param))
+
+
+SESSION_HEADER = "X-Session-Id"
+CHAT_ID_HEADERS = ("X-OpenWebUI-Chat-Id", "X-Chat-Id")
+
+
+@attrs.frozen
+class SessionHeaders:
+    """The request headers that may name a session, as sent (None when absent)."""
+
+    session_id: str | None = None
+    openwebui_chat_id: str | None = None
+    chat_id: str | None = None
+
+    def named(self) -> tuple[str, str] | None:
+        """The first header present, as (header name, value), in precedence order."""
+        names = (SESSION_HEADER, *CHAT_ID_HEADERS)
+        values = (self.session_id, self.openwebui_chat_id, self.chat_id)
+        for name, value in zip(names, values, strict=True):
+            if value is not None:
+                return name, value
+        return None
+
+
+def requested_session(body_id: object, headers: SessionHeaders) -> SessionKey | None:
+    """The API session a request names by body field or header; None if it names none.
+
+    The body field wins over the chat-id headers; a body field and an ``X-Session-Id``
+    that disagree are refused, since either could be the caller's intent.
+    """
+    if body_id is not None:
+        key = api_session(body_id)
+        if headers.session_id is not None and headers.session_id != key.session_id:
+            raise InvalidRequest(
+                f"session_id in the body and the {SESSION_HEADER} header differ", "session_id"
+            )
+        return key
+    named = headers.named()
+    if named is None:
+        return None
+    name, value = named
+    return api_session(value, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from nanobot_api.domain.attachments import Document, Image, Upload
-from nanobot_api.domain.conversation import History, Usage
+from nanobot_api.domain.conversation import History, Message, Usage
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.sessions import SessionKey
 
@@ -18,7 +18,13 @@ DEFAULT_UPLOAD_PROMPT = "Please analyze the uploaded file(s)."
 
 @attrs.frozen
 class ChatRequest:
-    """What a client asked for, already checked for shape."""
+    """What a client asked for, already checked for shape.
+
+    ``user_turns`` is set when a front end sent its whole conversation: the number of
+    user messages in it, which tells a regenerate from a new turn. ``task`` marks an
+    auxiliary request (a front end's title or tag generation) answered from
+    ``conversation`` alone, outside any session.
+    """
 
     session: SessionKey
     text: str
@@ -26,6 +32,9 @@ class ChatRequest:
     model: str | None = None
     stream: bool = False
     include_usage: bool = False
+    user_turns: int | None = None
+    task: str | None = None
+    conversation: tuple[Message, ...] = ()
 
 
 @attrs.frozen
@@ -36,6 +45,9 @@ class PreparedTurn:
     text: str
     images: tuple[Image, ...] = ()
     documents: tuple[Document, ...] = ()
+    user_turns: int | None = None
+    task: str | None = None
+    conversation: tuple[Message, ...] = ()
 
 
 @attrs.frozen

@@ -38,4 +38,4 @@ async def serve_app(
     else:
         bracketed = f"[{host}]" if host and ":" in host else host
         binds = [f"{bracketed}:{port}"]
-    await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from typing import Final
 
@@ -76,7 +76,7 @@ class TurnRunner:
     def attach(self, group: TaskGroup | None) -> None:
         self._group = group
 
-    def start(self, run: Callable[[], Awaitable[None]]) -> None:
+    def start(self, run: Callable[[], Coroutine[object, object, None]]) -> None:
         if self._group is None:
             raise RuntimeError("the app is not serving: use `async with app.test_app()`")
         self._group.start_soon(run)

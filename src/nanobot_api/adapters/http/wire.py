@@ -7,7 +7,7 @@ type of every field we read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -15,9 +15,9 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
-from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import InvalidRequest
-from nanobot_api.domain.sessions import api_session
+from nanobot_api.domain.sessions import SessionHeaders, api_session, requested_session
 from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT, ChatRequest
 
 _T = TypeVar("_T")
@@ -59,6 +59,14 @@ _TAGGED: Final = frozenset(_PART_TAGS.values())
 class UserMessage:
     role: str
     content: str | list[ContentPart]
+
+
+@attrs.frozen
+class PlainMessage:
+    """A message of an auxiliary request, read for its text only."""
+
+    role: str
+    content: str | list[ContentPart] | None = None
 
 
 @attrs.frozen
@@ -126,6 +134,11 @@ def make_wire_converter() -> cattrs.Converter:
         return converter.structure(value, list[ContentPart])
 
     converter.register_structure_hook(str | list[ContentPart], structure_content)
+
+    def structure_optional_content(value: object, _: type) -> str | list[ContentPart] | None:
+        return None if value is None else structure_content(value, _)
+
+    converter.register_structure_hook(str | list[ContentPart] | None, structure_optional_content)
     return converter
 
 
@@ -169,41 +182,95 @@ def _describe(param: str, leaf: BaseException) -> str:
     return f"{param} is invalid"
 
 
-def parse_chat_json(body: object, limits: UploadLimits) -> ChatRequest:
-    """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it."""
+HistoryMode = Literal["reject", "latest"]
+NAME_A_SESSION: Final = (
+    "A conversation of several messages needs a session: send session_id in the body "
+    "or an X-Session-Id header (Open WebUI: set ENABLE_FORWARD_USER_INFO_HEADERS=true, "
+    "or add the connection header X-Session-Id: {{CHAT_ID}})"
+)
+LAST_MESSAGE_USER: Final = "The last message must be a user message"
+
+
+def parse_chat_json(
+    body: object,
+    limits: UploadLimits,
+    *,
+    history: HistoryMode = "reject",
+    headers: SessionHeaders | None = None,
+    task: str | None = None,
+) -> ChatRequest:
+    """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
+
+    ``history="latest"`` accepts a whole conversation whose last message is the turn;
+    ``task`` (a front end's auxiliary request) accepts any plain conversation.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
     messages = body.get("messages")
-    if (
-        not isinstance(messages, list)
-        or len(messages) != 1
-        or not isinstance(messages[0], dict)
-        or messages[0].get("role") != "user"
-    ):
-        raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
     fields = _structure(body, ChatBody, "")
-    message = _structure(messages[0], UserMessage, "messages[0]")
-    text, uploads = _content(message.content, limits)
+    named = requested_session(fields.session_id, headers or SessionHeaders())
     options = fields.stream_options
-    return ChatRequest(
-        session=api_session(fields.session_id),
-        text=text,
-        uploads=uploads,
+    request = ChatRequest(
+        session=named or api_session(None),
+        text="",
         model=fields.model,
         stream=bool(fields.stream),
         include_usage=bool(options and options.include_usage),
     )
+    if task is not None:
+        conversation = _plain_conversation(messages)
+        text = next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
+        return attrs.evolve(request, text=text, task=task, conversation=conversation)
+    index, user_turns = _turn_message(messages, history, named is not None)
+    assert isinstance(messages, list)  # checked by _turn_message
+    message = _structure(messages[index], UserMessage, f"messages[{index}]")
+    text, uploads = _content(message.content, limits, f"messages[{index}]")
+    return attrs.evolve(request, text=text, uploads=uploads, user_turns=user_turns)
+
+
+def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[int, int | None]:
+    """Where the turn's user message is, and how many user messages the request holds."""
+    if history == "reject":
+        if not isinstance(messages, list) or len(messages) != 1 or not _is_user(messages[0]):
+            raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
+        return 0, None
+    if not isinstance(messages, list) or not messages or not _is_user(messages[-1]):
+        raise InvalidRequest(LAST_MESSAGE_USER, "messages")
+    if len(messages) > 1 and not named:
+        raise InvalidRequest(NAME_A_SESSION, "session_id")
+    return len(messages) - 1, sum(1 for m in messages if _is_user(m))
+
+
+def _is_user(message: object) -> bool:
+    return isinstance(message, dict) and message.get("role") == "user"
+
+
+def _plain_conversation(messages: object) -> tuple[Message, ...]:
+    """An auxiliary request's messages as plain text; attachments are not read."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty list", "messages")
+    conversation = []
+    for index, raw in enumerate(messages):
+        message = _structure(raw, PlainMessage, f"messages[{index}]")
+        if message.role not in ("system", "user", "assistant"):
+            param = f"messages[{index}].role"
+            raise InvalidRequest(f"{param} must be system, user or assistant", param)
+        content = message.content
+        if isinstance(content, list):
+            content = "\n".join(part.text for part in content if isinstance(part, TextPart))
+        conversation.append(Message(message.role, content or ""))  # type: ignore[arg-type]
+    return tuple(conversation)
 
 
 def _content(
-    content: str | list[ContentPart], limits: UploadLimits
+    content: str | list[ContentPart], limits: UploadLimits, where: str
 ) -> tuple[str, tuple[Upload, ...]]:
     if isinstance(content, str):
         return content, ()
     texts: list[str] = []
     uploads: list[Upload] = []
     for index, part in enumerate(content):
-        param = f"messages[0].content[{index}]"
+        param = f"{where}.content[{index}]"
         match part:
             case TextPart(text=text):
                 texts.append(text)
@@ -224,7 +291,11 @@ def _content(
     return (text or DEFAULT_UPLOAD_PROMPT if uploads else text), tuple(uploads)
 
 
-def parse_form(fields: Mapping[str, str], uploads: tuple[Upload, ...]) -> ChatRequest:
+def parse_form(
+    fields: Mapping[str, str],
+    uploads: tuple[Upload, ...],
+    headers: SessionHeaders | None = None,
+) -> ChatRequest:
     """A multipart/form-data chat request (fields and files already read) as a ChatRequest."""
     stream = fields.get("stream", "false").strip().lower()
     if stream not in _FORM_BOOLEANS:
@@ -233,7 +304,8 @@ def parse_form(fields: Mapping[str, str], uploads: tuple[Upload, ...]) -> ChatRe
     if not text.strip() and uploads:
         text = DEFAULT_UPLOAD_PROMPT
     return ChatRequest(
-        session=api_session(fields.get("session_id") or None),
+        session=requested_session(fields.get("session_id"), headers or SessionHeaders())
+        or api_session(None),
         text=text,
         uploads=uploads,
         model=fields.get("model") or None,

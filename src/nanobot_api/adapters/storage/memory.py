@@ -16,8 +16,18 @@ class InMemorySessionStore:
         turns = tuple(self._turns.get(key, ()))
         return turns if max_messages is None else bounded_history(turns, max_messages)
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
-        self._turns.setdefault(key, []).append(record)
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+    ) -> None:
+        turns = self._turns.setdefault(key, [])
+        if replace_last and turns:
+            turns[-1] = record
+        else:
+            turns.append(record)
+
+    async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
+        turns = self._turns.get(key, [])
+        return len(turns), (turns[-1] if turns else None)
 
     async def clear(self, key: SessionKey) -> int:
         return len(self._turns.pop(key, ()))
