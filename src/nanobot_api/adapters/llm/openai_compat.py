@@ -55,8 +55,10 @@ class _Retry(Exception):
 class OpenAICompatChatModel:
     """A ChatModel that POSTs to ``<api_base>/chat/completions`` and streams the answer.
 
-    ``session`` is owned by the caller (the composition root opens and closes it) and
-    shared by every turn, so connections are pooled. ``read_timeout_s`` bounds the
+    Every turn shares one ``aiohttp.ClientSession``, so connections are pooled. Given a
+    ``session``, the caller owns it (opens and closes it); given None, the model opens
+    its own on first use (inside the running event loop, as aiohttp requires) and
+    ``await model.close()`` closes it. ``read_timeout_s`` bounds the
     silence between two pieces of an answer, not the whole answer; the whole is bounded
     by the caller's deadline (``anyio.fail_after`` around the turn), which also bounds
     retries of 429 and 5xx answers.
@@ -64,7 +66,7 @@ class OpenAICompatChatModel:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         api_base: str,
         api_key: str | None,
         model: str,
@@ -78,6 +80,7 @@ class OpenAICompatChatModel:
         retry_max_s: float = 30.0,
     ) -> None:
         self._session = session
+        self._owns_session = session is None
         self._url = api_base.rstrip("/") + "/chat/completions"
         self._secret = api_key or ""
         self._model = model
@@ -101,6 +104,22 @@ class OpenAICompatChatModel:
     def model(self) -> str:
         """The upstream model id sent in every request."""
         return self._model
+
+    async def close(self) -> None:
+        """Closes the client session if the model opened it; idempotent."""
+        session, self._session = self._session, None
+        if self._owns_session and session is not None:
+            await session.close()
+        elif not self._owns_session:
+            self._session = session
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # A pool wide enough for the concurrency one server process sees; DNS cached
+            # so a hot path does not resolve the provider's name per turn.
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
 
     def __repr__(self) -> str:
         # Never the headers: they hold the key.
@@ -141,7 +160,7 @@ class OpenAICompatChatModel:
             await on_delta(text)
 
         try:
-            async with self._session.post(
+            async with self._client().post(
                 self._url, data=body, headers=self._headers, timeout=self._timeout
             ) as resp:
                 if resp.status != 200:

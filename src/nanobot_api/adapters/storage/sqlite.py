@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
 
+import anyio
 import anyio.to_thread
 
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
@@ -47,43 +48,44 @@ Synchronous = Literal["FULL", "NORMAL"]
 class SqliteSessionStore:
     """A SessionStore in a SQLite file, in WAL mode.
 
-    Build it with ``store = await SqliteSessionStore.open(path)`` (the file and its
-    schema are created if missing) and release it with ``await store.close()``; or use
-    ``async with await SqliteSessionStore.open(path) as store``. Blocking calls run in a
+    ``SqliteSessionStore(path)`` only remembers where; the file (and its folder and
+    schema) is opened on ``await store.open()`` or, failing that, on first use, so a
+    synchronous composition root can build it. ``await store.close()`` releases it;
+    ``async with SqliteSessionStore(path) as store`` does both. Blocking calls run in a
     worker thread; one connection serves them in turn behind a lock.
+
+    ``synchronous="FULL"`` (the default) makes each commit survive a power loss as well
+    as a crash of the process. ``"NORMAL"`` still survives ``kill -9`` (in WAL mode a
+    committed transaction is in the OS's page cache, which outlives the process) but may
+    lose the last turns if the machine itself goes down.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        """Use ``open``; this takes a connection already set up by it."""
-        self._conn = connection
+    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self._path = path
+        self._synchronous: Synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock = anyio.Lock()
         self._lock = threading.Lock()
         self._closed = False
-
-    @classmethod
-    async def open(cls, path: Path, *, synchronous: Synchronous = "FULL") -> SqliteSessionStore:
-        """Opens (creating if needed) the store at ``path``.
-
-        ``synchronous="FULL"`` (the default) makes each commit survive a power loss as
-        well as a crash of the process. ``"NORMAL"`` still survives ``kill -9`` (in WAL
-        mode a committed transaction is in the OS's page cache, which outlives the
-        process) but may lose the last turns if the machine itself goes down.
-        """
-        conn = await anyio.to_thread.run_sync(_connect, path, synchronous)
-        return cls(conn, path)
 
     @property
     def path(self) -> Path:
         return self._path
 
+    async def open(self) -> SqliteSessionStore:
+        """Opens the file now (creating it if needed) and returns the store. Idempotent."""
+        await self._connection()
+        return self
+
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            await anyio.to_thread.run_sync(self._locked, self._conn.close)
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(self._locked, conn.close)
 
     async def __aenter__(self) -> SqliteSessionStore:
-        return self
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -98,10 +100,16 @@ class SqliteSessionStore:
         turns holding at most that many messages (read newest first, so only those)."""
         return await self._run(self._history, str(key), max_messages)
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
-        """Appends the turn in one transaction; durable once this returns."""
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+    ) -> None:
+        """Appends the turn (or replaces the latest) in one transaction; durable on return."""
         payload = json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
-        await self._run(self._commit, str(key), len(record.messages), payload)
+        await self._run(self._commit, str(key), len(record.messages), payload, replace_last)
+
+    async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
+        """How many turns the session holds, and the latest (None if none)."""
+        return await self._run(self._last_turn, str(key))
 
     async def clear(self, key: SessionKey) -> int:
         """Deletes every turn of the session; returns how many there were."""
@@ -114,10 +122,20 @@ class SqliteSessionStore:
 
     # --- in the worker thread ---------------------------------------------------------
 
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
+    async def _connection(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("SqliteSessionStore is closed")
-        return await anyio.to_thread.run_sync(self._locked, func, *args)
+        if self._conn is None:
+            async with self._open_lock:
+                if self._conn is None:
+                    self._conn = await anyio.to_thread.run_sync(
+                        _connect, self._path, self._synchronous
+                    )
+        return self._conn
+
+    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
+        conn = await self._connection()
+        return await anyio.to_thread.run_sync(self._locked, func, conn, *args)
 
     def _locked(self, func: Callable[..., _T], *args: object) -> _T:
         # sqlite3 connections may cross threads (check_same_thread=False) but must not
@@ -125,15 +143,16 @@ class SqliteSessionStore:
         with self._lock:
             return func(*args)
 
-    def _history(self, key: str, max_messages: int | None) -> History:
+    @staticmethod
+    def _history(conn: sqlite3.Connection, key: str, max_messages: int | None) -> History:
         if max_messages is None:
-            cursor = self._conn.execute(
+            cursor = conn.execute(
                 "SELECT messages FROM turns WHERE session_key = ? ORDER BY turn_no", (key,)
             )
             return tuple(_record(row[0]) for row in cursor)
         kept: list[TurnRecord] = []
         count = 0
-        cursor = self._conn.execute(
+        cursor = conn.execute(
             "SELECT n_messages, messages FROM turns WHERE session_key = ? ORDER BY turn_no DESC",
             (key,),
         )
@@ -145,22 +164,38 @@ class SqliteSessionStore:
         cursor.close()
         return tuple(reversed(kept))
 
-    def _commit(self, key: str, n_messages: int, payload: str) -> None:
+    @staticmethod
+    def _commit(
+        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, replace_last: bool
+    ) -> None:
         # One statement in autocommit mode is one transaction: the whole turn or
-        # nothing. The next turn number comes from the primary key's index inside that
-        # statement, so two writers could never take the same number.
-        self._conn.execute(
-            "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at) "
-            "SELECT ?1, COALESCE(MAX(turn_no), 0) + 1, ?2, ?3, ?4 FROM turns "
-            "WHERE session_key = ?1",
+        # nothing. The turn number comes from the primary key's index inside that
+        # statement, so two writers could never take the same one. Numbers run 1..n
+        # without gaps (turns are only ever removed a whole session at a time), so the
+        # highest number is also the count; replacing reuses it (or 1 for no turns).
+        next_no = "COALESCE(MAX(turn_no), 1)" if replace_last else "COALESCE(MAX(turn_no), 0) + 1"
+        conn.execute(
+            "INSERT OR REPLACE INTO turns (session_key, turn_no, n_messages, messages, "
+            f"created_at) SELECT ?1, {next_no}, ?2, ?3, ?4 FROM turns WHERE session_key = ?1",
             (key, n_messages, payload, time.time()),
         )
 
-    def _clear(self, key: str) -> int:
-        return self._conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
+    @staticmethod
+    def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
+        row = conn.execute(
+            "SELECT turn_no, messages FROM turns WHERE session_key = ? "
+            "ORDER BY turn_no DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        return (0, None) if row is None else (int(row[0]), _record(row[1]))
 
-    def _sessions(self) -> list[tuple[str, int]]:
-        cursor = self._conn.execute(
+    @staticmethod
+    def _clear(conn: sqlite3.Connection, key: str) -> int:
+        return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
+
+    @staticmethod
+    def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+        cursor = conn.execute(
             "SELECT session_key, COUNT(*) FROM turns GROUP BY session_key ORDER BY session_key"
         )
         return [(str(key), int(count)) for key, count in cursor]

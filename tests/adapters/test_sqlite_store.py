@@ -1,0 +1,301 @@
+"""The SessionStore contract, run against the in-memory fake and the SQLite adapter."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord
+from nanobot_api.domain.ports import SessionStore
+from nanobot_api.domain.sessions import SessionKey
+
+A = SessionKey("api", "a")
+B = SessionKey("api", "b")
+
+
+def turn(text: str, *, tools: int = 0) -> TurnRecord:
+    """A turn of ``2 + 2 * tools`` messages: user, [call, result]*, answer."""
+    messages = [Message.user(text)]
+    for i in range(tools):
+        call = ToolCall(f"call_{i}", "lookup", f'{{"q": "{text}-{i}"}}')
+        messages += [Message.assistant(None, (call,)), Message.tool_result(call.id, f"r{i}")]
+    messages.append(Message.assistant(f"answer to {text}"))
+    return TurnRecord(tuple(messages))
+
+
+@pytest.fixture(name="store", params=["memory", "sqlite"])
+async def _store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    if request.param == "memory":
+        yield InMemorySessionStore()
+        return
+    async with SqliteSessionStore(tmp_path / "sessions.sqlite3") as store:
+        yield store
+
+
+async def test_a_new_session_is_empty(store: SessionStore) -> None:
+    assert await store.history(A) == ()
+    assert await store.sessions() == {}
+
+
+async def test_turns_come_back_in_order_with_every_message(store: SessionStore) -> None:
+    records = [turn("one"), turn("two", tools=2), turn("three ✓ \u2028 \x00")]
+    for record in records:
+        await store.commit(A, record)
+    assert await store.history(A) == tuple(records)
+
+
+async def test_sessions_never_see_each_other(store: SessionStore) -> None:
+    await store.commit(A, turn("for a"))
+    await store.commit(B, turn("for b"))
+    assert [r.user_text for r in await store.history(A)] == ["for a"]
+    assert [r.user_text for r in await store.history(B)] == ["for b"]
+    assert await store.sessions() == {A: 1, B: 1}
+
+
+async def test_keys_that_differ_only_by_channel_are_different_sessions(store: SessionStore) -> None:
+    await store.commit(SessionKey("api", "x"), turn("api"))
+    await store.commit(SessionKey("telegram", "x"), turn("tg"))
+    assert [r.user_text for r in await store.history(SessionKey("api", "x"))] == ["api"]
+
+
+async def test_max_messages_keeps_only_recent_whole_turns(store: SessionStore) -> None:
+    await store.commit(A, turn("old", tools=1))  # 4 messages
+    await store.commit(A, turn("mid", tools=2))  # 6 messages
+    await store.commit(A, turn("new"))  # 2 messages
+    assert [r.user_text for r in await store.history(A, 8)] == ["mid", "new"]
+    assert [r.user_text for r in await store.history(A, 7)] == ["new"]
+    assert [r.user_text for r in await store.history(A, 12)] == ["old", "mid", "new"]
+    assert await store.history(A, 1) == ()
+
+
+async def test_last_turn_counts_and_returns_the_latest(store: SessionStore) -> None:
+    assert await store.last_turn(A) == (0, None)
+    await store.commit(A, turn("1"))
+    await store.commit(A, turn("2", tools=1))
+    await store.commit(B, turn("b"))
+    assert await store.last_turn(A) == (2, turn("2", tools=1))
+
+
+async def test_replace_last_puts_a_turn_in_place_of_the_latest(store: SessionStore) -> None:
+    await store.commit(A, turn("1"), replace_last=True)  # nothing to replace: appended
+    await store.commit(A, turn("2"))
+    await store.commit(A, turn("2 again", tools=1), replace_last=True)
+    assert [r.user_text for r in await store.history(A)] == ["1", "2 again"]
+    assert await store.last_turn(A) == (2, turn("2 again", tools=1))
+    await store.commit(A, turn("3"))
+    assert [r.user_text for r in await store.history(A)] == ["1", "2 again", "3"]
+
+
+async def test_clear_forgets_one_session_and_counts_its_turns(store: SessionStore) -> None:
+    await store.commit(A, turn("1"))
+    await store.commit(A, turn("2"))
+    await store.commit(B, turn("3"))
+    assert await store.clear(A) == 2
+    assert await store.clear(A) == 0
+    assert await store.history(A) == ()
+    assert await store.sessions() == {B: 1}
+    await store.commit(A, turn("again"))
+    assert [r.user_text for r in await store.history(A)] == ["again"]
+
+
+async def test_concurrent_commits_to_many_sessions_all_land(store: SessionStore) -> None:
+    keys = [SessionKey("api", f"s{i}") for i in range(20)]
+    async with anyio.create_task_group() as tg:
+        for key in keys:
+            for n in range(5):
+                tg.start_soon(store.commit, key, turn(f"{key.session_id}-{n}"))
+    sessions = await store.sessions()
+    assert sessions == dict.fromkeys(keys, 5)
+    for key in keys:
+        assert {r.user_text for r in await store.history(key)} == {
+            f"{key.session_id}-{n}" for n in range(5)
+        }
+
+
+# --- SQLite only ----------------------------------------------------------------------
+
+
+async def test_committed_turns_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "sessions.sqlite3"
+    async with SqliteSessionStore(path) as store:
+        await store.commit(A, turn("kept", tools=1))
+    async with SqliteSessionStore(path) as store:
+        assert await store.history(A) == (turn("kept", tools=1),)
+
+
+async def test_the_file_is_in_wal_mode_with_an_index_on_session_and_turn(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    async with SqliteSessionStore(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT messages FROM turns WHERE session_key = ? "
+            "ORDER BY turn_no DESC",
+            ("api:a",),
+        ).fetchall()
+    assert "USING PRIMARY KEY" in str(plan)
+    assert "TEMP B-TREE" not in str(plan)
+
+
+async def test_opens_on_first_use_and_creates_its_folder(tmp_path: Path) -> None:
+    store = SqliteSessionStore(tmp_path / "new" / "sessions.sqlite3")
+    await store.commit(A, turn("lazy"))
+    assert [r.user_text for r in await store.history(A)] == ["lazy"]
+    await store.close()
+    assert store.path.exists()
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = await SqliteSessionStore(tmp_path / "s.sqlite3").open()
+    await store.close()
+    await store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.history(A)
+
+
+_WRITER = """
+import sys, anyio
+from pathlib import Path
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.sessions import SessionKey
+
+async def main():
+    store = SqliteSessionStore(Path(sys.argv[1]))
+    for n in range(100000):
+        key = SessionKey("api", f"s{n % 3}")
+        await store.commit(key, TurnRecord((Message.user(str(n)), Message.assistant("x" * 500))))
+        print(n, flush=True)
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.slow
+async def test_kill_9_never_loses_a_commit_that_returned(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    async with await anyio.open_process(
+        [sys.executable, "-c", _WRITER, str(path)], stderr=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdout is not None
+        seen = b""
+        while seen.count(b"\n") < 200:
+            seen += await proc.stdout.receive()
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    acknowledged = {int(line) for line in seen.split(b"\n")[:-1]}
+    async with SqliteSessionStore(path) as store:
+        stored: set[int] = set()
+        for key in [SessionKey("api", f"s{i}") for i in range(3)]:
+            history = await store.history(key)
+            assert all(len(r.messages) == 2 for r in history)
+            stored |= {int(r.user_text) for r in history}
+    assert acknowledged <= stored
+    assert stored == set(range(len(stored))), "turns land in order, none skipped"
+
+
+# --- stateful: commits, failed turns and restarts across sessions ----------------------
+
+KEYS = [SessionKey("api", "a"), SessionKey("api", "b"), SessionKey("telegram", "a")]
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """A model (dict of lists) against the SQLite file, with restarts between steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[SessionKey, list[TurnRecord]] = {}
+        self.tmp = Path(tempfile.mkdtemp(prefix="nanobot-store-"))
+        self.path = self.tmp / "sessions.sqlite3"
+        self.store = anyio.run(SqliteSessionStore(self.path).open)
+        self.counter = 0
+
+    @rule(key=st.sampled_from(KEYS), tools=st.integers(0, 2))
+    def commit(self, key: SessionKey, tools: int) -> None:
+        self.counter += 1
+        record = turn(f"{key}#{self.counter}", tools=tools)
+        anyio.run(self.store.commit, key, record)
+        self.model.setdefault(key, []).append(record)
+
+    @rule(key=st.sampled_from(KEYS))
+    def regenerate(self, key: SessionKey) -> None:
+        self.counter += 1
+        record = turn(f"{key}#{self.counter} again")
+        anyio.run(partial(self.store.commit, key, record, replace_last=True))
+        turns = self.model.setdefault(key, [])
+        if turns:
+            turns[-1] = record
+        else:
+            turns.append(record)
+        count, last = anyio.run(self.store.last_turn, key)
+        assert (count, last) == (len(turns), record)
+
+    @rule(key=st.sampled_from(KEYS))
+    def failed_turn(self, key: SessionKey) -> None:
+        """A turn that fails never reaches commit: the store must not change."""
+        before = anyio.run(self.store.history, key)
+        assert list(before) == self.model.get(key, [])
+
+    @rule(key=st.sampled_from(KEYS))
+    def cancelled_commit(self, key: SessionKey) -> None:
+        """A commit cancelled before it starts leaves nothing behind."""
+        self.counter += 1
+
+        async def cancelled() -> None:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await self.store.commit(key, turn(f"never {self.counter}"))
+
+        anyio.run(cancelled)
+
+    @rule()
+    def restart(self) -> None:
+        anyio.run(self.store.close)
+        self.store = anyio.run(SqliteSessionStore(self.path).open)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(key=st.sampled_from(KEYS))
+    def clear(self, key: SessionKey) -> None:
+        removed = anyio.run(self.store.clear, key)
+        assert removed == len(self.model.pop(key, []))
+
+    @rule(key=st.sampled_from(KEYS), limit=st.integers(0, 12))
+    def bounded(self, key: SessionKey, limit: int) -> None:
+        got = anyio.run(self.store.history, key, limit)
+        kept = list(got)
+        assert sum(len(r.messages) for r in kept) <= limit
+        expected = self.model.get(key, [])
+        assert kept == expected[len(expected) - len(kept) :]
+        if len(kept) < len(expected):
+            assert sum(len(r.messages) for r in expected[len(expected) - len(kept) - 1 :]) > limit
+
+    @invariant()
+    def every_committed_turn_is_there_and_only_in_its_session(self) -> None:
+        for key in KEYS:
+            assert list(anyio.run(self.store.history, key)) == self.model.get(key, [])
+        counts = anyio.run(self.store.sessions)
+        assert counts == {k: len(v) for k, v in self.model.items() if v}
+
+    def teardown(self) -> None:
+        anyio.run(self.store.close)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+test_store_machine = StoreMachine.TestCase
