@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
+import unicodedata
 
 import attrs
 
@@ -38,6 +40,11 @@ class Upload:
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     filename: str | None = None
     declared_mime: str | None = None
+
+    @classmethod
+    def from_form(cls, data: bytes, filename: str | None, declared_mime: str | None) -> Upload:
+        """A file part of a multipart form; its file name is cleaned for display."""
+        return cls(data, clean_filename(filename), declared_mime or None)
 
     @property
     def label(self) -> str:
@@ -100,4 +107,121 @@ def upload_from_url(url: str, *, filename: str | None, param: str, limits: Uploa
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequest(f"{param} is not valid base64", param) from exc
     check_file_size(len(data), label, limits)
-    return Upload(data, filename, match["mime"] or None)
+    return Upload(data, clean_filename(filename), match["mime"] or None)
+
+
+_MAX_FILENAME_CHARS = 255
+
+
+def clean_filename(name: str | None) -> str | None:
+    """The client's file name made safe to show: no folders, no control or format
+    characters (NUL, newlines, bidi overrides), at most 255 characters; None if
+    nothing is left. It is never used to build a path; this only keeps logs, error
+    messages and the agent's view of the name honest."""
+    if name is None:
+        return None
+    base = re.split(r"[/\\]", name)[-1]
+    kept = "".join(c for c in base if unicodedata.category(c) not in {"Cc", "Cf", "Cs"})
+    kept = kept.strip()
+    if kept in {"", ".", ".."}:
+        return None
+    return kept[:_MAX_FILENAME_CHARS]
+
+
+# ---------------------------------------------------------------------------
+# Documents as text: the bounds a reader works within and the text it produces.
+
+
+@attrs.frozen
+class ExtractionLimits:
+    """Bounds that make a hostile document harmless; over one, the text is cut short
+    (``max_chars``, pages, slides, sheets, rows, cells, ``time_budget_s``) or the file
+    refused (zip members, inflated size, compression ratio)."""
+
+    max_chars: int = 200_000
+    max_pages: int = 500
+    max_slides: int = 500
+    max_sheets: int = 50
+    max_rows: int = 20_000
+    max_cells: int = 200_000
+    max_zip_members: int = 10_000
+    max_unzipped_bytes: int = 128 * MIB
+    # Plain text and XML rarely inflate past 100x; zeros or repeated runs do.
+    max_ratio: int = 200
+    ratio_floor_bytes: int = 1 * MIB
+    time_budget_s: float = 5.0
+
+
+@attrs.frozen
+class ExtractedText:
+    """The text a reader got out of a document; ``truncated`` when a bound cut it short,
+    in which case the text ends with a visible ``[... truncated: <why>]`` marker."""
+
+    text: str
+    truncated: bool = False
+
+
+def truncation_marker(why: str) -> str:
+    return f"[... truncated: {why}]"
+
+
+@attrs.define
+class TextBuilder:
+    """Collects a document's lines within a character budget and a deadline.
+
+    Readers ``add`` lines and stop as soon as ``add`` or ``out_of_time`` says so; the
+    first reason to stop is the one the marker names.
+    """
+
+    max_chars: int
+    deadline: float
+    _parts: list[str] = attrs.Factory(list)
+    _chars: int = 0
+    _why: str | None = None
+
+    @classmethod
+    def start(cls, limits: ExtractionLimits) -> TextBuilder:
+        return cls(limits.max_chars, time.monotonic() + limits.time_budget_s)
+
+    @property
+    def full(self) -> bool:
+        return self._why is not None
+
+    def add(self, line: str) -> bool:
+        """Appends one line; False once the text is full (the line may be cut)."""
+        if self._why is not None:
+            return False
+        room = self.max_chars - self._chars
+        if len(line) > room:
+            self._parts.append(line[:room])
+            self._chars = self.max_chars
+            self.stop(f"more than {self.max_chars} characters")
+            return False
+        self._parts.append(line)
+        self._chars += len(line) + 1
+        return True
+
+    def stop(self, why: str) -> None:
+        """Ends the text here because of ``why`` (the first reason given wins)."""
+        if self._why is None:
+            self._why = why
+
+    def out_of_time(self) -> bool:
+        """True, and the text ended, once the time budget is spent."""
+        if self._why is None and time.monotonic() > self.deadline:
+            self.stop("time budget spent")
+        return self._why is not None
+
+    def build(self) -> ExtractedText:
+        if self._why is None:
+            return ExtractedText("\n".join(self._parts))
+        return ExtractedText("\n".join([*self._parts, truncation_marker(self._why)]), True)
+
+
+def decode_text(data: bytes, max_chars: int) -> ExtractedText:
+    """A UTF-8 text file as text: BOM dropped, cut at ``max_chars`` with a marker."""
+    text = data.decode("utf-8-sig", errors="replace")
+    if len(text) <= max_chars:
+        return ExtractedText(text)
+    why = f"more than {max_chars} characters"
+    return ExtractedText(f"{text[:max_chars]}\n{truncation_marker(why)}", True)
