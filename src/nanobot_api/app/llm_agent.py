@@ -97,6 +97,12 @@ class LlmAgent:
                 reply.remember(Message.assistant(text))
                 return
 
+    async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
+        """One plain model call on exactly ``messages``: no system prompt, no history, no
+        tools (for a front end's auxiliary requests: titles, tags, follow-ups)."""
+        response = await self._model.complete(ModelRequest(tuple(messages)), reply.send)
+        reply.add_usage(response.usage)
+
     def prompt(self, turn: Turn) -> list[ModelMessage]:
         """What the first model call of ``turn`` is sent."""
         messages: list[ModelMessage] = []

@@ -1,0 +1,81 @@
+"""`nanobot sessions list|show|clear` over a session store."""
+
+from __future__ import annotations
+
+import io
+
+from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
+from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord
+from nanobot_api.domain.sessions import SessionKey
+
+A = SessionKey("api", "my-session")
+
+
+async def filled() -> InMemorySessionStore:
+    store = InMemorySessionStore()
+    call = ToolCall("call_1", "add", '{"a": 1}')
+    await store.commit(
+        A,
+        TurnRecord(
+            (
+                Message.user("1+1?"),
+                Message.assistant(None, (call,)),
+                Message.tool_result("call_1", "2"),
+                Message.assistant("Two."),
+            )
+        ),
+    )
+    await store.commit(A, TurnRecord((Message.user("x" * 3000), Message.assistant("ok"))))
+    await store.commit(SessionKey("api", "b"), TurnRecord((Message.user("hi"),)))
+    return store
+
+
+async def test_list_shows_each_session_with_its_turns() -> None:
+    out = io.StringIO()
+    assert await list_sessions(await filled(), out) == 0
+    assert out.getvalue() == "api:b           1 turn\napi:my-session  2 turns\n"
+
+
+async def test_list_of_nothing_says_so() -> None:
+    out = io.StringIO()
+    assert await list_sessions(InMemorySessionStore(), out) == 0
+    assert out.getvalue() == "No sessions.\n"
+
+
+async def test_show_prints_every_message_and_cuts_long_ones() -> None:
+    out = io.StringIO()
+    assert await show_session(await filled(), "api:my-session", out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[:6] == [
+        "--- turn 1 ---",
+        "user: 1+1?",
+        'assistant -> add({"a": 1}) [call_1]',
+        "tool [call_1]: 2",
+        "assistant: Two.",
+        "--- turn 2 ---",
+    ]
+    assert lines[6].endswith("... [1000 more chars]")
+    assert lines[7] == "assistant: ok"
+
+
+async def test_show_of_an_unknown_session_exits_1() -> None:
+    out = io.StringIO()
+    assert await show_session(await filled(), "api:nobody", out) == 1
+    assert out.getvalue() == "Session api:nobody has no turns.\n"
+
+
+async def test_a_key_without_a_channel_exits_2() -> None:
+    for command in (show_session, clear_session):
+        out = io.StringIO()
+        assert await command(await filled(), "my-session", out) == 2
+        assert "must look like 'api:<session_id>'" in out.getvalue()
+
+
+async def test_clear_forgets_the_session_and_says_how_much() -> None:
+    store = await filled()
+    out = io.StringIO()
+    assert await clear_session(store, "api:my-session", out) == 0
+    assert out.getvalue() == "Cleared 2 turns from api:my-session.\n"
+    assert await store.history(A) == ()
+    assert list(await store.sessions()) == [SessionKey("api", "b")]
