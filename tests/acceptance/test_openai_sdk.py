@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import anyio
 import attrs
-import httpx
 import openai
 import pytest
 import requests
@@ -15,16 +15,22 @@ from openai import AsyncOpenAI
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.harness import RunningServer, running_server
 from nanobot_api.domain.sessions import api_session
 from tests.fakes import GatedAgent
 
 KEY = "sk-acceptance"
 
 
+def sdk(server: RunningServer, api_key: str = "dummy") -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=server.base_url, api_key=api_key, max_retries=0)
+
+
 async def test_the_openai_sdk_lists_retrieves_and_chats(config: Config) -> None:
-    async with running_server(build(config)) as server:
-        client = AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
+    async with (
+        running_server(build(config)) as server,
+        sdk(server) as client,
+    ):
         models = await client.models.list()
         assert [m.id for m in models.data] == ["nanobot-echo"]
         assert (await client.models.retrieve("nanobot-echo")).owned_by == "nanobot"
@@ -37,8 +43,10 @@ async def test_the_openai_sdk_lists_retrieves_and_chats(config: Config) -> None:
 
 
 async def test_the_openai_sdk_streams_deltas(config: Config) -> None:
-    async with running_server(build(config)) as server:
-        client = AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
+    async with (
+        running_server(build(config)) as server,
+        sdk(server) as client,
+    ):
         stream = await client.chat.completions.create(
             model="nanobot-echo",
             messages=[{"role": "user", "content": "one two three"}],
@@ -58,8 +66,7 @@ async def test_the_openai_sdk_streams_deltas(config: Config) -> None:
 
 async def test_extra_body_session_ids_keep_conversations_apart(config: Config) -> None:
     store = InMemorySessionStore()
-    async with running_server(build(config, store=store)) as server:
-        client = AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
+    async with running_server(build(config, store=store)) as server, sdk(server) as client:
         for session, text in (("alpha", "a1"), ("beta", "b1"), ("alpha", "a2"), (None, "d1")):
             extra = {"session_id": session} if session else None
             await client.chat.completions.create(
@@ -77,14 +84,14 @@ async def test_another_model_is_a_bad_request_and_a_wrong_key_fails_auth(
 ) -> None:
     keyed = attrs.evolve(config, api=attrs.evolve(config.api, api_key=KEY))
     async with running_server(build(keyed), api_key=KEY) as server:
-        good = AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
-        with pytest.raises(openai.BadRequestError, match="Only configured model"):
-            await good.chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
-            )
-        bad = AsyncOpenAI(base_url=server.base_url, api_key="wrong", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            await bad.models.list()
+        async with sdk(server, KEY) as good:
+            with pytest.raises(openai.BadRequestError, match="Only configured model"):
+                await good.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+                )
+        async with sdk(server, "wrong") as bad:
+            with pytest.raises(openai.AuthenticationError):
+                await bad.models.list()
 
 
 async def test_multipart_form_like_curl_and_requests_json(config: Config) -> None:
@@ -124,18 +131,20 @@ async def test_a_client_leaving_mid_stream_cancels_its_turn_and_frees_the_sessio
             "session_id": "s",
             "stream": True,
         }
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            async with http.stream("POST", "/chat/completions", json=body) as response:
-                first = await anext(response.aiter_lines())
-                assert json.loads(first.removeprefix("data: "))["choices"][0]["delta"] == {
+        url = f"{server.base_url}/chat/completions"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=body) as response:
+                first = await response.content.readline()
+                assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"] == {
                     "role": "assistant"
                 }
                 await agent.started_event("cut").wait()
-            # The client is gone: the server must cancel the turn and free the session.
+                response.close()  # the client goes away mid-stream
             with anyio.fail_after(5):
                 await agent.ended_event("cut").wait()
             agent.gate("next").set()
             body = {"messages": [{"role": "user", "content": "next"}], "session_id": "s"}
-            answer = (await http.post("/chat/completions", json=body)).json()
+            async with http.post(url, json=body) as response:
+                answer = await response.json()
     assert answer["choices"][0]["message"]["content"] == "done next"
     assert [r.user_text for r in await store.history(api_session("s"))] == ["next"]

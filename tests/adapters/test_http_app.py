@@ -9,7 +9,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from nanobot_api.adapters.http.app import HttpSettings, create_quart_app
+from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.echo import EchoAgent

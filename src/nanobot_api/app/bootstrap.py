@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from quart import Quart
 
-from nanobot_api.adapters.documents import document_reader
-from nanobot_api.adapters.http.app import HttpSettings, create_quart_app
+from nanobot_api.adapters.documents import DocumentReaderByKind
+from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.attachments import AttachmentIntake
@@ -38,7 +39,7 @@ def build(
     service = ChatService(
         agent=agent or EchoAgent(),
         store=store or InMemorySessionStore(),
-        attachments=attachments or AttachmentIntake(document_reader(), media, limits),
+        attachments=attachments or AttachmentIntake(DocumentReaderByKind.standard(), media, limits),
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,
     )
@@ -47,5 +48,7 @@ def build(
         limits=limits,
         sse_keepalive_s=config.api.sse_keepalive_s,
         body_timeout_s=max(60.0, config.api.timeout),
+        history=config.api.history,
+        cors_origins=frozenset(config.api.cors_origins),
     )
     return create_quart_app(service, settings)

@@ -46,16 +46,15 @@ async def running_server(app: Quart, *, api_key: str = "") -> AsyncIterator[Runn
     async def _ready() -> None:
         ready.set()
 
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_serve, app, sock, stop)
-            await ready.wait()
-            try:
-                yield RunningServer(app, "127.0.0.1", sock.getsockname()[1], api_key)
-            finally:
-                stop.set()
-    finally:
-        sock.close()
+    port = sock.getsockname()[1]
+    # Hypercorn takes the socket over and closes it when it stops.
+    async with anyio.create_task_group() as group:
+        group.start_soon(_serve, app, sock, stop)
+        await ready.wait()
+        try:
+            yield RunningServer(app, "127.0.0.1", port, api_key)
+        finally:
+            stop.set()
 
 
 async def _serve(app: Quart, sock: socket.socket, stop: anyio.Event) -> None:

@@ -34,7 +34,8 @@ async def serve_app(
     Without a trigger, SIGINT and SIGTERM stop the server gracefully.
     """
     if sock is not None:
-        binds = [f"fd://{sock.fileno()}"]
+        # Hypercorn adopts the descriptor and closes it on shutdown.
+        binds = [f"fd://{sock.detach()}"]
     else:
         bracketed = f"[{host}]" if host and ":" in host else host
         binds = [f"{bracketed}:{port}"]

@@ -1,0 +1,115 @@
+"""What every request passes through: request ids, API key, CORS, and error bodies."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from typing import Final
+
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from nanobot_api.adapters.http.errors import status_of
+from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.http.streaming import failure_body
+from nanobot_api.adapters.http.wire import error_json
+from nanobot_api.domain.attachments import MIB
+from nanobot_api.domain.errors import AuthenticationFailed, NanobotError
+from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID: Final = "X-Request-ID"
+TASK_HEADER: Final = "X-OpenWebUI-Task"
+PREFLIGHT_HEADERS: Final = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": ", ".join(
+        ["Authorization", "Content-Type", SESSION_HEADER, REQUEST_ID, *CHAT_ID_HEADERS, TASK_HEADER]
+    ),
+    "Access-Control-Max-Age": "600",
+}
+_REQUEST_ID_MAX = 200
+
+
+def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
+    """Request ids on every response, the API key check, and CORS for allowed origins."""
+
+    @app.before_request
+    async def _identify_and_authenticate() -> Response | None:
+        given = request.headers.get(REQUEST_ID, "")
+        valid = 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable()
+        g.request_id = given if valid else f"req_{secrets.token_hex(12)}"
+        if request.method == "OPTIONS" and _allowed_origin(settings) is not None:
+            # A browser's preflight carries no credentials; it only asks what is allowed.
+            return Response(status=204, headers=PREFLIGHT_HEADERS)
+        if settings.api_key and request.path != "/health":
+            _check_bearer(request.headers.get("Authorization", ""), settings.api_key)
+        return None
+
+    @app.after_request
+    async def _tag(response: Response) -> Response:
+        response.headers[REQUEST_ID] = g.get("request_id") or f"req_{secrets.token_hex(12)}"
+        origin = _allowed_origin(settings)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = f"{SESSION_HEADER}, {REQUEST_ID}"
+            response.vary.add("Origin")
+        return response
+
+
+def install_error_handlers(app: Quart, settings: HttpSettings) -> None:
+    """Every error answers OpenAI error JSON; faults are logged, never shown."""
+
+    @app.errorhandler(NanobotError)
+    async def _domain_error(error: NanobotError) -> Response:
+        status, kind = status_of(error)
+        return json_response(error_json(error.message, kind, error.param, status), status)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = _HTTP_MESSAGES.get(status, error.description or "HTTP error")
+        if status == 413:
+            message = f"Request body exceeds {settings.limits.max_request_bytes // MIB}MB limit"
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        response = json_response(error_json(message, kind, None, status), status)
+        if status == 405 and error.get_headers():
+            response.headers.update(dict(error.get_headers()))
+            response.content_type = "application/json"
+        return response
+
+    @app.errorhandler(Exception)
+    async def _fault(error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        status, body = failure_body(error)
+        return json_response(body, status)
+
+
+_HTTP_MESSAGES: Final = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request body not received in time",
+}
+
+
+def json_response(
+    payload: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status, headers, content_type="application/json")
+
+
+def _check_bearer(header: str, api_key: str) -> None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), api_key.encode()
+    ):
+        raise AuthenticationFailed("Invalid API key")
+
+
+def _allowed_origin(settings: HttpSettings) -> str | None:
+    origin = request.headers.get("Origin")
+    return origin if origin is not None and origin in settings.cors_origins else None
