@@ -1,0 +1,95 @@
+"""PowerPoint text with python-pptx: ``--- Slide N ---``, then its text, tables and notes."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from nanobot_api.adapters.documents.zipguard import check_zip
+from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits, TextBuilder
+from nanobot_api.domain.errors import InvalidRequest, NanobotError
+from nanobot_api.domain.filetypes import FileKind, unsupported
+
+log = logging.getLogger(__name__)
+
+_MAX_GROUP_DEPTH = 8  # groups nest; a hostile file could nest them without end
+
+
+class PptxTextExtractor:
+    """A DocumentReader for PPTX: each slide's text frames, tables (rows of
+    tab-separated cells) and speaker notes, in slide order.
+
+    The zip is checked against ``limits`` before python-pptx opens it; at most
+    ``limits.max_slides`` slides within ``limits.max_chars`` and
+    ``limits.time_budget_s`` (checked between slides). python-pptx is imported on
+    first use.
+    """
+
+    def __init__(
+        self,
+        limits: ExtractionLimits | None = None,
+        *,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> None:
+        self._limits = limits or ExtractionLimits()
+        self._limiter = limiter
+
+    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
+        if kind is not FileKind.PPTX:
+            raise unsupported(name, "not a PowerPoint presentation")
+        return await anyio.to_thread.run_sync(
+            self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
+        )
+
+    def extract(self, data: bytes, name: str) -> ExtractedText:
+        """The blocking extraction, for a worker thread."""
+        check_zip(data, name, self._limits)
+        try:
+            return self._extract(data)
+        except NanobotError:
+            raise
+        except Exception as exc:
+            # A hostile package can make python-pptx, lxml or zipfile fail in any way;
+            # each means only that the file is unreadable.
+            log.info("python-pptx failed on %r", name, exc_info=True)
+            raise InvalidRequest(
+                f"Could not read '{name}': not a valid PowerPoint presentation"
+            ) from exc
+
+    def _extract(self, data: bytes) -> ExtractedText:
+        import pptx
+
+        limits = self._limits
+        text = TextBuilder.start(limits)
+        slides = pptx.Presentation(io.BytesIO(data)).slides
+        count = len(slides)
+        for number, slide in enumerate(slides, 1):
+            if number > limits.max_slides:
+                text.stop(f"only the first {limits.max_slides} of {count} slides")
+            if text.out_of_time() or not text.add(f"--- Slide {number} ---"):
+                break
+            lines = list(_shape_lines(slide.shapes, 0))
+            if slide.has_notes_slide:
+                notes = slide.notes_slide.notes_text_frame
+                if notes is not None and notes.text.strip():
+                    lines.append(f"Notes: {' '.join(notes.text.split())}")
+            if not all(text.add(line) for line in lines if line.strip()):
+                break
+        return text.build()
+
+
+def _shape_lines(shapes: Iterable[Any], depth: int) -> Iterator[str]:
+    for shape in shapes:
+        if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            for paragraph in shape.text_frame.paragraphs:
+                yield paragraph.text
+        if getattr(shape, "has_table", False) and shape.has_table:
+            for row in shape.table.rows:
+                yield "\t".join(" ".join(cell.text.split()) for cell in row.cells)
+        if depth < _MAX_GROUP_DEPTH and hasattr(shape, "shapes"):
+            yield from _shape_lines(shape.shapes, depth + 1)
