@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanobot_api.domain.errors import InvalidRequest
-from nanobot_api.domain.sessions import SessionKey, api_session, validate_session_id
+from nanobot_api.domain.sessions import (
+    SessionHeaders,
+    SessionKey,
+    api_session,
+    requested_session,
+    validate_session_id,
+)
 
 printable_ids = st.text(min_size=1, max_size=256).filter(str.isprintable)
 
@@ -51,3 +57,39 @@ def test_any_value_is_a_session_key_or_invalid_request(value: object) -> None:
         return
     assert key.channel == "api"
     assert SessionKey.parse(str(key)) == key
+
+
+header_values = st.one_of(st.none(), st.text(max_size=300))
+
+
+@given(
+    st.one_of(st.none(), st.text(max_size=300), st.integers()),
+    header_values,
+    header_values,
+    header_values,
+)
+def test_any_mix_of_body_field_and_headers_is_one_key_or_invalid_request(
+    body: object, session: str | None, openwebui: str | None, chat: str | None
+) -> None:
+    try:
+        key = requested_session(body, SessionHeaders(session, openwebui, chat))
+    except InvalidRequest:
+        return
+    if key is None:
+        assert (body, session, openwebui, chat) == (None, None, None, None)
+        return
+    expected = (
+        body if body is not None else next(v for v in (session, openwebui, chat) if v is not None)
+    )
+    assert key == api_session(expected)
+
+
+@given(printable_ids, printable_ids, st.sampled_from(["session", "openwebui", "chat"]))
+def test_distinct_header_values_never_share_a_session(first: str, second: str, which: str) -> None:
+    field = {"session": "session_id", "openwebui": "openwebui_chat_id", "chat": "chat_id"}[which]
+
+    def key(value: str) -> SessionKey | None:
+        return requested_session(None, SessionHeaders(**{field: value}))
+
+    if first != second:
+        assert key(first) != key(second)
