@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.ports import MediaStore
+
+
+def _bytes(path: str | Path) -> bytes:
+    # Reading a small file in a test needs no worker thread.
+    return Path(path).read_bytes()
+
+
+@pytest.fixture(name="store")
+def _store(tmp_path: Path) -> FilesystemMediaStore:
+    return FilesystemMediaStore.in_workspace(tmp_path)
+
+
+async def test_a_saved_file_lies_under_media_api_with_its_bytes(
+    store: FilesystemMediaStore, tmp_path: Path
+) -> None:
+    path = Path(await store.save(b"\x89PNG data", FileKind.PNG, "cat.png"))
+    assert path.parent == tmp_path / "media" / "api"
+    assert _bytes(path) == b"\x89PNG data"
+
+
+async def test_the_name_is_fresh_random_hex_with_the_detected_extension(
+    store: FilesystemMediaStore,
+) -> None:
+    first = Path(await store.save(b"a", FileKind.PDF, "report.exe"))
+    second = Path(await store.save(b"a", FileKind.PDF, "report.exe"))
+    assert first != second
+    assert re.fullmatch(r"[0-9a-f]{32}\.pdf", first.name)
+
+
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "/abs/evil.sh", "..\\..\\x.docx", "a\x00b", "", None]
+)
+async def test_the_client_name_never_reaches_the_path(
+    store: FilesystemMediaStore, name: str | None
+) -> None:
+    path = Path(await store.save(b"x", FileKind.TEXT, name))
+    assert path.parent == store.root
+    assert re.fullmatch(r"[0-9a-f]{32}\.txt", path.name)
+
+
+async def test_the_original_name_is_kept_as_metadata(store: FilesystemMediaStore) -> None:
+    path = Path(await store.save(b"abc", FileKind.DOCX, "../Q3 report.docx"))
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta == {"original_name": "../Q3 report.docx", "mime": FileKind.DOCX.mime, "size": 3}
+
+
+async def test_no_temporary_file_is_left_and_files_are_private(
+    store: FilesystemMediaStore,
+) -> None:
+    path = Path(await store.save(b"abc", FileKind.GIF, None))
+    assert sorted(p.name for p in store.root.iterdir()) == sorted([path.name, path.name + ".json"])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_concurrent_saves_all_land(store: FilesystemMediaStore) -> None:
+    paths: list[str] = []
+
+    async def save(n: int) -> None:
+        paths.append(await store.save(bytes([n]) * 100, FileKind.PNG, f"{n}.png"))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(save, n)
+    assert len(set(paths)) == 20
+    assert {_bytes(p)[0] for p in paths} == set(range(20))
+
+
+async def test_a_refused_write_raises_and_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "media"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(OSError):  # noqa: PT011 - the disk's error, whatever it is
+        await FilesystemMediaStore.in_workspace(tmp_path).save(b"x", FileKind.PNG, None)
+    assert blocker.read_text() == "a file where the folder should be"
+
+
+def test_it_implements_the_port(tmp_path: Path) -> None:
+    port: MediaStore = FilesystemMediaStore(tmp_path)
+    assert port is not None
