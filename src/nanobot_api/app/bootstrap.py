@@ -7,12 +7,15 @@ from quart import Quart
 from nanobot_api.adapters.documents import DocumentReaderByKind
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.domain.attachments import MIB, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore
 
@@ -35,6 +38,14 @@ def build(
 ) -> Quart:
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
+    model: OpenAICompatChatModel | None = None
+    sqlite: SqliteSessionStore | None = None
+    if config.provider is not None:
+        # A configured provider means the LLM agent, with history in the workspace.
+        if agent is None:
+            agent, model = llm_agent(config)
+        if store is None:
+            store = sqlite = SqliteSessionStore(config.workspace / "sessions.sqlite3")
     media = FilesystemMediaStore(config.workspace / "media" / "api")
     service = ChatService(
         agent=agent or EchoAgent(),
@@ -51,4 +62,35 @@ def build(
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
     )
-    return create_quart_app(service, settings)
+    app = create_quart_app(service, settings)
+    if sqlite is not None:
+        store_file = sqlite
+
+        @app.before_serving
+        async def _open_store() -> None:
+            await store_file.open()  # a bad file stops start-up, not the first turn
+
+        app.after_serving(store_file.close)
+    if model is not None:
+        app.after_serving(model.close)
+    return app
+
+
+def llm_agent(config: Config) -> tuple[LlmAgent, OpenAICompatChatModel]:
+    """The LLM agent for the configured provider, and its model (to close at shutdown)."""
+    provider = config.provider
+    if provider is None:
+        raise ValueError("no provider is configured")
+    settings = provider[1]
+    defaults = config.agents.defaults
+    model = OpenAICompatChatModel(
+        None, settings.api_base, settings.api_key, defaults.model, settings.extra_headers
+    )
+    agent = LlmAgent(
+        model,
+        defaults.model,
+        tools=(),
+        system_prompt=defaults.system_prompt,
+        max_tool_iterations=defaults.max_tool_iterations,
+    )
+    return agent, model
