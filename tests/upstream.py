@@ -102,6 +102,7 @@ class ScriptedUpstream:
         self.script: deque[Step] = deque(steps)
         self.received: list[Received] = []
         self._stopping = asyncio.Event()
+        self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._calls = 0
@@ -112,6 +113,12 @@ class ScriptedUpstream:
 
     def add(self, *steps: Step) -> None:
         self.script.extend(steps)
+
+    async def wait_received(self, count: int) -> Received:
+        """Returns once ``count`` requests have arrived: the latest of them."""
+        while len(self.received) < count:
+            await self._arrived.wait()
+        return self.received[count - 1]
 
     async def __aenter__(self) -> ScriptedUpstream:
         app = web.Application()
@@ -136,6 +143,8 @@ class ScriptedUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append(Received(body, dict(request.headers), time.monotonic()))
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
         step = self.script.popleft() if self.script else None
         if step is None:
             step = Text("echo: " + self.received[-1].last_user_text)
