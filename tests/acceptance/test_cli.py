@@ -92,3 +92,45 @@ def test_serve_on_defaults_announces_the_echo_agent_and_answers(tmp_path: Path) 
     assert server.returncode == 0
     assert "echo agent" in stderr
     assert "nanobot-echo" in stderr
+
+
+@pytest.mark.slow
+def test_sessions_command_lists_shows_and_clears_what_serve_kept(tmp_path: Path) -> None:
+    port = free_port()
+    workspace = tmp_path / "ws"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("NANOBOT_CONFIG", None)
+    server = subprocess.Popen(
+        [*NANOBOT, "serve", "--port", str(port), "-w", str(workspace)],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.05)
+        for session, text in (("alpha", "first words"), ("alpha", "second"), ("beta", "other")):
+            body = {"messages": [{"role": "user", "content": text}], "session_id": session}
+            requests.post(url, json=body, timeout=5).raise_for_status()
+    finally:
+        server.terminate()
+        server.communicate(timeout=15)
+
+    listed = run_nanobot("sessions", "list", "-w", str(workspace), home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "api:alpha  2 turns" in listed.stdout
+    assert "api:beta" in listed.stdout
+    shown = run_nanobot("sessions", "show", "api:alpha", "-w", str(workspace), home=tmp_path)
+    assert shown.returncode == 0
+    assert shown.stdout.index("first words") < shown.stdout.index("echo: second")
+    cleared = run_nanobot("sessions", "clear", "api:alpha", "-w", str(workspace), home=tmp_path)
+    assert cleared.returncode == 0
+    after = run_nanobot("sessions", "list", "-w", str(workspace), home=tmp_path)
+    assert "api:alpha" not in after.stdout
+    assert "api:beta" in after.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from quart import Quart
 
 from nanobot_api.adapters.documents import DocumentReaderByKind
@@ -9,7 +11,6 @@ from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
-from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
@@ -29,6 +30,11 @@ def upload_limits(config: Config) -> UploadLimits:
     )
 
 
+def session_store_path(config: Config) -> Path:
+    """Where the embedded session store keeps its file."""
+    return config.workspace / "sessions.sqlite3"
+
+
 def build(
     config: Config,
     *,
@@ -39,17 +45,16 @@ def build(
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
     model: OpenAICompatChatModel | None = None
-    sqlite: SqliteSessionStore | None = None
-    if config.provider is not None:
-        # A configured provider means the LLM agent, with history in the workspace.
-        if agent is None:
-            agent, model = llm_agent(config)
-        if store is None:
-            store = sqlite = SqliteSessionStore(config.workspace / "sessions.sqlite3")
+    if agent is None and config.provider is not None:
+        agent, model = llm_agent(config)
+    # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
+    sqlite = None
+    if store is None:
+        store = sqlite = SqliteSessionStore(session_store_path(config))
     media = FilesystemMediaStore(config.workspace / "media" / "api")
     service = ChatService(
         agent=agent or EchoAgent(),
-        store=store or InMemorySessionStore(),
+        store=store,
         attachments=attachments or AttachmentIntake(DocumentReaderByKind.standard(), media, limits),
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,

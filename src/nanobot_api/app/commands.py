@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
+
+import anyio
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.app.bootstrap import session_store_path
 from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.serving import run_server
+from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
 from nanobot_api.domain.errors import InvalidRequest
 
 
@@ -17,5 +24,20 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             flags = ConfigOverrides(command.host, command.port, command.timeout, command.workspace)
             config = load_config(command.config, environ, flags)
             return run_server(config, verbose=command.verbose)
-        case SessionsCommand() | OutboxCommand():
+        case SessionsCommand():
+            flags = ConfigOverrides(workspace=command.workspace)
+            config = load_config(command.config, environ, flags)
+            return anyio.run(_sessions, command, session_store_path(config))
+        case OutboxCommand():
             raise InvalidRequest(f"'{type(command).__name__}' is not available yet")
+
+
+async def _sessions(command: SessionsCommand, path: Path) -> int:
+    async with SqliteSessionStore(path) as store:
+        match command.action:
+            case "list":
+                return await list_sessions(store, sys.stdout)
+            case "show":
+                return await show_session(store, command.key or "", sys.stdout)
+            case "clear":
+                return await clear_session(store, command.key or "", sys.stdout)
