@@ -8,8 +8,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
 import pytest
 import requests
 
@@ -59,68 +62,67 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_serve_on_defaults_announces_the_echo_agent_and_answers(tmp_path: Path) -> None:
+@attrs.define
+class Served:
+    origin: str
+    stderr: str = ""
+    returncode: int | None = None
+
+
+@contextmanager
+def serving(home: Path, *args: str) -> Iterator[Served]:
+    """`nanobot serve` in a subprocess on a free port, until the block ends (SIGTERM)."""
     port = free_port()
-    env = {**os.environ, "HOME": str(tmp_path)}
+    env = {**os.environ, "HOME": str(home)}
     env.pop("NANOBOT_CONFIG", None)
     server = subprocess.Popen(
-        [*NANOBOT, "serve", "--port", str(port)],
+        [*NANOBOT, "serve", "--port", str(port), *args],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+    served = Served(f"http://127.0.0.1:{port}")
+    origin = served.origin
     try:
         deadline = time.monotonic() + 15
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                requests.get(f"{origin}/health", timeout=1)
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.05)
+        yield served
+    finally:
+        server.terminate()
+        served.stderr = server.communicate(timeout=15)[1]
+        served.returncode = server.returncode
+
+
+@pytest.mark.slow
+def test_serve_on_defaults_announces_the_echo_agent_and_answers(tmp_path: Path) -> None:
+    with serving(tmp_path) as served:
+        health = requests.get(f"{served.origin}/health", timeout=1)
         assert health.json() == {"status": "ok"}
         reply = requests.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
+            f"{served.origin}/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "hi"}]},
             timeout=5,
         )
         assert reply.json()["model"] == "nanobot-echo"
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=15)
-    assert server.returncode == 0
-    assert "echo agent" in stderr
-    assert "nanobot-echo" in stderr
+    assert served.returncode == 0
+    assert "echo agent" in served.stderr
+    assert "nanobot-echo" in served.stderr
 
 
 @pytest.mark.slow
 def test_sessions_command_lists_shows_and_clears_what_serve_kept(tmp_path: Path) -> None:
-    port = free_port()
     workspace = tmp_path / "ws"
-    env = {**os.environ, "HOME": str(tmp_path)}
-    env.pop("NANOBOT_CONFIG", None)
-    server = subprocess.Popen(
-        [*NANOBOT, "serve", "--port", str(port), "-w", str(workspace)],
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.05)
+    with serving(tmp_path, "-w", str(workspace)) as served:
+        url = f"{served.origin}/v1/chat/completions"
         for session, text in (("alpha", "first words"), ("alpha", "second"), ("beta", "other")):
             body = {"messages": [{"role": "user", "content": text}], "session_id": session}
             requests.post(url, json=body, timeout=5).raise_for_status()
-    finally:
-        server.terminate()
-        server.communicate(timeout=15)
 
     listed = run_nanobot("sessions", "list", "-w", str(workspace), home=tmp_path)
     assert listed.returncode == 0, listed.stderr
