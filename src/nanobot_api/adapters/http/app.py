@@ -20,6 +20,7 @@ from nanobot_api.adapters.http.middleware import (
     json_response,
 )
 from nanobot_api.adapters.http.multipart import read_multipart
+from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import TurnRunner, stream_turn
 from nanobot_api.adapters.http.wire import (
@@ -65,6 +66,7 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
 
     install_request_hooks(app, settings)
     install_error_handlers(app, settings)
+    install_openapi(app, turns.model, settings)
 
     @app.get("/health")
     async def health() -> Response:

@@ -1,0 +1,393 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the API, generated at app creation.
+
+Request bodies are generated from the attrs classes ``wire.py`` validates with (their
+fields and types walked into JSON Schema, the content-part union as a ``oneOf`` with a
+discriminator on ``"type"``), so the document cannot disagree with the parser. The
+answers are built by small functions in ``wire.py``; their schemas are written here and
+a test checks live answers against them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from quart import Quart, Response
+
+from nanobot_api.adapters.http import wire
+from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.http.typeschema import REF, Schema, SchemaBuilder
+from nanobot_api.domain.attachments import MIB, REMOTE_URL_REFUSED
+from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SESSION_ID_MAX_CHARS
+from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT
+
+# ---- answers: what wire.py's *_json functions build --------------------------------
+
+_USAGE: Final = {
+    "type": "object",
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    "properties": {
+        name: {"type": "integer", "minimum": 0}
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    },
+}
+_ID: Final = {"type": "string", "pattern": "^chatcmpl-"}
+
+
+def _answer_schemas(model: str) -> dict[str, Schema]:
+    served = {"type": "string", "const": model}
+    return {
+        "Health": _obj({"status": {"const": "ok"}}),
+        "Model": _obj(
+            {
+                "id": served,
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+            }
+        ),
+        "ModelList": _obj(
+            {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"$ref": REF + "Model"}},
+            }
+        ),
+        "Usage": _USAGE,
+        "ChatCompletion": _obj(
+            {
+                "id": _ID,
+                "object": {"const": "chat.completion"},
+                "created": {"type": "integer"},
+                "model": served,
+                "choices": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": _obj(
+                        {
+                            "index": {"const": 0},
+                            "message": _obj(
+                                {"role": {"const": "assistant"}, "content": {"type": "string"}}
+                            ),
+                            "finish_reason": {"const": "stop"},
+                        }
+                    ),
+                },
+                "usage": {"$ref": REF + "Usage"},
+            }
+        ),
+        "ChatCompletionChunk": _obj(
+            {
+                "id": _ID,
+                "object": {"const": "chat.completion.chunk"},
+                "created": {"type": "integer"},
+                "model": served,
+                "choices": {
+                    "type": "array",
+                    "maxItems": 1,
+                    "items": _obj(
+                        {
+                            "index": {"const": 0},
+                            "delta": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "role": {"const": "assistant"},
+                                    "content": {"type": "string"},
+                                },
+                            },
+                            "finish_reason": {"enum": ["stop", None]},
+                        }
+                    ),
+                },
+                "usage": {"$ref": REF + "Usage"},
+            },
+            optional=("usage",),
+            description="One `data:` event of a streamed answer. The last chunk before "
+            "`[DONE]` has `choices: []` and `usage` when `stream_options.include_usage` "
+            "was set.",
+        ),
+        "Error": _obj(
+            {
+                "error": _obj(
+                    {
+                        "message": {"type": "string"},
+                        "type": {
+                            "enum": [
+                                "invalid_request_error",
+                                "authentication_error",
+                                "server_error",
+                            ]
+                        },
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": "integer"},
+                    }
+                )
+            },
+            description="Every error, as OpenAI sends it; also the last event of a "
+            "streamed answer that failed (then without a stop chunk and without `[DONE]`).",
+        ),
+    }
+
+
+def _obj(
+    properties: Schema, *, optional: tuple[str, ...] = (), description: str | None = None
+) -> Schema:
+    schema: Schema = {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+# ---- requests: generated from wire.py's classes ---------------------------------------
+
+_SESSION_ID: Final = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "maxLength": SESSION_ID_MAX_CHARS,
+    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+    "description": "Selects the session `api:<session_id>`; omitted or null: the shared "
+    "session `api:default`. 1-256 printable characters.",
+}
+
+
+def _request_schemas(builder: SchemaBuilder, settings: HttpSettings, model: str) -> None:
+    components = builder.components
+    builder.ref(wire.ChatBody)
+    properties = components["ChatBody"]["properties"]
+    # session_id is typed Any on the wire because the domain owns its rules.
+    properties["session_id"] = _SESSION_ID
+    # Any other model is refused (400), so the document names the one served.
+    properties["model"] = {
+        "enum": [model, None],
+        "description": f"Omitted, null, or the served model '{model}'.",
+    }
+    builder.ref(wire.UserMessage)
+    components["UserMessage"]["properties"]["role"] = {"const": "user"}
+    if settings.history == "reject":
+        messages: Schema = {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {"$ref": REF + "UserMessage"},
+            "description": "Exactly one user message; the server keeps the history.",
+        }
+    else:
+        builder.ref(wire.PlainMessage)
+        messages = {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": REF + "PlainMessage"},
+            "description": "A whole conversation (api.history = latest): the last "
+            "message is the turn and must be a UserMessage; the rest is ignored.",
+        }
+    components["ChatCompletionRequest"] = {
+        "allOf": [
+            {"$ref": REF + "ChatBody"},
+            {"type": "object", "required": ["messages"], "properties": {"messages": messages}},
+        ],
+        "description": "Other OpenAI fields (temperature, max_tokens, tools, user, ...) are "
+        "accepted and ignored. Image and file parts carry `data:<mime>;base64,...` URLs "
+        f"only: {REMOTE_URL_REFUSED}",
+    }
+    components["ChatForm"] = {
+        "type": "object",
+        "properties": {
+            "message": {"type": "string"},
+            "files": {
+                "type": "array",
+                "maxItems": settings.limits.max_files,
+                "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+            },
+            "session_id": {**_SESSION_ID, "type": "string"},
+            "model": {"enum": [model, ""]},
+            "stream": {"enum": list(wire._FORM_BOOLEANS)},
+        },
+        "description": "Without `message`, files are sent with the text "
+        f"{DEFAULT_UPLOAD_PROMPT!r}.",
+    }
+
+
+# ---- paths --------------------------------------------------------------------------
+
+_HEADERS: Final = {
+    "X-Request-ID": {
+        "description": "The client's X-Request-ID when it sent a valid one, else a new id.",
+        "schema": {"type": "string"},
+    },
+    "X-Session-Id": {
+        "description": "The session the turn ran in (`default` for the shared one).",
+        "schema": {"type": "string"},
+    },
+}
+_ERRORS: Final = {
+    400: "The request is malformed: a field of the wrong type, another model, not one "
+    "user message, a bad session id, invalid base64, a remote URL.",
+    401: "Missing or wrong `Authorization: Bearer <api key>`.",
+    404: "No such route or model.",
+    405: "The route does not answer this method.",
+    413: "A file, the number of files or the whole body is over its limit.",
+    415: "A file whose bytes are of no supported type.",
+    500: "Internal server error (details in the server log only).",
+    502: "The upstream model failed; the message names its status.",
+    504: "The turn ran past api.timeout.",
+}
+
+
+def _error(status: int) -> Schema:
+    return {
+        "description": _ERRORS[status],
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}},
+        "content": {"application/json": {"schema": {"$ref": REF + "Error"}}},
+    }
+
+
+def _ok(description: str, schema: str, *, session: bool = False) -> Schema:
+    headers = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
+    if session:
+        headers["X-Session-Id"] = {"$ref": "#/components/headers/X-Session-Id"}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"application/json": {"schema": {"$ref": REF + schema}}},
+    }
+
+
+def _operation(summary: str, responses: dict[int | str, Schema], secured: bool) -> Schema:
+    statuses: dict[str, Schema] = {str(status): body for status, body in responses.items()}
+    if secured:
+        statuses["401"] = _error(401)
+    statuses.setdefault("405", _error(405))
+    statuses["500"] = _error(500)
+    return {"summary": summary, "responses": dict(sorted(statuses.items()))}
+
+
+_STREAM: Final = (
+    "With `stream: true`, server-sent events: one `data: <ChatCompletionChunk>` per "
+    'delta, all with the same `id`: first `{"role": "assistant"}`, then `{"content": '
+    "...}` deltas as the agent writes them, then `delta: {}` with `finish_reason: "
+    '"stop"`, the usage chunk if asked, and `data: [DONE]`. A failed turn ends with '
+    "`data: <Error>` and no `[DONE]`. `: keep-alive` comment lines are sent while the "
+    "turn is silent. Headers `Cache-Control: no-cache`, `X-Accel-Buffering: no`."
+)
+
+
+def _paths(secured: bool) -> Schema:
+    chat_ok = _ok("The answer (JSON), or its stream (SSE).", "ChatCompletion", session=True)
+    chat_ok["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": _STREAM},
+        "x-event-schema": {"$ref": REF + "ChatCompletionChunk"},
+    }
+    open_route: Schema = {"security": []}
+    return {
+        "/health": {
+            "get": {
+                **_operation("Liveness", {200: _ok("Up.", "Health")}, False),
+                **open_route,
+            }
+        },
+        "/v1/models": {
+            "get": _operation("The served model", {200: _ok("One model.", "ModelList")}, secured)
+        },
+        "/v1/models/{model_id}": {
+            "parameters": [
+                {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": _operation(
+                "One model", {200: _ok("The model.", "Model"), 404: _error(404)}, secured
+            ),
+        },
+        "/v1/chat/completions": {
+            "post": {
+                **_operation(
+                    "One turn of a session",
+                    {200: chat_ok, **{s: _error(s) for s in (400, 413, 415, 502, 504)}},
+                    secured,
+                ),
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Names the session when the body has no session_id.",
+                    }
+                    for name in (SESSION_HEADER, *CHAT_ID_HEADERS)
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF + "ChatCompletionRequest"}},
+                        "multipart/form-data": {
+                            "schema": {"$ref": REF + "ChatForm"},
+                            "encoding": {"files": {"contentType": "*/*"}},
+                        },
+                    },
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "This document",
+                {
+                    200: {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                secured,
+            )
+        },
+    }
+
+
+def openapi_document(model: str, settings: HttpSettings) -> Schema:
+    """The OpenAPI 3.1 document of the app serving ``model`` with ``settings``."""
+    builder = SchemaBuilder(wire._PART_TAGS)
+    _request_schemas(builder, settings, model)
+    limits = settings.limits
+    secured = bool(settings.api_key)
+    document: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "nanobot-api",
+            "version": _version(),
+            "description": "An OpenAI-compatible API in front of a stateful agent. The "
+            "server keeps each session's history; a request carries only the new user "
+            f"message. Files: at most {limits.max_files} per request, "
+            f"{limits.max_file_bytes // MIB} MiB each, "
+            f"{limits.max_request_bytes // MIB} MiB per body. Any other route answers "
+            "404, a wrong method 405, both with the Error body.",
+        },
+        "paths": _paths(secured),
+        "components": {
+            "schemas": {**builder.components, **_answer_schemas(model)},
+            "headers": _HEADERS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if secured:
+        document["security"] = [{"bearerAuth": []}]
+    return document
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nanobot-api")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def install_openapi(app: Quart, model: str, settings: HttpSettings) -> None:
+    """Serves ``GET /openapi.json``, built once now."""
+    body = json.dumps(openapi_document(model, settings), ensure_ascii=False).encode()
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        return Response(body, content_type="application/json")

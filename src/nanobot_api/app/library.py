@@ -1,0 +1,141 @@
+"""The library face: a user's agent behind the same API that ``nanobot serve`` runs.
+
+``create_app`` and ``serve`` go through the composition root (``bootstrap.build``), so
+a custom agent gets exactly the server's sessions, uploads, streaming and limits.
+Quart, Hypercorn and the document readers are imported on first use, not when
+``nanobot_api`` is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from nanobot_api.app.function_agent import AgentFunction, FunctionAgent, agent
+from nanobot_api.domain.ports import Agent, Attachments, SessionStore
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from nanobot_api.app.config import Config
+
+AgentLike = Agent | AgentFunction
+
+# Keywords that replace a part of the server instead of a configuration value.
+_PARTS: Final = ("store", "attachments")
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def as_agent(candidate: AgentLike) -> Agent:
+    """An Agent as given, or a plain async function wrapped by :func:`agent`."""
+    if isinstance(candidate, FunctionAgent) or (
+        hasattr(candidate, "respond") and hasattr(candidate, "model")
+    ):
+        return candidate
+    return agent(candidate)
+
+
+def configure(config: Config | None = None, **overrides: Any) -> Config:
+    """``config`` (default: every default) with ``api.*`` fields and ``workspace`` replaced.
+
+    Each override is checked by the same rules as ``config.json`` (so ``port=0`` or a
+    non-loopback ``host`` without ``api_key`` is refused with the same one-line
+    ConfigError), and ``${NAME}`` in a string is expanded from the environment.
+    """
+    from nanobot_api.app.config import ApiConfig, Config, parse_config
+
+    base = config if config is not None else Config()
+    api_fields = {field.name for field in attrs.fields(ApiConfig)}
+    workspace = overrides.pop("workspace", None)
+    unknown = sorted(set(overrides) - api_fields)
+    if unknown:
+        known = ", ".join(sorted(api_fields | {"workspace", *_PARTS}))
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (known: {known})")
+    # Back to the JSON data a file would hold (tuples as lists; workspace is never in
+    # the file), so the file's rules check the overrides too.
+    raw = attrs.asdict(
+        base,
+        filter=lambda field, _: field.name != "workspace",
+        value_serializer=lambda _instance, _field, value: _json_value(value),
+    )
+    raw["api"] |= {key: _json_value(value) for key, value in overrides.items()}
+    checked = parse_config(raw, os.environ)
+    return attrs.evolve(
+        checked, workspace=Path(workspace) if workspace is not None else base.workspace
+    )
+
+
+def _json_value(value: object) -> object:
+    return list(value) if isinstance(value, tuple | list | set | frozenset) else value
+
+
+def create_app(agent: AgentLike, config: Config | None = None, **overrides: Any) -> Quart:
+    """The OpenAI-compatible Quart app in front of ``agent``.
+
+    ``agent`` is an Agent, or an async function that :func:`agent` turns into one.
+    ``config`` defaults to every default of ``config.json``; keyword arguments replace
+    fields of ``config.api`` (``api_key=``, ``timeout=``, ``max_file_mb=``, ...) and
+    ``workspace=`` (where uploads are kept). ``store=`` and ``attachments=`` replace
+    those parts of the server. Raises ConfigError (a NanobotError) for a bad value and
+    TypeError for an unknown keyword.
+
+    Serve the app with an ASGI server (Hypercorn), or in tests inside
+    ``async with app.test_app()``: streamed turns run in a task group the app opens
+    while it is serving.
+    """
+    return build_app(as_agent(agent), config, overrides)[0]
+
+
+def serve(
+    agent: AgentLike,
+    host: str | None = None,
+    port: int | None = None,
+    config: Config | None = None,
+    **overrides: Any,
+) -> None:
+    """Serves ``agent`` under Hypercorn on ``host:port`` until SIGINT or SIGTERM.
+
+    ``host`` and ``port`` default to the configuration's (``127.0.0.1:8900``); the rest
+    is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
+    returns once the server has shut down gracefully.
+    """
+    import anyio
+
+    from nanobot_api.adapters.http.serve import serve_app
+
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    resolved = as_agent(agent)
+    app, checked = build_app(resolved, config, overrides)
+    # Like `nanobot serve`: timestamps on the server's own log lines, unless the
+    # embedding program has set up logging already (basicConfig then does nothing).
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    api = checked.api
+    shown = f"[{api.host}]" if ":" in api.host else api.host
+    print(f"nanobot: serving {resolved.model} on http://{shown}:{api.port}/v1", file=sys.stderr)
+    sys.stderr.flush()
+
+    async def run() -> None:
+        await serve_app(app, host=api.host, port=api.port)
+
+    anyio.run(run, backend="asyncio")
+
+
+def build_app(
+    agent: Agent, config: Config | None, overrides: dict[str, Any]
+) -> tuple[Quart, Config]:
+    from nanobot_api.app.bootstrap import build
+
+    store: SessionStore | None = overrides.pop("store", None)
+    attachments: Attachments | None = overrides.pop("attachments", None)
+    checked = configure(config, **overrides)
+    return build(checked, agent=agent, store=store, attachments=attachments), checked
