@@ -1,0 +1,301 @@
+"""Outbound messages, the outbox's events, and the pure rules that move them along.
+
+An event is written to the outbox before any platform sees it, then moves between
+four states::
+
+    queued     its channel is not enabled: kept, never delivered (until retried by hand)
+    pending    waiting for its first or next delivery attempt, due at ``next_attempt_at``
+    failed     out of attempts, or refused by the platform for good; ``last_error`` says why
+    delivered  every step reached the platform
+
+The functions here compute the next state of an event from what happened to it; they
+take the clock's reading and a random source as arguments, so they are deterministic
+under test. Long texts are split per platform with :func:`split_text`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from typing import Literal, TypeAlias
+
+import attrs
+
+OutboxStatus: TypeAlias = Literal["queued", "pending", "failed", "delivered"]
+OUTBOX_STATUSES: tuple[OutboxStatus, ...] = ("queued", "pending", "failed", "delivered")
+
+# The longest text one platform message may hold. Counted here in UTF-16 code units,
+# which is what the platforms' JavaScript-based limits count, and never fewer than code
+# points: a part that fits by this measure fits by either.
+TELEGRAM_TEXT_LIMIT = 4096
+DISCORD_TEXT_LIMIT = 2000
+SLACK_TEXT_LIMIT = 40000
+
+# Wait at most this long when a platform's Retry-After asks for more: a day.
+_MAX_RETRY_AFTER_S = 86400.0
+# Past this many doublings the cap is max_s anyway; stops 2**n from growing unbounded.
+_MAX_DOUBLINGS = 60
+
+
+@attrs.frozen
+class OutboundMessage:
+    """What an outbound channel is asked to deliver.
+
+    ``event_id`` is stable across retries (channels that can use it as a dedupe key do).
+    ``media`` holds absolute paths of files already checked to lie in the workspace.
+    ``progress`` is how many steps (text parts, then one per file) a previous attempt
+    already delivered; a channel starts after them.
+    """
+
+    event_id: str
+    channel: str
+    chat_id: str
+    content: str
+    media: tuple[str, ...] = ()
+    progress: int = 0
+
+
+@attrs.frozen
+class DeliveryReceipt:
+    """What the platform answered for a delivered message: its id for each step sent."""
+
+    channel: str
+    chat_id: str
+    message_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class OutboxEvent:
+    """One outbound message and where its delivery stands. Times are Unix seconds."""
+
+    id: str
+    channel: str
+    chat_id: str
+    content: str
+    media: tuple[str, ...]
+    status: OutboxStatus = attrs.field(validator=attrs.validators.in_(OUTBOX_STATUSES))
+    created_at: float
+    attempts: int = 0
+    progress: int = 0
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+    @classmethod
+    def pending(cls, message: OutboundMessage, now: float) -> OutboxEvent:
+        """A new event for an enabled channel, due at once."""
+        m = message
+        return cls(
+            m.event_id,
+            m.channel,
+            m.chat_id,
+            m.content,
+            m.media,
+            "pending",
+            now,
+            next_attempt_at=now,
+        )
+
+    @classmethod
+    def queued(cls, message: OutboundMessage, now: float) -> OutboxEvent:
+        """A new event for a channel that is not enabled: kept, not delivered."""
+        m = message
+        reason = not_enabled_reason(m.channel)
+        return cls(
+            m.event_id, m.channel, m.chat_id, m.content, m.media, "queued", now, last_error=reason
+        )
+
+    @property
+    def message(self) -> OutboundMessage:
+        """What its channel is asked to deliver, resuming after the steps already sent."""
+        return OutboundMessage(
+            self.id, self.channel, self.chat_id, self.content, self.media, self.progress
+        )
+
+    @property
+    def address(self) -> str:
+        """``<channel>:<chat_id>``, as tool results and the CLI show it."""
+        return f"{self.channel}:{self.chat_id}"
+
+
+@attrs.frozen
+class Claim:
+    """Events taken for delivery now, and when the next remaining pending one falls due."""
+
+    events: tuple[OutboxEvent, ...]
+    next_due_at: float | None
+
+
+def not_enabled_reason(channel: str) -> str:
+    """Why an event for ``channel`` is queued rather than delivered."""
+    return f"channel '{channel}' is not enabled"
+
+
+# ---- state transitions ----------------------------------------------------------------
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how patiently a retryable failure is retried.
+
+    Attempt ``n`` (1-based) that fails is followed, after a wait, by attempt ``n + 1``
+    unless ``n`` is ``max_attempts``. The wait is exponential with "equal jitter": half
+    of ``min(max_s, base_s * 2 ** (n - 1))`` plus a random share of the other half, so
+    retries of many events spread out instead of arriving together; never less than the
+    platform's Retry-After.
+    """
+
+    max_attempts: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    base_s: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
+    max_s: float = attrs.field(default=600.0, validator=attrs.validators.gt(0))
+
+    def cap(self, attempts: int) -> float:
+        """The longest wait after the ``attempts``-th failed attempt."""
+        doublings = min(max(attempts - 1, 0), _MAX_DOUBLINGS)
+        return min(self.max_s, self.base_s * 2.0**doublings)
+
+    def delay(
+        self, attempts: int, random: Callable[[], float], retry_after_s: float | None = None
+    ) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt; ``random`` in [0, 1)."""
+        cap = self.cap(attempts)
+        share = min(max(random(), 0.0), 1.0)
+        wait = cap / 2 + share * cap / 2
+        if retry_after_s is not None and retry_after_s > 0:
+            wait = max(wait, min(retry_after_s, _MAX_RETRY_AFTER_S))
+        return wait
+
+
+def claimed(event: OutboxEvent) -> OutboxEvent:
+    """The event as an attempt to deliver it begins: the attempt is counted up front, so
+    a crash in the middle of it still counts and a poison message cannot loop forever."""
+    return attrs.evolve(event, attempts=event.attempts + 1)
+
+
+def delivered(event: OutboxEvent, now: float, steps: int | None = None) -> OutboxEvent:
+    """The event after its last step reached the platform."""
+    return attrs.evolve(
+        event,
+        status="delivered",
+        next_attempt_at=None,
+        delivered_at=now,
+        progress=event.progress if steps is None else steps,
+    )
+
+
+def failed_attempt(
+    event: OutboxEvent,
+    error: str,
+    *,
+    retryable: bool,
+    now: float,
+    policy: RetryPolicy,
+    random: Callable[[], float],
+    retry_after_s: float | None = None,
+    progress: int | None = None,
+) -> OutboxEvent:
+    """The event after an attempt failed with ``error`` (already free of secrets).
+
+    Pending again, due after the policy's wait, if the failure is retryable and attempts
+    remain; else failed for good. ``progress`` (steps delivered so far) never goes back.
+    """
+    done = max(event.progress, progress or 0)
+    if retryable and event.attempts < policy.max_attempts:
+        wait = policy.delay(event.attempts, random, retry_after_s)
+        return attrs.evolve(
+            event, status="pending", next_attempt_at=now + wait, last_error=error, progress=done
+        )
+    if retryable:
+        error = f"{error} (gave up after {event.attempts} attempts)"
+    return attrs.evolve(
+        event, status="failed", next_attempt_at=None, last_error=error, progress=done
+    )
+
+
+def parked(event: OutboxEvent) -> OutboxEvent:
+    """The event when its channel turns out not to be enabled: queued, not delivered."""
+    return attrs.evolve(
+        event, status="queued", next_attempt_at=None, last_error=not_enabled_reason(event.channel)
+    )
+
+
+def retried(event: OutboxEvent, now: float) -> OutboxEvent:
+    """The event after an operator asks for it again: pending, due now, attempts afresh.
+
+    A failed event resumes after the steps already delivered; a delivered one is sent
+    again whole (asking again for a delivered message means wanting it again).
+    """
+    progress = 0 if event.status == "delivered" else event.progress
+    return attrs.evolve(
+        event,
+        status="pending",
+        attempts=0,
+        progress=progress,
+        next_attempt_at=now,
+        delivered_at=None,
+    )
+
+
+# ---- splitting long texts ---------------------------------------------------------------
+
+# Preferred places to cut, best first: between paragraphs, lines, words.
+_SEPARATORS = ("\n\n", "\n", " ")
+# Code points that belong to the character before them; a hard cut keeps them together.
+_JOINERS = frozenset("\u200d\ufe0e\ufe0f")
+
+
+def utf16_len(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units (a code point above U+FFFF is two)."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def split_text(text: str, limit: int) -> tuple[str, ...]:
+    """``text`` cut into parts of at most ``limit`` UTF-16 units each, in order.
+
+    Joining the parts gives back ``text`` exactly: nothing is dropped, added or moved.
+    Each cut is made after the last paragraph break, else line break, else space that
+    leaves the part at least half full; only a text with none of those is cut mid-word
+    (never between a character and a combining mark or joiner that follows it).
+    An empty text has no parts. Raises ValueError if ``limit`` < 2 (a code point may
+    take two units).
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2")
+    parts: list[str] = []
+    rest = text
+    while rest:
+        size = _fitting(rest, limit)
+        if size == len(rest):
+            parts.append(rest)
+            break
+        cut = _cut(rest, size)
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    return tuple(parts)
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many code points of ``text``'s start fit in ``limit`` UTF-16 units."""
+    size = min(len(text), limit)
+    units = utf16_len(text[:size])
+    while units > limit:
+        size -= 1
+        units -= 2 if ord(text[size]) > 0xFFFF else 1
+    return size
+
+
+def _cut(text: str, size: int) -> int:
+    window = text[:size]
+    floor = size // 2
+    for separator in _SEPARATORS:
+        at = window.rfind(separator, floor)
+        if at != -1:
+            return at + len(separator)
+    cut = size
+    while cut > floor and _belongs_to_previous(text[cut]):
+        cut -= 1
+    return cut if cut > floor else size
+
+
+def _belongs_to_previous(char: str) -> bool:
+    return char in _JOINERS or unicodedata.combining(char) != 0
