@@ -9,6 +9,7 @@
     ├── UnsupportedMediaType    a file whose bytes are of no supported kind
     ├── TurnTimedOut            the turn ran past its time budget
     ├── UpstreamFailed          the model provider could not be used
+    ├── DeliveryFailed          an outbound channel could not deliver a message
     └── ConfigError             a configuration value is unusable (start-up only)
 
 Errors carry a message meant for the client and, where one field is at fault, the
@@ -64,3 +65,28 @@ class UpstreamFailed(NanobotError):
 
 class ConfigError(NanobotError):
     """Raised when a configuration value is unusable; ``param`` is its key path."""
+
+
+class DeliveryFailed(NanobotError):
+    """Raised when an outbound channel could not deliver a message.
+
+    ``retryable`` says whether the same message may get through later (a 429, a 5xx, a
+    timeout, a lost connection) or never will (the platform refused it: a wrong chat id,
+    a revoked token). ``retry_after_s`` is how long the platform asked to wait, if it
+    said. ``progress`` is how many delivery steps (text parts, then files) reached the
+    platform before the failure, so a retry resumes after them instead of repeating them.
+    The message names the channel and what went wrong, never a credential.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        progress: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.progress = progress

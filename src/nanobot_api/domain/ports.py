@@ -7,13 +7,20 @@ cancellation exception and must be let through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
+from nanobot_api.domain.outbox import (
+    Claim,
+    DeliveryReceipt,
+    OutboundMessage,
+    OutboxEvent,
+    OutboxStatus,
+)
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
@@ -171,3 +178,53 @@ class Tool(Protocol):
         """Does the work with arguments already checked against ``spec.parameters``;
         returns the text the model reads as the result. A refusal the model should
         see is returned as text (or raised as a NanobotError, whose message it sees)."""
+
+
+class OutboundChannel(Protocol):
+    """A chat platform (or any receiver) the ``message`` tool can deliver to."""
+
+    @property
+    def name(self) -> str:
+        """The channel's name, as the model writes it in ``message(channel=...)``."""
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Delivers ``message`` (its text split to fit the platform, then its files),
+        starting after ``message.progress`` steps, within the channel's own timeout.
+
+        Raises DeliveryFailed: ``retryable`` for a 429, a 5xx, a timeout or a lost
+        connection (with the platform's Retry-After, if any), not for a refusal; its
+        ``progress`` counts the steps that did get through. Its message never holds a
+        credential.
+        """
+
+
+class Outbox(Protocol):
+    """Durable outbound events, as the delivery side sees them."""
+
+    async def enqueue(self, event: OutboxEvent) -> None:
+        """Stores a new event. Durable on return (even against kill -9): delivery may be
+        tried only after this returns."""
+
+    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+        """Takes up to ``limit`` pending events due at ``now`` (oldest due first), leaving
+        out the ids in ``exclude`` (those already being delivered), and counts an attempt
+        on each (``domain.outbox.claimed``), durably, before returning them. Also says when
+        the next pending event not taken falls due."""
+
+    async def settle(self, event: OutboxEvent) -> bool:
+        """Writes the event's new state (status, attempts, progress, times, last error);
+        durable on return. False if the event is gone (dropped meanwhile)."""
+
+
+class OutboxAdmin(Protocol):
+    """The outbox as an operator sees it."""
+
+    async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
+        """Every event (or those with ``status``), oldest first."""
+
+    async def retry(self, event_id: str, now: float) -> OutboxEvent:
+        """Makes the event pending and due now with its attempts afresh
+        (``domain.outbox.retried``); raises NotFound for an unknown id."""
+
+    async def drop(self, event_id: str) -> OutboxEvent:
+        """Deletes the event and returns it as it was; raises NotFound for an unknown id."""
