@@ -160,9 +160,8 @@ async def compare(direct: str, proxied: str, total: int) -> None:
             )
     _, direct_rate = await run_load(direct, concurrency=16, sessions=16, total=total * 2)
     _, rate = await run_load(proxied, concurrency=16, sessions=16, total=total * 2)
-    print(
-        f"requests/s at concurrency 16 over 16 sessions: nanobot {rate:.0f} (direct {direct_rate:.0f})"
-    )
+    print(f"requests/s at concurrency 16 over 16 sessions: nanobot {rate:.0f}", end="")
+    print(f" (direct {direct_rate:.0f})")
     d, _ = await run_load(
         direct, concurrency=1, sessions=1, total=total, stream=True, measure=first_content_byte
     )
@@ -190,7 +189,7 @@ def main() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        config = {
+        config: dict[str, object] = {
             "agents": {"defaults": {"provider": "local", "model": "bench-model"}},
             "providers": {"local": {"apiBase": base, "apiKey": "sk-bench"}},
         }
