@@ -1,0 +1,313 @@
+"""The durable outbox in its own embedded SQLite file, ``<workspace>/outbox.sqlite3``.
+
+A sibling of ``sessions.sqlite3`` rather than a table inside it: SQLite lets one writer
+at a time into a database file, so draining a thousand events (a claim and a settle
+each) in the same file would queue chat turns' history commits behind the outbox's
+writes. Two files keep the two write locks apart; both use the same recipe (WAL, one
+connection per store, blocking calls in a worker thread).
+
+Every write is one transaction and durable on return (``synchronous=FULL`` by default),
+so an event is on disk before any platform sees it, and a claim's attempt count survives
+a crash in the middle of the attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from nanobot_api.domain.errors import NotFound
+from nanobot_api.domain.outbox import (
+    OUTBOX_STATUSES,
+    Claim,
+    OutboxEvent,
+    OutboxStatus,
+    claimed,
+    retried,
+)
+
+_T = TypeVar("_T")
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id              TEXT PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    chat_id         TEXT NOT NULL,
+    content         TEXT NOT NULL,
+    media           TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    attempts        INTEGER NOT NULL,
+    progress        INTEGER NOT NULL,
+    next_attempt_at REAL,
+    last_error      TEXT,
+    delivered_at    REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+"""
+_COLUMNS = (
+    "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
+    "next_attempt_at, last_error, delivered_at"
+)
+
+Synchronous = Literal["FULL", "NORMAL"]
+_STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
+
+
+class SqliteOutbox:
+    """An Outbox and OutboxAdmin in a SQLite file, in WAL mode.
+
+    Like ``SqliteSessionStore``: the constructor only remembers the path; the file is
+    opened by ``await outbox.open()`` or on first use, and ``close()`` releases it.
+    Calls run one at a time on a single worker thread (a capacity limiter of one), so
+    a burst of deliveries settling at once waits on the event loop, not by occupying
+    the threads the session store and document readers share.
+    """
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+        self._path = path
+        self._synchronous: Synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock = anyio.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def open(self) -> SqliteOutbox:
+        """Opens the file now (creating it and its folder if needed). Idempotent."""
+        await self._connection()
+        return self
+
+    async def close(self) -> None:
+        """Closes the connection; the outbox must not be used afterwards. Idempotent."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(self._locked, conn.close, limiter=self._limiter)
+
+    async def __aenter__(self) -> SqliteOutbox:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- Outbox ------------------------------------------------------------------------
+
+    async def enqueue(self, event: OutboxEvent) -> None:
+        """Inserts the event; durable on return. An id already stored is an error."""
+        await self._run(_insert, event)
+
+    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+        """Due pending events, oldest due first, each with one more attempt counted."""
+        return await self._run(_claim, now, limit, frozenset(exclude))
+
+    async def settle(self, event: OutboxEvent) -> bool:
+        """Writes the event's state; False if its row is gone."""
+        return await self._run(_update, event)
+
+    # --- OutboxAdmin -------------------------------------------------------------------
+
+    async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
+        """Every event, or those with ``status``, oldest first."""
+        return await self._run(_select, status)
+
+    async def retry(self, event_id: str, now: float) -> OutboxEvent:
+        """The event made pending and due now; NotFound for an unknown id."""
+        return await self._run(_retry, event_id, now)
+
+    async def drop(self, event_id: str) -> OutboxEvent:
+        """Deletes the event, returning it; NotFound for an unknown id."""
+        return await self._run(_drop, event_id)
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("SqliteOutbox is closed")
+        if self._conn is None:
+            async with self._open_lock:
+                if self._conn is None:
+                    self._conn = await anyio.to_thread.run_sync(
+                        _connect, self._path, self._synchronous, limiter=self._limiter
+                    )
+        return self._conn
+
+    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
+        conn = await self._connection()
+        return await anyio.to_thread.run_sync(
+            self._locked, func, conn, *args, limiter=self._limiter
+        )
+
+    def _locked(self, func: Callable[..., _T], *args: object) -> _T:
+        # The limiter already serialises calls; the lock also covers close() racing one.
+        with self._lock:
+            return func(*args)
+
+
+# --- in the worker thread ----------------------------------------------------------------
+
+
+def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Autocommit: each statement is its own transaction unless a BEGIN opens one.
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        _prepare(conn, path, synchronous)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > _SCHEMA_VERSION:
+        raise RuntimeError(f"{path} was written by a newer nanobot-api (schema {version})")
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock at once, so a read-then-write cannot be overtaken.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _row(event: OutboxEvent) -> tuple[object, ...]:
+    return (
+        event.id,
+        event.channel,
+        event.chat_id,
+        event.content,
+        json.dumps(list(event.media), ensure_ascii=False),
+        event.status,
+        event.created_at,
+        event.attempts,
+        event.progress,
+        event.next_attempt_at,
+        event.last_error,
+        event.delivered_at,
+    )
+
+
+def _event(row: tuple[Any, ...]) -> OutboxEvent:
+    ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
+    next_at, error, delivered_at = row[9:]
+    known = _STATUSES.get(status)
+    if known is None:
+        raise ValueError(f"stored outbox event has an unknown status {status!r}")
+    return OutboxEvent(
+        str(ident),
+        str(channel),
+        str(chat_id),
+        str(content),
+        tuple(str(path) for path in json.loads(media)),
+        known,
+        float(created),
+        int(attempts),
+        int(progress),
+        None if next_at is None else float(next_at),
+        None if error is None else str(error),
+        None if delivered_at is None else float(delivered_at),
+    )
+
+
+def _insert(conn: sqlite3.Connection, event: OutboxEvent) -> None:
+    conn.execute(f"INSERT INTO outbox ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _row(event))
+
+
+def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
+    cursor = conn.execute(
+        "UPDATE outbox SET status = ?, attempts = ?, progress = ?, next_attempt_at = ?, "
+        "last_error = ?, delivered_at = ? WHERE id = ?",
+        (
+            event.status,
+            event.attempts,
+            event.progress,
+            event.next_attempt_at,
+            event.last_error,
+            event.delivered_at,
+            event.id,
+        ),
+    )
+    return cursor.rowcount > 0
+
+
+def _claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str]) -> Claim:
+    # One write transaction: the attempts are counted in the same commit that takes the
+    # events, so no reader (nor a restart) sees an event taken without its attempt.
+    with _transaction(conn):
+        cursor = conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' "
+            "ORDER BY next_attempt_at, rowid"
+        )
+        taken: list[OutboxEvent] = []
+        next_due: float | None = None
+        for row in cursor:
+            event = _event(row)
+            if event.id in exclude:
+                continue
+            due = event.next_attempt_at if event.next_attempt_at is not None else now
+            if due > now or len(taken) >= limit:
+                next_due = due
+                break
+            taken.append(claimed(event))
+        cursor.close()
+        conn.executemany(
+            "UPDATE outbox SET attempts = ? WHERE id = ?", [(e.attempts, e.id) for e in taken]
+        )
+    return Claim(tuple(taken), next_due)
+
+
+def _select(conn: sqlite3.Connection, status: OutboxStatus | None) -> tuple[OutboxEvent, ...]:
+    where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+    cursor = conn.execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY created_at, rowid", args)
+    return tuple(_event(row) for row in cursor)
+
+
+def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"No outbox event with id {event_id!r}", param="id")
+    return _event(row)
+
+
+def _retry(conn: sqlite3.Connection, event_id: str, now: float) -> OutboxEvent:
+    with _transaction(conn):
+        event = retried(_get(conn, event_id), now)
+        _update(conn, event)
+    return event
+
+
+def _drop(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
+    with _transaction(conn):
+        event = _get(conn, event_id)
+        conn.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+    return event

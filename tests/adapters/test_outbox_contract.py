@@ -1,0 +1,162 @@
+"""The Outbox and OutboxAdmin ports' contract, against the fake and SqliteOutbox alike."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.domain.errors import NotFound
+from nanobot_api.domain.outbox import (
+    OutboundMessage,
+    OutboxEvent,
+    RetryPolicy,
+    delivered,
+    failed_attempt,
+)
+from tests.fakes import InMemoryOutbox
+
+SqliteOrFake = SqliteOutbox | InMemoryOutbox
+
+
+@pytest.fixture(name="outbox", params=["memory", "sqlite"])
+async def _outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteOrFake]:
+    if request.param == "memory":
+        yield InMemoryOutbox()
+        return
+    async with SqliteOutbox(tmp_path / "outbox.sqlite3") as outbox:
+        yield outbox
+
+
+def event(n: int, *, now: float = 0.0, channel: str = "telegram") -> OutboxEvent:
+    message = OutboundMessage(f"e{n}", channel, "42", f"text {n}", (f"/ws/f{n}.png",))
+    return OutboxEvent.pending(message, now)
+
+
+async def test_enqueued_events_are_listed_oldest_first_and_by_status(outbox: SqliteOrFake) -> None:
+    await outbox.enqueue(event(1, now=1.0))
+    await outbox.enqueue(OutboxEvent.queued(event(2).message, now=2.0))
+    await outbox.enqueue(event(3, now=3.0))
+    assert [e.id for e in await outbox.events()] == ["e1", "e2", "e3"]
+    assert [e.id for e in await outbox.events("queued")] == ["e2"]
+    assert [e.id for e in await outbox.events("pending")] == ["e1", "e3"]
+    assert await outbox.events("failed") == ()
+    assert (await outbox.events())[0] == event(1, now=1.0)
+
+
+async def test_claim_takes_due_events_in_due_order_and_counts_an_attempt(
+    outbox: SqliteOrFake,
+) -> None:
+    for n, due in ((1, 5.0), (2, 1.0), (3, 50.0), (4, 2.0)):
+        await outbox.enqueue(event(n, now=due))
+    claim = await outbox.claim_due(now=10.0, limit=10)
+    assert [e.id for e in claim.events] == ["e2", "e4", "e1"]
+    assert all(e.attempts == 1 for e in claim.events)
+    assert claim.next_due_at == 50.0
+    stored = {e.id: e.attempts for e in await outbox.events()}
+    assert stored == {"e1": 1, "e2": 1, "e3": 0, "e4": 1}
+
+
+async def test_claim_respects_limit_and_exclusions(outbox: SqliteOrFake) -> None:
+    for n in range(5):
+        await outbox.enqueue(event(n, now=float(n)))
+    claim = await outbox.claim_due(now=10.0, limit=2, exclude={"e0"})
+    assert [e.id for e in claim.events] == ["e1", "e2"]
+    assert claim.next_due_at == 3.0  # more are due already: the caller loops at once
+    empty = await outbox.claim_due(now=10.0, limit=0)
+    assert empty.events == ()
+
+
+async def test_claim_skips_everything_not_pending(outbox: SqliteOrFake) -> None:
+    await outbox.enqueue(OutboxEvent.queued(event(1).message, now=0.0))
+    done = event(2)
+    await outbox.enqueue(done)
+    await outbox.settle(delivered(done, now=1.0))
+    claim = await outbox.claim_due(now=10.0, limit=10)
+    assert claim.events == ()
+    assert claim.next_due_at is None
+
+
+async def test_settle_writes_the_new_state_and_reports_a_dropped_event(
+    outbox: SqliteOrFake,
+) -> None:
+    await outbox.enqueue(event(1))
+    (taken,) = (await outbox.claim_due(now=1.0, limit=1)).events
+    after = failed_attempt(
+        taken, "HTTP 500", retryable=True, now=1.0, policy=RetryPolicy(), random=lambda: 0.0
+    )
+    assert await outbox.settle(attrs.evolve(after, progress=2))
+    (stored,) = await outbox.events()
+    assert stored == attrs.evolve(after, progress=2)
+    await outbox.drop("e1")
+    assert not await outbox.settle(delivered(after, now=2.0))
+
+
+async def test_retry_makes_an_event_due_now_and_drop_removes_it(outbox: SqliteOrFake) -> None:
+    await outbox.enqueue(OutboxEvent.queued(event(1).message, now=0.0))
+    again = await outbox.retry("e1", now=7.0)
+    assert (again.status, again.next_attempt_at, again.attempts) == ("pending", 7.0, 0)
+    assert (await outbox.events()) == (again,)
+    dropped = await outbox.drop("e1")
+    assert dropped == again
+    assert await outbox.events() == ()
+
+
+async def test_an_unknown_id_is_not_found(outbox: SqliteOrFake) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        await outbox.retry("nope", now=0.0)
+    with pytest.raises(NotFound, match="nope"):
+        await outbox.drop("nope")
+
+
+async def test_a_duplicate_id_is_refused(outbox: SqliteOrFake) -> None:
+    await outbox.enqueue(event(1))
+    with pytest.raises((ValueError, sqlite3.IntegrityError)):
+        await outbox.enqueue(event(1))
+
+
+# --- SqliteOutbox only -------------------------------------------------------------------
+
+
+async def test_events_and_claims_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "outbox.sqlite3"
+    async with SqliteOutbox(path) as outbox:
+        await outbox.enqueue(event(1))
+        await outbox.claim_due(now=1.0, limit=1)
+    async with SqliteOutbox(path) as outbox:
+        (stored,) = await outbox.events()
+    assert stored.attempts == 1
+    assert stored.media == ("/ws/f1.png",)
+
+
+async def test_a_closed_outbox_refuses_work(tmp_path: Path) -> None:
+    outbox = await SqliteOutbox(tmp_path / "o.sqlite3").open()
+    await outbox.close()
+    await outbox.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await outbox.events()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await SqliteOutbox(path).open()
+
+
+async def test_claims_use_the_due_index(tmp_path: Path) -> None:
+    async with SqliteOutbox(tmp_path / "o.sqlite3") as outbox:
+        await outbox.enqueue(event(1))
+    with sqlite3.connect(tmp_path / "o.sqlite3") as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE status = 'pending' "
+            "ORDER BY next_attempt_at, rowid"
+        ).fetchall()
+    conn.close()
+    assert "outbox_due" in str(plan)

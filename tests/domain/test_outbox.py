@@ -1,0 +1,180 @@
+"""The outbox's pure rules: splitting texts, backoff with jitter, state transitions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from nanobot_api.domain.outbox import (
+    DISCORD_TEXT_LIMIT,
+    SLACK_TEXT_LIMIT,
+    TELEGRAM_TEXT_LIMIT,
+    OutboundMessage,
+    OutboxEvent,
+    RetryPolicy,
+    claimed,
+    delivered,
+    failed_attempt,
+    parked,
+    retried,
+    split_text,
+    utf16_len,
+)
+
+# Text that exercises every cut rule: words, line and paragraph breaks, astral-plane
+# characters (two UTF-16 units), combining marks and joiners.
+_ALPHABET = st.sampled_from(["a", "b", "é", " ", "\n", "\n\n", "😀", "\u0301", "\u200d", "中"])
+texts = st.lists(_ALPHABET, max_size=400).map("".join) | st.text(max_size=400)
+limits = st.integers(min_value=2, max_value=64)
+
+
+@given(texts, limits)
+def test_split_parts_join_back_to_the_text_and_each_fits(text: str, limit: int) -> None:
+    parts = split_text(text, limit)
+    assert "".join(parts) == text
+    assert all(0 < utf16_len(part) <= limit for part in parts)
+
+
+@given(st.text(st.characters(max_codepoint=0xFFFF), max_size=400), limits)
+def test_split_parts_are_at_least_half_full_except_the_last(text: str, limit: int) -> None:
+    parts = split_text(text, limit)
+    assert all(len(part) >= limit // 2 for part in parts[:-1])
+
+
+@pytest.mark.parametrize("limit", [TELEGRAM_TEXT_LIMIT, DISCORD_TEXT_LIMIT, SLACK_TEXT_LIMIT])
+def test_platform_sized_text_splits_on_paragraphs(limit: int) -> None:
+    paragraph = ("word " * (limit // 10)).strip()
+    text = "\n\n".join([paragraph] * 5)
+    parts = split_text(text, limit)
+    assert "".join(parts) == text
+    assert all(part.endswith("\n\n") for part in parts[:-1])
+    assert all(utf16_len(part) <= limit for part in parts)
+
+
+def test_split_prefers_paragraph_then_line_then_space() -> None:
+    assert split_text("aaaa bbbb\ncccc\n\ndd", 16) == ("aaaa bbbb\ncccc\n\n", "dd")
+    assert split_text("aaaa bbbb\ncccc dd", 16) == ("aaaa bbbb\n", "cccc dd")
+    assert split_text("aaaa bbbb cccc dd", 16) == ("aaaa bbbb cccc ", "dd")
+
+
+def test_split_cuts_mid_word_only_without_a_boundary_and_keeps_marks_with_letters() -> None:
+    assert split_text("abcdefghij", 4) == ("abcd", "efgh", "ij")
+    # "e" + combining acute must not be parted: the cut moves back before the "e".
+    assert split_text("abce\u0301fg", 4) == ("abc", "e\u0301fg")
+
+
+def test_split_counts_astral_characters_as_two_units() -> None:
+    parts = split_text("😀" * 5, 4)
+    assert parts == ("😀😀", "😀😀", "😀")
+
+
+def test_split_of_empty_text_has_no_parts_and_tiny_limits_are_refused() -> None:
+    assert split_text("", 10) == ()
+    with pytest.raises(ValueError, match="limit"):
+        split_text("abc", 1)
+
+
+@given(st.integers(1, 100), st.floats(0, 1, exclude_max=True))
+def test_delay_stays_within_half_and_whole_of_the_cap(attempts: int, share: float) -> None:
+    policy = RetryPolicy(base_s=2.0, max_s=600.0)
+    cap = policy.cap(attempts)
+    assert cap / 2 <= policy.delay(attempts, lambda: share) <= cap <= 600.0
+
+
+@given(st.integers(1, 80))
+def test_the_cap_doubles_until_the_maximum(attempts: int) -> None:
+    policy = RetryPolicy(base_s=1.0, max_s=300.0)
+    assert policy.cap(attempts + 1) == min(300.0, 2 * policy.cap(attempts))
+
+
+@given(st.integers(1, 20), st.floats(0, 1, exclude_max=True), st.floats(0, 10_000))
+def test_delay_never_undercuts_retry_after(attempts: int, share: float, after: float) -> None:
+    assert RetryPolicy().delay(attempts, lambda: share, after) >= min(after, 86400.0)
+
+
+def test_jitter_comes_from_the_random_source() -> None:
+    policy = RetryPolicy(base_s=4.0)
+    assert policy.delay(1, lambda: 0.0) == 2.0
+    assert policy.delay(1, lambda: 0.5) == 3.0
+    assert policy.delay(3, lambda: 0.0) == 8.0
+
+
+MESSAGE = OutboundMessage("e1", "telegram", "42", "hello")
+
+
+def test_a_new_event_for_an_enabled_channel_is_pending_and_due_now() -> None:
+    event = OutboxEvent.pending(MESSAGE, now=100.0)
+    assert (event.status, event.next_attempt_at, event.attempts) == ("pending", 100.0, 0)
+    assert event.message == MESSAGE
+    assert event.address == "telegram:42"
+
+
+def test_a_new_event_for_a_disabled_channel_is_queued_with_the_reason() -> None:
+    event = OutboxEvent.queued(MESSAGE, now=100.0)
+    assert event.status == "queued"
+    assert event.next_attempt_at is None
+    assert event.last_error == "channel 'telegram' is not enabled"
+
+
+def test_a_retryable_failure_waits_then_gives_up_after_max_attempts() -> None:
+    policy = RetryPolicy(max_attempts=3, base_s=1.0)
+    event = OutboxEvent.pending(MESSAGE, now=0.0)
+    for attempt in (1, 2):
+        event = failed_attempt(
+            claimed(event), "HTTP 503", retryable=True, now=10.0, policy=policy, random=lambda: 0
+        )
+        assert event.status == "pending"
+        assert event.next_attempt_at == 10.0 + policy.cap(attempt) / 2
+    event = failed_attempt(
+        claimed(event), "HTTP 503", retryable=True, now=20.0, policy=policy, random=lambda: 0
+    )
+    assert event.status == "failed"
+    assert event.attempts == 3
+    assert event.last_error == "HTTP 503 (gave up after 3 attempts)"
+
+
+def test_a_permanent_failure_fails_at_once_and_keeps_progress() -> None:
+    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0))
+    after = failed_attempt(
+        event,
+        "HTTP 400 chat not found",
+        retryable=False,
+        now=1.0,
+        policy=RetryPolicy(),
+        random=lambda: 0.5,
+        progress=2,
+    )
+    assert (after.status, after.progress, after.last_error) == (
+        "failed",
+        2,
+        "HTTP 400 chat not found",
+    )
+
+
+def test_delivered_parked_and_retried() -> None:
+    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0))
+    done = delivered(event, now=5.0, steps=3)
+    assert (done.status, done.delivered_at, done.progress, done.next_attempt_at) == (
+        "delivered",
+        5.0,
+        3,
+        None,
+    )
+    again = retried(done, now=9.0)
+    assert (again.status, again.attempts, again.progress, again.next_attempt_at) == (
+        "pending",
+        0,
+        0,
+        9.0,
+    )
+    assert parked(event).status == "queued"
+
+
+@given(st.integers(0, 5), st.sampled_from(["queued", "pending", "failed"]))
+def test_retrying_an_undelivered_event_resumes_after_its_progress(
+    progress: int, status: str
+) -> None:
+    assume(status != "delivered")
+    event = OutboxEvent("x", "slack", "C1", "hi", (), status, 0.0, 4, progress)  # type: ignore[arg-type]
+    assert retried(event, now=1.0).progress == progress
