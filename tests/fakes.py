@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import anyio
 
 from nanobot_api.domain.attachments import Document, Image, Upload
 from nanobot_api.domain.conversation import Usage
-from nanobot_api.domain.errors import UnsupportedMediaType
+from nanobot_api.domain.errors import NotFound, UnsupportedMediaType
+from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
 from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.turns import Turn
 
@@ -95,3 +96,53 @@ class TextOnlyAttachments:
                 raise UnsupportedMediaType("Unsupported file type") from None
             documents.append(Document(upload.label, text, f"/media/{upload.label}"))
         return (), tuple(documents)
+
+
+class InMemoryOutbox:
+    """An Outbox and OutboxAdmin in a dict: the same rules as SqliteOutbox, no file."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, OutboxEvent] = {}
+
+    async def enqueue(self, event: OutboxEvent) -> None:
+        if event.id in self.rows:
+            raise ValueError(f"outbox event {event.id!r} exists")
+        self.rows[event.id] = event
+
+    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+        pending = sorted(
+            (e for e in self.rows.values() if e.status == "pending" and e.id not in exclude),
+            key=lambda e: e.next_attempt_at if e.next_attempt_at is not None else now,
+        )
+        taken: list[OutboxEvent] = []
+        next_due: float | None = None
+        for event in pending:
+            due = event.next_attempt_at if event.next_attempt_at is not None else now
+            if due > now or len(taken) >= limit:
+                next_due = due
+                break
+            taken.append(claimed(event))
+            self.rows[event.id] = taken[-1]
+        return Claim(tuple(taken), next_due)
+
+    async def settle(self, event: OutboxEvent) -> bool:
+        if event.id not in self.rows:
+            return False
+        self.rows[event.id] = event
+        return True
+
+    async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
+        return tuple(e for e in self.rows.values() if status is None or e.status == status)
+
+    async def retry(self, event_id: str, now: float) -> OutboxEvent:
+        event = retried(self._get(event_id), now)
+        self.rows[event_id] = event
+        return event
+
+    async def drop(self, event_id: str) -> OutboxEvent:
+        return self.rows.pop(event_id, None) or self._get(event_id)
+
+    def _get(self, event_id: str) -> OutboxEvent:
+        if event_id not in self.rows:
+            raise NotFound(f"No outbox event with id {event_id!r}", param="id")
+        return self.rows[event_id]
