@@ -8,6 +8,7 @@ their text. The hostile ones (zip bombs, huge PDFs, executables) are here too.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zipfile
 import zlib
@@ -344,12 +345,13 @@ _WORDS = (
 
 
 def _sentences(seed: int) -> Iterator[str]:
+    """Endless prose; a pool larger than deflate's 32 KB window keeps it realistic."""
     import random
 
     rng = random.Random(seed)
-    while True:
-        words = rng.choices(_WORDS, k=rng.randint(8, 20))
-        yield " ".join(words).capitalize() + f" {rng.randint(0, 10**9)}."
+    pool = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 20))).capitalize() for _ in range(4096)]
+    for n in itertools.count():
+        yield f"{pool[n % 4096]} {n * 7919 % 1000003}."
 
 
 def _replace_member(package: bytes, member: str, body: bytes) -> bytes:
@@ -364,15 +366,28 @@ def _replace_member(package: bytes, member: str, body: bytes) -> bytes:
 
 
 def _grow(parts: Iterator[bytes], target_compressed: int) -> bytes:
-    """Joins ``parts`` until their deflated size would reach ``target_compressed``."""
+    """Joins ``parts`` until they would deflate to about ``target_compressed`` bytes.
+
+    The ratio is measured on the first megabyte or so and extrapolated, so the
+    whole is compressed only once, by the zip writer.
+    """
     comp = zlib.compressobj(6)
     chunks: list[bytes] = []
-    compressed = 0
-    for part in parts:
-        chunks.append(part)
-        compressed += len(comp.compress(part))
-        if compressed >= target_compressed:
+    raw = compressed = 0
+    while compressed < min(MIB, target_compressed):
+        batch = b"".join(itertools.islice(parts, 2000))
+        if not batch:
+            return b"".join(chunks)
+        chunks.append(batch)
+        raw += len(batch)
+        compressed += len(comp.compress(batch))
+    wanted = target_compressed * raw // max(compressed, 1)
+    while raw < wanted:
+        batch = b"".join(itertools.islice(parts, 2000))
+        if not batch:
             break
+        chunks.append(batch)
+        raw += len(batch)
     return b"".join(chunks)
 
 

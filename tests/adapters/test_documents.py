@@ -418,3 +418,118 @@ def test_importing_the_readers_does_not_import_the_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
+# A large Word body is streamed; the text is the same as python-docx gives
+
+
+def _rich_docx(paragraphs: list[str]) -> bytes:
+    import docx
+    from docx.enum.text import WD_BREAK
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    run = document.add_paragraph("tab").add_run("after")
+    run.add_tab()
+    run.add_text("x")
+    run.add_break()
+    run.add_text("line")
+    run.add_break(WD_BREAK.PAGE)
+    run.add_text("page")
+    table = document.add_table(rows=2, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 1)).text = "merged"
+    table.cell(1, 2).text = "a\nb"
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+def _both_ways(data: bytes, limits: ExtractionLimits | None = None) -> tuple[str, str]:
+    whole = DocxTextExtractor(limits).extract(data, "a.docx")
+    streamed = DocxTextExtractor(limits, stream_over=0).extract(data, "a.docx")
+    return whole.text, streamed.text
+
+
+def test_a_streamed_body_reads_like_python_docx() -> None:
+    whole, streamed = _both_ways(_rich_docx(["one", "two"]))
+    assert streamed == whole
+    assert "tabafter\tx\nline" in whole
+    assert "merged\t" in whole
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"])), max_size=5))
+def test_any_paragraphs_read_the_same_streamed(paragraphs: list[str]) -> None:
+    whole, streamed = _both_ways(_rich_docx(paragraphs))
+    assert streamed == whole
+
+
+def test_a_streamed_body_stops_at_its_bounds() -> None:
+    data = files.make_docx("tok", paragraphs=50)
+    whole, streamed = _both_ways(data, ExtractionLimits(max_chars=100))
+    assert streamed == whole
+    assert streamed.endswith("[... truncated: more than 100 characters]")
+    _, late = _both_ways(data, ExtractionLimits(time_budget_s=-1))
+    assert late == "[... truncated: time budget spent]"
+
+
+@pytest.mark.slow
+def test_a_ten_megabyte_word_file_of_prose_reads_in_well_under_a_second() -> None:
+    data = files.make_big_docx("big-tok", 10 * 1024 * 1024 - 65536)
+    started = time.monotonic()
+    out = DocxTextExtractor().extract(data, "big.docx")
+    assert time.monotonic() - started < 1
+    assert "big-tok" in out.text
+    assert out.truncated
+
+
+# ---------------------------------------------------------------------------
+# PDF page trees: walked lazily, inheritance honoured, hostile shapes harmless
+
+
+def _pdf_tree(pages: int, fanout: int, *, cyclic: bool = False) -> bytes:
+    """Pages under intermediate /Pages nodes that hold the font resources."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    content = b"BT /F1 10 Tf 50 700 Td (inherited-tok) Tj ET"
+    objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+    middles = []
+    for start in range(0, pages, fanout):
+        kids = []
+        for _ in range(start, min(pages, start + fanout)):
+            objects.append(b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R >>")
+            kids.append(len(objects))
+        if cyclic:
+            kids.append(2)
+        refs = b" ".join(b"%d 0 R" % k for k in kids)
+        objects.append(
+            b"<< /Type /Pages /Kids [%s] /Count %d /Resources << /Font << /F1 3 0 R >> >> >>"
+            % (refs, len(kids))
+        )
+        middles.append(len(objects))
+    refs = b" ".join(b"%d 0 R" % m for m in middles)
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (refs, pages)
+    return files._pdf_file(objects)
+
+
+async def test_pages_inherit_resources_from_their_page_tree(
+    reader: DocumentReaderByKind,
+) -> None:
+    out = await reader.read(FileKind.PDF, _pdf_tree(3, 2), "tree.pdf")
+    assert out.text.count("inherited-tok") == 3
+    assert "--- Page 3 ---" in out.text
+
+
+async def test_a_cyclic_page_tree_ends(reader: DocumentReaderByKind) -> None:
+    out = await reader.read(FileKind.PDF, _pdf_tree(4, 2, cyclic=True), "cycle.pdf")
+    assert out.text.count("--- Page") == 4
+
+
+async def test_a_hundred_thousand_pages_are_cut_without_building_them_all() -> None:
+    data = _pdf_tree(100_000, 1000)
+    started = time.monotonic()
+    out = await _limited(max_pages=20).read(FileKind.PDF, data, "many.pdf")
+    assert time.monotonic() - started < 2
+    assert out.text.endswith("[... truncated: only the first 20 of 100000 pages]")
