@@ -180,3 +180,34 @@ def test_decode_text_drops_the_bom_and_cuts_long_text() -> None:
     cut = decode_text(b"abcdef", 3)
     assert cut.truncated
     assert cut.text == "abc\n[... truncated: more than 3 characters]"
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="ABCDabcd0189+/=", max_size=24),
+        st.text(max_size=12),
+        st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+    )
+)
+def test_a_payload_is_accepted_exactly_when_base64_decode_accepts_it(payload: str) -> None:
+    try:
+        expected: bytes | None = base64.b64decode(payload, validate=True)
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = upload_from_url(
+            f"data:;base64,{payload}", filename=None, param=PARAM, limits=LIMITS
+        ).data
+    except InvalidRequest:
+        got = None
+    assert got == expected
+
+
+def test_a_payload_longer_than_one_slice_decodes_whole() -> None:
+    data = bytes(range(256)) * 5000  # about 1.7 MB of base64, two slices
+    assert upload_from_url(_url(data), filename=None, param=PARAM, limits=LIMITS).data == data
+    padded = _url(data + b"x")
+    middle = padded.index(",") + 1 + (1 << 20)
+    broken = padded[:middle] + "=" + padded[middle + 1 :]
+    with pytest.raises(InvalidRequest, match="not valid base64"):
+        upload_from_url(broken, filename=None, param=PARAM, limits=LIMITS)
