@@ -161,6 +161,20 @@ async def test_opens_on_first_use_and_creates_its_folder(tmp_path: Path) -> None
     assert store.path.exists()
 
 
+async def test_a_clear_by_another_process_is_seen_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    async with SqliteSessionStore(path) as serving:
+        await serving.commit(A, turn("1"))
+        await serving.commit(A, turn("2"))
+        assert len(await serving.history(A, 100)) == 2
+        assert len(await serving.history(A, 100)) == 2  # now from memory
+        async with SqliteSessionStore(path) as cli:
+            assert await cli.clear(A) == 2
+        assert await serving.history(A, 100) == ()
+        await serving.commit(A, turn("3"))
+        assert [r.user_text for r in await serving.history(A, 100)] == ["3"]
+
+
 async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
     store = await SqliteSessionStore(tmp_path / "s.sqlite3").open()
     await store.close()
@@ -263,6 +277,33 @@ class StoreMachine(RuleBasedStateMachine):
                 await self.store.commit(key, turn(f"never {self.counter}"))
 
         anyio.run(cancelled)
+
+    @rule(key=st.sampled_from(KEYS), clear=st.booleans())
+    def another_process_writes(self, key: SessionKey, clear: bool) -> None:
+        """`nanobot sessions clear` (or a second server) while this store keeps serving."""
+        self.counter += 1
+        record = turn(f"{key}#{self.counter} elsewhere")
+
+        async def elsewhere() -> None:
+            async with SqliteSessionStore(self.path) as other:
+                if clear:
+                    await other.clear(key)
+                else:
+                    await other.commit(key, record)
+
+        anyio.run(elsewhere)
+        if clear:
+            self.model.pop(key, None)
+        else:
+            self.model.setdefault(key, []).append(record)
+
+    @rule(key=st.sampled_from(KEYS))
+    def bounded_read_twice(self, key: SessionKey) -> None:
+        """The second read may come from memory; it must still be the truth."""
+        for _ in range(2):
+            got = list(anyio.run(self.store.history, key, 6))
+            expected = self.model.get(key, [])
+            assert got == expected[len(expected) - len(got) :]
 
     @rule()
     def restart(self) -> None:
