@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import select
+import socket
 import statistics
 import sys
 import threading
@@ -189,6 +191,34 @@ def upload(
     )
 
 
+def early_refusal(size_mb: int = 30) -> None:
+    """A multipart file over the limit, sent chunked: how much was sent before the 413."""
+    body, content_type = files.encode_multipart(
+        {"message": "x"}, [("files", "big.bin", b"\0" * (size_mb * MIB), "x/y")]
+    )
+    with nanobot_server() as (port, _, _):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+            f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        sent, answer, start = 0, b"", time.perf_counter()
+        for at in range(0, len(body), 64 * 1024):
+            piece = body[at : at + 64 * 1024]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+            if select.select([sock], [], [], 0)[0]:
+                answer = sock.recv(4096)
+                break
+        elapsed = time.perf_counter() - start
+        sock.close()
+    status = answer.split(b" ", 2)[1].decode() if answer else "no answer"
+    print(
+        f"  multipart {size_mb} MB file over the 10 MB limit, no Content-Length: {status} "
+        f"after {sent / MIB:.1f} MB sent (socket buffers included), {elapsed * 1000:.0f} ms"
+    )
+
+
 def _warm(name: str) -> bytes:
     makers = {
         ".docx": files.make_docx,
@@ -210,6 +240,7 @@ def main() -> None:
     for name in ("photo.png", "report.docx", "paper.pdf"):
         for encode in (_multipart, _json):
             upload(big, name, encode)
+    early_refusal()
 
 
 if __name__ == "__main__":
