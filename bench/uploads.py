@@ -29,7 +29,7 @@ from nanobot_api.domain.filetypes import FileKind, detect_kind
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import nanobot_server
-from tests import files
+from tests import bigfiles, files
 
 TARGET = int(9.5 * MIB)  # "10 MB", safely under the 10 MiB per-file limit
 
@@ -38,9 +38,9 @@ def _big_files() -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, mime); documents of ordinary prose and an image."""
     png = files.make_png("bench") + b"\0" * (TARGET - 200)  # trailing bytes after IEND
     return {
-        "report.docx": (files.make_big_docx("bench-docx", TARGET), FileKind.DOCX.mime),
-        "sheet.xlsx": (files.make_big_xlsx("bench-xlsx", TARGET), FileKind.XLSX.mime),
-        "paper.pdf": (files.make_big_pdf("bench-pdf", TARGET), FileKind.PDF.mime),
+        "report.docx": (bigfiles.make_big_docx("bench-docx", TARGET), FileKind.DOCX.mime),
+        "sheet.xlsx": (bigfiles.make_big_xlsx("bench-xlsx", TARGET), FileKind.XLSX.mime),
+        "paper.pdf": (bigfiles.make_big_pdf("bench-pdf", TARGET), FileKind.PDF.mime),
         "photo.png": (png[:TARGET], FileKind.PNG.mime),
     }
 
@@ -220,7 +220,7 @@ def early_refusal(size_mb: int = 30) -> None:
 
 
 def _warm(name: str) -> bytes:
-    makers = {
+    makers: dict[str, Callable[[str], bytes]] = {
         ".docx": files.make_docx,
         ".xlsx": files.make_xlsx,
         ".pdf": files.make_pdf,

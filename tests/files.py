@@ -8,11 +8,10 @@ their text. The hostile ones (zip bombs, huge PDFs, executables) are here too.
 from __future__ import annotations
 
 import io
-import itertools
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -138,10 +137,10 @@ def make_pdf(token: str, *, pages: int = 1, lines_per_page: int = 1) -> bytes:
     objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
     refs = b" ".join(b"%d 0 R" % k for k in kids)
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (refs, pages)
-    return _pdf_file(objects)
+    return pdf_file(objects)
 
 
-def _pdf_file(objects: Sequence[bytes]) -> bytes:
+def pdf_file(objects: Sequence[bytes]) -> bytes:
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -240,6 +239,18 @@ def make_many_members_zip(kind: str = "xlsx", *, members: int = 20_000) -> bytes
     return buf.getvalue()
 
 
+def replace_member(package: bytes, member: str, body: bytes) -> bytes:
+    """``package`` (a zip) with ``member`` holding ``body`` instead."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(package)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            dst.writestr(info.filename, body if info.filename == member else src.read(info))
+    return out.getvalue()
+
+
 def corrupt(data: bytes) -> bytes:
     """``data`` with its middle overwritten: the magic number survives, the rest not."""
     middle = len(data) // 2
@@ -299,134 +310,6 @@ def _central_header(
 
 def _end_record(count: int, cd_size: int, cd_offset: int) -> bytes:
     return struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, cd_size, cd_offset, 0)
-
-
-# ---------------------------------------------------------------------------
-# Large files for benchmarks: ordinary content, about ``target`` bytes on disk
-
-_WORDS = (
-    "alpha",
-    "bravo",
-    "charlie",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-    "mike",
-    "november",
-    "oscar",
-    "papa",
-    "quebec",
-    "romeo",
-    "sierra",
-    "tango",
-    "uniform",
-    "victor",
-    "whiskey",
-    "xray",
-    "yankee",
-    "zulu",
-    "revenue",
-    "margin",
-    "quarter",
-    "forecast",
-    "budget",
-    "audit",
-    "ledger",
-    "invoice",
-    "customer",
-    "supplier",
-)
-
-
-def _sentences(seed: int) -> Iterator[str]:
-    """Endless prose; a pool larger than deflate's 32 KB window keeps it realistic."""
-    import random
-
-    rng = random.Random(seed)
-    pool = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 20))).capitalize() for _ in range(4096)]
-    for n in itertools.count():
-        yield f"{pool[n % 4096]} {n * 7919 % 1000003}."
-
-
-def _replace_member(package: bytes, member: str, body: bytes) -> bytes:
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(package)) as src,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
-    ):
-        for info in src.infolist():
-            dst.writestr(info.filename, body if info.filename == member else src.read(info))
-    return out.getvalue()
-
-
-def _grow(parts: Iterator[bytes], target_compressed: int) -> bytes:
-    """Joins ``parts`` until they would deflate to about ``target_compressed`` bytes.
-
-    The ratio is measured on the first megabyte or so and extrapolated, so the
-    whole is compressed only once, by the zip writer.
-    """
-    comp = zlib.compressobj(6)
-    chunks: list[bytes] = []
-    raw = compressed = 0
-    while compressed < min(MIB, target_compressed):
-        batch = b"".join(itertools.islice(parts, 2000))
-        if not batch:
-            return b"".join(chunks)
-        chunks.append(batch)
-        raw += len(batch)
-        compressed += len(comp.compress(batch))
-    wanted = target_compressed * raw // max(compressed, 1)
-    while raw < wanted:
-        batch = b"".join(itertools.islice(parts, 2000))
-        if not batch:
-            break
-        chunks.append(batch)
-        raw += len(batch)
-    return b"".join(chunks)
-
-
-def make_big_docx(token: str, target: int = 10 * MIB) -> bytes:
-    """A Word file of about ``target`` bytes of ordinary prose; ``token`` opens it."""
-    base = make_docx(token, paragraphs=1, table=False)
-    with zipfile.ZipFile(io.BytesIO(base)) as src:
-        xml = src.read("word/document.xml")
-    head, _, tail = xml.partition(b"<w:sectPr")
-    paragraphs = (f"<w:p><w:r><w:t>{s}</w:t></w:r></w:p>".encode() for s in _sentences(1))
-    body = _grow(paragraphs, target - len(base))
-    return _replace_member(base, "word/document.xml", head + body + b"<w:sectPr" + tail)
-
-
-def make_big_xlsx(token: str, target: int = 10 * MIB) -> bytes:
-    """A workbook of about ``target`` bytes: one sheet of numbers and inline text."""
-    base = make_xlsx(token, sheets=1, rows=1)
-    with zipfile.ZipFile(io.BytesIO(base)) as src:
-        xml = src.read("xl/worksheets/sheet1.xml")
-    head, _, tail = xml.partition(b"</sheetData>")
-
-    def rows() -> Iterator[bytes]:
-        sentences = _sentences(2)
-        for r in range(3, 1_048_576):
-            text = next(sentences)
-            yield (
-                f'<row r="{r}"><c r="A{r}"><v>{r * 7 % 1000003}</v></c>'
-                f'<c r="B{r}"><v>{r / 7:.6f}</v></c>'
-                f'<c r="C{r}" t="inlineStr"><is><t>{text}</t></is></c></row>'
-            ).encode()
-
-    body = _grow(rows(), target - len(base))
-    return _replace_member(base, "xl/worksheets/sheet1.xml", head + body + b"</sheetData>" + tail)
-
-
-def make_big_pdf(token: str, target: int = 10 * MIB) -> bytes:
-    """A PDF of about ``target`` bytes: pages of 60 lines of prose each."""
-    per_page = len(make_pdf(token, pages=2, lines_per_page=60)) // 2
-    return make_pdf(token, pages=max(1, target // per_page), lines_per_page=60)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Large files of ordinary content (about ``target`` bytes on disk), for benchmarks
+and the slow tests: prose in Word, numbers and text in Excel, pages of text in PDF."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import zipfile
+import zlib
+from collections.abc import Iterator
+
+from tests.files import MIB, make_docx, make_pdf, make_xlsx, replace_member
+
+_WORDS = (
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+    "revenue",
+    "margin",
+    "quarter",
+    "forecast",
+    "budget",
+    "audit",
+    "ledger",
+    "invoice",
+    "customer",
+    "supplier",
+)
+
+
+def _sentences(seed: int) -> Iterator[str]:
+    """Endless prose; a pool larger than deflate's 32 KB window keeps it realistic."""
+    import random
+
+    rng = random.Random(seed)
+    pool = [" ".join(rng.choices(_WORDS, k=rng.randint(8, 20))).capitalize() for _ in range(4096)]
+    for n in itertools.count():
+        yield f"{pool[n % 4096]} {n * 7919 % 1000003}."
+
+
+def _grow(parts: Iterator[bytes], target_compressed: int) -> bytes:
+    """Joins ``parts`` until they would deflate to about ``target_compressed`` bytes.
+
+    The ratio is measured on the first megabyte or so and extrapolated, so the
+    whole is compressed only once, by the zip writer.
+    """
+    comp = zlib.compressobj(6)
+    chunks: list[bytes] = []
+    raw = compressed = 0
+    while compressed < min(MIB, target_compressed):
+        batch = b"".join(itertools.islice(parts, 2000))
+        if not batch:
+            return b"".join(chunks)
+        chunks.append(batch)
+        raw += len(batch)
+        compressed += len(comp.compress(batch))
+    wanted = target_compressed * raw // max(compressed, 1)
+    while raw < wanted:
+        batch = b"".join(itertools.islice(parts, 2000))
+        if not batch:
+            break
+        chunks.append(batch)
+        raw += len(batch)
+    return b"".join(chunks)
+
+
+def make_big_docx(token: str, target: int = 10 * MIB) -> bytes:
+    """A Word file of about ``target`` bytes of ordinary prose; ``token`` opens it."""
+    base = make_docx(token, paragraphs=1, table=False)
+    with zipfile.ZipFile(io.BytesIO(base)) as src:
+        xml = src.read("word/document.xml")
+    head, _, tail = xml.partition(b"<w:sectPr")
+    paragraphs = (f"<w:p><w:r><w:t>{s}</w:t></w:r></w:p>".encode() for s in _sentences(1))
+    body = _grow(paragraphs, target - len(base))
+    return replace_member(base, "word/document.xml", head + body + b"<w:sectPr" + tail)
+
+
+def make_big_xlsx(token: str, target: int = 10 * MIB) -> bytes:
+    """A workbook of about ``target`` bytes: one sheet of numbers and inline text."""
+    base = make_xlsx(token, sheets=1, rows=1)
+    with zipfile.ZipFile(io.BytesIO(base)) as src:
+        xml = src.read("xl/worksheets/sheet1.xml")
+    head, _, tail = xml.partition(b"</sheetData>")
+
+    def rows() -> Iterator[bytes]:
+        sentences = _sentences(2)
+        for r in range(3, 1_048_576):
+            text = next(sentences)
+            yield (
+                f'<row r="{r}"><c r="A{r}"><v>{r * 7 % 1000003}</v></c>'
+                f'<c r="B{r}"><v>{r / 7:.6f}</v></c>'
+                f'<c r="C{r}" t="inlineStr"><is><t>{text}</t></is></c></row>'
+            ).encode()
+
+    body = _grow(rows(), target - len(base))
+    return replace_member(base, "xl/worksheets/sheet1.xml", head + body + b"</sheetData>" + tail)
+
+
+def make_big_pdf(token: str, target: int = 10 * MIB) -> bytes:
+    """A PDF of about ``target`` bytes: pages of 60 lines of prose each."""
+    per_page = len(make_pdf(token, pages=2, lines_per_page=60)) // 2
+    return make_pdf(token, pages=max(1, target // per_page), lines_per_page=60)
