@@ -201,7 +201,11 @@ class OpenAICompatChatModel:
             detail = ": the provider refused the API key"
         else:
             try:
-                raw = await resp.content.read(_MAX_ERROR_BODY)
+                raw = b""
+                async for piece in resp.content.iter_any():
+                    raw += piece
+                    if len(raw) > _MAX_ERROR_BODY:
+                        break  # an error body that large is not worth quoting
                 quoted = error_message(json.loads(raw)) or ""
             except (ValueError, aiohttp.ClientError, TimeoutError):
                 quoted = ""
