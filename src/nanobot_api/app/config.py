@@ -111,6 +111,29 @@ class WebhookConfig:
 
 
 @attrs.frozen
+class PluginChannelConfig:
+    """A channel from an installed package's ``nanobot_api.channels`` entry point; its
+    ``settings`` (strings, ``${ENV}`` expanded) are handed to the package's factory."""
+
+    enabled: bool = False
+    settings: dict[str, str] = attrs.field(factory=dict)
+
+
+_POSITIVE = "a number > 0"
+
+
+@attrs.frozen
+class OutboxConfig:
+    """How the outbox delivers: per-request timeout, retries with backoff, concurrency."""
+
+    timeout_s: float = checked(30.0, lambda v: 0 < v < math.inf, _POSITIVE)
+    max_attempts: int = checked(10, lambda v: v >= 1, "an integer >= 1")
+    retry_base_s: float = checked(2.0, lambda v: 0 < v < math.inf, _POSITIVE)
+    retry_max_s: float = checked(600.0, lambda v: 0 < v < math.inf, _POSITIVE)
+    concurrency: int = checked(8, lambda v: v >= 1, "an integer >= 1")
+
+
+@attrs.frozen
 class ChannelsConfig:
     """Chat platforms the ``message`` tool may deliver to; each is off unless enabled."""
 
@@ -118,6 +141,8 @@ class ChannelsConfig:
     discord: DiscordConfig = DiscordConfig()
     slack: SlackConfig = SlackConfig()
     webhook: WebhookConfig = WebhookConfig()
+    plugins: dict[str, PluginChannelConfig] = attrs.field(factory=dict)
+    outbox: OutboxConfig = OutboxConfig()
 
 
 def _default_workspace() -> Path:
