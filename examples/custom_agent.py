@@ -1,11 +1,12 @@
 """A custom agent in a few lines, behind the OpenAI-compatible API.
 
-Run it:  .venv/bin/python examples/custom_agent.py   (then talk to http://127.0.0.1:8900/v1)
+Run it:  .venv/bin/python examples/custom_agent.py [PORT]   (default http://127.0.0.1:8900/v1)
 Test it: examples/test_custom_agent.py runs it in process with the harness.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 from nanobot_api import Turn, Usage, agent, serve
@@ -21,4 +22,5 @@ async def counter(turn: Turn) -> AsyncIterator[str | Usage]:
 
 
 if __name__ == "__main__":
-    serve(counter)  # until Ctrl-C; serve(counter, port=9000, api_key="...") to change
+    # Until Ctrl-C. serve() takes config.json's api keys: api_key=..., timeout=...
+    serve(counter, port=int(sys.argv[1]) if len(sys.argv) > 1 else 8900)
