@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import anyio
 import pytest
 from werkzeug.datastructures import Headers
 
-from nanobot_api import Turn, Usage, agent
+from nanobot_api import NanobotError, Turn, Usage, agent
 from nanobot_api.testing import ApiError, ChatFailed, ChatResult, Harness
 from nanobot_api.testing.plugin import HarnessFactory
 
@@ -148,3 +149,15 @@ async def test_the_fixture_keeps_each_workspace_under_tmp_path(
         assert second.workspace is not None
         assert first.workspace.parent == second.workspace.parent == tmp_path
         assert first.workspace != second.workspace
+
+
+def _harness_workspaces() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("nanobot-harness-*"))
+
+
+async def test_a_bad_setting_fails_on_entry_and_leaves_no_workspace() -> None:
+    before = _harness_workspaces()
+    with pytest.raises(NanobotError, match=r"api\.port"):
+        async with Harness(words, port=0):
+            pass
+    assert _harness_workspaces() == before

@@ -219,16 +219,16 @@ class Harness:
         if "workspace" not in overrides:
             self._tmp = tempfile.TemporaryDirectory(prefix="nanobot-harness-")
             overrides["workspace"] = Path(self._tmp.name)
-        app, config = build_app(self.agent, self._config, overrides)
-        self.workspace = config.workspace
-        if config.api.api_key:
-            self._auth = {"Authorization": f"Bearer {config.api.api_key}"}
-        running = app.test_app()
         try:
+            app, config = build_app(self.agent, self._config, overrides)
+            running = app.test_app()
             await running.startup()
         except BaseException:
             self._cleanup()
             raise
+        self.workspace = config.workspace
+        if config.api.api_key:
+            self._auth = {"Authorization": f"Bearer {config.api.api_key}"}
         self._running = running
         self._app = app
         # The protocol Quart declares lacks open()'s defaults; the client is a QuartClient.
