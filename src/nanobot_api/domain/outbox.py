@@ -16,7 +16,7 @@ under test. Long texts are split per platform with :func:`split_text`.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal, TypeAlias
 
 import attrs
@@ -124,6 +124,14 @@ class Claim:
 
     events: tuple[OutboxEvent, ...]
     next_due_at: float | None
+
+
+def redact(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every non-empty secret in ``secrets`` replaced by ``***`` (longest
+    first, so a secret containing another is not left half visible)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def not_enabled_reason(channel: str) -> str:

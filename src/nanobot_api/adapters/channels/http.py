@@ -1,0 +1,175 @@
+"""What the HTTP channels share: one request with its failures translated, and the steps.
+
+Every failure leaves a channel as ``DeliveryFailed`` whose message names the channel and
+what happened (``telegram: HTTP 502``, ``discord: timed out after 30s``), never a URL
+or a header: Telegram's token is part of its URLs and a webhook URL may carry a secret,
+and aiohttp's exception texts quote the URL. So library exceptions are translated with
+``from None`` (their text must not ride along in a traceback either), and whatever a
+platform says about an error is scrubbed of the channel's secrets before it is quoted.
+
+A message is delivered as a sequence of steps: its text parts, then one step per file.
+:func:`deliver_steps` runs them from ``message.progress`` on and, when one fails, tells
+how many got through, so a retry resumes instead of repeating them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import attrs
+
+from nanobot_api.domain.errors import DeliveryFailed
+from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact
+
+# An error body is read for its explanation only; a huge one is not our problem.
+_MAX_BODY = 64 * 1024
+_MAX_QUOTE = 200
+_RETRY_STATUSES = frozenset({408, 425, 429})
+USER_AGENT = "nanobot-api (https://github.com/HKUDS/nanobot)"
+
+
+@attrs.frozen
+class Answer:
+    """A platform's HTTP answer: status, parsed JSON body (None if not JSON), Retry-After."""
+
+    status: int
+    body: Any
+    retry_after_s: float | None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def field(self, *path: str) -> Any:
+        """``body[path[0]][path[1]]...``, or None where the body has no such thing."""
+        value = self.body
+        for key in path:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    channel: str,
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    **kwargs: Any,
+) -> Answer:
+    """Sends one request and reads its (bounded) answer; any transport failure is a
+    retryable DeliveryFailed that names ``channel`` and the kind of failure only."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with session.request(method, url, timeout=timeout, **kwargs) as resp:
+            raw = await resp.content.read(_MAX_BODY)
+            return Answer(resp.status, _json(raw), retry_after(resp.headers.get("Retry-After")))
+    except TimeoutError:
+        raise DeliveryFailed(f"{channel}: timed out after {timeout_s:g}s", retryable=True) from None
+    except aiohttp.InvalidURL:
+        raise DeliveryFailed(
+            f"{channel}: the configured URL is not valid", retryable=False
+        ) from None
+    except aiohttp.ClientError as exc:
+        # The type says enough (ClientConnectorError, ServerDisconnectedError...); its text
+        # holds the URL.
+        raise DeliveryFailed(
+            f"{channel}: connection failed ({type(exc).__name__})", retryable=True
+        ) from None
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent
+    or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def failure(
+    channel: str, status: int, detail: object, retry_after_s: float | None, secrets: Collection[str]
+) -> DeliveryFailed:
+    """The DeliveryFailed for an HTTP status: 408, 425, 429 and 5xx are retryable (with
+    the platform's wait), any other status is a refusal that a retry would not change."""
+    text = f"{channel}: HTTP {status}"
+    if isinstance(detail, str) and detail.strip():
+        text += f" {quote(detail, secrets)}"
+    retryable = status in _RETRY_STATUSES or status >= 500
+    return DeliveryFailed(text, retryable=retryable, retry_after_s=retry_after_s)
+
+
+def quote(text: str, secrets: Collection[str]) -> str:
+    """A platform's own words, shortened and with every secret replaced by ``***``."""
+    clean = redact(" ".join(text.split()), secrets)
+    return clean if len(clean) <= _MAX_QUOTE else clean[: _MAX_QUOTE - 3] + "..."
+
+
+async def read_media(channel: str, path: str) -> tuple[str, bytes]:
+    """A media file's name and bytes, read off the event loop; a file that has gone
+    missing since it was accepted is a permanent failure (a retry will not bring it back)."""
+    name = Path(path).name
+    try:
+        data = await anyio.Path(path).read_bytes()
+    except OSError:
+        raise DeliveryFailed(
+            f"{channel}: media file '{name}' can no longer be read", retryable=False
+        ) from None
+    return name, data
+
+
+async def deliver_steps(
+    message: OutboundMessage,
+    texts: Sequence[str],
+    send_text: Callable[[int, str], Awaitable[str]],
+    send_file: Callable[[int, str], Awaitable[str]],
+) -> DeliveryReceipt:
+    """Runs steps ``message.progress`` onwards: ``send_text(step, part)`` for each text
+    part, then ``send_file(step, path)`` for each file; each returns the platform's id
+    for what it created. A whitespace-only part is skipped (platforms refuse empty
+    messages) but counts as a step. A failure is re-raised with the steps done so far."""
+    ids: list[str] = []
+    steps: list[tuple[Callable[[int, str], Awaitable[str]], str]] = [
+        *((send_text, part) for part in texts),
+        *((send_file, path) for path in message.media),
+    ]
+    for index in range(message.progress, len(steps)):
+        send, item = steps[index]
+        if send is send_text and not item.strip():
+            continue
+        try:
+            ids.append(await send(index, item))
+        except DeliveryFailed as exc:
+            raise DeliveryFailed(
+                exc.message,
+                retryable=exc.retryable,
+                retry_after_s=exc.retry_after_s,
+                progress=index,
+            ) from None
+    return DeliveryReceipt(message.channel, message.chat_id, tuple(ids))
