@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from quart import Quart
@@ -13,12 +14,13 @@ from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
+from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.domain.attachments import MIB, UploadLimits
-from nanobot_api.domain.ports import Agent, Attachments, SessionStore
+from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
 
 def upload_limits(config: Config) -> UploadLimits:
@@ -45,8 +47,11 @@ def build(
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
     model: OpenAICompatChatModel | None = None
+    # The message tool and its outbox come with the LLM agent; enabled channels alone
+    # still get the worker, to drain what is pending.
+    outgoing = outgoing_for(config, with_tool=agent is None and config.provider is not None)
     if agent is None and config.provider is not None:
-        agent, model = llm_agent(config)
+        agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
@@ -68,6 +73,8 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+    if outgoing is not None:
+        outgoing.install(app)
     if sqlite is not None:
         store_file = sqlite
 
@@ -81,7 +88,7 @@ def build(
     return app
 
 
-def llm_agent(config: Config) -> tuple[LlmAgent, OpenAICompatChatModel]:
+def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, OpenAICompatChatModel]:
     """The LLM agent for the configured provider, and its model (to close at shutdown)."""
     provider = config.provider
     if provider is None:
@@ -94,7 +101,7 @@ def llm_agent(config: Config) -> tuple[LlmAgent, OpenAICompatChatModel]:
     agent = LlmAgent(
         model,
         defaults.model,
-        tools=(),
+        tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
     )
