@@ -304,6 +304,32 @@ def test_not_run_blocks_stay_few() -> None:
     assert len(skipped) <= 8, skipped
 
 
+def _config_keys(cls: type, path: str = "") -> set[str]:
+    """Every key config.json may hold, as ``camelCase`` names of its leaves and sections."""
+    keys = set()
+    attrs.resolve_types(cls)
+    for field in attrs.fields(cls):
+        if field.name == "workspace":
+            continue  # from --workspace, never from the file
+        head, *rest = field.name.split("_")
+        name = head + "".join(part.capitalize() for part in rest)
+        keys.add(name)
+        inner = field.type
+        if getattr(inner, "__origin__", None) is dict:
+            inner = inner.__args__[1]
+        if isinstance(inner, type) and attrs.has(inner):
+            keys |= _config_keys(inner)
+    return keys
+
+
+def test_every_config_key_is_documented() -> None:
+    page = (DOCS / "reference" / "configuration.md").read_text()
+    missing = {
+        key for key in _config_keys(Config) if f"`{key}" not in page and f".{key}`" not in page
+    }
+    assert missing == set()
+
+
 def test_every_page_is_reachable_from_the_index() -> None:
     index = (DOCS / "index.md").read_text()
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")} - {"index.md"}
