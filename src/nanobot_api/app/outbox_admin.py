@@ -1,0 +1,90 @@
+"""``nanobot outbox list [--status S] | retry ID | drop ID``: look at and steer the outbox.
+
+Each command takes the outbox, a text stream and the clock's reading, and returns the
+process exit code (0). An unknown id raises NotFound, which the console entry point
+prints as one line with exit code 2. Retrying only marks the event due: a running
+server's worker picks it up within a few seconds (it polls the file).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from nanobot_api.adapters.cli.args import OutboxCommand
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.app.outbox import describe
+from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus
+from nanobot_api.domain.ports import OutboxAdmin
+
+EXIT_OK = 0
+_PREVIEW_CHARS = 60
+
+
+async def list_events(
+    admin: OutboxAdmin, status: OutboxStatus | None, out: TextIO, now: float
+) -> int:
+    """One line per event, oldest first: id, state, address, attempts, time, text."""
+    events = await admin.events(status)
+    if not events:
+        out.write(f"No {status} events in the outbox.\n" if status else "The outbox is empty.\n")
+        return EXIT_OK
+    for event in events:
+        out.write(format_event(event, now) + "\n")
+    return EXIT_OK
+
+
+async def retry_event(admin: OutboxAdmin, event_id: str, out: TextIO, now: float) -> int:
+    """Makes the event pending and due now, its attempts afresh."""
+    event = await admin.retry(event_id, now)
+    out.write(
+        f"Event {event.id} to {event.address} is pending again; a running server with "
+        f"{event.channel} enabled delivers it within seconds.\n"
+    )
+    return EXIT_OK
+
+
+async def drop_event(admin: OutboxAdmin, event_id: str, out: TextIO) -> int:
+    """Deletes the event for good."""
+    event = await admin.drop(event_id)
+    out.write(f"Dropped event {event.id} to {event.address} ({event.status}).\n")
+    return EXIT_OK
+
+
+def format_event(event: OutboxEvent, now: float) -> str:
+    """An event on one line; its text shortened, its last error (if any) at the end."""
+    created = datetime.datetime.fromtimestamp(event.created_at, datetime.UTC)
+    text = " ".join(event.content.split())
+    if len(text) > _PREVIEW_CHARS:
+        text = text[: _PREVIEW_CHARS - 3] + "..."
+    media = (
+        f" +{len(event.media)} file{'s' if len(event.media) != 1 else ''}" if event.media else ""
+    )
+    line = (
+        f"{event.id}  {describe(event, now)}  {event.address}  "
+        f"attempts={event.attempts}  {created:%Y-%m-%d %H:%M:%SZ}  {text!r}{media}"
+    )
+    if event.last_error and event.status != "delivered":
+        line += f"  last error: {event.last_error}"
+    return line
+
+
+def run_outbox_command(command: OutboxCommand, path: Path, out: TextIO = sys.stdout) -> int:
+    """Runs ``command`` against the outbox file at ``path``; returns the exit code."""
+    return anyio.run(_run, command, path, out)
+
+
+async def _run(command: OutboxCommand, path: Path, out: TextIO) -> int:
+    now = datetime.datetime.now(datetime.UTC).timestamp()
+    async with SqliteOutbox(path) as outbox:
+        match command.action:
+            case "list":
+                return await list_events(outbox, command.status, out, now)
+            case "retry":
+                return await retry_event(outbox, command.event_id or "", out, now)
+            case "drop":
+                return await drop_event(outbox, command.event_id or "", out)
