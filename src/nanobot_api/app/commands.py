@@ -11,10 +11,11 @@ import anyio
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.bootstrap import session_store_path
+from nanobot_api.app.channels import outbox_path
 from nanobot_api.app.config import ConfigOverrides, load_config
+from nanobot_api.app.outbox_admin import run_outbox_command
 from nanobot_api.app.serving import run_server
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
-from nanobot_api.domain.errors import InvalidRequest
 
 
 def run(command: Command, environ: Mapping[str, str]) -> int:
@@ -29,7 +30,9 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             config = load_config(command.config, environ, flags)
             return anyio.run(_sessions, command, session_store_path(config))
         case OutboxCommand():
-            raise InvalidRequest(f"'{type(command).__name__}' is not available yet")
+            flags = ConfigOverrides(workspace=command.workspace)
+            config = load_config(command.config, environ, flags)
+            return run_outbox_command(command, outbox_path(config.workspace))
 
 
 async def _sessions(command: SessionsCommand, path: Path) -> int:
