@@ -131,7 +131,6 @@ async def run_load(
 
 def _body(session_id: str, stream: bool) -> dict[str, object]:
     body: dict[str, object] = {
-        "model": "bench-model",
         "messages": [{"role": "user", "content": "hello benchmark world"}],
         "session_id": session_id,
     }
