@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 
-from tests.files import MIB, make_docx, make_pdf, make_xlsx, replace_member
+from tests.files import MIB, make_docx, make_pdf, make_shared_strings_xlsx, replace_member
 
 _WORDS = (
     "alpha",
@@ -99,24 +99,39 @@ def make_big_docx(token: str, target: int = 10 * MIB) -> bytes:
 
 
 def make_big_xlsx(token: str, target: int = 10 * MIB) -> bytes:
-    """A workbook of about ``target`` bytes: one sheet of numbers and inline text."""
-    base = make_xlsx(token, sheets=1, rows=1)
+    """A workbook of about ``target`` bytes as Excel writes one: a sheet of numbers and
+    text, the text in a shared-string table of one string per row."""
+    base = make_shared_strings_xlsx(token)
     with zipfile.ZipFile(io.BytesIO(base)) as src:
-        xml = src.read("xl/worksheets/sheet1.xml")
-    head, _, tail = xml.partition(b"</sheetData>")
+        sheet = src.read("xl/worksheets/sheet1.xml")
+        table = src.read("xl/sharedStrings.xml")
+    sheet_head, _, sheet_tail = sheet.partition(b"</sheetData>")
+    table_head, _, _ = table.partition(b"<si>")
+    strings: list[bytes] = []
 
     def rows() -> Iterator[bytes]:
         sentences = _sentences(2)
         for r in range(3, 1_048_576):
-            text = next(sentences)
+            strings.append(f"<si><t>{next(sentences)}</t></si>".encode())
             yield (
                 f'<row r="{r}"><c r="A{r}"><v>{r * 7 % 1000003}</v></c>'
                 f'<c r="B{r}"><v>{r / 7:.6f}</v></c>'
-                f'<c r="C{r}" t="inlineStr"><is><t>{text}</t></is></c></row>'
-            ).encode()
+                f'<c r="C{r}" t="s"><v>{len(strings) + 1}</v></c></row>'
+            ).encode() + strings[-1]  # both parts count towards the size
 
-    body = _grow(rows(), target - len(base))
-    return replace_member(base, "xl/worksheets/sheet1.xml", head + body + b"</sheetData>" + tail)
+    _grow(rows(), target - len(base))
+    head = b"<si><t>hello %s</t></si><si><t>rich text</t></si>" % token.encode()
+    body = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c><c r="B%d"><v>%.6f</v></c>'
+        b'<c r="C%d" t="s"><v>%d</v></c></row>' % (r, r, r * 7 % 1000003, r, r / 7, r, n + 2)
+        for n, r in enumerate(range(3, 3 + len(strings)))
+    )
+    with_rows = replace_member(
+        base, "xl/worksheets/sheet1.xml", sheet_head + body + b"</sheetData>" + sheet_tail
+    )
+    return replace_member(
+        with_rows, "xl/sharedStrings.xml", table_head + head + b"".join(strings) + b"</sst>"
+    )
 
 
 def make_big_pdf(token: str, target: int = 10 * MIB) -> bytes:

@@ -336,3 +336,58 @@ def encode_multipart(
         out += data + b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def make_shared_strings_xlsx(token: str, *, padding: int = 0, cite_last: bool = False) -> bytes:
+    """A workbook whose text lives in a shared-string table, as Excel writes it.
+
+    A1 is a plain string with ``token``, B1 rich text with a phonetic hint (which
+    readers leave out). ``padding`` more strings follow in the table; with
+    ``cite_last`` the cell A2 uses the very last one.
+    """
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["placeholder"])
+    buf = io.BytesIO()
+    workbook.save(buf)
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    strings = [
+        f"<si><t>hello {token}</t></si>",
+        '<si><r><t xml:space="preserve">rich </t></r><r><rPr><b/></rPr><t>text</t></r>'
+        '<rPh sb="0" eb="4"><t>hint</t></rPh></si>',
+        *(f"<si><t>padding string {n}</t></si>" for n in range(padding)),
+    ]
+    table = (
+        f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{main}" '
+        f'count="{len(strings)}" uniqueCount="{len(strings)}">{"".join(strings)}</sst>'
+    ).encode()
+    cells = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+    if cite_last:
+        cells += f'<row r="2"><c r="A2" t="s"><v>{len(strings) - 1}</v></c></row>'
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                body = body.replace(
+                    b"</Types>",
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+                )
+            elif info.filename == "xl/_rels/workbook.xml.rels":
+                body = body.replace(
+                    b"</Relationships>",
+                    b'<Relationship Id="rIdS" Target="sharedStrings.xml" Type="http://schemas.'
+                    b'openxmlformats.org/officeDocument/2006/relationships/sharedStrings"/>'
+                    b"</Relationships>",
+                )
+            elif info.filename == "xl/worksheets/sheet1.xml":
+                start, end = body.index(b"<sheetData>"), body.index(b"</sheetData>")
+                body = body[: start + 11] + cells.encode() + body[end:]
+            dst.writestr(info.filename, body)
+        dst.writestr("xl/sharedStrings.xml", table)
+    return out.getvalue()

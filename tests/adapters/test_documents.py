@@ -298,3 +298,25 @@ def test_a_ten_megabyte_word_file_of_prose_reads_in_well_under_a_second() -> Non
     assert time.monotonic() - started < 1
     assert "big-tok" in out.text
     assert out.truncated
+
+
+# ---------------------------------------------------------------------------
+# Excel's shared strings: read as far as the cells use them
+
+
+async def test_shared_strings_read_as_openpyxl_reads_them(reader: DocumentReaderByKind) -> None:
+    import openpyxl
+
+    data = files.make_shared_strings_xlsx("tok", padding=3, cite_last=True)
+    out = await reader.read(FileKind.XLSX, data, "s.xlsx")
+    assert out.text.splitlines() == [
+        "## Sheet: Sheet",
+        "hello tok\trich text",
+        "padding string 2",
+    ]
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    sheet = workbook.active
+    sheet.reset_dimensions()  # the sheet declares A1:A1, as in the reader
+    values = [[c for c in row if c] for row in sheet.iter_rows(values_only=True)]
+    workbook.close()
+    assert values == [["hello tok", "rich text"], ["padding string 2"]]

@@ -260,3 +260,39 @@ async def test_a_hundred_thousand_pages_are_cut_without_building_them_all() -> N
     out = await limited(max_pages=20).read(FileKind.PDF, data, "many.pdf")
     assert time.monotonic() - started < 2
     assert out.text.endswith("[... truncated: only the first 20 of 100000 pages]")
+
+
+async def test_a_huge_shared_string_table_costs_only_what_the_cells_use(
+    reader: DocumentReaderByKind,
+) -> None:
+    data = files.make_shared_strings_xlsx("tok", padding=400_000)
+    started = time.monotonic()
+    out = await reader.read(FileKind.XLSX, data, "strings.xlsx")
+    assert time.monotonic() - started < 1
+    assert "hello tok" in out.text
+
+
+async def test_a_cell_citing_the_end_of_a_huge_table_is_stopped_by_the_time_budget() -> None:
+    data = files.make_shared_strings_xlsx("tok", padding=400_000, cite_last=True)
+    started = time.monotonic()
+    out = await limited(time_budget_s=0.05).read(FileKind.XLSX, data, "strings.xlsx")
+    assert time.monotonic() - started < 1
+    assert out.text.endswith("[... truncated: time budget spent]")
+
+
+async def test_a_cell_citing_a_missing_shared_string_is_an_invalid_request(
+    reader: DocumentReaderByKind,
+) -> None:
+    data = files.make_shared_strings_xlsx("tok")
+    broken = files.replace_member(
+        data,
+        "xl/worksheets/sheet1.xml",
+        _sheet_xml(data).replace(b"<v>1</v>", b"<v>99</v>"),
+    )
+    with pytest.raises(InvalidRequest, match=r"'bad\.xlsx'"):
+        await reader.read(FileKind.XLSX, broken, "bad.xlsx")
+
+
+def _sheet_xml(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("xl/worksheets/sheet1.xml")
