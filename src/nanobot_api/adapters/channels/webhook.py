@@ -84,9 +84,7 @@ class WebhookOutboundChannel:
             headers=headers,
         )
         if not answer.ok:
-            # A receiver's error text is quoted only if it is a short JSON "error" string.
-            detail = answer.field("error")
-            raise failure(
-                self.name, answer.status, detail, answer.retry_after_s, (self._url, self._secret)
-            )
+            # The status only: a receiver's own words could quote any part of the URL
+            # (a token in its path or query), which a scrub of the whole URL would miss.
+            raise failure(self.name, answer.status, None, answer.retry_after_s, ())
         return receipt
