@@ -3,8 +3,7 @@
 Request bodies are generated from the attrs classes ``wire.py`` validates with (their
 fields and types walked into JSON Schema, the content-part union as a ``oneOf`` with a
 discriminator on ``"type"``), so the document cannot disagree with the parser. The
-answers are built by small functions in ``wire.py``; their schemas are written here and
-a test checks live answers against them.
+answers' schemas are in ``answer_schemas.py``.
 """
 
 from __future__ import annotations
@@ -15,133 +14,12 @@ from typing import Final
 from quart import Quart, Response
 
 from nanobot_api.adapters.http import wire
+from nanobot_api.adapters.http.answer_schemas import answer_schemas
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.typeschema import REF, Schema, SchemaBuilder
 from nanobot_api.domain.attachments import MIB, REMOTE_URL_REFUSED
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SESSION_ID_MAX_CHARS
 from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT
-
-# ---- answers: what wire.py's *_json functions build --------------------------------
-
-_USAGE: Final = {
-    "type": "object",
-    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
-    "properties": {
-        name: {"type": "integer", "minimum": 0}
-        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-    },
-}
-_ID: Final = {"type": "string", "pattern": "^chatcmpl-"}
-
-
-def _answer_schemas(model: str) -> dict[str, Schema]:
-    served = {"type": "string", "const": model}
-    return {
-        "Health": _obj({"status": {"const": "ok"}}),
-        "Model": _obj(
-            {
-                "id": served,
-                "object": {"const": "model"},
-                "created": {"type": "integer"},
-                "owned_by": {"type": "string"},
-            }
-        ),
-        "ModelList": _obj(
-            {
-                "object": {"const": "list"},
-                "data": {"type": "array", "items": {"$ref": REF + "Model"}},
-            }
-        ),
-        "Usage": _USAGE,
-        "ChatCompletion": _obj(
-            {
-                "id": _ID,
-                "object": {"const": "chat.completion"},
-                "created": {"type": "integer"},
-                "model": served,
-                "choices": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 1,
-                    "items": _obj(
-                        {
-                            "index": {"const": 0},
-                            "message": _obj(
-                                {"role": {"const": "assistant"}, "content": {"type": "string"}}
-                            ),
-                            "finish_reason": {"const": "stop"},
-                        }
-                    ),
-                },
-                "usage": {"$ref": REF + "Usage"},
-            }
-        ),
-        "ChatCompletionChunk": _obj(
-            {
-                "id": _ID,
-                "object": {"const": "chat.completion.chunk"},
-                "created": {"type": "integer"},
-                "model": served,
-                "choices": {
-                    "type": "array",
-                    "maxItems": 1,
-                    "items": _obj(
-                        {
-                            "index": {"const": 0},
-                            "delta": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {
-                                    "role": {"const": "assistant"},
-                                    "content": {"type": "string"},
-                                },
-                            },
-                            "finish_reason": {"enum": ["stop", None]},
-                        }
-                    ),
-                },
-                "usage": {"$ref": REF + "Usage"},
-            },
-            optional=("usage",),
-            description="One `data:` event of a streamed answer. The last chunk before "
-            "`[DONE]` has `choices: []` and `usage` when `stream_options.include_usage` "
-            "was set.",
-        ),
-        "Error": _obj(
-            {
-                "error": _obj(
-                    {
-                        "message": {"type": "string"},
-                        "type": {
-                            "enum": [
-                                "invalid_request_error",
-                                "authentication_error",
-                                "server_error",
-                            ]
-                        },
-                        "param": {"type": ["string", "null"]},
-                        "code": {"type": "integer"},
-                    }
-                )
-            },
-            description="Every error, as OpenAI sends it; also the last event of a "
-            "streamed answer that failed (then without a stop chunk and without `[DONE]`).",
-        ),
-    }
-
-
-def _obj(
-    properties: Schema, *, optional: tuple[str, ...] = (), description: str | None = None
-) -> Schema:
-    schema: Schema = {
-        "type": "object",
-        "required": [name for name in properties if name not in optional],
-        "properties": properties,
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
 
 # ---- requests: generated from wire.py's classes ---------------------------------------
 
@@ -266,22 +144,9 @@ def _operation(summary: str, responses: dict[int | str, Schema], secured: bool) 
     return {"summary": summary, "responses": dict(sorted(statuses.items()))}
 
 
-_STREAM: Final = (
-    "With `stream: true`, server-sent events: one `data: <ChatCompletionChunk>` per "
-    'delta, all with the same `id`: first `{"role": "assistant"}`, then `{"content": '
-    "...}` deltas as the agent writes them, then `delta: {}` with `finish_reason: "
-    '"stop"`, the usage chunk if asked, and `data: [DONE]`. A failed turn ends with '
-    "`data: <Error>` and no `[DONE]`. `: keep-alive` comment lines are sent while the "
-    "turn is silent. Headers `Cache-Control: no-cache`, `X-Accel-Buffering: no`."
-)
-
-
 def _paths(secured: bool) -> Schema:
     chat_ok = _ok("The answer (JSON), or its stream (SSE).", "ChatCompletion", session=True)
-    chat_ok["content"]["text/event-stream"] = {
-        "schema": {"type": "string", "description": _STREAM},
-        "x-event-schema": {"$ref": REF + "ChatCompletionChunk"},
-    }
+    chat_ok["content"]["text/event-stream"] = {"schema": {"$ref": REF + "ChatCompletionEvent"}}
     open_route: Schema = {"security": []}
     return {
         "/health": {
@@ -313,7 +178,7 @@ def _paths(secured: bool) -> Schema:
                         "name": name,
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "schema": {**_SESSION_ID, "type": "string"},
                         "description": "Names the session when the body has no session_id.",
                     }
                     for name in (SESSION_HEADER, *CHAT_ID_HEADERS)
@@ -365,7 +230,7 @@ def openapi_document(model: str, settings: HttpSettings) -> Schema:
         },
         "paths": _paths(secured),
         "components": {
-            "schemas": {**builder.components, **_answer_schemas(model)},
+            "schemas": {**builder.components, **answer_schemas(model)},
             "headers": _HEADERS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
