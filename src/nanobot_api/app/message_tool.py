@@ -179,8 +179,9 @@ class MessageTool:
                 f"media path {given!r} is not a file inside the workspace; nothing was sent"
             )
         if size > self._max_media_bytes:
-            limit = self._max_media_bytes // MIB
-            raise InvalidRequest(f"media file {given!r} is over {limit} MB; nothing was sent")
+            limit = self._max_media_bytes
+            shown = f"{limit // MIB} MB" if limit >= MIB else f"{limit} bytes"
+            raise InvalidRequest(f"media file {given!r} is over {shown}; nothing was sent")
         return str(real)
 
 
