@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Collection, Sequence
 
 import anyio
 
 from nanobot_api.domain.attachments import Document, Image, Upload
 from nanobot_api.domain.conversation import Usage
-from nanobot_api.domain.errors import NotFound, UnsupportedMediaType
-from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
+from nanobot_api.domain.errors import DeliveryFailed, NotFound, UnsupportedMediaType
+from nanobot_api.domain.outbox import (
+    Claim,
+    DeliveryReceipt,
+    OutboundMessage,
+    OutboxEvent,
+    OutboxStatus,
+    claimed,
+    retried,
+)
 from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.turns import Turn
 
@@ -146,3 +156,49 @@ class InMemoryOutbox:
         if event_id not in self.rows:
             raise NotFound(f"No outbox event with id {event_id!r}", param="id")
         return self.rows[event_id]
+
+
+class ScriptedChannel:
+    """An OutboundChannel that records what it is asked to send and follows a script:
+    each attempt takes the next step (None: deliver; a DeliveryFailed or other exception:
+    raise it; an anyio.Event: wait for it, then deliver)."""
+
+    def __init__(self, name: str = "telegram") -> None:
+        self.name = name
+        self.script: deque[DeliveryFailed | Exception | anyio.Event | None] = deque()
+        self.attempts: list[tuple[float, OutboundMessage]] = []
+        self.sent: list[OutboundMessage] = []
+        self.active = 0
+        self.max_active = 0
+        self._changed = anyio.Event()
+
+    async def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        self.attempts.append((time.monotonic(), message))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self._notify()
+        try:
+            step = self.script.popleft() if self.script else None
+            if isinstance(step, anyio.Event):
+                await step.wait()
+            elif step is not None:
+                raise step
+            self.sent.append(message)
+            return DeliveryReceipt(self.name, message.chat_id, (str(len(self.sent)),))
+        finally:
+            self.active -= 1
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_attempts(self, count: int) -> None:
+        """Returns once ``count`` attempts have ended (delivered or not)."""
+        while len(self.attempts) < count or self.active:
+            await self._changed.wait()
+
+    async def wait_active(self, count: int) -> None:
+        """Returns once ``count`` attempts are under way at the same time."""
+        while self.active < count:
+            await self._changed.wait()
