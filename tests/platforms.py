@@ -42,7 +42,13 @@ class Fail:
 
 @attrs.frozen
 class Hang:
-    """Hold the request open until :meth:`FakePlatforms.release` (or the server stops)."""
+    """Hold the request open until :meth:`FakePlatforms.release` (or the server stops).
+
+    With ``after_create`` (Discord only) the message is created first: the platform has
+    it, the sender never hears so (a crash between "sent" and "marked sent").
+    """
+
+    after_create: bool = False
 
 
 @attrs.frozen
@@ -220,10 +226,15 @@ class FakePlatforms:
 
     async def _discord(self, request: web.Request) -> web.Response:
         raw, fault = await self._arrive("discord", request)
+        if isinstance(fault, Hang) and fault.after_create:
+            await self._discord_create(request, raw)
         if fault is not None:
             retry = float(fault.retry_after) if isinstance(fault, Fail) and fault.retry_after else 0
             body = {"message": getattr(fault, "description", ""), "retry_after": retry}
             return await self._fault(fault, body)
+        return await self._discord_create(request, raw)
+
+    async def _discord_create(self, request: web.Request, raw: bytes) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {DISCORD_TOKEN}":
             return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         chat = request.match_info["chat"]

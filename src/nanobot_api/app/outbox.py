@@ -60,6 +60,9 @@ class Courier:
         self.channels = channels
         self.policy = policy
         self.in_flight: set[str] = set()
+        # Called when an attempt leaves an event pending for later; the worker sets it,
+        # so a retry scheduled by the message tool is not left for the next poll.
+        self.on_pending: Callable[[], None] = lambda: None
         self._random = random_source
         self._clock = clock
         self._secrets = tuple(secrets)
@@ -89,6 +92,8 @@ class Courier:
         finally:
             self.in_flight.discard(event.id)
         self._log(after)
+        if after.status == "pending":
+            self.on_pending()
         return after, receipt
 
     async def _attempt(
@@ -176,6 +181,7 @@ class OutboxWorker:
         if concurrency < 1 or max_in_flight < 1:
             raise ValueError("concurrency and max_in_flight must be at least 1")
         self._courier = courier
+        courier.on_pending = self.wake
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._max_in_flight = max_in_flight
         self._poll_s = poll_s
