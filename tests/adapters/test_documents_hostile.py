@@ -296,3 +296,94 @@ async def test_a_cell_citing_a_missing_shared_string_is_an_invalid_request(
 def _sheet_xml(data: bytes) -> bytes:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return archive.read("xl/worksheets/sheet1.xml")
+
+
+# ---------------------------------------------------------------------------
+# XML a library would parse whole is bounded; the rest is streamed
+
+
+def _member(data: bytes, name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read(name)
+
+
+def _numbers(count: int, template: bytes) -> bytes:
+    # Distinct numbers keep the compression ratio ordinary, like real content.
+    return b"".join(template % (n * 7919 % 1000003) for n in range(count))
+
+
+async def test_a_text_frame_of_a_hundred_thousand_paragraphs_is_cut_fast(
+    reader: DocumentReaderByKind,
+) -> None:
+    data = files.make_pptx("tok", slides=1)
+    slide = _member(data, "ppt/slides/slide1.xml")
+    paragraphs = _numbers(100_000, b"<a:p><a:r><a:t>paragraph %d</a:t></a:r></a:p>")
+    data = files.replace_member(
+        data, "ppt/slides/slide1.xml", slide.replace(b"<a:p>", paragraphs + b"<a:p>", 1)
+    )
+    started = time.monotonic()
+    out = await reader.read(FileKind.PPTX, data, "long.pptx")
+    assert time.monotonic() - started < 1
+    assert out.text.endswith(
+        f"[... truncated: more than {ExtractionLimits().max_chars} characters]"
+    )
+
+
+async def test_a_presentation_with_too_much_xml_is_refused() -> None:
+    data = files.make_pptx("tok")
+    with pytest.raises(PayloadTooLarge, match=r"'big\.pptx' holds more than 0 MB of XML"):
+        await limited(max_parsed_xml_bytes=1000).read(FileKind.PPTX, data, "big.pptx")
+
+
+def test_a_word_file_with_too_much_xml_is_streamed_to_the_same_text() -> None:
+    data = files.make_docx("tok")
+    bounded = ExtractionLimits(max_parsed_xml_bytes=1000)
+    assert DocxTextExtractor(bounded).extract(data, "a.docx") == DocxTextExtractor().extract(
+        data, "a.docx"
+    )
+
+
+async def test_one_word_paragraph_of_a_million_runs_is_cut_fast(
+    reader: DocumentReaderByKind,
+) -> None:
+    data = files.make_docx("tok", paragraphs=1, table=False)
+    body = _member(data, "word/document.xml")
+    runs = _numbers(1_000_000, b"<w:r><w:t>%d </w:t></w:r>")
+    data = files.replace_member(
+        data, "word/document.xml", body.replace(b"<w:sectPr", b"<w:p>" + runs + b"</w:p><w:sectPr")
+    )
+    started = time.monotonic()
+    out = await reader.read(FileKind.DOCX, data, "runs.docx")
+    assert time.monotonic() - started < 2
+    assert out.truncated
+
+
+def _with_styles(data: bytes, count: int) -> bytes:
+    styles = _member(data, "xl/styles.xml")
+    start, end = styles.index(b"<cellXfs"), styles.index(b"</cellXfs>")
+    xfs = _numbers(count, b'<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="%d"/>')
+    body = styles[:start] + b'<cellXfs count="%d">' % count + xfs + styles[end:]
+    return files.replace_member(data, "xl/styles.xml", body)
+
+
+async def test_a_stylesheet_too_large_to_parse_is_left_out() -> None:
+    data = _with_styles(files.make_xlsx("tok", sheets=1, rows=1), 20_000)
+    started = time.monotonic()
+    out = await limited(max_parsed_part_bytes=100_000).read(FileKind.XLSX, data, "s.xlsx")
+    assert time.monotonic() - started < 1
+    assert "tok-0-0" in out.text
+
+
+@pytest.mark.parametrize(
+    ("bounds", "why"),
+    [
+        ({"max_parsed_part_bytes": 100}, r"its part '.*' is larger than 0 MB"),
+        ({"max_parsed_xml_bytes": 100}, "it holds more than 0 MB of XML"),
+    ],
+)
+async def test_workbook_parts_too_large_to_parse_refuse_the_file(
+    bounds: dict[str, int], why: str
+) -> None:
+    data = files.make_xlsx("tok")
+    with pytest.raises(PayloadTooLarge, match=rf"'w\.xlsx' is too large to read: {why}"):
+        await limited(**bounds).read(FileKind.XLSX, data, "w.xlsx")

@@ -164,6 +164,10 @@ class ExtractionLimits:
     max_cells: int = 200_000
     max_zip_members: int = 10_000
     max_unzipped_bytes: int = 128 * MIB
+    # XML a library parses whole, into objects far larger than the text (python-pptx,
+    # python-docx, openpyxl's workbook parts); streamed parts do not count.
+    max_parsed_xml_bytes: int = 16 * MIB
+    max_parsed_part_bytes: int = 4 * MIB
     # Plain text and XML rarely inflate past 100x; zeros or repeated runs do.
     max_ratio: int = 200
     ratio_floor_bytes: int = 1 * MIB

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from nanobot_api.adapters.documents.zipguard import check_zip
+from nanobot_api.adapters.documents.zipguard import check_zip, xml_size
 from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
 from nanobot_api.domain.filetypes import FileKind, unsupported
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 MAIN_PART = "word/document.xml"
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_BODY, _P, _R, _HYPERLINK = f"{_W}body", f"{_W}p", f"{_W}r", f"{_W}hyperlink"
+_TBL, _TR, _TC = f"{_W}tbl", f"{_W}tr", f"{_W}tc"
 # How python-docx renders the inner content of a run (docx.oxml.text.run).
 _RUN_TEXT = {f"{_W}tab": "\t", f"{_W}ptab": "\t", f"{_W}cr": "\n", f"{_W}noBreakHyphen": "-"}
 
@@ -61,8 +63,10 @@ class DocxTextExtractor:
         """The blocking extraction, for a worker thread."""
         members = check_zip(data, name, self._limits)
         body_size = max((m.size for m in members if m.name == MAIN_PART), default=0)
+        # python-docx parses every XML part it knows when it opens the file.
+        whole = xml_size(members) <= self._limits.max_parsed_xml_bytes
         try:
-            if body_size > self._stream_over:
+            if body_size > self._stream_over or not whole:
                 return self._stream(data)
             return self._extract(data)
         except NanobotError:
@@ -92,53 +96,100 @@ class DocxTextExtractor:
 
         text = TextBuilder.start(self._limits)
         with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open(MAIN_PART) as xml:
-            blocks = etree.iterparse(
+            events = etree.iterparse(
                 xml,
                 events=("end",),
-                tag=(f"{_W}p", f"{_W}tbl"),
+                tag=(_R, _P, _TR, _TBL),
                 resolve_entities=False,
                 no_network=True,
             )
-            for _, block in blocks:
-                body = block.getparent()
-                if body is None or body.tag != f"{_W}body":
-                    continue  # a paragraph in a table: read with its table
-                if text.out_of_time():
-                    break
-                lines = _xml_rows(block) if block.tag == f"{_W}tbl" else [_xml_text(block)]
-                if not all(text.add(line) for line in lines if line.strip()):
-                    break
-                # Forget what was read, so memory holds one block at a time.
-                block.clear()
-                while block.getprevious() is not None:
-                    del body[0]
+            _read_body(events, text)
         return text.build()
+
+
+def _read_body(events: Iterable[tuple[str, Any]], text: TextBuilder) -> None:
+    """Reads the body's paragraphs run by run and its tables row by row, dropping each
+    element once read, so memory holds one run or one table row, not the document."""
+    pending: list[str] = []  # the text of the current body paragraph's runs so far
+    size = 0
+    for count, (_, element) in enumerate(events):
+        if count % 1024 == 0 and text.out_of_time():
+            return
+        parent = element.getparent()
+        if element.tag == _R:
+            paragraph = _body_paragraph(element)
+            if paragraph is None:
+                continue  # in a table: read with its row
+            if parent is paragraph or (
+                parent.tag == _HYPERLINK and parent.getparent() is paragraph
+            ):
+                pending.append(_run_text(element))  # what python-docx counts
+                size += len(pending[-1])
+            parent.remove(element)
+            if size > text.max_chars:
+                text.add("".join(pending))  # the rest cannot fit
+                return
+        elif element.tag == _P and _is_body(parent):
+            line, size = "".join(pending), 0
+            pending.clear()
+            if line.strip() and not text.add(line):
+                return
+            _forget(element)
+        elif element.tag == _TR and parent is not None and _is_body(parent.getparent()):
+            line = _xml_row(element)
+            if line.strip() and not text.add(line):
+                return
+            parent.remove(element)
+        elif element.tag == _TBL and _is_body(parent):
+            _forget(element)
+
+
+def _is_body(element: Any) -> bool:
+    return element is not None and element.tag == _BODY
+
+
+def _body_paragraph(run: Any) -> Any:
+    """The paragraph of the body that holds ``run``, or None if it is elsewhere."""
+    for ancestor in run.iterancestors(_P):
+        return ancestor if _is_body(ancestor.getparent()) else None
+    return None
+
+
+def _forget(element: Any) -> None:
+    element.clear()
+    parent = element.getparent()
+    while element.getprevious() is not None:
+        del parent[0]
+
+
+def _run_text(run: Any) -> str:
+    """A ``w:r``'s text as python-docx renders it."""
+    parts: list[str] = []
+    for child in run.iterchildren():
+        if child.tag == f"{_W}t":
+            parts.append(child.text or "")
+        elif child.tag == f"{_W}br":
+            kind = child.get(f"{_W}type", "textWrapping")
+            parts.append("\n" if kind == "textWrapping" else "")
+        else:
+            parts.append(_RUN_TEXT.get(child.tag, ""))
+    return "".join(parts)
 
 
 def _xml_text(paragraph: Any) -> str:
     """A ``w:p``'s text as python-docx's ``Paragraph.text`` gives it."""
-    parts: list[str] = []
-    for run in paragraph.iterchildren(f"{_W}r", f"{_W}hyperlink"):
-        runs = run.iterchildren(f"{_W}r") if run.tag == f"{_W}hyperlink" else [run]
-        for r in runs:
-            for child in r.iterchildren():
-                if child.tag == f"{_W}t":
-                    parts.append(child.text or "")
-                elif child.tag == f"{_W}br":
-                    kind = child.get(f"{_W}type", "textWrapping")
-                    parts.append("\n" if kind == "textWrapping" else "")
-                else:
-                    parts.append(_RUN_TEXT.get(child.tag, ""))
-    return "".join(parts)
+    return "".join(
+        _run_text(r)
+        for child in paragraph.iterchildren(_R, _HYPERLINK)
+        for r in (child.iterchildren(_R) if child.tag == _HYPERLINK else [child])
+    )
 
 
-def _xml_rows(table: Any) -> Iterator[str]:
-    for row in table.iterchildren(f"{_W}tr"):
-        cells = (
-            "\n".join(_xml_text(p) for p in cell.iterchildren(f"{_W}p"))
-            for cell in row.iterchildren(f"{_W}tc")
-        )
-        yield "\t".join(" ".join(cell.split()) for cell in cells)
+def _xml_row(row: Any) -> str:
+    cells = (
+        "\n".join(_xml_text(p) for p in cell.iterchildren(_P)) for cell in row.iterchildren(_TC)
+    )
+    return "\t".join(" ".join(cell.split()) for cell in cells)
 
 
 def _table_rows(table: Any) -> Iterator[str]:

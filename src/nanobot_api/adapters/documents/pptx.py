@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from nanobot_api.adapters.documents.zipguard import check_zip
+from nanobot_api.adapters.documents.zipguard import check_zip, too_much_xml, xml_size
 from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
 from nanobot_api.domain.filetypes import FileKind, unsupported
@@ -18,6 +18,8 @@ from nanobot_api.domain.filetypes import FileKind, unsupported
 log = logging.getLogger(__name__)
 
 _MAX_GROUP_DEPTH = 8  # groups nest; a hostile file could nest them without end
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+_P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 
 
 class PptxTextExtractor:
@@ -48,7 +50,10 @@ class PptxTextExtractor:
 
     def extract(self, data: bytes, name: str) -> ExtractedText:
         """The blocking extraction, for a worker thread."""
-        check_zip(data, name, self._limits)
+        members = check_zip(data, name, self._limits)
+        # python-pptx parses every XML part when it opens the file.
+        if xml_size(members) > self._limits.max_parsed_xml_bytes:
+            raise too_much_xml(name, self._limits)
         try:
             return self._extract(data)
         except NanobotError:
@@ -73,21 +78,37 @@ class PptxTextExtractor:
                 text.stop(f"only the first {limits.max_slides} of {count} slides")
             if text.out_of_time() or not text.add(f"--- Slide {number} ---"):
                 break
-            lines = list(_shape_lines(slide.shapes, 0))
-            if slide.has_notes_slide:
-                notes = slide.notes_slide.notes_text_frame
-                if notes is not None and notes.text.strip():
-                    lines.append(f"Notes: {' '.join(notes.text.split())}")
-            if not all(text.add(line) for line in lines if line.strip()):
+            if not _add_all(text, _slide_lines(slide)):
                 break
         return text.build()
+
+
+def _add_all(text: TextBuilder, lines: Iterable[str]) -> bool:
+    """Adds the non-blank lines, one at a time; False once the text is full."""
+    for seen, line in enumerate(lines):
+        if seen % 256 == 255 and text.out_of_time():
+            return False
+        if line.strip() and not text.add(line):
+            return False
+    return True
+
+
+def _slide_lines(slide: Any) -> Iterator[str]:
+    yield from _shape_lines(slide.shapes, 0)
+    if slide.has_notes_slide:
+        notes = slide.notes_slide.notes_text_frame
+        if notes is not None and notes.text.strip():
+            yield f"Notes: {' '.join(notes.text.split())}"
 
 
 def _shape_lines(shapes: Iterable[Any], depth: int) -> Iterator[str]:
     for shape in shapes:
         if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
-            for paragraph in shape.text_frame.paragraphs:
-                yield paragraph.text
+            # Paragraph by paragraph from the XML: python-pptx's ``paragraphs`` builds
+            # them all first, seconds for a hostile text frame of a million.
+            body = shape.element.find(f"{_P}txBody")
+            for paragraph in body.iterchildren(f"{_A}p") if body is not None else ():
+                yield paragraph.text  # python-pptx's element class: the paragraph's text
         if getattr(shape, "has_table", False) and shape.has_table:
             for row in shape.table.rows:
                 yield "\t".join(" ".join(cell.text.split()) for cell in row.cells)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import zipfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
@@ -12,8 +13,8 @@ import anyio
 import anyio.to_thread
 
 from nanobot_api.adapters.documents.zipguard import check_zip
-from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits, TextBuilder
-from nanobot_api.domain.errors import InvalidRequest, NanobotError
+from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
+from nanobot_api.domain.errors import InvalidRequest, NanobotError, PayloadTooLarge
 from nanobot_api.domain.filetypes import FileKind, unsupported
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class OpenpyxlTextExtractor:
             return self._extract(data)
         except NanobotError:
             raise
+        except _TooLarge as exc:
+            raise PayloadTooLarge(f"File '{name}' is too large to read: {exc}") from exc
         except Exception as exc:
             # A hostile package can make openpyxl, its XML parser or zipfile fail in
             # any way; each means only that the file is unreadable.
@@ -63,7 +66,7 @@ class OpenpyxlTextExtractor:
     def _extract(self, data: bytes) -> ExtractedText:
         limits = self._limits
         text = TextBuilder.start(limits)
-        workbook = _open_workbook(data, text)
+        workbook = _open_workbook(data, text, limits)
         try:
             sheets = workbook.worksheets
             counts = [0, 0]  # non-empty rows and cells read so far, over all sheets
@@ -105,12 +108,13 @@ class OpenpyxlTextExtractor:
                 return
 
 
-def _open_workbook(data: bytes, text: TextBuilder) -> Any:
-    """openpyxl's read-only workbook, its shared strings read only as far as cells use them.
+def _open_workbook(data: bytes, text: TextBuilder, limits: ExtractionLimits) -> Any:
+    """openpyxl's read-only workbook, with what it would read whole kept in bounds.
 
-    openpyxl reads the whole shared-string table before the first row, at about 7 us
-    a string: a 4 MB file can list 1.5 million strings and take 11 s. Here the table
-    is parsed on demand, and the time budget can stop it.
+    Worksheets are streamed by openpyxl itself. The shared-string table, which it
+    reads whole before the first row at about 7 us a string (a 4 MB file can list
+    1.5 million: 11 s), is parsed on demand here, and the time budget can stop it.
+    The parts it parses whole (workbook, styles, themes) go through _BoundedArchive.
     """
     from openpyxl.reader.excel import SHARED_STRINGS, ExcelReader
 
@@ -122,8 +126,46 @@ def _open_workbook(data: bytes, text: TextBuilder) -> Any:
                 self.shared_strings = _SharedStrings(source, text)
 
     reader = _Reader(io.BytesIO(data), read_only=True, data_only=True)
+    reader.archive = _BoundedArchive(io.BytesIO(data), limits)
     reader.read()
     return reader.wb
+
+
+_STYLES = "xl/styles.xml"
+
+
+class _BoundedArchive(zipfile.ZipFile):
+    """The workbook's zip, refusing to hand openpyxl a part too large to parse whole.
+
+    openpyxl turns a stylesheet into objects at about 0.4 s a megabyte (a 1 MB file
+    can hold 23 MB of styles: 10 s). A stylesheet over the part bound is left out
+    (openpyxl then uses its defaults: dates show as serial numbers); any other part
+    over it, or all of them over ``max_parsed_xml_bytes``, refuses the file.
+    """
+
+    def __init__(self, file: IO[bytes], limits: ExtractionLimits) -> None:
+        super().__init__(file)
+        self._limits = limits
+        self._parsed = 0
+
+    def read(self, name: str | zipfile.ZipInfo, pwd: bytes | None = None) -> bytes:
+        info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
+        limits = self._limits
+        if info.file_size > limits.max_parsed_part_bytes:
+            if info.filename == _STYLES:
+                raise KeyError(info.filename)  # openpyxl reads this as "no stylesheet"
+            raise _TooLarge(
+                f"its part '{info.filename}' is larger than "
+                f"{limits.max_parsed_part_bytes // MIB} MB"
+            )
+        self._parsed += info.file_size
+        if self._parsed > limits.max_parsed_xml_bytes:
+            raise _TooLarge(f"it holds more than {limits.max_parsed_xml_bytes // MIB} MB of XML")
+        return super().read(info, pwd)
+
+
+class _TooLarge(Exception):
+    """A part the workbook would parse whole is over its bound."""
 
 
 class _OutOfTime(Exception):

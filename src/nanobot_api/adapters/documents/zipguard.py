@@ -8,6 +8,8 @@ directory ``zipfile`` reads, bounds what the libraries can be made to inflate.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from nanobot_api.domain.attachments import MIB, ExtractionLimits
 from nanobot_api.domain.errors import InvalidRequest, PayloadTooLarge
 from nanobot_api.domain.filetypes import ZipMember, zip_directory
@@ -40,3 +42,17 @@ def check_zip(data: bytes, name: str, limits: ExtractionLimits) -> tuple[ZipMemb
                 f"inflates {ratio:.0f}x (at most {limits.max_ratio}x)"
             )
     return members
+
+
+def xml_size(members: tuple[ZipMember, ...], *, streamed: Collection[str] = ()) -> int:
+    """How many bytes of XML a library would parse whole: every ``.xml`` and ``.rels``
+    member but those named in ``streamed``."""
+    return sum(
+        m.size for m in members if m.name.endswith((".xml", ".rels")) and m.name not in streamed
+    )
+
+
+def too_much_xml(name: str, limits: ExtractionLimits) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"File '{name}' holds more than {limits.max_parsed_xml_bytes // MIB} MB of XML to read"
+    )
