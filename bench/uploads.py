@@ -237,7 +237,7 @@ def main() -> None:
     if "--no-server" in sys.argv:
         return
     print("10 MB uploads through `nanobot serve` (echo agent; target peak RSS growth < 3x)")
-    for name in ("photo.png", "report.docx", "paper.pdf"):
+    for name in ("photo.png", "report.docx", "sheet.xlsx", "paper.pdf"):
         for encode in (_multipart, _json):
             upload(big, name, encode)
     early_refusal()
