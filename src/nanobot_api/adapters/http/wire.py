@@ -6,12 +6,13 @@ type of every field we read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
@@ -119,6 +120,19 @@ def make_wire_converter() -> cattrs.Converter:
     converter.register_structure_hook(bool, _exact(bool, "a boolean"))
     converter.register_structure_hook(int, _exact(int, "an integer"))
     converter.register_structure_hook(float, _exact(float, "a number"))
+
+    def objects_only(cl: type) -> Any:
+        # cattrs would build a class whose fields all have defaults from any container.
+        build: Callable[[object, type], object] = make_dict_structure_fn(cl, converter)
+
+        def structure(value: object, _: type) -> object:
+            if not isinstance(value, dict):
+                raise _WrongType("an object")
+            return build(value, cl)
+
+        return structure
+
+    converter.register_structure_hook_factory(attrs.has, objects_only)
     configure_tagged_union(
         ContentPart, converter, tag_generator=_PART_TAGS.__getitem__, tag_name="type"
     )
