@@ -73,7 +73,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"{self.path.relative_to(DOCS)}:{self.line}"
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
 def read_blocks(path: Path) -> list[Block]:
@@ -94,7 +94,8 @@ def read_blocks(path: Path) -> list[Block]:
 
 
 def all_blocks() -> list[Block]:
-    return [block for path in sorted(DOCS.rglob("*.md")) for block in read_blocks(path)]
+    pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [block for path in pages for block in read_blocks(path)]
 
 
 def cases() -> list[Any]:

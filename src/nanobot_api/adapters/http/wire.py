@@ -6,7 +6,7 @@ type of every field we read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import attrs
@@ -123,7 +123,7 @@ def make_wire_converter() -> cattrs.Converter:
 
     def objects_only(cl: type) -> Any:
         # cattrs would build a class whose fields all have defaults from any container.
-        build: Callable[[object, type], object] = make_dict_structure_fn(cl, converter)
+        build = make_dict_structure_fn(cl, converter)  # type: ignore[var-annotated]
 
         def structure(value: object, _: type) -> object:
             if not isinstance(value, dict):
