@@ -249,7 +249,22 @@ async def test_a_body_over_the_request_limit_is_refused_before_reading() -> None
             headers={"Content-Type": "application/json"},
         )
     assert response.status_code == 413
-    assert error_of(await response.get_json())["message"] == "Request body exceeds 0MB limit"
+    assert error_of(await response.get_json())["message"] == "Request body exceeds 1024 bytes limit"
+
+
+async def test_a_chunked_body_is_refused_once_it_crosses_the_request_limit() -> None:
+    app = make_app(limits=UploadLimits(max_request_bytes=1024))
+    async with app.test_app() as running:
+        async with running.test_client().request(
+            "/v1/chat/completions",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        ) as connection:
+            await connection.send(b'{"messages": [{"role": "user", "content": "')
+            await connection.send(b"x" * 2048)
+            # The answer comes before the client has finished its body.
+            await connection.receive()
+        assert connection.status_code == 413
 
 
 async def test_api_key_is_required_everywhere_but_health() -> None:

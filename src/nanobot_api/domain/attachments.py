@@ -31,6 +31,15 @@ class UploadLimits:
     def max_file_mb_label(self) -> str:
         return f"{self.max_file_bytes // MIB}MB"
 
+    @property
+    def body_too_large(self) -> str:
+        """What a client is told when the whole request body is over its limit."""
+        return f"Request body exceeds {_size_label(self.max_request_bytes)} limit"
+
+
+def _size_label(size: int) -> str:
+    return f"{size // MIB}MB" if size >= MIB else f"{size} bytes"
+
 
 @attrs.frozen
 class Upload:

@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Final
 
 import anyio
@@ -19,7 +19,7 @@ from nanobot_api.adapters.http.middleware import (
     install_request_hooks,
     json_response,
 )
-from nanobot_api.adapters.http.multipart import read_multipart
+from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipart
 from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import TurnRunner, stream_turn
@@ -29,10 +29,8 @@ from nanobot_api.adapters.http.wire import (
     parse_chat_json,
     parse_form,
 )
-from nanobot_api.domain.errors import (
-    InvalidRequest,
-    NotFound,
-)
+from nanobot_api.domain.attachments import UploadLimits
+from nanobot_api.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
 from nanobot_api.domain.ports import ChatTurns
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SessionHeaders
 from nanobot_api.domain.turns import ChatRequest
@@ -114,18 +112,22 @@ async def _read_chat_request(settings: HttpSettings) -> ChatRequest:
         request.headers.get(CHAT_ID_HEADERS[0]),
         request.headers.get(CHAT_ID_HEADERS[1]),
     )
-    mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
-    if mimetype == "multipart/form-data":
-        boundary = options.get("boundary")
-        if not boundary:
-            raise InvalidRequest("multipart/form-data needs a boundary")
-        form = await read_multipart(request.body, boundary.encode("latin-1"), settings.limits)
+    content_type = request.headers.get("Content-Type", "")
+    chunks = _bounded(request.body, settings.limits)
+    if parse_options_header(content_type)[0] == "multipart/form-data":
+        boundary = multipart_boundary(content_type)
+        form = await read_multipart(chunks, boundary, settings.limits)
         return parse_form(form.fields, form.uploads, headers)
-    raw = await request.get_data(as_text=False)
+    # One copy of the body, dropped before files are decoded: a base64 upload then
+    # costs its text and its bytes, not also Quart's buffer and a second copy.
+    raw = bytearray()
+    async for chunk in chunks:
+        raw += chunk
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("Request body must be valid JSON") from exc
+    del raw
     return parse_chat_json(
         body,
         settings.limits,
@@ -133,6 +135,19 @@ async def _read_chat_request(settings: HttpSettings) -> ChatRequest:
         headers=headers,
         task=request.headers.get(TASK_HEADER),
     )
+
+
+async def _bounded(body: AsyncIterable[bytes], limits: UploadLimits) -> AsyncIterator[bytes]:
+    """The body's chunks, refused as soon as they add up to more than the request limit.
+
+    Quart checks a declared Content-Length itself; a chunked body is counted here.
+    """
+    seen = 0
+    async for chunk in body:
+        seen += len(chunk)
+        if seen > limits.max_request_bytes:
+            raise PayloadTooLarge(limits.body_too_large)
+        yield chunk
 
 
 class _Discard:

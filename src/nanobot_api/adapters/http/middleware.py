@@ -15,7 +15,6 @@ from nanobot_api.adapters.http.errors import status_of
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import failure_body
 from nanobot_api.adapters.http.wire import error_json
-from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.errors import AuthenticationFailed, NanobotError
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
 
@@ -72,7 +71,7 @@ def install_error_handlers(app: Quart, settings: HttpSettings) -> None:
         status = error.code or 500
         message = _HTTP_MESSAGES.get(status, error.description or "HTTP error")
         if status == 413:
-            message = f"Request body exceeds {settings.limits.max_request_bytes // MIB}MB limit"
+            message = settings.limits.body_too_large
         kind = "server_error" if status >= 500 else "invalid_request_error"
         response = json_response(error_json(message, kind, None, status), status)
         if status == 405 and error.get_headers():
