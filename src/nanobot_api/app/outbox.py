@@ -220,7 +220,9 @@ class OutboxWorker:
 
     async def _round(self, group: TaskGroup) -> float | None:
         room = self._max_in_flight - len(self._courier.in_flight)
-        if room <= 0:
+        # Refill in batches: a claim is a durable write, and one per finished delivery
+        # would cost a sync of the file per event on top of the event's own settle.
+        if room <= 0 or (room < self._max_in_flight // 2 and self._courier.in_flight):
             return None
         courier = self._courier
         claim = await courier.outbox.claim_due(courier.now(), room, frozenset(courier.in_flight))
