@@ -43,7 +43,7 @@ class ChannelPlan:
 
     name: str
     factory: ChannelFactory
-    settings: Mapping[str, str]
+    settings: Mapping[str, str] = attrs.field(repr=False)  # holds the credentials
 
 
 def channel_plans(config: ChannelsConfig) -> tuple[ChannelPlan, ...]:

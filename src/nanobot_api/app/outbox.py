@@ -33,6 +33,8 @@ from nanobot_api.domain.ports import OutboundChannel, Outbox
 
 log = logging.getLogger(__name__)
 
+_MAX_ERROR_CHARS = 500
+
 
 class Courier:
     """Makes one delivery attempt of an event and records its outcome.
@@ -124,9 +126,12 @@ class Courier:
         retry_after_s: float | None,
         exc: DeliveryFailed | None,
     ) -> OutboxEvent:
+        text = redact(error, self._secrets)
+        if len(text) > _MAX_ERROR_CHARS:  # a plugin's error could be a whole page
+            text = text[: _MAX_ERROR_CHARS - 3] + "..."
         return failed_attempt(
             event,
-            redact(error, self._secrets),
+            text,
             retryable=retryable,
             now=self._clock(),
             policy=self.policy,
