@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Final
@@ -13,6 +12,7 @@ import anyio
 from quart import Quart, Response, request
 from werkzeug.http import parse_options_header
 
+from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.middleware import (
     TASK_HEADER,
     install_error_handlers,
@@ -84,7 +84,7 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     async def chat_completions() -> Response:
         chat = await _read_chat_request(settings)
         prepared = await turns.prepare(chat)
-        completion_id = f"chatcmpl-{secrets.token_hex(12)}"
+        completion_id = new_id("chatcmpl-")
         created = int(time.time())
         headers = {SESSION_HEADER: prepared.session.session_id}
         if chat.stream:

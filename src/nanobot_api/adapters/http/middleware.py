@@ -5,13 +5,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import secrets
 from typing import Final
 
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from nanobot_api.adapters.http.errors import status_of
+from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import failure_body
 from nanobot_api.adapters.http.wire import error_json
@@ -39,7 +39,7 @@ def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
     async def _identify_and_authenticate() -> Response | None:
         given = request.headers.get(REQUEST_ID, "")
         valid = 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable()
-        g.request_id = given if valid else f"req_{secrets.token_hex(12)}"
+        g.request_id = given if valid else new_id("req_")
         if request.method == "OPTIONS" and _allowed_origin(settings) is not None:
             # A browser's preflight carries no credentials; it only asks what is allowed.
             return Response(status=204, headers=PREFLIGHT_HEADERS)
@@ -49,7 +49,7 @@ def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
 
     @app.after_request
     async def _tag(response: Response) -> Response:
-        response.headers[REQUEST_ID] = g.get("request_id") or f"req_{secrets.token_hex(12)}"
+        response.headers[REQUEST_ID] = g.get("request_id") or new_id("req_")
         origin = _allowed_origin(settings)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
