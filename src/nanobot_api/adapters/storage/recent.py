@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from nanobot_api.domain.conversation import History, TurnRecord, bounded_history
+from nanobot_api.domain.conversation import History, TurnRecord
 
 Token = tuple[int, int]
 
@@ -67,7 +67,7 @@ class RecentHistory:
             del self._entries[key]
             return
         max_messages, history = entry
-        self._entries[key] = (max_messages, bounded_history((*history, record), max_messages))
+        self._entries[key] = (max_messages, _with_turn(history, record, max_messages))
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -77,3 +77,16 @@ class RecentHistory:
         self._entries.clear()
         self._stamps.clear()
         self._resets += 1
+
+
+def _with_turn(history: History, record: TurnRecord, max_messages: int) -> History:
+    """``bounded_history((*history, record), max_messages)`` for a history already within
+    the bound: only whole turns at its front can fall out, so only they are counted."""
+    total = sum(len(r.messages) for r in history) + len(record.messages)
+    if len(record.messages) > max_messages:
+        return ()
+    start = 0
+    while total > max_messages:
+        total -= len(history[start].messages)
+        start += 1
+    return (*history[start:], record)
