@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
 from nanobot_api.adapters.storage.recent import RecentHistory
+from nanobot_api.adapters.storage.sqlite_files import BUSY_TIMEOUT_MS, Synchronous, connect_wal
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
 from nanobot_api.domain.sessions import SessionKey
 
@@ -44,8 +45,6 @@ _ROLES: dict[object, Role] = {
     "tool": "tool",
 }
 
-Synchronous = Literal["FULL", "NORMAL"]
-_BUSY_TIMEOUT_MS = 5000
 _CHECKPOINT_EVERY = 500
 
 
@@ -217,7 +216,7 @@ class SqliteSessionStore:
                     raise
                 return False  # another process is writing: wait for it in the thread
             finally:
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._seen(_data_version(conn))
             return True
         finally:
@@ -326,29 +325,14 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None (autocommit): every statement is its own transaction, and a
-    # read never leaves one open that would pin the WAL and keep it from checkpointing.
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        _prepare(conn, path, synchronous)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     # Checkpoints run in the worker thread (see SqliteSessionStore), never in a commit.
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > _SCHEMA_VERSION:
-        raise RuntimeError(f"{path} was written by a newer nanobot-api (schema {version})")
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+    return connect_wal(
+        path,
+        synchronous=synchronous,
+        schema=_SCHEMA,
+        schema_version=_SCHEMA_VERSION,
+        autocheckpoint=False,
+    )
 
 
 def _message_json(message: Message) -> dict[str, object]:

@@ -20,11 +20,12 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from nanobot_api.adapters.storage.sqlite_files import Synchronous, connect_wal
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import (
     OUTBOX_STATUSES,
@@ -59,7 +60,6 @@ _COLUMNS = (
     "next_attempt_at, last_error, delivered_at"
 )
 
-Synchronous = Literal["FULL", "NORMAL"]
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
 
 
@@ -166,26 +166,9 @@ class SqliteOutbox:
 
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Autocommit: each statement is its own transaction unless a BEGIN opens one.
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        _prepare(conn, path, synchronous)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _prepare(conn: sqlite3.Connection, path: Path, synchronous: Synchronous) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=5000")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > _SCHEMA_VERSION:
-        raise RuntimeError(f"{path} was written by a newer nanobot-api (schema {version})")
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+    return connect_wal(
+        path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
+    )
 
 
 @contextmanager
