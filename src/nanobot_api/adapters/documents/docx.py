@@ -11,10 +11,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip, xml_size
 from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
-from nanobot_api.domain.filetypes import FileKind, unsupported
+from nanobot_api.domain.filetypes import FileKind
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ _TBL, _TR, _TC = f"{_W}tbl", f"{_W}tr", f"{_W}tc"
 _RUN_TEXT = {f"{_W}tab": "\t", f"{_W}ptab": "\t", f"{_W}cr": "\n", f"{_W}noBreakHyphen": "-"}
 
 
-class DocxTextExtractor:
+class DocxTextExtractor(ThreadedExtractor):
     """A DocumentReader for DOCX: the body's paragraphs and tables in document order.
 
     The zip is checked against ``limits`` before python-docx opens it; the text is
@@ -41,6 +42,9 @@ class DocxTextExtractor:
     repeats down the rows and the stream shows once.
     """
 
+    kind = FileKind.DOCX
+    kind_label = "a Word document"
+
     def __init__(
         self,
         limits: ExtractionLimits | None = None,
@@ -48,16 +52,8 @@ class DocxTextExtractor:
         limiter: anyio.CapacityLimiter | None = None,
         stream_over: int = 4 * MIB,
     ) -> None:
-        self._limits = limits or ExtractionLimits()
-        self._limiter = limiter
+        super().__init__(limits, limiter=limiter)
         self._stream_over = stream_over
-
-    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
-        if kind is not FileKind.DOCX:
-            raise unsupported(name, "not a Word document")
-        return await anyio.to_thread.run_sync(
-            self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
-        )
 
     def extract(self, data: bytes, name: str) -> ExtractedText:
         """The blocking extraction, for a worker thread."""

@@ -7,12 +7,10 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
-
-from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
+from nanobot_api.adapters.documents.base import ThreadedExtractor
+from nanobot_api.domain.attachments import MIB, ExtractedText, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
-from nanobot_api.domain.filetypes import FileKind, unsupported
+from nanobot_api.domain.filetypes import FileKind
 
 if TYPE_CHECKING:
     from pypdf import PageObject, PdfReader
@@ -25,7 +23,7 @@ _END = object()
 _STREAM_BOUND = 32 * MIB
 
 
-class PypdfTextExtractor:
+class PypdfTextExtractor(ThreadedExtractor):
     """A DocumentReader for PDF: ``--- Page N ---`` before each page's text.
 
     Reads at most ``limits.max_pages`` pages and ``limits.max_chars`` characters
@@ -33,21 +31,8 @@ class PypdfTextExtractor:
     ends with a truncation marker. pypdf is imported on first use.
     """
 
-    def __init__(
-        self,
-        limits: ExtractionLimits | None = None,
-        *,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
-        self._limits = limits or ExtractionLimits()
-        self._limiter = limiter
-
-    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
-        if kind is not FileKind.PDF:
-            raise unsupported(name, "not a PDF")
-        return await anyio.to_thread.run_sync(
-            self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
-        )
+    kind = FileKind.PDF
+    kind_label = "a PDF"
 
     def extract(self, data: bytes, name: str) -> ExtractedText:
         """The blocking extraction, for a worker thread."""

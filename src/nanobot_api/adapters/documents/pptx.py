@@ -7,13 +7,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
+from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip, too_much_xml, xml_size
-from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits, TextBuilder
+from nanobot_api.domain.attachments import ExtractedText, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
-from nanobot_api.domain.filetypes import FileKind, unsupported
+from nanobot_api.domain.filetypes import FileKind
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +20,7 @@ _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 
 
-class PptxTextExtractor:
+class PptxTextExtractor(ThreadedExtractor):
     """A DocumentReader for PPTX: each slide's text frames, tables (rows of
     tab-separated cells) and speaker notes, in slide order.
 
@@ -32,21 +30,8 @@ class PptxTextExtractor:
     first use.
     """
 
-    def __init__(
-        self,
-        limits: ExtractionLimits | None = None,
-        *,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
-        self._limits = limits or ExtractionLimits()
-        self._limiter = limiter
-
-    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
-        if kind is not FileKind.PPTX:
-            raise unsupported(name, "not a PowerPoint presentation")
-        return await anyio.to_thread.run_sync(
-            self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
-        )
+    kind = FileKind.PPTX
+    kind_label = "a PowerPoint presentation"
 
     def extract(self, data: bytes, name: str) -> ExtractedText:
         """The blocking extraction, for a worker thread."""

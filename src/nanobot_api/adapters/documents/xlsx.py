@@ -9,20 +9,18 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-import anyio
-import anyio.to_thread
-
+from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip
 from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, PayloadTooLarge
-from nanobot_api.domain.filetypes import FileKind, unsupported
+from nanobot_api.domain.filetypes import FileKind
 
 log = logging.getLogger(__name__)
 
 _TIME_CHECK_EVERY = 256  # rows; a clock read per row would dominate small rows
 
 
-class OpenpyxlTextExtractor:
+class OpenpyxlTextExtractor(ThreadedExtractor):
     """A DocumentReader for XLSX: each worksheet's non-empty rows, values as last saved.
 
     The zip is checked against ``limits`` before openpyxl opens it, which it does in
@@ -32,21 +30,8 @@ class OpenpyxlTextExtractor:
     first use.
     """
 
-    def __init__(
-        self,
-        limits: ExtractionLimits | None = None,
-        *,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
-        self._limits = limits or ExtractionLimits()
-        self._limiter = limiter
-
-    async def read(self, kind: FileKind, data: bytes, name: str) -> ExtractedText:
-        if kind is not FileKind.XLSX:
-            raise unsupported(name, "not an Excel workbook")
-        return await anyio.to_thread.run_sync(
-            self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
-        )
+    kind = FileKind.XLSX
+    kind_label = "an Excel workbook"
 
     def extract(self, data: bytes, name: str) -> ExtractedText:
         """The blocking extraction, for a worker thread."""
