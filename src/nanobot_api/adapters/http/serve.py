@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -15,7 +16,8 @@ def hypercorn_config(binds: list[str], *, graceful_timeout_s: float = 5.0) -> Hy
     config.bind = binds
     # Per-request access logs cost more than the echo turn itself; errors are still logged.
     config.accesslog = None
-    config.errorlog = "-"
+    # Hypercorn's own messages go through logging like ours, printed once.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout_s
     config.keep_alive_timeout = 75
     return config
