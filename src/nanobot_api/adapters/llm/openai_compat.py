@@ -26,7 +26,7 @@ from nanobot_api.adapters.llm.openai_wire import (
     StreamAccumulator,
     WireError,
     error_message,
-    request_body,
+    request_json,
     response_of,
 )
 from nanobot_api.adapters.llm.sse import SseDecoder
@@ -128,7 +128,7 @@ class OpenAICompatChatModel:
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
     ) -> ModelResponse:
-        body = json.dumps(request_body(self._model, request, stream=self._stream)).encode()
+        body = request_json(self._model, request, stream=self._stream)
         attempt = 0
         while True:
             try:

@@ -8,6 +8,7 @@ chunk instead of a separate one, no ``[DONE]``), and the readers here accept eac
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from typing import cast
@@ -29,9 +30,42 @@ class WireError(ValueError):
     """Raised when the upstream's JSON does not have the chat-completion shape."""
 
 
+def request_json(model: str, request: ModelRequest, *, stream: bool) -> bytes:
+    """:func:`request_body`, encoded; each history message is encoded once per process.
+
+    A turn resends its session's whole recent history, so encoding every message again
+    on every turn was the largest cost of a turn after the network.
+    """
+    rest = json.dumps(_settings(request, stream=stream), separators=(",", ":"))[1:-1]
+    messages = ",".join(_message_text(m) for m in request.messages)
+    head = json.dumps({"model": model})[:-1]
+    return f'{head},"messages":[{messages}]{"," if rest else ""}{rest}}}'.encode()
+
+
+def _message_text(message: ModelMessage) -> str:
+    if isinstance(message, UserContent):
+        return _encode(message_json(message))  # the new turn's, images included: not kept
+    return _history_text(message)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _history_text(message: Message) -> str:
+    return _encode(message_json(message))
+
+
+def _encode(value: JsonValue) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def request_body(model: str, request: ModelRequest, *, stream: bool) -> JsonObject:
     """The JSON body of one chat-completion call."""
     body: JsonObject = {"model": model, "messages": [message_json(m) for m in request.messages]}
+    body.update(_settings(request, stream=stream))
+    return body
+
+
+def _settings(request: ModelRequest, *, stream: bool) -> JsonObject:
+    body: JsonObject = {}
     if request.tools:
         body["tools"] = [
             {
