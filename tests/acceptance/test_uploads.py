@@ -158,10 +158,6 @@ async def test_multipart_files_without_a_message_get_the_default_prompt(
     assert result.session_id == "default"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py compares the media type case-sensitively: Multipart/Form-Data is read as JSON",
-)
 async def test_a_multipart_media_type_in_capitals_is_still_a_form(
     config: Config, recorder: RecordingAgent
 ) -> None:

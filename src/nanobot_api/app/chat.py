@@ -77,7 +77,7 @@ class ChatService:
             history = history[:-1]
         await self._agent.respond(Turn.from_prepared(turn, history), recorder)
         if not recorder.text:
-            await recorder.send(EMPTY_REPLY_FALLBACK)
+            await recorder.send_fallback()
         # Once the answer is complete it is kept, even if the deadline
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
@@ -128,6 +128,7 @@ class _TurnRecorder:
         self._outer = outer
         self._parts: list[str] = []
         self._messages: list[Message] = []
+        self._fallback = False
         self.usage = Usage()
 
     @property
@@ -146,15 +147,20 @@ class _TurnRecorder:
     def remember(self, message: Message) -> None:
         self._messages.append(message)
 
+    async def send_fallback(self) -> None:
+        """The reply of a turn that produced no text, as the client will see it."""
+        self._fallback = True
+        await self.send(EMPTY_REPLY_FALLBACK)
+
     def record(self, user: Message) -> TurnRecord:
-        agent_part = self._messages or [Message.assistant(self.text)]
-        if self._messages and self.text and not _ends_with_answer(self._messages):
-            # The fallback text (or text the agent did not remember) must be in history
-            # exactly as the client saw it.
-            agent_part = [*self._messages, Message.assistant(self.text)]
-        return TurnRecord((user, *agent_part))
-
-
-def _ends_with_answer(messages: list[Message]) -> bool:
-    last = messages[-1]
-    return last.role == "assistant" and not last.tool_calls
+        """The turn for history: what the agent remembered, or else its whole reply."""
+        if not self._messages:
+            return TurnRecord((user, Message.assistant(self.text)))
+        messages = list(self._messages)
+        if self._fallback:
+            # History shows the answer the client saw, not the agent's empty one.
+            last = messages[-1]
+            if last.role == "assistant" and not last.tool_calls and not last.content:
+                messages.pop()
+            messages.append(Message.assistant(EMPTY_REPLY_FALLBACK))
+        return TurnRecord((user, *messages))

@@ -114,7 +114,7 @@ async def _read_chat_request(settings: HttpSettings) -> ChatRequest:
     )
     content_type = request.headers.get("Content-Type", "")
     chunks = _bounded(request.body, settings.limits)
-    if parse_options_header(content_type)[0] == "multipart/form-data":
+    if parse_options_header(content_type)[0].lower() == "multipart/form-data":
         boundary = multipart_boundary(content_type)
         form = await read_multipart(chunks, boundary, settings.limits)
         return parse_form(form.fields, form.uploads, headers)
