@@ -10,6 +10,7 @@ from typing import Final
 
 import anyio
 from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.ids import new_id
@@ -36,6 +37,11 @@ from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, Session
 from nanobot_api.domain.turns import ChatRequest
 
 log = logging.getLogger(__name__)
+
+
+_DRAIN_MAX_BYTES = 8 * 1024 * 1024
+_DRAIN_MAX_S = 2.0
+_DRAIN_IDLE_S = 0.25
 
 
 def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
@@ -82,7 +88,11 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
-        chat = await _read_chat_request(settings)
+        try:
+            chat = await _read_chat_request(settings)
+        except PayloadTooLarge:
+            await _discard_some(request.body)
+            raise
         prepared = await turns.prepare(chat)
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
@@ -135,6 +145,26 @@ async def _read_chat_request(settings: HttpSettings) -> ChatRequest:
         headers=headers,
         task=request.headers.get(TASK_HEADER),
     )
+
+
+async def _discard_some(body: AsyncIterable[bytes]) -> None:
+    """Reads on, and drops, a little of a refused body's rest.
+
+    A client still sending when the 413 is written and the connection closed may see
+    only the reset. Reading a bounded amount more, while it keeps coming, lets most
+    clients finish their write and read the answer; nothing read is kept.
+    """
+    drained = 0
+    chunks = aiter(body)
+    with anyio.move_on_after(_DRAIN_MAX_S):
+        while drained < _DRAIN_MAX_BYTES:
+            with anyio.move_on_after(_DRAIN_IDLE_S) as idle:
+                try:
+                    drained += len(await anext(chunks))
+                except (StopAsyncIteration, HTTPException):
+                    return
+            if idle.cancelled_caught:
+                return
 
 
 async def _bounded(body: AsyncIterable[bytes], limits: UploadLimits) -> AsyncIterator[bytes]:
