@@ -15,11 +15,11 @@ import attrs
 import pytest
 
 from nanobot_api.adapters.channels.discord import DiscordOutboundChannel, nonce
-from nanobot_api.adapters.channels.http import retry_after
 from nanobot_api.adapters.channels.plugins import BUILT_IN, plugin_factory
 from nanobot_api.adapters.channels.slack import SlackOutboundChannel
 from nanobot_api.adapters.channels.telegram import TelegramOutboundChannel
 from nanobot_api.adapters.channels.webhook import WebhookOutboundChannel, signature
+from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import ConfigError, DeliveryFailed
 from nanobot_api.domain.outbox import OutboundMessage
 from nanobot_api.domain.ports import OutboundChannel

@@ -14,10 +14,7 @@ how many got through, so a retry resumes instead of repeating them.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
-import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import aiohttp
 import anyio
 import attrs
 
+from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import DeliveryFailed
 from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact
 
@@ -93,24 +91,6 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent
-    or unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
 
 
 def failure(

@@ -12,11 +12,8 @@ scrubbed of it before they are quoted.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
@@ -30,6 +27,7 @@ from nanobot_api.adapters.llm.openai_wire import (
     response_of,
 )
 from nanobot_api.adapters.llm.sse import SseDecoder
+from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.models import ModelRequest, ModelResponse
 
@@ -214,7 +212,7 @@ class OpenAICompatChatModel:
         failure = UpstreamFailed(f"Upstream model error: HTTP {status}{detail}")
         log.warning("upstream %s answered HTTP %d%s", self._url, status, detail)
         if status in _RETRY_STATUSES:
-            return _Retry(failure, _retry_after(resp.headers.get("Retry-After")))
+            return _Retry(failure, retry_after(resp.headers.get("Retry-After")))
         return failure
 
     async def _read_stream(
@@ -251,21 +249,6 @@ class OpenAICompatChatModel:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return seconds if math.isfinite(seconds) else None
 
 
 def _fits_deadline(delay: float) -> bool:
