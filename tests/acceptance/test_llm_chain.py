@@ -84,6 +84,8 @@ async def test_a_configured_provider_is_served_streamed_and_not(config: Config) 
     ]
     assert sent.body["model"] == "acme-large"
     assert sent.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    # A caller reading the whole answer at once gets it upstream in one document too.
+    assert [r.body.get("stream", False) for r in up.received] == [False, True]
 
 
 async def test_history_is_kept_in_the_workspace_file(config: Config) -> None:

@@ -53,6 +53,7 @@ class ChatService:
             user_turns=request.user_turns,
             task=request.task,
             conversation=request.conversation,
+            stream=request.stream,
         )
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:

@@ -75,7 +75,8 @@ class LlmAgent:
                 sent_any = True
                 await reply.send(text)
 
-            response = await self._model.complete(ModelRequest(tuple(messages), specs), on_delta)
+            request = ModelRequest(tuple(messages), specs, stream=turn.stream)
+            response = await self._model.complete(request, on_delta)
             reply.add_usage(response.usage)
             answer = response.message
             if not answer.tool_calls:

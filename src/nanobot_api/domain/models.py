@@ -92,10 +92,15 @@ class ToolSpec:
 
 @attrs.frozen
 class ModelRequest:
-    """One call to a chat model: the conversation so far and the tools it may call."""
+    """One call to a chat model: the conversation so far and the tools it may call.
+
+    ``stream`` says whether the caller reads the answer's text as it arrives; when it
+    does not, the model may deliver the text in one piece.
+    """
 
     messages: tuple[ModelMessage, ...]
     tools: tuple[ToolSpec, ...] = ()
+    stream: bool = True
 
 
 @attrs.frozen

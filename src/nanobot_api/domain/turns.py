@@ -48,21 +48,34 @@ class PreparedTurn:
     user_turns: int | None = None
     task: str | None = None
     conversation: tuple[Message, ...] = ()
+    stream: bool = True
 
 
 @attrs.frozen
 class Turn:
-    """What an agent sees: the new user message, its attachments, and the session's past."""
+    """What an agent sees: the new user message, its attachments, and the session's past.
+
+    ``stream`` is True when the caller reads the reply as it is written; when False, an
+    agent may produce it in one piece (nothing is shown before the turn ends).
+    """
 
     session: SessionKey
     text: str
     images: tuple[Image, ...] = ()
     documents: tuple[Document, ...] = ()
     history: History = ()
+    stream: bool = True
 
     @classmethod
     def from_prepared(cls, prepared: PreparedTurn, history: History) -> Turn:
-        return cls(prepared.session, prepared.text, prepared.images, prepared.documents, history)
+        return cls(
+            prepared.session,
+            prepared.text,
+            prepared.images,
+            prepared.documents,
+            history,
+            stream=prepared.stream,
+        )
 
 
 @attrs.frozen

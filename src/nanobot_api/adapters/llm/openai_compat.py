@@ -85,11 +85,12 @@ class OpenAICompatChatModel:
         self._stream = stream
         self._headers = {
             "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
+            "Accept": "application/json",
             **(extra_headers or {}),
         }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
@@ -126,11 +127,15 @@ class OpenAICompatChatModel:
     async def complete(
         self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
     ) -> ModelResponse:
-        body = request_json(self._model, request, stream=self._stream)
+        # A caller that reads the answer only when it is whole gets it in one document:
+        # parsing a stream of chunks cost more than the rest of the call.
+        stream = self._stream and request.stream
+        body = request_json(self._model, request, stream=stream)
+        headers = self._stream_headers if stream else self._headers
         attempt = 0
         while True:
             try:
-                return await self._attempt(body, on_delta)
+                return await self._attempt(body, headers, on_delta)
             except _Retry as retry:
                 delay = self._backoff(attempt, retry.delay)
                 attempt += 1
@@ -148,7 +153,7 @@ class OpenAICompatChatModel:
         return min(self._retry_base_s * 2.0**attempt, self._retry_max_s)
 
     async def _attempt(
-        self, body: bytes, on_delta: Callable[[str], Awaitable[None]]
+        self, body: bytes, headers: Mapping[str, str], on_delta: Callable[[str], Awaitable[None]]
     ) -> ModelResponse:
         delivered = False
 
@@ -159,7 +164,7 @@ class OpenAICompatChatModel:
 
         try:
             async with self._client().post(
-                self._url, data=body, headers=self._headers, timeout=self._timeout
+                self._url, data=body, headers=headers, timeout=self._timeout
             ) as resp:
                 if resp.status != 200:
                     raise await self._status_failure(resp)
