@@ -18,7 +18,8 @@ class ToolCall:
     arguments: str
 
 
-@attrs.frozen
+# Hashed on every turn that resends it (the model client keeps each message's encoding).
+@attrs.frozen(cache_hash=True)
 class Message:
     """One message of a conversation as the model sees it (attachments only as a note)."""
 

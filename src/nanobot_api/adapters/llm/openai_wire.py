@@ -8,7 +8,6 @@ chunk instead of a separate one, no ``[DONE]``), and the readers here accept eac
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import uuid
 from typing import cast
@@ -37,20 +36,23 @@ def request_json(model: str, request: ModelRequest, *, stream: bool) -> bytes:
     on every turn was the largest cost of a turn after the network.
     """
     rest = json.dumps(_settings(request, stream=stream), separators=(",", ":"))[1:-1]
-    messages = ",".join(_message_text(m) for m in request.messages)
+    texts = []
+    for message in request.messages:
+        text = _ENCODED.get(message) if isinstance(message, Message) else None
+        if text is None:
+            text = _encode(message_json(message))
+            # The new turn's message (with its images) is sent once: only history is kept.
+            if isinstance(message, Message):
+                if len(_ENCODED) >= _ENCODED_MAX:
+                    _ENCODED.clear()  # simpler than an LRU, and rare
+                _ENCODED[message] = text
+        texts.append(text)
     head = json.dumps({"model": model})[:-1]
-    return f'{head},"messages":[{messages}]{"," if rest else ""}{rest}}}'.encode()
+    return f'{head},"messages":[{",".join(texts)}]{"," if rest else ""}{rest}}}'.encode()
 
 
-def _message_text(message: ModelMessage) -> str:
-    if isinstance(message, UserContent):
-        return _encode(message_json(message))  # the new turn's, images included: not kept
-    return _history_text(message)
-
-
-@functools.lru_cache(maxsize=16_384)
-def _history_text(message: Message) -> str:
-    return _encode(message_json(message))
+_ENCODED: dict[Message, str] = {}
+_ENCODED_MAX = 50_000
 
 
 def _encode(value: JsonValue) -> str:
