@@ -13,6 +13,7 @@ from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
+from nanobot_api.adapters.http.answers import completion_json, model_json
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.middleware import (
     TASK_HEADER,
@@ -24,12 +25,7 @@ from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipa
 from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import TurnRunner, stream_turn
-from nanobot_api.adapters.http.wire import (
-    completion_json,
-    model_json,
-    parse_chat_json,
-    parse_form,
-)
+from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.attachments import UploadLimits
 from nanobot_api.domain.errors import InvalidRequest, NotFound, PayloadTooLarge
 from nanobot_api.domain.ports import ChatTurns

@@ -10,11 +10,11 @@ from typing import Final
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.adapters.http.errors import status_of
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import failure_body
-from nanobot_api.adapters.http.wire import error_json
 from nanobot_api.domain.errors import AuthenticationFailed, NanobotError
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
 

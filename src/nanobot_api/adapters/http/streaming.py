@@ -13,8 +13,8 @@ import anyio
 import attrs
 from anyio.abc import ObjectSendStream, TaskGroup
 
+from nanobot_api.adapters.http.answers import chunk_json, error_json, usage_json
 from nanobot_api.adapters.http.errors import status_of
-from nanobot_api.adapters.http.wire import chunk_json, error_json, usage_json
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import NanobotError
 from nanobot_api.domain.ports import ChatTurns

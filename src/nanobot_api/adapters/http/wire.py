@@ -16,7 +16,7 @@ from cattrs.gen import make_dict_structure_fn
 from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.sessions import SessionHeaders, api_session, requested_session
 from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT, ChatRequest
@@ -338,57 +338,3 @@ _FORM_BOOLEANS: Final = {
     "off": False,
     "": False,
 }
-
-
-# ---- answers --------------------------------------------------------------------------
-
-
-def usage_json(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def completion_json(
-    completion_id: str, created: int, model: str, text: str, usage: Usage
-) -> dict[str, object]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": usage_json(usage),
-    }
-
-
-def chunk_json(
-    completion_id: str,
-    created: int,
-    model: str,
-    delta: Mapping[str, str],
-    finish_reason: str | None = None,
-) -> dict[str, object]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
-    }
-
-
-def model_json(model: str) -> dict[str, object]:
-    return {"id": model, "object": "model", "created": 0, "owned_by": "nanobot"}
-
-
-def error_json(message: str, error_type: str, param: str | None, code: int) -> dict[str, object]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
