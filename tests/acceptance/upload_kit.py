@@ -142,7 +142,7 @@ def assert_error(result: ChatResult | HttpResult, status: int, message: str) -> 
 
 async def assert_healthy(h: Harness) -> None:
     """/health and an ordinary chat turn both answer 200, at once."""
-    with anyio.fail_after(2):
+    with anyio.fail_after(5):
         health = await h.get("/health")
         assert health.status == 200
         assert health.json() == {"status": "ok"}
@@ -204,7 +204,7 @@ async def refused_then_healthy(
 
 async def socket_server_is_healthy(server: RunningServer, http: aiohttp.ClientSession) -> None:
     """The echo agent's server, on its socket: /health and a chat turn answer 200, at once."""
-    with anyio.fail_after(2):
+    with anyio.fail_after(5):
         async with http.get(f"{server.origin}/health") as health:
             assert health.status == 200
         body = {"messages": [{"role": "user", "content": "ping"}]}

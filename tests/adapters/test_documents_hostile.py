@@ -28,7 +28,7 @@ from nanobot_api.domain.errors import (
 )
 from nanobot_api.domain.filetypes import FileKind
 from tests import files
-from tests.adapters.test_documents import DOCUMENTS, KIND, OFFICE, limited
+from tests.adapters.test_documents import DOCUMENTS, HANG_GUARD_S, KIND, OFFICE, limited
 from tests.strategies import any_bytes, file_bytes
 
 
@@ -88,7 +88,7 @@ async def test_a_pdf_of_thousands_of_pages_is_cut_fast() -> None:
     data = files.make_pdf("t", pages=3000)
     started = time.monotonic()
     out = await limited(max_pages=50).read(FileKind.PDF, data, "huge.pdf")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.text.endswith("[... truncated: only the first 50 of 3000 pages]")
 
 
@@ -99,7 +99,7 @@ async def test_a_pdf_of_thousands_of_pages_is_cut_within_seconds_by_default(
     data = files.make_pdf("t", pages=5000)
     started = time.monotonic()
     out = await reader.read(FileKind.PDF, data, "huge.pdf")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.truncated
 
 
@@ -121,7 +121,7 @@ async def test_entity_expansion_in_word_xml_is_harmless(reader: DocumentReaderBy
         pass
     else:
         assert len(out.text) <= ExtractionLimits().max_chars + 100
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < HANG_GUARD_S
 
 
 @pytest.mark.parametrize(("kind", "make"), DOCUMENTS, ids=[k.name for k, _ in DOCUMENTS])
@@ -258,7 +258,7 @@ async def test_a_hundred_thousand_pages_are_cut_without_building_them_all() -> N
     data = _pdf_tree(100_000, 1000)
     started = time.monotonic()
     out = await limited(max_pages=20).read(FileKind.PDF, data, "many.pdf")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.text.endswith("[... truncated: only the first 20 of 100000 pages]")
 
 
@@ -268,7 +268,7 @@ async def test_a_huge_shared_string_table_costs_only_what_the_cells_use(
     data = files.make_shared_strings_xlsx("tok", padding=400_000)
     started = time.monotonic()
     out = await reader.read(FileKind.XLSX, data, "strings.xlsx")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert "hello tok" in out.text
 
 
@@ -276,7 +276,7 @@ async def test_a_cell_citing_the_end_of_a_huge_table_is_stopped_by_the_time_budg
     data = files.make_shared_strings_xlsx("tok", padding=400_000, cite_last=True)
     started = time.monotonic()
     out = await limited(time_budget_s=0.05).read(FileKind.XLSX, data, "strings.xlsx")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.text.endswith("[... truncated: time budget spent]")
 
 
@@ -323,7 +323,7 @@ async def test_a_text_frame_of_a_hundred_thousand_paragraphs_is_cut_fast(
     )
     started = time.monotonic()
     out = await reader.read(FileKind.PPTX, data, "long.pptx")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.text.endswith(
         f"[... truncated: more than {ExtractionLimits().max_chars} characters]"
     )
@@ -354,7 +354,7 @@ async def test_one_word_paragraph_of_a_million_runs_is_cut_fast(
     )
     started = time.monotonic()
     out = await reader.read(FileKind.DOCX, data, "runs.docx")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < HANG_GUARD_S
     assert out.truncated
 
 
@@ -370,7 +370,7 @@ async def test_a_stylesheet_too_large_to_parse_is_left_out() -> None:
     data = _with_styles(files.make_xlsx("tok", sheets=1, rows=1), 20_000)
     started = time.monotonic()
     out = await limited(max_parsed_part_bytes=100_000).read(FileKind.XLSX, data, "s.xlsx")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert "tok-0-0" in out.text
 
 
