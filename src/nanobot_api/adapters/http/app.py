@@ -15,6 +15,7 @@ from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.answers import completion_json, model_json
 from nanobot_api.adapters.http.ids import new_id
+from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
     TASK_HEADER,
     install_error_handlers,
@@ -124,22 +125,26 @@ async def _read_chat_request(settings: HttpSettings) -> ChatRequest:
         boundary = multipart_boundary(content_type)
         form = await read_multipart(chunks, boundary, settings.limits)
         return parse_form(form.fields, form.uploads, headers)
-    # One copy of the body, dropped before files are decoded: a base64 upload then
-    # costs its text and its bytes, not also Quart's buffer and a second copy.
+    # One copy of the body, its large files decoded out of it and the body dropped
+    # before the rest is parsed: a base64 upload then costs its bytes and its text,
+    # not also a str of its text (see lifted.py).
     raw = bytearray()
     async for chunk in chunks:
         raw += chunk
+    rest, lifted = lift_data_urls(raw, settings.limits)
+    del raw
     try:
-        body = json.loads(raw)
+        body = json.loads(rest)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("Request body must be valid JSON") from exc
-    del raw
+    del rest
     return parse_chat_json(
         body,
         settings.limits,
         history=settings.history,
         headers=headers,
         task=request.headers.get(TASK_HEADER),
+        lifted=lifted,
     )
 
 

@@ -15,6 +15,7 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 from cattrs.strategies import configure_tagged_union
 
+from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
@@ -212,8 +213,11 @@ def parse_chat_json(
     history: HistoryMode = "reject",
     headers: SessionHeaders | None = None,
     task: str | None = None,
+    lifted: Mapping[str, LiftedFile] | None = None,
 ) -> ChatRequest:
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
+
+    ``lifted`` holds the files cut out of the body before parsing, by placeholder.
 
     ``history="latest"`` accepts a whole conversation whose last message is the turn;
     ``task`` (a front end's auxiliary request) accepts any plain conversation.
@@ -238,7 +242,7 @@ def parse_chat_json(
     index, user_turns = _turn_message(messages, history, named is not None)
     assert isinstance(messages, list)  # checked by _turn_message
     message = _structure(messages[index], UserMessage, f"messages[{index}]")
-    text, uploads = _content(message.content, limits, f"messages[{index}]")
+    text, uploads = _content(message.content, limits, f"messages[{index}]", lifted or {})
     return attrs.evolve(request, text=text, uploads=uploads, user_turns=user_turns)
 
 
@@ -277,7 +281,10 @@ def _plain_conversation(messages: object) -> tuple[Message, ...]:
 
 
 def _content(
-    content: str | list[ContentPart], limits: UploadLimits, where: str
+    content: str | list[ContentPart],
+    limits: UploadLimits,
+    where: str,
+    lifted: Mapping[str, LiftedFile],
 ) -> tuple[str, tuple[Upload, ...]]:
     if isinstance(content, str):
         return content, ()
@@ -289,20 +296,25 @@ def _content(
             case TextPart(text=text):
                 texts.append(text)
             case ImagePart(image_url=ImageUrl(url=url)):
-                uploads.append(
-                    upload_from_url(
-                        url, filename=None, param=f"{param}.image_url.url", limits=limits
-                    )
-                )
+                uploads.append(_upload(url, None, f"{param}.image_url.url", limits, lifted))
             case FilePart(file=FileData(file_data=data, filename=name)):
-                uploads.append(
-                    upload_from_url(
-                        data, filename=name, param=f"{param}.file.file_data", limits=limits
-                    )
-                )
+                uploads.append(_upload(data, name, f"{param}.file.file_data", limits, lifted))
         check_file_count(len(uploads), limits)
     text = "\n".join(texts)
     return (text or DEFAULT_UPLOAD_PROMPT if uploads else text), tuple(uploads)
+
+
+def _upload(
+    url: str,
+    filename: str | None,
+    param: str,
+    limits: UploadLimits,
+    lifted: Mapping[str, LiftedFile],
+) -> Upload:
+    held = lifted.get(url)
+    if held is not None:
+        return held.upload(filename=filename, param=param, limits=limits)
+    return upload_from_url(url, filename=filename, param=param, limits=limits)
 
 
 def parse_form(
