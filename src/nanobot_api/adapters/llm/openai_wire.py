@@ -38,20 +38,24 @@ def request_json(model: str, request: ModelRequest, *, stream: bool) -> bytes:
     rest = json.dumps(_settings(request, stream=stream), separators=(",", ":"))[1:-1]
     texts = []
     for message in request.messages:
-        text = _ENCODED.get(message) if isinstance(message, Message) else None
-        if text is None:
-            text = _encode(message_json(message))
-            # The new turn's message (with its images) is sent once: only history is kept.
-            if isinstance(message, Message):
-                if len(_ENCODED) >= _ENCODED_MAX:
-                    _ENCODED.clear()  # simpler than an LRU, and rare
-                _ENCODED[message] = text
+        # By identity: history hands the same Message objects to every turn, and an
+        # identity check cannot be fooled by a reused id (the entry holds its object).
+        held = _ENCODED.get(id(message))
+        if held is not None and held[0] is message:
+            texts.append(held[1])
+            continue
+        text = _encode(message_json(message))
+        # The new turn's message (with its images) is sent once: only history is kept.
+        if isinstance(message, Message):
+            if len(_ENCODED) >= _ENCODED_MAX:
+                _ENCODED.clear()  # simpler than an LRU, and rare
+            _ENCODED[id(message)] = (message, text)
         texts.append(text)
     head = json.dumps({"model": model})[:-1]
     return f'{head},"messages":[{",".join(texts)}]{"," if rest else ""}{rest}}}'.encode()
 
 
-_ENCODED: dict[Message, str] = {}
+_ENCODED: dict[int, tuple[Message, str]] = {}
 _ENCODED_MAX = 50_000
 
 

@@ -26,7 +26,7 @@ class RecentHistory:
     def __init__(self, capacity: int = 256, max_stamps: int = 100_000) -> None:
         self._capacity = capacity
         self._max_stamps = max_stamps
-        self._entries: OrderedDict[str, tuple[int, History]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[int, History, int]] = OrderedDict()
         self._stamps: dict[str, int] = {}
         self._tick = 0
         self._resets = 0
@@ -45,7 +45,7 @@ class RecentHistory:
     def put(self, key: str, max_messages: int, history: History, token: Token) -> None:
         if token != self.token(key):
             return  # a write to this session began during the read: the result may be old
-        self._entries[key] = (max_messages, history)
+        self._entries[key] = (max_messages, history, _count(history))
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
@@ -66,8 +66,9 @@ class RecentHistory:
         if token != self.token(key):
             del self._entries[key]
             return
-        max_messages, history = entry
-        self._entries[key] = (max_messages, _with_turn(history, record, max_messages))
+        max_messages, history, count = entry
+        kept, kept_count = _with_turn(history, count, record, max_messages)
+        self._entries[key] = (max_messages, kept, kept_count)
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -79,14 +80,21 @@ class RecentHistory:
         self._resets += 1
 
 
-def _with_turn(history: History, record: TurnRecord, max_messages: int) -> History:
-    """``bounded_history((*history, record), max_messages)`` for a history already within
-    the bound: only whole turns at its front can fall out, so only they are counted."""
-    total = sum(len(r.messages) for r in history) + len(record.messages)
+def _count(history: History) -> int:
+    return sum(len(record.messages) for record in history)
+
+
+def _with_turn(
+    history: History, count: int, record: TurnRecord, max_messages: int
+) -> tuple[History, int]:
+    """``bounded_history((*history, record), max_messages)`` and its message count, for a
+    history of ``count`` messages already within the bound: only whole turns at its
+    front can fall out, so only they are counted."""
+    total = count + len(record.messages)
     if len(record.messages) > max_messages:
-        return ()
+        return (), 0
     start = 0
     while total > max_messages:
         total -= len(history[start].messages)
         start += 1
-    return (*history[start:], record)
+    return (*history[start:], record), total
