@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -22,7 +22,12 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from nanobot_api.adapters.storage.recent import RecentHistory
-from nanobot_api.adapters.storage.sqlite_files import BUSY_TIMEOUT_MS, Synchronous, connect_wal
+from nanobot_api.adapters.storage.sqlite_files import (
+    BUSY_TIMEOUT_MS,
+    LazyConnection,
+    Synchronous,
+    connect_wal,
+)
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
 from nanobot_api.domain.sessions import SessionKey
 
@@ -76,10 +81,7 @@ class SqliteSessionStore:
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
         self._path = path
         self._synchronous: Synchronous = synchronous
-        self._conn: sqlite3.Connection | None = None
-        self._open_lock = anyio.Lock()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._db = LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
         self._recent = RecentHistory()
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0
@@ -90,16 +92,13 @@ class SqliteSessionStore:
 
     async def open(self) -> SqliteSessionStore:
         """Opens the file now (creating it if needed) and returns the store. Idempotent."""
-        await self._connection()
+        await self._db.get()
         return self
 
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""
-        self._closed = True
-        conn, self._conn = self._conn, None
         self._recent.reset()
-        if conn is not None:
-            await anyio.to_thread.run_sync(self._close, conn)
+        await self._db.close()
 
     async def __aenter__(self) -> SqliteSessionStore:
         return await self.open()
@@ -169,43 +168,18 @@ class SqliteSessionStore:
         rows = await self._run(self._sessions)
         return {SessionKey.parse(key): count for key, count in rows}
 
-    # --- in the worker thread ---------------------------------------------------------
-
-    async def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise RuntimeError("SqliteSessionStore is closed")
-        if self._conn is None:
-            async with self._open_lock:
-                if self._conn is None:
-                    self._conn = await anyio.to_thread.run_sync(
-                        _connect, self._path, self._synchronous
-                    )
-        return self._conn
-
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        conn = await self._connection()
-        version, result = await anyio.to_thread.run_sync(self._locked, func, conn, *args)
-        self._seen(version)
-        return result
-
-    def _locked(
-        self, func: Callable[..., _T], conn: sqlite3.Connection, *args: object
-    ) -> tuple[int, _T]:
-        # sqlite3 connections may cross threads (check_same_thread=False) but must not
-        # be used by two at once.
-        with self._lock:
-            return _data_version(conn), func(conn, *args)
-
-    def _close(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            conn.close()
+        # Every use also reads data_version: a change means another process wrote.
+        answer: tuple[int, _T] = await self._db.run(_with_version, func, *args)
+        self._seen(answer[0])
+        return answer[1]
 
     def _commit_on_loop(self, name: str, n_messages: int, payload: str, replace_last: bool) -> bool:
         """Commits right here if that cannot block; False leaves it to the thread."""
-        conn = self._conn
+        conn = self._db.current
         if self._synchronous != "NORMAL" or conn is None:
             return False
-        if not self._lock.acquire(blocking=False):
+        if not self._db.lock.acquire(blocking=False):
             return False
         try:
             conn.execute("PRAGMA busy_timeout=0")
@@ -220,7 +194,7 @@ class SqliteSessionStore:
             self._seen(_data_version(conn))
             return True
         finally:
-            self._lock.release()
+            self._db.lock.release()
 
     async def _maybe_checkpoint(self) -> None:
         self._commits_since_checkpoint += 1
@@ -237,15 +211,15 @@ class SqliteSessionStore:
         ``data_version`` as it finishes and empties the cache if another process wrote.
         (Answering False there sent every turn of a busy server to the file: 4x slower.)
         """
-        conn = self._conn
+        conn = self._db.current
         if conn is None:
             return False
-        if not self._lock.acquire(blocking=False):
+        if not self._db.lock.acquire(blocking=False):
             return True
         try:
             version = _data_version(conn)
         finally:
-            self._lock.release()
+            self._db.lock.release()
         return self._seen(version)
 
     def _seen(self, version: int) -> bool:
@@ -318,6 +292,12 @@ class SqliteSessionStore:
 def _checkpoint(conn: sqlite3.Connection) -> None:
     # PASSIVE: copies what it can without waiting for readers or writers.
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _with_version(
+    conn: sqlite3.Connection, func: Callable[..., _T], *args: object
+) -> tuple[int, _T]:
+    return _data_version(conn), func(conn, *args)
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from nanobot_api.adapters.storage.sqlite_files import Synchronous, connect_wal
+from nanobot_api.adapters.storage.sqlite_files import LazyConnection, Synchronous, connect_wal
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import (
     OUTBOX_STATUSES,
@@ -75,12 +75,10 @@ class SqliteOutbox:
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self._path = path
-        self._synchronous: Synchronous = synchronous
-        self._conn: sqlite3.Connection | None = None
-        self._open_lock = anyio.Lock()
-        self._limiter = anyio.CapacityLimiter(1)
-        self._lock = threading.Lock()
-        self._closed = False
+        # One call at a time: the outbox's writes are read-then-write transactions.
+        self._db = LazyConnection(
+            partial(_connect, path, synchronous), "SqliteOutbox", limiter=anyio.CapacityLimiter(1)
+        )
 
     @property
     def path(self) -> Path:
@@ -88,15 +86,12 @@ class SqliteOutbox:
 
     async def open(self) -> SqliteOutbox:
         """Opens the file now (creating it and its folder if needed). Idempotent."""
-        await self._connection()
+        await self._db.get()
         return self
 
     async def close(self) -> None:
         """Closes the connection; the outbox must not be used afterwards. Idempotent."""
-        self._closed = True
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await anyio.to_thread.run_sync(self._locked, conn.close, limiter=self._limiter)
+        await self._db.close()
 
     async def __aenter__(self) -> SqliteOutbox:
         return await self.open()
@@ -139,27 +134,8 @@ class SqliteOutbox:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    async def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise RuntimeError("SqliteOutbox is closed")
-        if self._conn is None:
-            async with self._open_lock:
-                if self._conn is None:
-                    self._conn = await anyio.to_thread.run_sync(
-                        _connect, self._path, self._synchronous, limiter=self._limiter
-                    )
-        return self._conn
-
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        conn = await self._connection()
-        return await anyio.to_thread.run_sync(
-            self._locked, func, conn, *args, limiter=self._limiter
-        )
-
-    def _locked(self, func: Callable[..., _T], *args: object) -> _T:
-        # The limiter already serialises calls; the lock also covers close() racing one.
-        with self._lock:
-            return func(*args)
+        return await self._db.run(func, *args)
 
 
 # --- in the worker thread ----------------------------------------------------------------
