@@ -21,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from nanobot_api.adapters.channels.http import (
-    USER_AGENT,
+    TokenChannel,
     deliver_steps,
     failure,
     read_media,
@@ -42,25 +42,13 @@ def nonce(event_id: str, step: int) -> str:
     return hashlib.sha256(f"{event_id}:{step}".encode()).hexdigest()[:_NONCE_CHARS]
 
 
-class DiscordOutboundChannel:
+class DiscordOutboundChannel(TokenChannel):
     """An OutboundChannel posting to ``<api_base>/channels/<chat_id>/messages`` with
     ``Authorization: Bot <token>``."""
 
     name = "discord"
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        token: str,
-        api_base: str = "https://discord.com/api/v10",
-        *,
-        timeout_s: float = 30.0,
-    ) -> None:
-        self._session = session
-        self._token = token
-        self._base = api_base.rstrip("/")
-        self._timeout_s = timeout_s
-        self._headers = {"Authorization": f"Bot {token}", "User-Agent": USER_AGENT}
+    default_api_base = "https://discord.com/api/v10"
+    authorization = "Bot {token}"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         # quote(): a chat id is the model's text and must stay one path segment.

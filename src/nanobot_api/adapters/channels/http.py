@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import anyio
@@ -54,6 +54,31 @@ class Answer:
                 return None
             value = value.get(key)
         return value
+
+
+class TokenChannel:
+    """What the platforms reached with a bot token share: the HTTP session, the token,
+    the API's base URL (overridable, so tests can point it at a local server) and the
+    time one request may take. ``authorization`` is the header value the token makes."""
+
+    default_api_base: ClassVar[str]
+    authorization: ClassVar[str | None] = None  # e.g. "Bot {token}"; None: not a header
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token: str,
+        api_base: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._session = session
+        self._token = token
+        self._base = (api_base or self.default_api_base).rstrip("/")
+        self._timeout_s = timeout_s
+        self._headers = {"User-Agent": USER_AGENT}
+        if self.authorization is not None:
+            self._headers["Authorization"] = self.authorization.format(token=token)
 
 
 async def request(

@@ -10,11 +10,10 @@ Slack has no idempotency key for ``chat.postMessage``: a retry after a crash bet
 
 from __future__ import annotations
 
-import aiohttp
-
 from nanobot_api.adapters.channels.http import (
     USER_AGENT,
     Answer,
+    TokenChannel,
     deliver_steps,
     failure,
     quote,
@@ -35,24 +34,12 @@ _TRANSIENT = frozenset(
 )
 
 
-class SlackOutboundChannel:
+class SlackOutboundChannel(TokenChannel):
     """An OutboundChannel calling ``<api_base>/<method>`` with ``Authorization: Bearer``."""
 
     name = "slack"
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        token: str,
-        api_base: str = "https://slack.com/api",
-        *,
-        timeout_s: float = 30.0,
-    ) -> None:
-        self._session = session
-        self._token = token
-        self._base = api_base.rstrip("/")
-        self._timeout_s = timeout_s
-        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
+    default_api_base = "https://slack.com/api"
+    authorization = "Bearer {token}"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         channel_id = message.chat_id

@@ -13,6 +13,7 @@ import aiohttp
 
 from nanobot_api.adapters.channels.http import (
     Answer,
+    TokenChannel,
     deliver_steps,
     failure,
     read_media,
@@ -27,26 +28,25 @@ from nanobot_api.domain.outbox import (
 )
 
 
-class TelegramOutboundChannel:
+class TelegramOutboundChannel(TokenChannel):
     """An OutboundChannel posting to ``<api_base>/bot<token>/<method>``.
 
     The token is part of every URL, so no URL ever appears in an error or a log line.
     """
 
     name = "telegram"
+    default_api_base = "https://api.telegram.org"
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         token: str,
-        api_base: str = "https://api.telegram.org",
+        api_base: str | None = None,
         *,
         timeout_s: float = 30.0,
     ) -> None:
-        self._session = session
-        self._token = token
-        self._base = f"{api_base.rstrip('/')}/bot{token}"
-        self._timeout_s = timeout_s
+        super().__init__(session, token, api_base, timeout_s=timeout_s)
+        self._base = f"{self._base}/bot{token}"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         chat_id = message.chat_id
