@@ -25,7 +25,6 @@ from nanobot_api.adapters.channels.http import (
     deliver_steps,
     failure,
     read_media,
-    request,
 )
 from nanobot_api.domain.outbox import (
     DISCORD_TEXT_LIMIT,
@@ -52,7 +51,7 @@ class DiscordOutboundChannel(TokenChannel):
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         # quote(): a chat id is the model's text and must stay one path segment.
-        url = f"{self._base}/channels/{quote(message.chat_id, safe='')}/messages"
+        messages = f"channels/{quote(message.chat_id, safe='')}/messages"
 
         def payload(step: int) -> dict[str, object]:
             return {
@@ -62,7 +61,7 @@ class DiscordOutboundChannel(TokenChannel):
             }
 
         async def send_text(step: int, text: str) -> str:
-            return await self._post(url, json={**payload(step), "content": text})
+            return await self._create(messages, json={**payload(step), "content": text})
 
         async def send_file(step: int, path: str) -> str:
             name, data = await read_media(self.name, path)
@@ -70,21 +69,13 @@ class DiscordOutboundChannel(TokenChannel):
             body = {**payload(step), "attachments": [{"id": 0, "filename": name}]}
             form.add_field("payload_json", json.dumps(body), content_type="application/json")
             form.add_field("files[0]", data, filename=name, content_type="application/octet-stream")
-            return await self._post(url, data=form)
+            return await self._create(messages, data=form)
 
         texts = split_text(message.content, DISCORD_TEXT_LIMIT)
         return await deliver_steps(message, texts, send_text, send_file)
 
-    async def _post(self, url: str, **body: object) -> str:
-        answer = await request(
-            self._session,
-            self.name,
-            "POST",
-            url,
-            timeout_s=self._timeout_s,
-            headers=self._headers,
-            **body,
-        )
+    async def _create(self, path: str, **body: object) -> str:
+        answer = await self._post(path, **body)
         if answer.ok:
             return str(answer.field("id"))
         # A 429's body says how long to wait, in seconds with a fraction; the header rounds.

@@ -61,6 +61,7 @@ class TokenChannel:
     the API's base URL (overridable, so tests can point it at a local server) and the
     time one request may take. ``authorization`` is the header value the token makes."""
 
+    name: ClassVar[str]
     default_api_base: ClassVar[str]
     authorization: ClassVar[str | None] = None  # e.g. "Bot {token}"; None: not a header
 
@@ -79,6 +80,18 @@ class TokenChannel:
         self._headers = {"User-Agent": USER_AGENT}
         if self.authorization is not None:
             self._headers["Authorization"] = self.authorization.format(token=token)
+
+    async def _post(self, path: str, **body: Any) -> Answer:
+        """POSTs to ``<base>/<path>`` with the token's headers; failures as DeliveryFailed."""
+        return await request(
+            self._session,
+            self.name,
+            "POST",
+            f"{self._base}/{path}",
+            timeout_s=self._timeout_s,
+            headers=self._headers,
+            **body,
+        )
 
 
 async def request(

@@ -80,15 +80,7 @@ class SlackOutboundChannel(TokenChannel):
         return await deliver_steps(message, texts, send_text, send_file)
 
     async def _call(self, method: str, **body: object) -> Answer:
-        answer = await request(
-            self._session,
-            self.name,
-            "POST",
-            f"{self._base}/{method}",
-            timeout_s=self._timeout_s,
-            headers=self._headers,
-            **body,
-        )
+        answer = await self._post(method, **body)
         if not answer.ok:
             raise failure(
                 self.name,

@@ -17,7 +17,6 @@ from nanobot_api.adapters.channels.http import (
     deliver_steps,
     failure,
     read_media,
-    request,
 )
 from nanobot_api.domain.errors import DeliveryFailed
 from nanobot_api.domain.outbox import (
@@ -65,14 +64,7 @@ class TelegramOutboundChannel(TokenChannel):
         return await deliver_steps(message, texts, send_text, send_file)
 
     async def _call(self, method: str, **body: object) -> str:
-        answer = await request(
-            self._session,
-            self.name,
-            "POST",
-            f"{self._base}/{method}",
-            timeout_s=self._timeout_s,
-            **body,
-        )
+        answer = await self._post(method, **body)
         if answer.ok and answer.field("ok") is True:
             return str(answer.field("result", "message_id"))
         raise self._failure(answer)
