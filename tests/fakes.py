@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 import anyio
 
 from nanobot_api.domain.attachments import Document, Image, Upload
-from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import DeliveryFailed, NotFound, UnsupportedMediaType
 from nanobot_api.domain.outbox import (
     Claim,
@@ -202,3 +202,21 @@ class ScriptedChannel:
         """Returns once ``count`` attempts are under way at the same time."""
         while self.active < count:
             await self._changed.wait()
+
+
+class CollectingReply:
+    """A Reply that keeps the deltas and usage it is given; agents under test here must
+    leave history to the chat use case, so ``remember`` fails the test."""
+
+    def __init__(self) -> None:
+        self.deltas: list[str] = []
+        self.usage = Usage()
+
+    async def send(self, delta: str) -> None:
+        self.deltas.append(delta)
+
+    def add_usage(self, usage: Usage) -> None:
+        self.usage += usage
+
+    def remember(self, message: Message) -> None:
+        raise AssertionError(f"unexpected remember({message!r}): history is the server's")

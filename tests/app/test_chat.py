@@ -7,27 +7,12 @@ from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.domain.attachments import Upload
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import Usage
 from nanobot_api.domain.errors import InvalidRequest, TurnTimedOut, UpstreamFailed
 from nanobot_api.domain.ports import Agent
 from nanobot_api.domain.sessions import api_session
 from nanobot_api.domain.turns import EMPTY_REPLY_FALLBACK, ChatRequest, PreparedTurn
-from tests.fakes import FailingAgent, GatedAgent, SilentAgent, TextOnlyAttachments
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.deltas: list[str] = []
-        self.usage = Usage()
-
-    async def send(self, delta: str) -> None:
-        self.deltas.append(delta)
-
-    def add_usage(self, usage: Usage) -> None:
-        self.usage += usage
-
-    def remember(self, message: Message) -> None:
-        raise AssertionError("the use case keeps messages itself")
+from tests.fakes import CollectingReply, FailingAgent, GatedAgent, SilentAgent, TextOnlyAttachments
 
 
 def service_for(agent: Agent, store: InMemorySessionStore, timeout_s: float = 30) -> ChatService:
@@ -45,7 +30,7 @@ def _store() -> InMemorySessionStore:
 
 async def test_a_completed_turn_is_streamed_and_committed(store: InMemorySessionStore) -> None:
     service = service_for(EchoAgent(), store)
-    reply = Collect()
+    reply = CollectingReply()
     result = await service.run(turn("hello there", "a"), reply)
     assert result.text == "echo: hello there"
     assert "".join(reply.deltas) == result.text
@@ -62,9 +47,9 @@ async def test_the_next_turn_sees_the_history_of_its_session_only(
     for text in ("a1", "b1", "a2"):
         agent.gate(text).set()
     service = service_for(agent, store)
-    await service.run(turn("a1", "A"), Collect())
-    await service.run(turn("b1", "B"), Collect())
-    await service.run(turn("a2", "A"), Collect())
+    await service.run(turn("a1", "A"), CollectingReply())
+    await service.run(turn("b1", "B"), CollectingReply())
+    await service.run(turn("a2", "A"), CollectingReply())
     last = agent.seen[-1]
     assert [r.user_text for r in last.history] == ["a1"]
 
@@ -75,10 +60,10 @@ async def test_two_turns_of_one_session_never_overlap_and_keep_arrival_order(
     agent = GatedAgent()
     service = service_for(agent, store)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(service.run, turn("first", "s"), Collect())
+        tg.start_soon(service.run, turn("first", "s"), CollectingReply())
         await agent.started_event("first").wait()
-        tg.start_soon(service.run, turn("second", "s"), Collect())
-        tg.start_soon(service.run, turn("third", "s"), Collect())
+        tg.start_soon(service.run, turn("second", "s"), CollectingReply())
+        tg.start_soon(service.run, turn("third", "s"), CollectingReply())
         await anyio.wait_all_tasks_blocked()
         assert agent.running == ["first"], "later turns wait for the session"
         agent.gate("first").set()
@@ -100,8 +85,8 @@ async def test_turns_of_two_sessions_run_at_the_same_time(store: InMemorySession
     agent = GatedAgent()
     service = service_for(agent, store)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(service.run, turn("x", "one"), Collect())
-        tg.start_soon(service.run, turn("y", "two"), Collect())
+        tg.start_soon(service.run, turn("x", "one"), CollectingReply())
+        tg.start_soon(service.run, turn("y", "two"), CollectingReply())
         await agent.started_event("x").wait()
         await agent.started_event("y").wait()
         assert sorted(agent.running) == ["x", "y"]
@@ -114,15 +99,15 @@ async def test_a_turn_over_the_time_budget_times_out_and_leaves_no_trace(
 ) -> None:
     service = service_for(GatedAgent(), store, timeout_s=0.05)
     with pytest.raises(TurnTimedOut, match=r"Request timed out after 0.05s"):
-        await service.run(turn("never opened", "t"), Collect())
+        await service.run(turn("never opened", "t"), CollectingReply())
     assert await store.history(api_session("t")) == ()
 
 
 async def test_a_failed_turn_leaves_history_as_it_was(store: InMemorySessionStore) -> None:
-    await service_for(EchoAgent(), store).run(turn("kept", "f"), Collect())
+    await service_for(EchoAgent(), store).run(turn("kept", "f"), CollectingReply())
     failing = service_for(FailingAgent(UpstreamFailed("Upstream model error: HTTP 500")), store)
     with pytest.raises(UpstreamFailed):
-        await failing.run(turn("lost", "f"), Collect())
+        await failing.run(turn("lost", "f"), CollectingReply())
     assert [r.user_text for r in await store.history(api_session("f"))] == ["kept"]
 
 
@@ -132,16 +117,16 @@ async def test_a_cancelled_turn_leaves_no_trace_and_frees_the_session(
     agent = GatedAgent()
     service = service_for(agent, store)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(service.run, turn("cut", "c"), Collect())
+        tg.start_soon(service.run, turn("cut", "c"), CollectingReply())
         await agent.started_event("cut").wait()
         tg.cancel_scope.cancel()
     assert await store.history(api_session("c")) == ()
     agent.gate("next").set()
-    assert (await service.run(turn("next", "c"), Collect())).text == "done next"
+    assert (await service.run(turn("next", "c"), CollectingReply())).text == "done next"
 
 
 async def test_an_empty_reply_becomes_the_fallback_text(store: InMemorySessionStore) -> None:
-    reply = Collect()
+    reply = CollectingReply()
     result = await service_for(SilentAgent(), store).run(turn("hi"), reply)
     assert result.text == EMPTY_REPLY_FALLBACK == "".join(reply.deltas)
     assert result.usage == Usage(3, 0)
@@ -166,7 +151,7 @@ async def test_history_notes_attachments_without_their_content(
 ) -> None:
     service = service_for(EchoAgent(), store)
     request = ChatRequest(api_session("d"), "read", (Upload(b"x" * 50, "notes.txt"),))
-    result = await service.run(await service.prepare(request), Collect())
+    result = await service.run(await service.prepare(request), CollectingReply())
     assert result.text == "echo: read [notes.txt: 50 chars]"
     user = (await store.history(api_session("d")))[0].messages[0]
     assert user.content == "read\n[document: notes.txt, 50 chars]"

@@ -8,27 +8,9 @@ import anyio
 import pytest
 
 from nanobot_api import Turn, Usage, agent
-from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.sessions import api_session
 from nanobot_api.testing import Harness
-
-
-class Collected:
-    """A Reply that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.deltas: list[str] = []
-        self.usage = Usage()
-
-    async def send(self, delta: str) -> None:
-        self.deltas.append(delta)
-
-    def add_usage(self, usage: Usage) -> None:
-        self.usage += usage
-
-    def remember(self, message: Message) -> None:
-        raise AssertionError("function agents leave history to the server")
-
+from tests.fakes import CollectingReply
 
 TURN = Turn(api_session("t"), "one two")
 
@@ -38,7 +20,7 @@ async def test_a_coroutine_function_answers_with_its_return_value() -> None:
         return turn.text.upper()
 
     made = agent(reply, model="upper")
-    collected = Collected()
+    collected = CollectingReply()
     await made.respond(TURN, collected)
     assert (made.model, collected.deltas) == ("upper", ["ONE TWO"])
 
@@ -51,7 +33,7 @@ async def test_an_async_generator_streams_its_pieces_and_reports_usage() -> None
         yield Usage(2, 2)
         yield Usage(1, 0)
 
-    collected = Collected()
+    collected = CollectingReply()
     await split_words.respond(TURN, collected)
     assert split_words.model == "split-words"
     assert collected.deltas == ["one", "two"]
@@ -100,7 +82,7 @@ async def test_a_cancelled_generator_runs_its_cleanup_at_once() -> None:
             cleaned.set()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(slow.respond, TURN, Collected())
+        group.start_soon(slow.respond, TURN, CollectingReply())
         await started.wait()
         group.cancel_scope.cancel()
     assert cleaned.is_set()
