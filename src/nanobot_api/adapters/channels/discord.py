@@ -46,7 +46,6 @@ class DiscordOutboundChannel(TokenChannel):
     ``Authorization: Bot <token>``."""
 
     name = "discord"
-    default_api_base = "https://discord.com/api/v10"
     authorization = "Bot {token}"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:

@@ -58,24 +58,23 @@ class Answer:
 
 class TokenChannel:
     """What the platforms reached with a bot token share: the HTTP session, the token,
-    the API's base URL (overridable, so tests can point it at a local server) and the
+    the API's base URL (from config: the platform's, or a local server in tests) and the
     time one request may take. ``authorization`` is the header value the token makes."""
 
     name: ClassVar[str]
-    default_api_base: ClassVar[str]
     authorization: ClassVar[str | None] = None  # e.g. "Bot {token}"; None: not a header
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         token: str,
-        api_base: str | None = None,
+        api_base: str,
         *,
         timeout_s: float = 30.0,
     ) -> None:
         self._session = session
         self._token = token
-        self._base = (api_base or self.default_api_base).rstrip("/")
+        self._base = api_base.rstrip("/")
         self._timeout_s = timeout_s
         self._headers = {"User-Agent": USER_AGENT}
         if self.authorization is not None:

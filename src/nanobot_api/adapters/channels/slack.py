@@ -38,7 +38,6 @@ class SlackOutboundChannel(TokenChannel):
     """An OutboundChannel calling ``<api_base>/<method>`` with ``Authorization: Bearer``."""
 
     name = "slack"
-    default_api_base = "https://slack.com/api"
     authorization = "Bearer {token}"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:

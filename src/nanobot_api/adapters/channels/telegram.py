@@ -34,13 +34,12 @@ class TelegramOutboundChannel(TokenChannel):
     """
 
     name = "telegram"
-    default_api_base = "https://api.telegram.org"
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         token: str,
-        api_base: str | None = None,
+        api_base: str,
         *,
         timeout_s: float = 30.0,
     ) -> None:
