@@ -55,6 +55,10 @@ class UnsupportedMediaType(NanobotError):
     """Raised when a file's bytes are of no kind the server can hand to the agent."""
 
 
+class RequestTimedOut(NanobotError):
+    """Raised when a request's body stops arriving before it is whole."""
+
+
 class TurnTimedOut(NanobotError):
     """Raised when a turn, including its wait for the session, exceeds its time budget."""
 

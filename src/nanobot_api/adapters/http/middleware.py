@@ -37,25 +37,38 @@ def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
 
     @app.before_request
     async def _identify_and_authenticate() -> Response | None:
-        given = request.headers.get(REQUEST_ID, "")
-        valid = 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable()
-        g.request_id = given if valid else new_id("req_")
-        if request.method == "OPTIONS" and _allowed_origin(settings) is not None:
+        g.request_id = request_id(request.headers.get(REQUEST_ID))
+        origin = allowed_origin(request.headers.get("Origin"), settings)
+        if request.method == "OPTIONS" and origin is not None:
             # A browser's preflight carries no credentials; it only asks what is allowed.
             return Response(status=204, headers=PREFLIGHT_HEADERS)
         if settings.api_key and request.path != "/health":
-            _check_bearer(request.headers.get("Authorization", ""), settings.api_key)
+            check_bearer(request.headers.get("Authorization", ""), settings.api_key)
         return None
 
     @app.after_request
     async def _tag(response: Response) -> Response:
         response.headers[REQUEST_ID] = g.get("request_id") or new_id("req_")
-        origin = _allowed_origin(settings)
+        origin = allowed_origin(request.headers.get("Origin"), settings)
         if origin is not None:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = f"{SESSION_HEADER}, {REQUEST_ID}"
-            response.vary.add("Origin")
+            response.headers.update(cors_headers(origin))
         return response
+
+
+def request_id(given: str | None) -> str:
+    """The client's X-Request-ID if it is a sensible one, else a new id."""
+    if given and len(given) <= _REQUEST_ID_MAX and given.isprintable():
+        return given
+    return new_id("req_")
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """What a response to an allowed cross-origin request adds."""
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": f"{SESSION_HEADER}, {REQUEST_ID}",
+        "Vary": "Origin",
+    }
 
 
 def install_error_handlers(app: Quart, settings: HttpSettings) -> None:
@@ -101,7 +114,7 @@ def json_response(
     return Response(body, status, headers, content_type="application/json")
 
 
-def _check_bearer(header: str, api_key: str) -> None:
+def check_bearer(header: str, api_key: str) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode(), api_key.encode()
@@ -109,6 +122,6 @@ def _check_bearer(header: str, api_key: str) -> None:
         raise AuthenticationFailed("Invalid API key")
 
 
-def _allowed_origin(settings: HttpSettings) -> str | None:
-    origin = request.headers.get("Origin")
+def allowed_origin(origin: str | None, settings: HttpSettings) -> str | None:
+    """The request's Origin if CORS allows it, else None."""
     return origin if origin is not None and origin in settings.cors_origins else None

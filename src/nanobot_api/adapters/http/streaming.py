@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import suppress
 from typing import Final
 
@@ -91,7 +91,7 @@ async def stream_turn(
     created: int,
     include_usage: bool,
     keepalive_s: float,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The SSE body of a streamed turn, as SPEC.md lays it out."""
     send, receive = anyio.create_memory_object_stream[_Event](64)
     scope = anyio.CancelScope()

@@ -1,0 +1,321 @@
+"""``POST /v1/chat/completions`` served directly on ASGI, in front of the Quart app.
+
+Every turn passes here, and Quart's per-request machinery (a Request object, two
+contexts, hook dispatch, a werkzeug Response, two tasks per request) cost about 0.2 ms
+of a turn: a fifth of the whole server's time per turn against an instant model
+(``bench/proxy_overhead.py``). So this one endpoint reads its ASGI messages itself and
+answers in one response body, while every other request, and every other method on
+this path, goes on to Quart. The request id, API key and CORS rules are the same
+functions Quart's hooks use (``middleware.py``), and errors the same bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from typing import Any, Final, cast
+
+import anyio
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+from werkzeug.http import parse_options_header
+
+from nanobot_api.adapters.http.answers import completion_json
+from nanobot_api.adapters.http.ids import new_id
+from nanobot_api.adapters.http.lifted import lift_data_urls
+from nanobot_api.adapters.http.middleware import (
+    REQUEST_ID,
+    TASK_HEADER,
+    allowed_origin,
+    check_bearer,
+    cors_headers,
+    request_id,
+)
+from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipart
+from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.http.streaming import TurnRunner, failure_body, stream_turn
+from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
+from nanobot_api.domain.errors import (
+    InvalidRequest,
+    NanobotError,
+    PayloadTooLarge,
+    RequestTimedOut,
+)
+from nanobot_api.domain.ports import ChatTurns
+from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SessionHeaders
+from nanobot_api.domain.turns import ChatRequest
+
+log = logging.getLogger(__name__)
+
+CHAT_PATH: Final = "/v1/chat/completions"
+
+# The ASGI messages are read as plain mappings here; the server's are cast at the door.
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_DRAIN_MAX_BYTES = 8 * 1024 * 1024
+_DRAIN_MAX_S = 2.0
+_DRAIN_IDLE_S = 0.25
+_JSON: Final = (b"content-type", b"application/json")
+_SSE_HEADERS: Final = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request was whole."""
+
+
+class ChatEndpoint:
+    """An ASGI app: chat completions POSTed here are answered; anything else goes on."""
+
+    def __init__(
+        self, inner: ASGIFramework, turns: ChatTurns, settings: HttpSettings, runner: TurnRunner
+    ) -> None:
+        self._inner = inner
+        self._turns = turns
+        self._settings = settings
+        self._runner = runner
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != scope.get("root_path", "") + CHAT_PATH
+        ):
+            await self._inner(scope, receive, send)
+            return
+        headers = _headers(scope["headers"])
+        extra = [(REQUEST_ID.lower().encode(), request_id(headers.get("x-request-id")).encode())]
+        origin = allowed_origin(headers.get("origin"), self._settings)
+        if origin is not None:
+            extra += [(k.lower().encode(), v.encode()) for k, v in cors_headers(origin).items()]
+        exchange = _Exchange(cast(Receive, receive), cast(Send, send), extra)
+        try:
+            await self._answer(headers, exchange)
+        except ClientGone:
+            return
+        except Exception as error:
+            if exchange.started:
+                raise  # nothing more can be said on this response
+            if not isinstance(error, NanobotError):
+                log.exception("unhandled error", exc_info=error)
+            status, body = failure_body(error)
+            await exchange.respond_json(status, body)
+
+    async def _answer(self, headers: Mapping[str, str], exchange: _Exchange) -> None:
+        settings = self._settings
+        if settings.api_key:
+            check_bearer(headers.get("authorization", ""), settings.api_key)
+        if _declared_length(headers) > settings.limits.max_request_bytes:
+            # Refused before a byte of it is read, so the client need not send it.
+            raise PayloadTooLarge(settings.limits.body_too_large)
+        try:
+            chat = await read_chat_request(headers, exchange.body(settings), settings)
+        except PayloadTooLarge:
+            await exchange.discard_some()
+            raise
+        turns = self._turns
+        prepared = await turns.prepare(chat)
+        completion_id = new_id("chatcmpl-")
+        created = int(time.time())
+        exchange.extra.append((b"x-session-id", prepared.session.session_id.encode()))
+        async with exchange.watching_for_disconnect():
+            if not chat.stream:
+                result = await turns.run(prepared, _DISCARD)
+                answer = completion_json(
+                    completion_id, created, turns.model, result.text, result.usage
+                )
+                await exchange.respond_json(200, answer)
+                return
+            body = stream_turn(
+                self._runner,
+                turns,
+                prepared,
+                completion_id=completion_id,
+                created=created,
+                include_usage=chat.include_usage,
+                keepalive_s=settings.sse_keepalive_s,
+            )
+            await exchange.respond_stream(body)
+
+
+async def read_chat_request(
+    headers: Mapping[str, str], chunks: AsyncIterator[bytes], settings: HttpSettings
+) -> ChatRequest:
+    """The chat request in a body (JSON or multipart), or the error that refuses it."""
+    session_headers = SessionHeaders(
+        headers.get(SESSION_HEADER.lower()),
+        headers.get(CHAT_ID_HEADERS[0].lower()),
+        headers.get(CHAT_ID_HEADERS[1].lower()),
+    )
+    content_type = headers.get("content-type", "")
+    if parse_options_header(content_type)[0].lower() == "multipart/form-data":
+        boundary = multipart_boundary(content_type)
+        form = await read_multipart(chunks, boundary, settings.limits)
+        return parse_form(form.fields, form.uploads, session_headers)
+    # One copy of the body, its large files decoded out of it and the body dropped
+    # before the rest is parsed: a base64 upload then costs its bytes and its text,
+    # not also a str of its text (see lifted.py).
+    raw = bytearray()
+    async for chunk in chunks:
+        raw += chunk
+    rest, lifted = lift_data_urls(raw, settings.limits)
+    del raw
+    try:
+        body = json.loads(rest)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("Request body must be valid JSON") from exc
+    del rest
+    return parse_chat_json(
+        body,
+        settings.limits,
+        history=settings.history,
+        headers=session_headers,
+        task=headers.get(TASK_HEADER.lower()),
+        lifted=lifted,
+    )
+
+
+class _Exchange:
+    """One request's ASGI channel: its body in, its response out."""
+
+    def __init__(self, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        self._receive = receive
+        self._send = send
+        self.extra = extra
+        self.started = False
+        self._body_done = False
+
+    async def body(self, settings: HttpSettings) -> AsyncIterator[bytes]:
+        """The body's chunks, refused once they add up to more than the request limit."""
+        limits = settings.limits
+        seen = 0
+        while not self._body_done:
+            with anyio.move_on_after(settings.body_timeout_s) as waited:
+                message = await self._receive()
+            if waited.cancelled_caught:
+                raise RequestTimedOut("Request body not received in time")
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            self._body_done = not message.get("more_body", False)
+            seen += len(chunk)
+            if seen > limits.max_request_bytes:
+                raise PayloadTooLarge(limits.body_too_large)
+            if chunk:
+                yield chunk
+
+    async def discard_some(self) -> None:
+        """Reads on, and drops, a little of a refused body's rest.
+
+        A client still sending when the 413 is written and the connection closed may see
+        only the reset. Reading a bounded amount more, while it keeps coming, lets most
+        clients finish their write and read the answer; nothing read is kept.
+        """
+        drained = 0
+        with anyio.move_on_after(_DRAIN_MAX_S):
+            while drained < _DRAIN_MAX_BYTES and not self._body_done:
+                with anyio.move_on_after(_DRAIN_IDLE_S) as idle:
+                    message = await self._receive()
+                if idle.cancelled_caught or message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                self._body_done = not message.get("more_body", False)
+
+    def watching_for_disconnect(self) -> _DisconnectWatch:
+        return _DisconnectWatch(self._receive)
+
+    async def respond_json(self, status: int, payload: object) -> None:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *self.extra]
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def respond_stream(self, chunks: AsyncGenerator[bytes, None]) -> None:
+        self.started = True
+        headers = [*_SSE_HEADERS, *self.extra]
+        try:
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for chunk in chunks:
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._send({"type": "http.response.body", "body": b""})
+        finally:
+            # Cut off while sending, the stream still ends its turn (see stream_turn).
+            await chunks.aclose()
+
+
+class _DisconnectWatch:
+    """Cancels the request's work if the client disconnects while it runs.
+
+    One asyncio task waits on ``receive`` (which ASGI servers answer with
+    ``http.disconnect`` once the client goes); a whole task group per request cost
+    several times as much for the same effect.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._scope = anyio.CancelScope()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._scope.cancel()
+
+    async def __aenter__(self) -> None:
+        self._scope.__enter__()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def __aexit__(self, *exc_info: Any) -> bool:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._scope.__exit__(*exc_info):
+            raise ClientGone  # the client left: the turn was cancelled on its account
+        return False
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers by lower-case name; the first of a repeated name wins."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
+
+
+def _declared_length(headers: Mapping[str, str]) -> int:
+    try:
+        return int(headers.get("content-length", "0"))
+    except ValueError:
+        return 0  # the server has refused a malformed length before the app sees it
+
+
+class _Discard:
+    """The Reply of a non-streamed turn: the answer is read from the result."""
+
+    async def send(self, delta: str) -> None:
+        pass
+
+    def add_usage(self, usage: object) -> None:
+        pass
+
+    def remember(self, message: object) -> None:
+        pass
+
+
+_DISCARD: Final = _Discard()

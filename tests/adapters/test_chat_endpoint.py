@@ -1,0 +1,105 @@
+"""What the chat endpoint does with the connection itself, on a real socket."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.app.chat import ChatService
+from nanobot_api.app.harness import running_server
+from nanobot_api.domain.ports import Agent
+from nanobot_api.domain.sessions import api_session
+from tests.fakes import GatedAgent, TextOnlyAttachments
+
+BODY = b'{"messages": [{"role": "user", "content": "%s"}], "session_id": "s"}'
+
+
+def server_of(agent: Agent, store: InMemorySessionStore, *, body_timeout_s: float = 60):
+    service = ChatService(agent, store, TextOnlyAttachments(), timeout_s=30)
+    return running_server(create_quart_app(service, HttpSettings(body_timeout_s=body_timeout_s)))
+
+
+async def exchange(port: int, request: bytes, *, close_after_send: bool = False) -> bytes:
+    """Sends raw bytes and reads the whole answer (the server closes or answers once)."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(request)
+        if close_after_send:
+            return b""
+        answer = b""
+        with anyio.fail_after(10):
+            while b"\r\n\r\n" not in answer or not _complete(answer):
+                try:
+                    answer += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+        return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+def post(body: bytes, *, length: int | None = None) -> bytes:
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length)
+    ) + body
+
+
+async def test_a_client_leaving_a_non_streamed_turn_cancels_it_and_frees_the_session() -> None:
+    agent = GatedAgent(model="gated")
+    store = InMemorySessionStore()
+    async with server_of(agent, store) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(post(BODY % b"cut"))
+            await agent.started_event("cut").wait()
+        # The connection is closed with the turn still waiting at its gate.
+        with anyio.fail_after(5):
+            await agent.ended_event("cut").wait()
+        agent.gate("next").set()
+        answer = await exchange(server.port, post(BODY % b"next"))
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'"content":"done next"' in answer
+    assert [r.user_text for r in await store.history(api_session("s"))] == ["next"]
+
+
+async def test_a_body_that_stops_arriving_gets_408_and_nothing_runs() -> None:
+    agent = GatedAgent(model="gated")
+    async with server_of(agent, InMemorySessionStore(), body_timeout_s=0.3) as server:
+        whole = BODY % b"slow"
+        with anyio.fail_after(5):
+            answer = await exchange(server.port, post(whole[:10], length=len(whole)))
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"Request body not received in time" in answer
+    assert agent.seen == []
+
+
+async def test_a_client_leaving_before_its_body_is_whole_leaves_the_server_well() -> None:
+    agent = GatedAgent(model="gated")
+    store = InMemorySessionStore()
+    async with server_of(agent, store) as server:
+        whole = BODY % b"gone"
+        await exchange(server.port, post(whole[:10], length=len(whole)), close_after_send=True)
+        agent.gate("after").set()
+        answer = await exchange(server.port, post(BODY % b"after"))
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert [t.text for t in agent.seen] == ["after"]
+
+
+@pytest.mark.parametrize("method", [b"GET", b"PUT", b"DELETE"])
+async def test_other_methods_on_the_path_get_405_json(method: bytes) -> None:
+    async with server_of(GatedAgent(), InMemorySessionStore()) as server:
+        answer = await exchange(
+            server.port, method + b" /v1/chat/completions HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+    assert answer.startswith(b"HTTP/1.1 405")
+    assert b'"code":405' in answer
+    assert b"allow: " in answer.lower()
