@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 import anyio
 
@@ -16,22 +15,51 @@ class SessionLocks:
     def __init__(self) -> None:
         self._locks: dict[SessionKey, tuple[anyio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: SessionKey) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            # anyio's Lock wakes waiters first-come first-served, which gives arrival order.
-            lock = anyio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    def hold(self, key: SessionKey) -> _Held:
+        """``async with locks.hold(key):`` runs the block alone for that session."""
+        return _Held(self, key)
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Held:
+    # A class rather than an asynccontextmanager: this runs on every turn, and the
+    # generator machinery cost more than the lock.
+    __slots__ = ("_key", "_lock", "_locks")
+
+    def __init__(self, locks: SessionLocks, key: SessionKey) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        table = self._locks._locks
+        lock, users = table.get(self._key, (None, 0))
+        if lock is None:
+            # anyio's Lock wakes waiters first-come first-served, which gives arrival
+            # order; fast_acquire skips the yield to the loop when nobody else holds it.
+            lock = anyio.Lock(fast_acquire=True)
+        table[self._key] = (lock, users + 1)
+        self._lock = lock
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        table = self._locks._locks
+        lock, users = table[self._key]
+        if users == 1:
+            del table[self._key]
+        else:
+            table[self._key] = (lock, users - 1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
@@ -20,6 +21,8 @@ def hypercorn_config(binds: list[str], *, graceful_timeout_s: float = 5.0) -> Hy
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout_s
     config.keep_alive_timeout = 75
+    # No "server: hypercorn-h11" on every response: it tells clients nothing they need.
+    config.include_server_header = False
     return config
 
 
@@ -41,4 +44,26 @@ async def serve_app(
     else:
         bracketed = f"[{host}]" if host and ":" in host else host
         binds = [f"{bracketed}:{port}"]
-    await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)
+    with _known_async_library():
+        await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)
+
+
+@contextmanager
+def _known_async_library() -> Iterator[None]:
+    """Tells sniffio, when it is installed, that this is asyncio.
+
+    anyio asks sniffio for the running library on every call when sniffio is there
+    (the openai SDK and others bring it), and sniffio finds asyncio by looking up the
+    current task: a tenth of a turn's bookkeeping. Said once through sniffio's own
+    context variable, which the server's tasks inherit, each answer is a lookup.
+    """
+    try:
+        import sniffio  # optional: anyio does without it
+    except ImportError:
+        yield
+        return
+    token = sniffio.current_async_library_cvar.set("asyncio")
+    try:
+        yield
+    finally:
+        sniffio.current_async_library_cvar.reset(token)

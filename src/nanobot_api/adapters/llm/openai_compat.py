@@ -115,9 +115,13 @@ class OpenAICompatChatModel:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # A pool wide enough for the concurrency one server process sees; DNS cached
-            # so a hot path does not resolve the provider's name per turn.
+            # so a hot path does not resolve the provider's name per turn. No cookie jar:
+            # every user's turns share this session, and a cookie one turn was given
+            # must not ride along with another's (it also saves its work per call).
             connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     def __repr__(self) -> str:

@@ -143,8 +143,7 @@ class SqliteSessionStore:
             await anyio.lowlevel.checkpoint_if_cancelled()
             if not await self._commit_on_loop(*args):
                 await self._run(self._commit, *args)
-            with anyio.CancelScope(shield=True):
-                await self._maybe_checkpoint()
+            await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
             raise
@@ -205,7 +204,8 @@ class SqliteSessionStore:
         self._commits_since_checkpoint += 1
         if self._commits_since_checkpoint >= _CHECKPOINT_EVERY:
             self._commits_since_checkpoint = 0
-            await self._run(_checkpoint)
+            with anyio.CancelScope(shield=True):
+                await self._run(_checkpoint)
 
     def _unchanged_elsewhere(self) -> bool:
         """True if no other connection wrote since this one last looked.
@@ -302,23 +302,28 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 def _commit_without_waiting(
     conn: sqlite3.Connection, name: str, n_messages: int, payload: str, replace_last: bool
 ) -> bool:
-    """Commits unless another process holds the file's write lock (then False)."""
-    conn.execute("PRAGMA busy_timeout=0")
+    """Commits unless another process holds the file's write lock (then False).
+
+    The connection's busy timeout is 0 outside the worker thread, so this never waits.
+    """
     try:
         SqliteSessionStore._commit(conn, name, n_messages, payload, replace_last)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
         return False  # another process is writing: wait for it in the thread
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return True
 
 
 def _with_version(
     conn: sqlite3.Connection, func: Callable[..., _T], *args: object
 ) -> tuple[int, _T]:
-    return _data_version(conn), func(conn, *args)
+    # Only the worker thread may wait for another process's lock (see _connect).
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        return _data_version(conn), func(conn, *args)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
@@ -327,13 +332,18 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     # Checkpoints run in the worker thread (see SqliteSessionStore), never in a commit.
-    return connect_wal(
+    conn = connect_wal(
         path,
         synchronous=synchronous,
         schema=_SCHEMA,
         schema_version=_SCHEMA_VERSION,
         autocheckpoint=False,
     )
+    # Whatever uses the connection on the event loop must never wait on the file; the
+    # worker thread sets a timeout around each of its calls. Toggling it around every
+    # loop commit instead cost two statements per turn.
+    conn.execute("PRAGMA busy_timeout=0")
+    return conn
 
 
 def _message_json(message: Message) -> dict[str, object]:
