@@ -104,9 +104,7 @@ def serve(
     is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
     returns once the server has shut down gracefully.
     """
-    import anyio
-
-    from nanobot_api.adapters.http.serve import serve_app
+    from nanobot_api.app.serving import serve_in_this_process
 
     if host is not None:
         overrides["host"] = host
@@ -124,10 +122,7 @@ def serve(
     print(f"nanobot: serving {resolved.model} on http://{shown}:{api.port}/v1", file=sys.stderr)
     sys.stderr.flush()
 
-    async def run() -> None:
-        await serve_app(app, host=api.host, port=api.port)
-
-    anyio.run(run, backend="asyncio")
+    serve_in_this_process(app, api.host, api.port)
 
 
 def build_app(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
+from functools import partial
 from typing import TextIO
 
 import anyio
@@ -40,9 +42,26 @@ def run_server(config: Config, *, verbose: bool = False) -> int:
     )
     app = build(config)
     announce(config, sys.stderr)
-    anyio.run(_serve, app, config)
+    serve_in_this_process(app, config.api.host, config.api.port)
     return 0
 
 
-async def _serve(app: Quart, config: Config) -> None:
-    await serve_app(app, host=config.api.host, port=config.api.port)
+def serve_in_this_process(app: Quart, host: str, port: int) -> None:
+    """Serves ``app`` until SIGINT or SIGTERM, in a process that exists to serve it."""
+    _collect_less_often()
+    anyio.run(partial(serve_app, app, host=host, port=port), backend="asyncio")
+
+
+def _collect_less_often() -> None:
+    """Tunes Python's cycle collector for a long-running server.
+
+    A turn allocates thousands of short-lived objects, so at the default threshold (a
+    young-generation pass every 700 allocations) the collector ran several times per
+    turn, and its full passes walked every history message held in memory: about a
+    twentieth of a busy server's time, with pauses of tens of milliseconds. Objects
+    built at start-up (modules, classes, the app) are frozen out of the passes, and a
+    young pass runs every 20,000 allocations; cyclic garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000)
