@@ -25,11 +25,13 @@ class ToolBox:
             if name in self._tools:
                 raise ValueError(f"two tools are named {name!r}")
             self._tools[name] = tool
+        # One tuple for the box's life: the wire format encodes it once by identity.
+        self._specs = tuple(tool.spec for tool in self._tools.values())
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
         """What the model is told it may call."""
-        return tuple(tool.spec for tool in self._tools.values())
+        return self._specs
 
     async def run(self, call: ToolCall, context: ToolContext) -> str:
         """The text the model reads as the result of ``call``."""

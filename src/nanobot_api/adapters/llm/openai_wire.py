@@ -21,6 +21,7 @@ from nanobot_api.domain.models import (
     ModelRequest,
     ModelResponse,
     TextPart,
+    ToolSpec,
     UserContent,
 )
 
@@ -35,7 +36,9 @@ def request_json(model: str, request: ModelRequest, *, stream: bool) -> bytes:
     A turn resends its session's whole recent history, so encoding every message again
     on every turn was the largest cost of a turn after the network.
     """
-    rest = json.dumps(_settings(request, stream=stream), separators=(",", ":"))[1:-1]
+    rest = json.dumps(_settings(request, stream=stream, tools=False), separators=(",", ":"))[1:-1]
+    if request.tools:
+        rest = f"{_tools_json(request.tools)},{rest}" if rest else _tools_json(request.tools)
     texts = []
     for message in request.messages:
         # By identity: history hands the same Message objects to every turn, and an
@@ -59,6 +62,21 @@ _ENCODED: dict[int, tuple[Message, str]] = {}
 _ENCODED_MAX = 50_000
 
 
+def _tools_json(tools: tuple[ToolSpec, ...]) -> str:
+    """``"tools":[...]``, encoded once per tuple of specs (an agent offers the same one)."""
+    held = _TOOLS.get(id(tools))
+    if held is not None and held[0] is tools:
+        return held[1]
+    text = json.dumps({"tools": _tools_body(tools)}, separators=(",", ":"))[1:-1]
+    if len(_TOOLS) >= 64:
+        _TOOLS.clear()
+    _TOOLS[id(tools)] = (tools, text)
+    return text
+
+
+_TOOLS: dict[int, tuple[tuple[ToolSpec, ...], str]] = {}
+
+
 def _encode(value: JsonValue) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -70,25 +88,29 @@ def request_body(model: str, request: ModelRequest, *, stream: bool) -> JsonObje
     return body
 
 
-def _settings(request: ModelRequest, *, stream: bool) -> JsonObject:
+def _settings(request: ModelRequest, *, stream: bool, tools: bool = True) -> JsonObject:
     body: JsonObject = {}
-    if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": dict(t.parameters),
-                },
-            }
-            for t in request.tools
-        ]
+    if tools and request.tools:
+        body["tools"] = _tools_body(request.tools)
     if stream:
         body["stream"] = True
         # Without it most providers send no usage at all on a stream.
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def _tools_body(tools: tuple[ToolSpec, ...]) -> JsonValue:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": dict(t.parameters),
+            },
+        }
+        for t in tools
+    ]
 
 
 def message_json(message: ModelMessage) -> JsonObject:
