@@ -144,7 +144,13 @@ def ms(value: float) -> str:
     return f"{value * 1000:7.2f}"
 
 
-async def compare(direct: str, proxied: str, total: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def compare(direct: str, proxied: str, total: int, server_pid: int) -> None:
     print("non-streamed turn, overhead = nanobot - direct (ms)")
     print(
         " conc  sessions |  p50 direct  p50 nanobot  overhead |  p99 direct  p99 nanobot  overhead"
@@ -160,13 +166,17 @@ async def compare(direct: str, proxied: str, total: int) -> None:
             )
     # Three rounds, alternating: this machine's speed drifts by tens of percent within
     # minutes, and one round can land in a slow spell.
-    rates, direct_rates = [], []
+    rates, direct_rates, cpu_ms = [], [], []
     for _ in range(3):
         direct_rates.append((await run_load(direct, concurrency=16, sessions=16, total=total))[1])
+        before = cpu_seconds(server_pid)
         rates.append((await run_load(proxied, concurrency=16, sessions=16, total=total * 2))[1])
+        cpu_ms.append((cpu_seconds(server_pid) - before) * 1000 / (total * 2 + 20))
     shown = ", ".join(f"{r:.0f}" for r in rates)
     print(f"requests/s at concurrency 16 over 16 sessions: nanobot {shown}", end="")
     print(f" (median {statistics.median(rates):.0f}; direct {statistics.median(direct_rates):.0f})")
+    # The server is bound by one core: its CPU per turn is the figure that moves.
+    print(f"server CPU per turn (ms): {', '.join(f'{c:.2f}' for c in cpu_ms)}")
     d, _ = await run_load(
         direct, concurrency=1, sessions=1, total=total, stream=True, measure=first_content_byte
     )
@@ -198,12 +208,13 @@ def main() -> None:
             "agents": {"defaults": {"provider": "local", "model": "bench-model"}},
             "providers": {"local": {"apiBase": base, "apiKey": "sk-bench"}},
         }
-        with nanobot_server(config) as (nanobot_port, _, _):
+        with nanobot_server(config) as (nanobot_port, process, _):
             asyncio.run(
                 compare(
                     f"{base}/chat/completions",
                     f"http://127.0.0.1:{nanobot_port}/v1/chat/completions",
                     args.requests,
+                    process.pid,
                 )
             )
     finally:
