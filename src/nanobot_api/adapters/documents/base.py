@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -9,7 +10,10 @@ import anyio
 import anyio.to_thread
 
 from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits
+from nanobot_api.domain.errors import InvalidRequest, NanobotError
 from nanobot_api.domain.filetypes import FileKind, unsupported
+
+log = logging.getLogger(__name__)
 
 
 class ThreadedExtractor(ABC):
@@ -21,7 +25,9 @@ class ThreadedExtractor(ABC):
     """
 
     kind: ClassVar[FileKind]
-    kind_label: ClassVar[str]
+    kind_label: ClassVar[str]  # "a PDF": what a file of another kind is not
+    valid_as: ClassVar[str]  # "PDF": what an unreadable file is not a valid one of
+    parser: ClassVar[str]  # the library, for the log line of a file it failed on
 
     def __init__(
         self,
@@ -39,6 +45,20 @@ class ThreadedExtractor(ABC):
             self.extract, data, name, limiter=self._limiter, abandon_on_cancel=True
         )
 
-    @abstractmethod
     def extract(self, data: bytes, name: str) -> ExtractedText:
-        """The blocking extraction, for a worker thread."""
+        """The blocking extraction, for a worker thread: the text, or a domain error."""
+        try:
+            return self.parse(data, name)
+        except NanobotError:
+            raise
+        except Exception as exc:
+            # A hostile file can make a parser, its XML reader or zipfile fail in any
+            # way (KeyError, RecursionError, zlib.error, ...); each means only that
+            # the file is unreadable.
+            log.info("%s failed on %r", self.parser, name, exc_info=True)
+            raise InvalidRequest(f"Could not read '{name}': not a valid {self.valid_as}") from exc
+
+    @abstractmethod
+    def parse(self, data: bytes, name: str) -> ExtractedText:
+        """The extraction itself; any exception other than a domain error means the
+        file is unreadable."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -14,10 +13,7 @@ import anyio.to_thread
 from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip, xml_size
 from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
-from nanobot_api.domain.errors import InvalidRequest, NanobotError
 from nanobot_api.domain.filetypes import FileKind
-
-log = logging.getLogger(__name__)
 
 MAIN_PART = "word/document.xml"
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -44,6 +40,8 @@ class DocxTextExtractor(ThreadedExtractor):
 
     kind = FileKind.DOCX
     kind_label = "a Word document"
+    valid_as = "Word document"
+    parser = "python-docx"
 
     def __init__(
         self,
@@ -55,23 +53,14 @@ class DocxTextExtractor(ThreadedExtractor):
         super().__init__(limits, limiter=limiter)
         self._stream_over = stream_over
 
-    def extract(self, data: bytes, name: str) -> ExtractedText:
-        """The blocking extraction, for a worker thread."""
+    def parse(self, data: bytes, name: str) -> ExtractedText:
         members = check_zip(data, name, self._limits)
         body_size = max((m.size for m in members if m.name == MAIN_PART), default=0)
         # python-docx parses every XML part it knows when it opens the file.
         whole = xml_size(members) <= self._limits.max_parsed_xml_bytes
-        try:
-            if body_size > self._stream_over or not whole:
-                return self._stream(data)
-            return self._extract(data)
-        except NanobotError:
-            raise
-        except Exception as exc:
-            # A hostile package can make python-docx, lxml or zipfile fail in any way;
-            # each means only that the file is unreadable.
-            log.info("python-docx failed on %r", name, exc_info=True)
-            raise InvalidRequest(f"Could not read '{name}': not a valid Word document") from exc
+        if body_size > self._stream_over or not whole:
+            return self._stream(data)
+        return self._extract(data)
 
     def _extract(self, data: bytes) -> ExtractedText:
         import docx

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.domain.attachments import MIB, ExtractedText, TextBuilder
-from nanobot_api.domain.errors import InvalidRequest, NanobotError
+from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.filetypes import FileKind
 
 if TYPE_CHECKING:
     from pypdf import PageObject, PdfReader
 
-log = logging.getLogger(__name__)
 _MAX_DEPTH = 64  # page tree levels; real files have a handful
 _END = object()
 
@@ -33,9 +31,10 @@ class PypdfTextExtractor(ThreadedExtractor):
 
     kind = FileKind.PDF
     kind_label = "a PDF"
+    valid_as = "PDF"
+    parser = "pypdf"
 
-    def extract(self, data: bytes, name: str) -> ExtractedText:
-        """The blocking extraction, for a worker thread."""
+    def parse(self, data: bytes, name: str) -> ExtractedText:
         import pypdf
         from pypdf.errors import PyPdfError
 
@@ -53,15 +52,9 @@ class PypdfTextExtractor(ThreadedExtractor):
                 disable_legacy_handling=True,
             ):
                 return self._extract(data, name)
-        except NanobotError:
-            raise
         except PyPdfError as exc:
+            # pypdf's own errors say what is wrong with the file.
             raise InvalidRequest(f"Could not read '{name}': {str(exc)[:200]}") from exc
-        except Exception as exc:
-            # A hostile file can make a parser fail in any way (KeyError, TypeError,
-            # RecursionError, zlib.error, ...); each means only that it is unreadable.
-            log.info("pypdf failed on %r", name, exc_info=True)
-            raise InvalidRequest(f"Could not read '{name}': not a valid PDF") from exc
 
     def _extract(self, data: bytes, name: str) -> ExtractedText:
         from pypdf import PdfReader

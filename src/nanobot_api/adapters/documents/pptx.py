@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip, too_much_xml, xml_size
 from nanobot_api.domain.attachments import ExtractedText, TextBuilder
-from nanobot_api.domain.errors import InvalidRequest, NanobotError
 from nanobot_api.domain.filetypes import FileKind
-
-log = logging.getLogger(__name__)
 
 _MAX_GROUP_DEPTH = 8  # groups nest; a hostile file could nest them without end
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -32,24 +28,15 @@ class PptxTextExtractor(ThreadedExtractor):
 
     kind = FileKind.PPTX
     kind_label = "a PowerPoint presentation"
+    valid_as = "PowerPoint presentation"
+    parser = "python-pptx"
 
-    def extract(self, data: bytes, name: str) -> ExtractedText:
-        """The blocking extraction, for a worker thread."""
+    def parse(self, data: bytes, name: str) -> ExtractedText:
         members = check_zip(data, name, self._limits)
         # python-pptx parses every XML part when it opens the file.
         if xml_size(members) > self._limits.max_parsed_xml_bytes:
             raise too_much_xml(name, self._limits)
-        try:
-            return self._extract(data)
-        except NanobotError:
-            raise
-        except Exception as exc:
-            # A hostile package can make python-pptx, lxml or zipfile fail in any way;
-            # each means only that the file is unreadable.
-            log.info("python-pptx failed on %r", name, exc_info=True)
-            raise InvalidRequest(
-                f"Could not read '{name}': not a valid PowerPoint presentation"
-            ) from exc
+        return self._extract(data)
 
     def _extract(self, data: bytes) -> ExtractedText:
         import pptx

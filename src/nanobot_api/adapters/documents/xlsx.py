@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import logging
 import zipfile
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
@@ -12,10 +11,8 @@ from typing import IO, Any
 from nanobot_api.adapters.documents.base import ThreadedExtractor
 from nanobot_api.adapters.documents.zipguard import check_zip
 from nanobot_api.domain.attachments import MIB, ExtractedText, ExtractionLimits, TextBuilder
-from nanobot_api.domain.errors import InvalidRequest, NanobotError, PayloadTooLarge
+from nanobot_api.domain.errors import PayloadTooLarge
 from nanobot_api.domain.filetypes import FileKind
-
-log = logging.getLogger(__name__)
 
 _TIME_CHECK_EVERY = 256  # rows; a clock read per row would dominate small rows
 
@@ -32,21 +29,15 @@ class OpenpyxlTextExtractor(ThreadedExtractor):
 
     kind = FileKind.XLSX
     kind_label = "an Excel workbook"
+    valid_as = "Excel workbook"
+    parser = "openpyxl"
 
-    def extract(self, data: bytes, name: str) -> ExtractedText:
-        """The blocking extraction, for a worker thread."""
+    def parse(self, data: bytes, name: str) -> ExtractedText:
         check_zip(data, name, self._limits)
         try:
             return self._extract(data)
-        except NanobotError:
-            raise
         except _TooLarge as exc:
             raise PayloadTooLarge(f"File '{name}' is too large to read: {exc}") from exc
-        except Exception as exc:
-            # A hostile package can make openpyxl, its XML parser or zipfile fail in
-            # any way; each means only that the file is unreadable.
-            log.info("openpyxl failed on %r", name, exc_info=True)
-            raise InvalidRequest(f"Could not read '{name}': not a valid Excel workbook") from exc
 
     def _extract(self, data: bytes) -> ExtractedText:
         limits = self._limits
