@@ -103,3 +103,30 @@ async def test_other_methods_on_the_path_get_405_json(method: bytes) -> None:
     assert answer.startswith(b"HTTP/1.1 405")
     assert b'"code":405' in answer
     assert b"allow: " in answer.lower()
+
+
+async def test_a_body_refused_halfway_is_read_on_so_its_sender_gets_the_answer() -> None:
+    """A malformed form is refused at its first part while the client is still sending
+    the rest; reading on (bounded) lets the client finish its write and read the 400."""
+    rest = b"x" * (256 * 1024)
+    head = b"not a multipart part\r\n"
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: %d\r\n\r\n" % (len(head) + len(rest))
+    ) + head
+    async with (
+        server_of(GatedAgent(), InMemorySessionStore()) as server,
+        await anyio.connect_tcp("127.0.0.1", server.port) as stream,
+    ):
+        await stream.send(request)
+        await anyio.sleep(0.05)  # the server has refused the form by now
+        for start in range(0, len(rest), 16 * 1024):
+            await stream.send(rest[start : start + 16 * 1024])
+            await anyio.sleep(0.01)
+        answer = b""
+        with anyio.fail_after(5):
+            while not _complete(answer):
+                answer += await stream.receive()
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"Malformed multipart/form-data body" in answer

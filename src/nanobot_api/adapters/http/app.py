@@ -28,13 +28,9 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     an ASGI server (Hypercorn) or, in tests, inside ``async with app.test_app()``.
     """
     app = Quart("nanobot_api")
-    app.config.update(
-        MAX_CONTENT_LENGTH=settings.limits.max_request_bytes,
-        BODY_TIMEOUT=settings.body_timeout_s,
-        # Streams end when their turn does (bounded by api.timeout), not by Quart's clock.
-        RESPONSE_TIMEOUT=None,
-        JSON_SORT_KEYS=False,
-    )
+    # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
+    # sent to one anyway is still not buffered past the request limit.
+    app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_request_bytes)
     runner = TurnRunner()
 
     @app.while_serving
@@ -46,7 +42,7 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
             group.cancel_scope.cancel()
 
     install_request_hooks(app, settings)
-    install_error_handlers(app, settings)
+    install_error_handlers(app)
     install_openapi(app, turns.model, settings)
 
     @app.get("/health")

@@ -30,6 +30,7 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.answers import completion_json
+from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
@@ -42,7 +43,7 @@ from nanobot_api.adapters.http.middleware import (
 )
 from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipart
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.adapters.http.streaming import TurnRunner, failure_body, stream_turn
+from nanobot_api.adapters.http.streaming import SilentReply, TurnRunner, stream_turn
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.errors import (
     InvalidRequest,
@@ -67,6 +68,8 @@ _DRAIN_MAX_BYTES = 8 * 1024 * 1024
 _DRAIN_MAX_S = 2.0
 _DRAIN_IDLE_S = 0.25
 _JSON: Final = (b"content-type", b"application/json")
+_REQUEST_ID: Final = REQUEST_ID.lower().encode()
+_SESSION_ID: Final = SESSION_HEADER.lower().encode()
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -100,7 +103,7 @@ class ChatEndpoint:
             await self._inner(scope, receive, send)
             return
         headers = _headers(scope["headers"])
-        extra = [(REQUEST_ID.lower().encode(), request_id(headers.get("x-request-id")).encode())]
+        extra = [(_REQUEST_ID, request_id(headers.get("x-request-id")).encode())]
         origin = allowed_origin(headers.get("origin"), self._settings)
         if origin is not None:
             extra += [(k.lower().encode(), v.encode()) for k, v in cors_headers(origin).items()]
@@ -115,6 +118,9 @@ class ChatEndpoint:
             if not isinstance(error, NanobotError):
                 log.exception("unhandled error", exc_info=error)
             status, body = failure_body(error)
+            # Refused halfway through its body (too large, malformed, a file refused),
+            # the client may still be sending: read on a little so it sees the answer.
+            await exchange.discard_some()
             await exchange.respond_json(status, body)
 
     async def _answer(self, headers: Mapping[str, str], exchange: _Exchange) -> None:
@@ -124,16 +130,12 @@ class ChatEndpoint:
         if _declared_length(headers) > settings.limits.max_request_bytes:
             # Refused before a byte of it is read, so the client need not send it.
             raise PayloadTooLarge(settings.limits.body_too_large)
-        try:
-            chat = await read_chat_request(headers, exchange.body(settings), settings)
-        except PayloadTooLarge:
-            await exchange.discard_some()
-            raise
+        chat = await read_chat_request(headers, exchange.body(settings), settings)
         turns = self._turns
         prepared = await turns.prepare(chat)
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
-        exchange.extra.append((b"x-session-id", prepared.session.session_id.encode()))
+        exchange.extra.append((_SESSION_ID, prepared.session.session_id.encode()))
         async with exchange.watching_for_disconnect():
             if not chat.stream:
                 result = await turns.run(prepared, _DISCARD)
@@ -199,10 +201,12 @@ class _Exchange:
         self._send = send
         self.extra = extra
         self.started = False
+        self._body_begun = False
         self._body_done = False
 
     async def body(self, settings: HttpSettings) -> AsyncIterator[bytes]:
         """The body's chunks, refused once they add up to more than the request limit."""
+        self._body_begun = True
         limits = settings.limits
         seen = 0
         while not self._body_done:
@@ -223,10 +227,13 @@ class _Exchange:
     async def discard_some(self) -> None:
         """Reads on, and drops, a little of a refused body's rest.
 
-        A client still sending when the 413 is written and the connection closed may see
-        only the reset. Reading a bounded amount more, while it keeps coming, lets most
-        clients finish their write and read the answer; nothing read is kept.
+        A client still sending when the error is written and the connection closed may
+        see only the reset. Reading a bounded amount more, while it keeps coming, lets
+        most clients finish their write and read the answer; nothing read is kept. A
+        body never begun (refused by its headers) is left alone: it may never come.
         """
+        if not self._body_begun:
+            return
         drained = 0
         with anyio.move_on_after(_DRAIN_MAX_S):
             while drained < _DRAIN_MAX_BYTES and not self._body_done:
@@ -305,17 +312,5 @@ def _declared_length(headers: Mapping[str, str]) -> int:
         return 0  # the server has refused a malformed length before the app sees it
 
 
-class _Discard:
-    """The Reply of a non-streamed turn: the answer is read from the result."""
-
-    async def send(self, delta: str) -> None:
-        pass
-
-    def add_usage(self, usage: object) -> None:
-        pass
-
-    def remember(self, message: object) -> None:
-        pass
-
-
-_DISCARD: Final = _Discard()
+# The Reply of a non-streamed turn: its answer is read from the result.
+_DISCARD: Final = SilentReply()

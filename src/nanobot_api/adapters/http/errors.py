@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.domain.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -29,6 +30,7 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     UpstreamFailed: (502, "server_error"),
 }
 _FALLBACK: Final = (500, "server_error")
+INTERNAL_ERROR: Final = "Internal server error"
 
 
 def status_of(error: NanobotError) -> tuple[int, str]:
@@ -37,3 +39,11 @@ def status_of(error: NanobotError) -> tuple[int, str]:
         if cls in _HTTP:
             return _HTTP[cls]
     return _FALLBACK
+
+
+def failure_body(error: BaseException) -> tuple[int, dict[str, object]]:
+    """The status and error body for any failure of a turn; details of faults stay in the log."""
+    if isinstance(error, NanobotError):
+        status, kind = status_of(error)
+        return status, error_json(error.message, kind, error.param, status)
+    return 500, error_json(INTERNAL_ERROR, "server_error", None, 500)

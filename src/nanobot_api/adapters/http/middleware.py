@@ -7,15 +7,15 @@ import json
 import logging
 from typing import Final
 
+import werkzeug.exceptions
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from nanobot_api.adapters.http.answers import error_json
-from nanobot_api.adapters.http.errors import status_of
+from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.adapters.http.streaming import failure_body
-from nanobot_api.domain.errors import AuthenticationFailed, NanobotError
+from nanobot_api.domain.errors import AuthenticationFailed, MethodNotAllowed, NanobotError, NotFound
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
 
 log = logging.getLogger(__name__)
@@ -71,47 +71,46 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def install_error_handlers(app: Quart, settings: HttpSettings) -> None:
-    """Every error answers OpenAI error JSON; faults are logged, never shown."""
+def install_error_handlers(app: Quart) -> None:
+    """Every error answers OpenAI error JSON; faults are logged, never shown.
+
+    Quart now serves only GET routes (the chat endpoint answers its POSTs), so its own
+    refusals are routing ones: 404 and 405 become the domain's errors, one table away
+    from their status.
+    """
 
     @app.errorhandler(NanobotError)
     async def _domain_error(error: NanobotError) -> Response:
-        status, kind = status_of(error)
-        return json_response(error_json(error.message, kind, error.param, status), status)
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
+        if isinstance(error, werkzeug.exceptions.MethodNotAllowed):
+            response = error_response(MethodNotAllowed("Method not allowed"))
+            response.headers["Allow"] = ", ".join(error.valid_methods or ())
+            return response
+        if isinstance(error, werkzeug.exceptions.NotFound):
+            return error_response(NotFound("Not found"))
         status = error.code or 500
-        message = _HTTP_MESSAGES.get(status, error.description or "HTTP error")
-        if status == 413:
-            message = settings.limits.body_too_large
         kind = "server_error" if status >= 500 else "invalid_request_error"
-        response = json_response(error_json(message, kind, None, status), status)
-        if status == 405 and error.get_headers():
-            response.headers.update(dict(error.get_headers()))
-            response.content_type = "application/json"
-        return response
+        return json_response(
+            error_json(error.description or "HTTP error", kind, None, status), status
+        )
 
     @app.errorhandler(Exception)
     async def _fault(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        status, body = failure_body(error)
-        return json_response(body, status)
+        return error_response(error)
 
 
-_HTTP_MESSAGES: Final = {
-    400: "Bad request",
-    404: "Not found",
-    405: "Method not allowed",
-    408: "Request body not received in time",
-}
+def error_response(error: BaseException) -> Response:
+    status, body = failure_body(error)
+    return json_response(body, status)
 
 
-def json_response(
-    payload: object, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def json_response(payload: object, status: int = 200) -> Response:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status, headers, content_type="application/json")
+    return Response(body, status, content_type="application/json")
 
 
 def check_bearer(header: str, api_key: str) -> None:

@@ -12,7 +12,6 @@ import re
 from collections.abc import AsyncIterable
 
 import attrs
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -71,29 +70,17 @@ async def read_multipart(
     """Reads a multipart/form-data body from ``chunks`` as they arrive.
 
     Raises PayloadTooLarge as soon as a file exceeds ``limits.max_file_bytes``
-    ("File 'name' exceeds 10MB limit"), the files exceed ``limits.max_files``, the
-    body exceeds ``limits.max_request_bytes`` or a text field exceeds 1 MiB, without
-    reading further; InvalidRequest for a malformed body. Memory held is the files
-    accepted so far plus one slice of the body.
+    ("File 'name' exceeds 10MB limit"), the files exceed ``limits.max_files`` or a
+    text field exceeds 1 MiB, without reading further; InvalidRequest for a malformed
+    body. The whole body's limit is the caller's, which counts what ``chunks`` yields
+    for any kind of body. Memory held is the files accepted so far plus one slice of
+    the body.
     """
     reader = _FormReader(boundary, limits)
-    received = 0
-    try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > limits.max_request_bytes:
-                raise PayloadTooLarge(
-                    f"Request body exceeds {limits.max_request_bytes // MIB}MB limit"
-                )
-            for start in range(0, len(chunk), _SLICE):
-                reader.feed(chunk[start : start + _SLICE])
-        form = reader.finish()
-    except RequestEntityTooLarge as exc:
-        # The server's own body limit, raised by the request body itself.
-        raise PayloadTooLarge(
-            f"Request body exceeds {limits.max_request_bytes // MIB}MB limit"
-        ) from exc
-    return form
+    async for chunk in chunks:
+        for start in range(0, len(chunk), _SLICE):
+            reader.feed(chunk[start : start + _SLICE])
+    return reader.finish()
 
 
 class _FormReader:

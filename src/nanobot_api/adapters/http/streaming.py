@@ -13,8 +13,8 @@ import anyio
 import attrs
 from anyio.abc import ObjectSendStream, TaskGroup
 
-from nanobot_api.adapters.http.answers import chunk_json, error_json, usage_json
-from nanobot_api.adapters.http.errors import status_of
+from nanobot_api.adapters.http.answers import chunk_json, usage_json
+from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import NanobotError
 from nanobot_api.domain.ports import ChatTurns
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE: Final = b": keep-alive\n\n"
 DONE: Final = b"data: [DONE]\n\n"
-INTERNAL_ERROR: Final = "Internal server error"
 
 
 @attrs.frozen
@@ -39,15 +38,21 @@ def sse(payload: dict[str, object]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def failure_body(error: BaseException) -> tuple[int, dict[str, object]]:
-    """The status and error body for any failure of a turn; details of faults stay in the log."""
-    if isinstance(error, NanobotError):
-        status, kind = status_of(error)
-        return status, error_json(error.message, kind, error.param, status)
-    return 500, error_json(INTERNAL_ERROR, "server_error", None, 500)
+class SilentReply:
+    """A Reply that shows nothing as it is written: the HTTP side reads the turn's
+    result (its text and usage), and history is the use case's business."""
+
+    async def send(self, delta: str) -> None:
+        pass
+
+    def add_usage(self, usage: Usage) -> None:
+        pass
+
+    def remember(self, message: Message) -> None:
+        pass
 
 
-class _StreamReply:
+class _StreamReply(SilentReply):
     """A Reply that forwards each delta to the response as soon as it is written."""
 
     def __init__(self, events: ObjectSendStream[_Event]) -> None:
@@ -55,12 +60,6 @@ class _StreamReply:
 
     async def send(self, delta: str) -> None:
         await self._events.send(delta)
-
-    def add_usage(self, usage: Usage) -> None:
-        """Usage reaches the client with the result."""
-
-    def remember(self, message: Message) -> None:
-        """History is the use case's business."""
 
 
 class TurnRunner:
