@@ -224,7 +224,10 @@ async def test_the_event_loop_keeps_running_during_an_extraction(
         await reader.read(FileKind.PDF, data, "a.pdf")
         elapsed = time.monotonic() - started
         tg.cancel_scope.cancel()
-    assert ticks >= elapsed / 0.005 / 4
+    # On the loop, the extraction would allow no tick at all. Off it, the loop shares
+    # the GIL with the parser's thread (5 ms turns), so on a busy machine it gets well
+    # under half its ticks: an eighth is the bound that tells the two apart.
+    assert ticks >= elapsed / 0.005 / 8
 
 
 def test_importing_the_readers_does_not_import_the_libraries() -> None:
