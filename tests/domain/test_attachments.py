@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from nanobot_api.domain.attachments import (
     MIB,
     REMOTE_URL_REFUSED,
+    Document,
     ExtractedText,
     ExtractionLimits,
     TextBuilder,
@@ -21,6 +22,7 @@ from nanobot_api.domain.attachments import (
     upload_from_url,
 )
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, PayloadTooLarge
+from nanobot_api.domain.models import document_text
 from tests.strategies import any_bytes, data_urls, filenames, mime_types, url_like_strings
 
 LIMITS = UploadLimits()
@@ -180,6 +182,12 @@ def test_decode_text_drops_the_bom_and_cuts_long_text() -> None:
     cut = decode_text(b"abcdef", 3)
     assert cut.truncated
     assert cut.text == "abc\n[... truncated: more than 3 characters]"
+
+
+def test_a_cut_document_reaches_the_model_with_one_marker_saying_why() -> None:
+    cut = decode_text(b"abcdef", 3)
+    text = document_text(Document("a.txt", cut.text, "/m/a.txt", cut.truncated))
+    assert text == "[File: a.txt]\nabc\n[... truncated: more than 3 characters]"
 
 
 @given(

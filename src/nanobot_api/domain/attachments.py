@@ -72,7 +72,8 @@ class Image:
 
 @attrs.frozen
 class Document:
-    """A document handed to the agent as its extracted text."""
+    """A document handed to the agent as its extracted text; ``truncated`` when a bound
+    cut it short, and then the text ends with the marker that says why."""
 
     name: str
     text: str

@@ -70,9 +70,9 @@ class UserContent:
 
 
 def document_text(doc: Document) -> str:
-    """How a document reaches the model: its name as a heading, then its text."""
-    suffix = "\n[... truncated]" if doc.truncated else ""
-    return f"[File: {doc.name}]\n{doc.text}{suffix}"
+    """How a document reaches the model: its name as a heading, then its text (which,
+    cut short, already ends with its own ``[... truncated: <why>]`` marker)."""
+    return f"[File: {doc.name}]\n{doc.text}"
 
 
 ModelMessage: TypeAlias = Message | UserContent
