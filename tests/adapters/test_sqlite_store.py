@@ -305,6 +305,14 @@ class StoreMachine(RuleBasedStateMachine):
             expected = self.model.get(key, [])
             assert got == expected[len(expected) - len(got) :]
 
+    @rule(key=st.sampled_from(KEYS))
+    def last_turn_after_a_bounded_read(self, key: SessionKey) -> None:
+        """After a bounded read, the count and latest turn may come from memory."""
+        anyio.run(self.store.history, key, 6)
+        expected = self.model.get(key, [])
+        got = anyio.run(self.store.last_turn, key)
+        assert got == (len(expected), expected[-1] if expected else None)
+
     @rule()
     def restart(self) -> None:
         anyio.run(self.store.close)

@@ -125,9 +125,9 @@ class SqliteSessionStore:
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history = await self._run(self._history, name, max_messages)
+        history, turns = await self._run(self._history, name, max_messages)
         if max_messages is not None:
-            self._recent.put(name, max_messages, history, token)
+            self._recent.put(name, max_messages, history, turns, token)
         return history
 
     async def commit(
@@ -153,8 +153,15 @@ class SqliteSessionStore:
             self._recent.appended(name, record, token)
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest (None if none)."""
-        return await self._run(self._last_turn, str(key))
+        """How many turns the session holds, and the latest (None if none).
+
+        From memory when the session's recent history is kept: a front end that resends
+        its conversation asks this on every turn."""
+        name = str(key)
+        cached = self._recent.last_turn(name)
+        if cached is not None and self._unchanged_elsewhere():
+            return cached
+        return await self._run(self._last_turn, name)
 
     async def clear(self, key: SessionKey) -> int:
         """Deletes every turn of the session; returns how many there were."""
@@ -237,25 +244,33 @@ class SqliteSessionStore:
         return False
 
     @staticmethod
-    def _history(conn: sqlite3.Connection, key: str, max_messages: int | None) -> History:
+    def _history(
+        conn: sqlite3.Connection, key: str, max_messages: int | None
+    ) -> tuple[History, int]:
+        """The (bounded) history and the session's count of turns."""
         if max_messages is None:
             cursor = conn.execute(
                 "SELECT messages FROM turns WHERE session_key = ? ORDER BY turn_no", (key,)
             )
-            return tuple(_record(row[0]) for row in cursor)
+            history = tuple(_record(row[0]) for row in cursor)
+            return history, len(history)
         kept: list[TurnRecord] = []
         count = 0
+        turns = 0
         cursor = conn.execute(
-            "SELECT n_messages, messages FROM turns WHERE session_key = ? ORDER BY turn_no DESC",
+            "SELECT turn_no, n_messages, messages FROM turns WHERE session_key = ? "
+            "ORDER BY turn_no DESC",
             (key,),
         )
-        for n_messages, payload in cursor:
+        for turn_no, n_messages, payload in cursor:
+            # Numbers run 1..n without gaps (see _commit): the newest is the count.
+            turns = max(turns, turn_no)
             count += n_messages
             if count > max_messages:
                 break
             kept.append(_record(payload))
         cursor.close()
-        return tuple(reversed(kept))
+        return tuple(reversed(kept)), turns
 
     @staticmethod
     def _commit(
