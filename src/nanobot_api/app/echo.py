@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.ports import Reply
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 from nanobot_api.domain.turns import Turn
 
 ECHO_MODEL = "nanobot-echo"
@@ -33,4 +33,4 @@ class EchoAgent:
     async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
         """Echoes the last user message of an auxiliary request."""
         text = next((m.content or "" for m in reversed(messages) if m.role == "user"), "")
-        await self.respond(Turn(SessionKey("api", "auxiliary"), text), reply)
+        await self.respond(Turn(SessionKey(API_CHANNEL, "auxiliary"), text), reply)

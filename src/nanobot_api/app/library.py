@@ -8,7 +8,6 @@ Quart, Hypercorn and the document readers are imported on first use, not when
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from nanobot_api.app.function_agent import AgentFunction, FunctionAgent, agent
+from nanobot_api.app.function_agent import AgentFunction, agent
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore
 
 if TYPE_CHECKING:
@@ -28,14 +27,11 @@ AgentLike = Agent | AgentFunction
 
 # Keywords that replace a part of the server instead of a configuration value.
 _PARTS: Final = ("store", "attachments")
-_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def as_agent(candidate: AgentLike) -> Agent:
     """An Agent as given, or a plain async function wrapped by :func:`agent`."""
-    if isinstance(candidate, FunctionAgent) or (
-        hasattr(candidate, "respond") and hasattr(candidate, "model")
-    ):
+    if hasattr(candidate, "respond") and hasattr(candidate, "model"):
         return candidate
     return agent(candidate)
 
@@ -104,7 +100,7 @@ def serve(
     is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
     returns once the server has shut down gracefully.
     """
-    from nanobot_api.app.serving import serve_in_this_process
+    from nanobot_api.app.serving import api_url, log_to_stderr, serve_until_stopped
 
     if host is not None:
         overrides["host"] = host
@@ -112,17 +108,10 @@ def serve(
         overrides["port"] = port
     resolved = as_agent(agent)
     app, checked = build_app(resolved, config, overrides)
-    # Like `nanobot serve`: timestamps on the server's own log lines, unless the
-    # embedding program has set up logging already (basicConfig then does nothing).
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    api = checked.api
-    shown = f"[{api.host}]" if ":" in api.host else api.host
-    print(f"nanobot: serving {resolved.model} on http://{shown}:{api.port}/v1", file=sys.stderr)
+    log_to_stderr()  # like `nanobot serve`
+    print(f"nanobot: serving {resolved.model} on {api_url(checked.api)}", file=sys.stderr)
     sys.stderr.flush()
-
-    serve_in_this_process(app, api.host, api.port)
+    serve_until_stopped(app, checked.api)
 
 
 def build_app(

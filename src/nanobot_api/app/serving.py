@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TextIO
 
@@ -13,7 +15,7 @@ from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.app.bootstrap import build
-from nanobot_api.app.config import Config
+from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.echo import ECHO_MODEL
 
 
@@ -26,34 +28,42 @@ def announce(config: Config, out: TextIO) -> None:
             f"(model {ECHO_MODEL}). Add providers.<name> to the config to use a model.",
             file=out,
         )
-    host = f"[{api.host}]" if ":" in api.host else api.host
-    print(
-        f"nanobot: listening on http://{host}:{api.port}/v1 (workspace {config.workspace})",
-        file=out,
-    )
+    print(f"nanobot: listening on {api_url(api)} (workspace {config.workspace})", file=out)
     out.flush()
 
 
-def run_server(config: Config, *, verbose: bool = False) -> int:
-    """Serves until SIGINT or SIGTERM; returns the exit code."""
+def api_url(api: ApiConfig) -> str:
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    return f"http://{host}:{api.port}/v1"
+
+
+def log_to_stderr(*, verbose: bool = False) -> None:
+    """Timestamped log lines, unless the program has set up logging already (then
+    basicConfig does nothing)."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def run_server(config: Config, *, verbose: bool = False) -> int:
+    """Serves until SIGINT or SIGTERM; returns the exit code."""
+    log_to_stderr(verbose=verbose)
     app = build(config)
     announce(config, sys.stderr)
-    serve_in_this_process(app, config.api.host, config.api.port)
+    serve_until_stopped(app, config.api)
     return 0
 
 
-def serve_in_this_process(app: Quart, host: str, port: int) -> None:
-    """Serves ``app`` until SIGINT or SIGTERM, in a process that exists to serve it."""
-    _collect_less_often()
-    anyio.run(partial(serve_app, app, host=host, port=port), backend="asyncio")
+def serve_until_stopped(app: Quart, api: ApiConfig) -> None:
+    """Serves ``app`` on ``api.host:api.port`` until SIGINT or SIGTERM."""
+    with _collecting_less_often():
+        anyio.run(partial(serve_app, app, host=api.host, port=api.port), backend="asyncio")
 
 
-def _collect_less_often() -> None:
-    """Tunes Python's cycle collector for a long-running server.
+@contextmanager
+def _collecting_less_often() -> Iterator[None]:
+    """Tunes Python's cycle collector while the server runs, and restores it after.
 
     A turn allocates thousands of short-lived objects, so at the default threshold (a
     young-generation pass every 700 allocations) the collector ran several times per
@@ -61,7 +71,14 @@ def _collect_less_often() -> None:
     twentieth of a busy server's time, with pauses of tens of milliseconds. Objects
     built at start-up (modules, classes, the app) are frozen out of the passes, and a
     young pass runs every 20,000 allocations; cyclic garbage is still collected. (No
-    full collection before the freeze: it cost 40 ms of start-up to free a few KB.)
+    full collection before the freeze: it cost 40 ms of start-up to free a few KB.) A
+    program that embeds the server gets its own settings back when it stops.
     """
+    thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(20_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

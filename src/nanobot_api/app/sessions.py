@@ -19,6 +19,22 @@ class SessionLocks:
         """``async with locks.hold(key):`` runs the block alone for that session."""
         return _Held(self, key)
 
+    def _join(self, key: SessionKey) -> anyio.Lock:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            # anyio's Lock wakes waiters first-come first-served, which gives arrival
+            # order; fast_acquire skips the yield to the loop when nobody else holds it.
+            lock = anyio.Lock(fast_acquire=True)
+        self._locks[key] = (lock, users + 1)
+        return lock
+
+    def _leave(self, key: SessionKey) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
     def __len__(self) -> int:
         return len(self._locks)
 
@@ -33,18 +49,11 @@ class _Held:
         self._key = key
 
     async def __aenter__(self) -> None:
-        table = self._locks._locks
-        lock, users = table.get(self._key, (None, 0))
-        if lock is None:
-            # anyio's Lock wakes waiters first-come first-served, which gives arrival
-            # order; fast_acquire skips the yield to the loop when nobody else holds it.
-            lock = anyio.Lock(fast_acquire=True)
-        table[self._key] = (lock, users + 1)
-        self._lock = lock
+        self._lock = self._locks._join(self._key)
         try:
-            await lock.acquire()
+            await self._lock.acquire()
         except BaseException:
-            self._leave()
+            self._locks._leave(self._key)
             raise
 
     async def __aexit__(
@@ -54,12 +63,4 @@ class _Held:
         tb: TracebackType | None,
     ) -> None:
         self._lock.release()
-        self._leave()
-
-    def _leave(self) -> None:
-        table = self._locks._locks
-        lock, users = table[self._key]
-        if users == 1:
-            del table[self._key]
-        else:
-            table[self._key] = (lock, users - 1)
+        self._locks._leave(self._key)
