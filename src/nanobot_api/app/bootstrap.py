@@ -19,7 +19,7 @@ from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.domain.attachments import MIB, UploadLimits
+from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
 
@@ -49,18 +49,27 @@ def build(
     model: OpenAICompatChatModel | None = None
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
-    outgoing = outgoing_for(config, with_tool=agent is None and config.provider is not None)
-    if agent is None and config.provider is not None:
+    with_llm = agent is None and config.provider is not None
+    outgoing = outgoing_for(config, with_tool=with_llm)
+    if with_llm:
         agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
         store = sqlite = SqliteSessionStore(session_store_path(config))
-    media = FilesystemMediaStore(config.workspace / "media" / "api")
+    if attachments is None:
+        # One set of extraction bounds, for the intake's checks and the readers alike.
+        extraction = ExtractionLimits()
+        attachments = AttachmentIntake(
+            DocumentReaderByKind.standard(extraction),
+            FilesystemMediaStore.in_workspace(config.workspace),
+            limits,
+            extraction=extraction,
+        )
     service = ChatService(
         agent=agent or EchoAgent(),
         store=store,
-        attachments=attachments or AttachmentIntake(DocumentReaderByKind.standard(), media, limits),
+        attachments=attachments,
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,
     )
@@ -76,7 +85,7 @@ def build(
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:
-        store_file = sqlite
+        store_file = sqlite  # narrowed, for the closure
 
         @app.before_serving
         async def _open_store() -> None:

@@ -22,12 +22,12 @@ from pathlib import Path
 import anyio.to_thread
 
 from nanobot_api.app.outbox import Courier, describe
+from nanobot_api.domain.attachments import MIB, size_label
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.models import JsonObject, JsonValue, ToolContext, ToolSpec
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, claimed
 from nanobot_api.domain.sessions import API_CHANNEL
 
-MIB = 1024 * 1024
 # The largest file the platforms take from a bot (Telegram's 50 MB upload limit).
 DEFAULT_MAX_MEDIA_BYTES = 50 * MIB
 
@@ -179,8 +179,7 @@ class MessageTool:
                 f"media path {given!r} is not a file inside the workspace; nothing was sent"
             )
         if size > self._max_media_bytes:
-            limit = self._max_media_bytes
-            shown = f"{limit // MIB} MB" if limit >= MIB else f"{limit} bytes"
+            shown = size_label(self._max_media_bytes)
             raise InvalidRequest(f"media file {given!r} is over {shown}; nothing was sent")
         return str(real)
 

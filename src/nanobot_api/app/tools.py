@@ -19,14 +19,15 @@ class ToolBox:
     failure: the model reads what went wrong as the call's result and may try again."""
 
     def __init__(self, tools: Sequence[Tool] = ()) -> None:
-        self._tools: dict[str, Tool] = {}
+        # Each spec is read once: a tool may build it on every read, and the wire format
+        # encodes the one tuple of them once by identity.
+        self._tools: dict[str, tuple[Tool, ToolSpec]] = {}
         for tool in tools:
-            name = tool.spec.name
-            if name in self._tools:
-                raise ValueError(f"two tools are named {name!r}")
-            self._tools[name] = tool
-        # One tuple for the box's life: the wire format encodes it once by identity.
-        self._specs = tuple(tool.spec for tool in self._tools.values())
+            spec = tool.spec
+            if spec.name in self._tools:
+                raise ValueError(f"two tools are named {spec.name!r}")
+            self._tools[spec.name] = (tool, spec)
+        self._specs = tuple(spec for _, spec in self._tools.values())
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
@@ -35,11 +36,12 @@ class ToolBox:
 
     async def run(self, call: ToolCall, context: ToolContext) -> str:
         """The text the model reads as the result of ``call``."""
-        tool = self._tools.get(call.name)
-        if tool is None:
+        entry = self._tools.get(call.name)
+        if entry is None:
             known = ", ".join(sorted(self._tools)) or "none"
             return f"Error: there is no tool named {call.name!r} (available: {known})."
-        arguments = parse_arguments(call.arguments, tool.spec.parameters)
+        tool, spec = entry
+        arguments = parse_arguments(call.arguments, spec.parameters)
         if isinstance(arguments, ArgumentProblem):
             return f"Error: invalid arguments for {call.name}: {arguments.message}. Fix and retry."
         try:

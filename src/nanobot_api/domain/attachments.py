@@ -28,16 +28,13 @@ class UploadLimits:
     max_request_bytes: int = 64 * MIB
 
     @property
-    def max_file_mb_label(self) -> str:
-        return f"{self.max_file_bytes // MIB}MB"
-
-    @property
     def body_too_large(self) -> str:
         """What a client is told when the whole request body is over its limit."""
-        return f"Request body exceeds {_size_label(self.max_request_bytes)} limit"
+        return f"Request body exceeds {size_label(self.max_request_bytes)} limit"
 
 
-def _size_label(size: int) -> str:
+def size_label(size: int) -> str:
+    """A limit as people read it: whole MB, or bytes under one MB."""
     return f"{size // MIB}MB" if size >= MIB else f"{size} bytes"
 
 
@@ -84,7 +81,7 @@ class Document:
 def check_file_size(size: int, label: str, limits: UploadLimits) -> None:
     """Raises PayloadTooLarge naming the file when ``size`` is over the per-file limit."""
     if size > limits.max_file_bytes:
-        raise PayloadTooLarge(f"File '{label}' exceeds {limits.max_file_mb_label} limit")
+        raise PayloadTooLarge(f"File '{label}' exceeds {size_label(limits.max_file_bytes)} limit")
 
 
 def check_file_count(count: int, limits: UploadLimits) -> None:
