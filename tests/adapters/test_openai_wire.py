@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nanobot_api.adapters.llm.openai_wire import request_body, request_json
+from nanobot_api.adapters.llm.openai_wire import RequestEncoder, message_json
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import Message, ToolCall
 from nanobot_api.domain.models import ModelRequest, ToolSpec, UserContent
@@ -32,6 +32,21 @@ def test_the_encoded_body_is_the_request_body(
     stream: bool, tools: tuple[ToolSpec, ...], messages: tuple[Message | UserContent, ...]
 ) -> None:
     request = ModelRequest(messages, tools)
-    for _ in range(2):  # the second time from the encoded-message cache
-        encoded = request_json("m", request, stream=stream)
-        assert json.loads(encoded) == request_body("m", request, stream=stream)
+    expected: dict[str, object] = {"model": "m", "messages": [message_json(m) for m in messages]}
+    if tools:
+        expected["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in tools
+        ]
+    if stream:
+        expected |= {"stream": True, "stream_options": {"include_usage": True}}
+    encoder = RequestEncoder()
+    for _ in range(2):  # the second time from the encoder's memory
+        assert json.loads(encoder.encode("m", request, stream=stream)) == expected

@@ -50,7 +50,8 @@ class LlmAgent:
         self._model = model
         self._model_id = model_id
         self._tools = ToolBox(tools)
-        self._system_prompt = system_prompt
+        # One message for the agent's life, so the wire encodes it once like history.
+        self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
 
     @property
@@ -107,8 +108,8 @@ class LlmAgent:
     def prompt(self, turn: Turn) -> list[ModelMessage]:
         """What the first model call of ``turn`` is sent."""
         messages: list[ModelMessage] = []
-        if self._system_prompt:
-            messages.append(Message("system", self._system_prompt))
+        if self._system is not None:
+            messages.append(self._system)
         messages += flatten(turn.history)
         messages.append(UserContent.of_turn(turn.text, turn.images, turn.documents))
         return messages

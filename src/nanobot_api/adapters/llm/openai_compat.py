@@ -20,10 +20,10 @@ import aiohttp
 import anyio
 
 from nanobot_api.adapters.llm.openai_wire import (
+    RequestEncoder,
     StreamAccumulator,
     WireError,
     error_message,
-    request_json,
     response_of,
 )
 from nanobot_api.adapters.llm.sse import SseDecoder
@@ -83,6 +83,7 @@ class OpenAICompatChatModel:
         self._secret = api_key or ""
         self._model = model
         self._stream = stream
+        self._encoder = RequestEncoder()
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -134,7 +135,7 @@ class OpenAICompatChatModel:
         # A caller that reads the answer only when it is whole gets it in one document:
         # parsing a stream of chunks cost more than the rest of the call.
         stream = self._stream and request.stream
-        body = request_json(self._model, request, stream=stream)
+        body = self._encoder.encode(self._model, request, stream=stream)
         headers = self._stream_headers if stream else self._headers
         attempt = 0
         while True:

@@ -30,73 +30,49 @@ class WireError(ValueError):
     """Raised when the upstream's JSON does not have the chat-completion shape."""
 
 
-def request_json(model: str, request: ModelRequest, *, stream: bool) -> bytes:
-    """:func:`request_body`, encoded; each history message is encoded once per process.
+class RequestEncoder:
+    """Encodes chat-completion request bodies, each history message once.
 
     A turn resends its session's whole recent history, so encoding every message again
-    on every turn was the largest cost of a turn after the network.
+    on every turn was the largest cost of a turn after the network. History hands the
+    same ``Message`` objects to every turn, so they are remembered by identity (an entry
+    holds its object, so a reused id cannot fool it); an agent offers the same tuple of
+    tool specs every time, so its encoding is kept in one slot the same way.
     """
-    rest = json.dumps(_settings(request, stream=stream, tools=False), separators=(",", ":"))[1:-1]
-    if request.tools:
-        rest = f"{_tools_json(request.tools)},{rest}" if rest else _tools_json(request.tools)
-    texts = []
-    for message in request.messages:
-        # By identity: history hands the same Message objects to every turn, and an
-        # identity check cannot be fooled by a reused id (the entry holds its object).
-        held = _ENCODED.get(id(message))
+
+    def __init__(self, max_messages: int = 50_000) -> None:
+        self._max_messages = max_messages
+        self._messages: dict[int, tuple[Message, str]] = {}
+        self._tools: tuple[tuple[ToolSpec, ...], str] = ((), "")
+
+    def encode(self, model: str, request: ModelRequest, *, stream: bool) -> bytes:
+        """The JSON body of one call: the model, the messages, the tools, stream options."""
+        texts = [self._message(message) for message in request.messages]
+        parts = [json.dumps({"model": model})[1:-1], f'"messages":[{",".join(texts)}]']
+        if request.tools:
+            parts.append(self._tools_json(request.tools))
+        if stream:
+            # Without stream_options most providers send no usage at all on a stream.
+            parts.append('"stream":true,"stream_options":{"include_usage":true}')
+        return ("{" + ",".join(parts) + "}").encode()
+
+    def _message(self, message: ModelMessage) -> str:
+        held = self._messages.get(id(message))
         if held is not None and held[0] is message:
-            texts.append(held[1])
-            continue
-        text = _encode(message_json(message))
+            return held[1]
+        text = json.dumps(message_json(message), separators=(",", ":"), ensure_ascii=False)
         # The new turn's message (with its images) is sent once: only history is kept.
         if isinstance(message, Message):
-            if len(_ENCODED) >= _ENCODED_MAX:
-                _ENCODED.clear()  # simpler than an LRU, and rare
-            _ENCODED[id(message)] = (message, text)
-        texts.append(text)
-    head = json.dumps({"model": model})[:-1]
-    return f'{head},"messages":[{",".join(texts)}]{"," if rest else ""}{rest}}}'.encode()
+            if len(self._messages) >= self._max_messages:
+                self._messages.clear()  # simpler than an LRU, and rare
+            self._messages[id(message)] = (message, text)
+        return text
 
-
-_ENCODED: dict[int, tuple[Message, str]] = {}
-_ENCODED_MAX = 50_000
-
-
-def _tools_json(tools: tuple[ToolSpec, ...]) -> str:
-    """``"tools":[...]``, encoded once per tuple of specs (an agent offers the same one)."""
-    held = _TOOLS.get(id(tools))
-    if held is not None and held[0] is tools:
-        return held[1]
-    text = json.dumps({"tools": _tools_body(tools)}, separators=(",", ":"))[1:-1]
-    if len(_TOOLS) >= 64:
-        _TOOLS.clear()
-    _TOOLS[id(tools)] = (tools, text)
-    return text
-
-
-_TOOLS: dict[int, tuple[tuple[ToolSpec, ...], str]] = {}
-
-
-def _encode(value: JsonValue) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def request_body(model: str, request: ModelRequest, *, stream: bool) -> JsonObject:
-    """The JSON body of one chat-completion call."""
-    body: JsonObject = {"model": model, "messages": [message_json(m) for m in request.messages]}
-    body.update(_settings(request, stream=stream))
-    return body
-
-
-def _settings(request: ModelRequest, *, stream: bool, tools: bool = True) -> JsonObject:
-    body: JsonObject = {}
-    if tools and request.tools:
-        body["tools"] = _tools_body(request.tools)
-    if stream:
-        body["stream"] = True
-        # Without it most providers send no usage at all on a stream.
-        body["stream_options"] = {"include_usage": True}
-    return body
+    def _tools_json(self, tools: tuple[ToolSpec, ...]) -> str:
+        if self._tools[0] is not tools:
+            text = json.dumps({"tools": _tools_body(tools)}, separators=(",", ":"))[1:-1]
+            self._tools = (tools, text)
+        return self._tools[1]
 
 
 def _tools_body(tools: tuple[ToolSpec, ...]) -> JsonValue:
