@@ -22,7 +22,6 @@ import anyio
 from nanobot_api.adapters.llm.openai_wire import (
     RequestEncoder,
     StreamAccumulator,
-    WireError,
     error_message,
     response_of,
 )
@@ -107,11 +106,9 @@ class OpenAICompatChatModel:
 
     async def close(self) -> None:
         """Closes the client session if the model opened it; idempotent."""
-        session, self._session = self._session, None
-        if self._owns_session and session is not None:
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
             await session.close()
-        elif not self._owns_session:
-            self._session = session
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -198,7 +195,7 @@ class OpenAICompatChatModel:
                 # closed; nothing reached the caller yet, so one more try is safe.
                 raise _Retry(failure, 0.0) from exc
             raise failure from exc
-        except (aiohttp.ClientError, WireError, ValueError) as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # WireError is a ValueError
             log.warning("upstream %s failed: %s", self._url, self._scrub(repr(exc)))
             raise UpstreamFailed("Upstream model error: invalid answer from the provider") from exc
 

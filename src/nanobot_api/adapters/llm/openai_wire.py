@@ -219,11 +219,11 @@ class StreamAccumulator:
 
     def add(self, data: str, chunk: object) -> str:
         """Takes one decoded chunk; returns the answer text it adds ("" if none)."""
-        usage = usage_of(chunk.get("usage")) if isinstance(chunk, dict) else None
-        if usage is not None:
-            self.usage = usage
         if not isinstance(chunk, dict):
             raise WireError(f"a stream chunk is not a JSON object: {data[:80]!r}")
+        usage = usage_of(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
             return ""

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 import anyio
@@ -25,7 +24,9 @@ from nanobot_api.adapters.storage.recent import RecentHistory
 from nanobot_api.adapters.storage.sqlite_files import (
     BUSY_TIMEOUT_MS,
     LazyConnection,
+    SqliteFile,
     Synchronous,
+    Unavailable,
     connect_wal,
 )
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
@@ -56,14 +57,11 @@ _LOOP_TRIES = 20
 _LOOP_WAIT_S = 0.0005
 
 
-class SqliteSessionStore:
+class SqliteSessionStore(SqliteFile):
     """A SessionStore in a SQLite file, in WAL mode.
 
-    ``SqliteSessionStore(path)`` only remembers where; the file (and its folder and
-    schema) is opened on ``await store.open()`` or, failing that, on first use, so a
-    synchronous composition root can build it. ``await store.close()`` releases it;
-    ``async with SqliteSessionStore(path) as store`` does both. Blocking calls run in a
-    worker thread; one connection serves them in turn behind a lock.
+    Opened and closed as every ``SqliteFile``. Blocking calls run in a worker thread;
+    one connection serves them in turn behind a lock.
 
     ``synchronous="NORMAL"`` (the default) keeps every committed turn through a crash or
     ``kill -9`` of the process: in WAL mode a commit is written to the WAL file before it
@@ -82,37 +80,17 @@ class SqliteSessionStore:
     """
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
-        self._path = path
+        super().__init__(
+            path, LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
+        )
         self._synchronous: Synchronous = synchronous
-        self._db = LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
         self._recent = RecentHistory()
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0
 
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    async def open(self) -> SqliteSessionStore:
-        """Opens the file now (creating it if needed) and returns the store. Idempotent."""
-        await self._db.get()
-        return self
-
     async def close(self) -> None:
-        """Closes the connection; the store must not be used afterwards. Idempotent."""
         self._recent.reset()
-        await self._db.close()
-
-    async def __aenter__(self) -> SqliteSessionStore:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await super().close()
 
     async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
         """Committed turns, oldest first; with ``max_messages``, the most recent whole
@@ -196,14 +174,11 @@ class SqliteSessionStore:
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            conn = self._db.current
-            if conn is None:
-                return False
-            if self._db.lock.acquire(blocking=False):
-                try:
-                    return _commit_without_waiting(conn, name, n_messages, payload, replace_last)
-                finally:
-                    self._db.lock.release()
+            done = self._db.try_now(
+                _commit_without_waiting, name, n_messages, payload, replace_last
+            )
+            if done is not Unavailable.BUSY:
+                return done is True
             await anyio.sleep(_LOOP_WAIT_S)
         return False
 
@@ -220,18 +195,15 @@ class SqliteSessionStore:
         Runs on the event loop, not in a thread: reading ``data_version`` takes a few
         microseconds from SQLite's shared memory, far less than a thread hand-off. If a
         worker thread holds the connection, the cache is trusted: that thread reads
-        ``data_version`` as it finishes and empties the cache if another process wrote.
-        (Answering False there sent every turn of a busy server to the file: 4x slower.)
+        ``data_version`` too (see ``_run``) and empties the cache if another process
+        wrote. (Answering False there sent every turn of a busy server to the file: 4x
+        slower.)
         """
-        conn = self._db.current
-        if conn is None:
+        version = self._db.try_now(_data_version)
+        if version is Unavailable.NOT_OPEN:
             return False
-        if not self._db.lock.acquire(blocking=False):
+        if version is Unavailable.BUSY:
             return True
-        try:
-            version = _data_version(conn)
-        finally:
-            self._db.lock.release()
         return self._seen(version)
 
     def _seen(self, version: int) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from types import TracebackType
+from typing import Literal, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -68,11 +70,18 @@ def _prepare(
     conn.execute(f"PRAGMA user_version={schema_version}")
 
 
+class Unavailable(enum.Enum):
+    """Why :meth:`LazyConnection.try_now` could not run its function."""
+
+    NOT_OPEN = "not open"
+    BUSY = "busy"
+
+
 class LazyConnection:
     """One connection, opened on first use and handed to worker threads one at a time.
 
     sqlite3 connections may cross threads (``check_same_thread=False``) but must not be
-    used by two at once: ``lock`` guards every use, on a thread or on the event loop.
+    used by two at once: a lock guards every use, on a thread or on the event loop.
     """
 
     def __init__(
@@ -88,24 +97,39 @@ class LazyConnection:
         self._conn: sqlite3.Connection | None = None
         self._open_lock = anyio.Lock()
         self._closed = False
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
-    @property
-    def current(self) -> sqlite3.Connection | None:
-        """The open connection, if any (for uses that must not wait to open one)."""
-        return self._conn
+    def try_now(self, func: Callable[..., _T], *args: object) -> _T | Unavailable:
+        """``func(connection, *args)`` right here, if the connection is open and free;
+        for uses on the event loop that must never wait."""
+        conn = self._conn
+        if conn is None:
+            return Unavailable.NOT_OPEN
+        if not self._lock.acquire(blocking=False):
+            return Unavailable.BUSY
+        try:
+            return func(conn, *args)
+        finally:
+            self._lock.release()
 
     async def get(self) -> sqlite3.Connection:
         """The connection, opened (in a thread) if this is its first use."""
-        if self._closed:
-            raise RuntimeError(f"{self._owner} is closed")
+        self._refuse_if_closed()
         if self._conn is None:
             async with self._open_lock:
                 if self._conn is None:
-                    self._conn = await anyio.to_thread.run_sync(
-                        self._connect, limiter=self._limiter
-                    )
+                    conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+                    try:
+                        self._refuse_if_closed()  # closed while it was opening
+                    except RuntimeError:
+                        await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+                        raise
+                    self._conn = conn
         return self._conn
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self._owner} is closed")
 
     async def run(self, func: Callable[..., _T], *args: object) -> _T:
         """``func(connection, *args)`` in a worker thread, holding ``lock``."""
@@ -124,5 +148,39 @@ class LazyConnection:
             )
 
     def _locked(self, func: Callable[..., _T], conn: sqlite3.Connection, *args: object) -> _T:
-        with self.lock:
+        with self._lock:
             return func(conn, *args)
+
+
+class SqliteFile:
+    """What a store in one SQLite file shares: where it is, and a connection opened on
+    ``await store.open()`` or on first use (so a synchronous composition root can build
+    it), released by ``await store.close()``; ``async with`` does both."""
+
+    def __init__(self, path: Path, db: LazyConnection) -> None:
+        self._path = path
+        self._db = db
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def open(self) -> Self:
+        """Opens the file now (creating it and its folder if needed). Idempotent."""
+        await self._db.get()
+        return self
+
+    async def close(self) -> None:
+        """Closes the connection; the store must not be used afterwards. Idempotent."""
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -19,13 +19,17 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from nanobot_api.adapters.storage.sqlite_files import LazyConnection, Synchronous, connect_wal
+from nanobot_api.adapters.storage.sqlite_files import (
+    LazyConnection,
+    SqliteFile,
+    Synchronous,
+    connect_wal,
+)
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import (
     OUTBOX_STATUSES,
@@ -63,46 +67,25 @@ _COLUMNS = (
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
 
 
-class SqliteOutbox:
+class SqliteOutbox(SqliteFile):
     """An Outbox and OutboxAdmin in a SQLite file, in WAL mode.
 
-    Like ``SqliteSessionStore``: the constructor only remembers the path; the file is
-    opened by ``await outbox.open()`` or on first use, and ``close()`` releases it.
-    Calls run one at a time on a single worker thread (a capacity limiter of one), so
-    a burst of deliveries settling at once waits on the event loop, not by occupying
-    the threads the session store and document readers share.
+    Opened and closed as every ``SqliteFile``. Calls run one at a time on a single
+    worker thread (a capacity limiter of one), so a burst of deliveries settling at
+    once waits on the event loop, not by occupying the threads the session store and
+    document readers share.
     """
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
-        self._path = path
         # One call at a time: the outbox's writes are read-then-write transactions.
-        self._db = LazyConnection(
-            partial(_connect, path, synchronous), "SqliteOutbox", limiter=anyio.CapacityLimiter(1)
+        super().__init__(
+            path,
+            LazyConnection(
+                partial(_connect, path, synchronous),
+                "SqliteOutbox",
+                limiter=anyio.CapacityLimiter(1),
+            ),
         )
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    async def open(self) -> SqliteOutbox:
-        """Opens the file now (creating it and its folder if needed). Idempotent."""
-        await self._db.get()
-        return self
-
-    async def close(self) -> None:
-        """Closes the connection; the outbox must not be used afterwards. Idempotent."""
-        await self._db.close()
-
-    async def __aenter__(self) -> SqliteOutbox:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- Outbox ------------------------------------------------------------------------
 
