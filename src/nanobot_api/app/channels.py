@@ -105,12 +105,14 @@ class Outgoing:
         config: ChannelsConfig,
         workspace: Path,
         *,
+        plans: tuple[ChannelPlan, ...] | None = None,
         random_source: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
         poll_s: float = 2.0,
         grace_s: float = 5.0,
     ) -> None:
-        self._plans = channel_plans(config)
+        # Given when the caller has made them already: making them imports plugins.
+        self._plans = channel_plans(config) if plans is None else plans
         self.outbox = SqliteOutbox(outbox_path(workspace))
         self._channels: dict[str, OutboundChannel] = {}
         self.courier = Courier(
@@ -175,6 +177,7 @@ class Outgoing:
 def outgoing_for(config: Config, *, with_tool: bool) -> Outgoing | None:
     """The outbound side ``config`` calls for: needed when the ``message`` tool is offered
     (``with_tool``: the LLM agent) or a channel is enabled (to drain what is pending)."""
-    if not with_tool and not channel_plans(config.channels):
+    plans = channel_plans(config.channels)
+    if not with_tool and not plans:
         return None
-    return Outgoing(config.channels, config.workspace)
+    return Outgoing(config.channels, config.workspace, plans=plans)

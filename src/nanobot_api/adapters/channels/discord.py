@@ -78,7 +78,7 @@ class DiscordOutboundChannel(TokenChannel):
         if answer.ok:
             return str(answer.field("id"))
         # A 429's body says how long to wait, in seconds with a fraction; the header rounds.
-        wait = answer.field("retry_after")
-        retry_after_s = float(wait) if isinstance(wait, int | float) else answer.retry_after_s
         detail = answer.field("message")
-        raise failure(self.name, answer.status, detail, retry_after_s, (self._token,))
+        raise failure(
+            self.name, answer.status, detail, answer.wait_s("retry_after"), (self._token,)
+        )

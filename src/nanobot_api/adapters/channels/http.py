@@ -46,6 +46,12 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    def wait_s(self, *path: str) -> float | None:
+        """How long the platform asks to wait: the number at ``path`` in the body (more
+        precise where it is given), else the Retry-After header."""
+        wait = self.field(*path)
+        return float(wait) if isinstance(wait, int | float) else self.retry_after_s
+
     def field(self, *path: str) -> Any:
         """``body[path[0]][path[1]]...``, or None where the body has no such thing."""
         value = self.body
@@ -59,10 +65,12 @@ class Answer:
 class TokenChannel:
     """What the platforms reached with a bot token share: the HTTP session, the token,
     the API's base URL (from config: the platform's, or a local server in tests) and the
-    time one request may take. ``authorization`` is the header value the token makes."""
+    time one request may take. ``authorization`` is the header value the token makes,
+    ``path_prefix`` what it puts in front of every path."""
 
     name: ClassVar[str]
     authorization: ClassVar[str | None] = None  # e.g. "Bot {token}"; None: not a header
+    path_prefix: ClassVar[str] = ""  # e.g. "bot{token}/"
 
     def __init__(
         self,
@@ -74,9 +82,9 @@ class TokenChannel:
     ) -> None:
         self._session = session
         self._token = token
-        self._base = api_base.rstrip("/")
+        self._base = f"{api_base.rstrip('/')}/{self.path_prefix.format(token=token)}"
         self._timeout_s = timeout_s
-        self._headers = {"User-Agent": USER_AGENT}
+        self._headers = {}
         if self.authorization is not None:
             self._headers["Authorization"] = self.authorization.format(token=token)
 
@@ -86,7 +94,7 @@ class TokenChannel:
             self._session,
             self.name,
             "POST",
-            f"{self._base}/{path}",
+            f"{self._base}{path}",
             timeout_s=self._timeout_s,
             headers=self._headers,
             **body,
@@ -105,6 +113,7 @@ async def request(
     """Sends one request and reads its (bounded) answer; any transport failure is a
     retryable DeliveryFailed that names ``channel`` and the kind of failure only."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
+    kwargs["headers"] = {"User-Agent": USER_AGENT, **kwargs.get("headers", {})}
     try:
         async with session.request(method, url, timeout=timeout, **kwargs) as resp:
             raw = await resp.content.read(_MAX_BODY)

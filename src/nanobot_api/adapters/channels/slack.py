@@ -11,7 +11,6 @@ Slack has no idempotency key for ``chat.postMessage``: a retry after a crash bet
 from __future__ import annotations
 
 from nanobot_api.adapters.channels.http import (
-    USER_AGENT,
     Answer,
     TokenChannel,
     deliver_steps,
@@ -65,7 +64,7 @@ class SlackOutboundChannel(TokenChannel):
                 upload_url,
                 timeout_s=self._timeout_s,
                 data=data,
-                headers={"Content-Type": "application/octet-stream", "User-Agent": USER_AGENT},
+                headers={"Content-Type": "application/octet-stream"},
             )
             if not uploaded.ok:
                 raise failure(self.name, uploaded.status, None, uploaded.retry_after_s, ())

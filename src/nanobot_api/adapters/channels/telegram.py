@@ -34,17 +34,7 @@ class TelegramOutboundChannel(TokenChannel):
     """
 
     name = "telegram"
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        token: str,
-        api_base: str,
-        *,
-        timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(session, token, api_base, timeout_s=timeout_s)
-        self._base = f"{self._base}/bot{token}"
+    path_prefix = "bot{token}/"
 
     async def send(self, message: OutboundMessage) -> DeliveryReceipt:
         chat_id = message.chat_id
@@ -70,8 +60,7 @@ class TelegramOutboundChannel(TokenChannel):
 
     def _failure(self, answer: Answer) -> DeliveryFailed:
         # Telegram says how long to wait in the body as well as (sometimes) the header.
-        wait = answer.field("parameters", "retry_after")
-        retry_after_s = float(wait) if isinstance(wait, int | float) else answer.retry_after_s
+        retry_after_s = answer.wait_s("parameters", "retry_after")
         status = answer.status if not answer.ok else 502  # 200 with ok=false: a broken answer
         return failure(
             self.name, status, answer.field("description"), retry_after_s, (self._token,)

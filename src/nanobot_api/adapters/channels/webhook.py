@@ -20,7 +20,7 @@ import json
 
 import aiohttp
 
-from nanobot_api.adapters.channels.http import USER_AGENT, failure, read_media, request
+from nanobot_api.adapters.channels.http import failure, read_media, request
 from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage
 
 EVENT_ID_HEADER = "X-Nanobot-Event-Id"
@@ -69,7 +69,6 @@ class WebhookOutboundChannel:
         body = json.dumps(event, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
             EVENT_ID_HEADER: message.event_id,
         }
         if self._secret:

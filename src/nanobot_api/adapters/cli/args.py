@@ -21,12 +21,12 @@ from typing import Literal, NoReturn, TypeVar
 import attrs
 
 from nanobot_api.domain.errors import NanobotError
+from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxStatus
 
 _T = TypeVar("_T")
 
 SessionsAction = Literal["list", "show", "clear"]
 OutboxAction = Literal["list", "retry", "drop"]
-OutboxStatus = Literal["queued", "pending", "failed", "delivered"]
 
 
 class UsageError(NanobotError):
@@ -132,7 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_locations(outbox)
     outbox_actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = outbox_actions.add_parser("list", help="list queued events")
-    listing.add_argument("--status", choices=["queued", "pending", "failed", "delivered"])
+    listing.add_argument("--status", choices=OUTBOX_STATUSES)
     _add_locations(listing)
     for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
         sub = outbox_actions.add_parser(action, help=text)

@@ -14,7 +14,6 @@ from nanobot_api.adapters.documents.docx import DocxTextExtractor
 from nanobot_api.adapters.documents.pdf import PypdfTextExtractor
 from nanobot_api.adapters.documents.pptx import PptxTextExtractor
 from nanobot_api.adapters.documents.xlsx import OpenpyxlTextExtractor
-from nanobot_api.adapters.documents.zipguard import check_zip
 from nanobot_api.domain.attachments import ExtractedText, ExtractionLimits
 from nanobot_api.domain.filetypes import FileKind, unsupported
 from nanobot_api.domain.ports import DocumentReader
@@ -25,7 +24,6 @@ __all__ = [
     "OpenpyxlTextExtractor",
     "PptxTextExtractor",
     "PypdfTextExtractor",
-    "check_zip",
 ]
 
 

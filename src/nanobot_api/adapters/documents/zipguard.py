@@ -8,8 +8,6 @@ directory ``zipfile`` reads, bounds what the libraries can be made to inflate.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from nanobot_api.domain.attachments import MIB, ExtractionLimits
 from nanobot_api.domain.errors import InvalidRequest, PayloadTooLarge
 from nanobot_api.domain.filetypes import ZipMember, zip_directory
@@ -44,12 +42,9 @@ def check_zip(data: bytes, name: str, limits: ExtractionLimits) -> tuple[ZipMemb
     return members
 
 
-def xml_size(members: tuple[ZipMember, ...], *, streamed: Collection[str] = ()) -> int:
-    """How many bytes of XML a library would parse whole: every ``.xml`` and ``.rels``
-    member but those named in ``streamed``."""
-    return sum(
-        m.size for m in members if m.name.endswith((".xml", ".rels")) and m.name not in streamed
-    )
+def xml_size(members: tuple[ZipMember, ...]) -> int:
+    """How many bytes of XML a library would parse whole: every ``.xml`` and ``.rels``."""
+    return sum(m.size for m in members if m.name.endswith((".xml", ".rels")))
 
 
 def too_much_xml(name: str, limits: ExtractionLimits) -> PayloadTooLarge:
