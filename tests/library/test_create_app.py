@@ -65,6 +65,16 @@ async def test_keywords_override_the_given_config(tmp_path: Path) -> None:
         assert big.error.message == "File 'big.txt' exceeds 1MB limit"
 
 
+async def test_values_of_the_given_config_are_kept_as_they_are(tmp_path: Path) -> None:
+    """A key that holds "${...}" once expanded (or set in code) is not expanded again
+    when a keyword overrides another field."""
+    key = "sk-${NOT_A_VARIABLE}"
+    config = attrs.evolve(Config(), api=attrs.evolve(Config().api, api_key=key))
+    async with Harness(shout, config, timeout=30, workspace=tmp_path) as h:
+        assert (await h.chat("hi")).text == "HI"  # sent with the key exactly as given
+        assert (await h.chat("hi", headers={"Authorization": "Bearer sk-"})).status == 401
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

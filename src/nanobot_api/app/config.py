@@ -198,6 +198,21 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
     return config
 
 
+def with_api_overrides(
+    base: Config, overrides: Mapping[str, object], environ: Mapping[str, str]
+) -> Config:
+    """``base`` with fields of ``api`` replaced, each override checked (and its ``${VAR}``
+    expanded) by the rules of ``config.json``; ``base``'s own values are not read again."""
+    try:
+        given = make_config_converter(environ).structure({"api": dict(overrides)}, Config).api
+    except (ClassValidationError, IterableValidationError, Problem) as exc:
+        raise config_error(*first_error(exc)) from None
+    api = attrs.evolve(base.api, **{name: getattr(given, name) for name in overrides})
+    config = attrs.evolve(base, api=api)
+    _check_whole(config)
+    return config
+
+
 def _check_whole(config: Config) -> None:
     """Rules that relate two fields; checked after structuring, overrides included."""
     name = config.agents.defaults.provider

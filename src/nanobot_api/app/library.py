@@ -43,7 +43,7 @@ def configure(config: Config | None = None, **overrides: Any) -> Config:
     non-loopback ``host`` without ``api_key`` is refused with the same one-line
     ConfigError), and ``${NAME}`` in a string is expanded from the environment.
     """
-    from nanobot_api.app.config import ApiConfig, Config, parse_config
+    from nanobot_api.app.config import ApiConfig, Config, with_api_overrides
 
     base = config if config is not None else Config()
     api_fields = {field.name for field in attrs.fields(ApiConfig)}
@@ -52,15 +52,10 @@ def configure(config: Config | None = None, **overrides: Any) -> Config:
     if unknown:
         known = ", ".join(sorted(api_fields | {"workspace", *_PARTS}))
         raise TypeError(f"unexpected keyword argument {unknown[0]!r} (known: {known})")
-    # Back to the JSON data a file would hold (tuples as lists; workspace is never in
-    # the file), so the file's rules check the overrides too.
-    raw = attrs.asdict(
-        base,
-        filter=lambda field, _: field.name != "workspace",
-        value_serializer=lambda _instance, _field, value: _json_value(value),
+    # As JSON data (a tuple as a list), so the file's rules check the overrides too.
+    checked = with_api_overrides(
+        base, {key: _json_value(value) for key, value in overrides.items()}, os.environ
     )
-    raw["api"] |= {key: _json_value(value) for key, value in overrides.items()}
-    checked = parse_config(raw, os.environ)
     return attrs.evolve(
         checked, workspace=Path(workspace) if workspace is not None else base.workspace
     )
