@@ -107,10 +107,16 @@ def upload_from_url(url: str, *, filename: str | None, param: str, limits: Uploa
     name = clean_filename(filename)
     label = name or "upload"
     # Checked on the encoded length first so an oversized file is never decoded.
-    check_file_size((len(stripped) - head.end()) * 3 // 4 - 2, label, limits)
+    check_file_size(least_decoded_size(len(stripped) - head.end()), label, limits)
     data = _decode_base64(stripped, head.end(), param)
     check_file_size(len(data), label, limits)
     return Upload(data, name, head["mime"] or None)
+
+
+def least_decoded_size(encoded_chars: int) -> int:
+    """The fewest bytes that many base64 characters decode to (at most two are padding):
+    enough to refuse an oversized file before decoding it."""
+    return encoded_chars * 3 // 4 - 2
 
 
 _BASE64_SLICE = 1 << 20  # characters; a multiple of 4, so slices decode on their own

@@ -1,6 +1,6 @@
 """The schemas of what the server answers, for ``/openapi.json``.
 
-The answers are built by small functions in ``wire.py`` (``completion_json``,
+The answers are built by small functions in ``answers.py`` (``completion_json``,
 ``chunk_json``, ``model_json``, ``error_json``) and the SSE writer in
 ``streaming.py``; these schemas describe them, and tests check live answers against
 them (tests/adapters/test_openapi.py, test_openapi_fuzz.py).

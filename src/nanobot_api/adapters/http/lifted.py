@@ -24,6 +24,7 @@ from nanobot_api.domain.attachments import (
     UploadLimits,
     check_file_size,
     clean_filename,
+    least_decoded_size,
 )
 from nanobot_api.domain.errors import InvalidRequest
 
@@ -43,7 +44,7 @@ class LiftedFile:
         """The Upload the ordinary path would have made, or the same refusal."""
         name = clean_filename(filename)
         label = name or "upload"
-        check_file_size(self.encoded_size * 3 // 4 - 2, label, limits)
+        check_file_size(least_decoded_size(self.encoded_size), label, limits)
         if self.data is None:
             raise InvalidRequest(f"{param} is not valid base64", param)
         check_file_size(len(self.data), label, limits)
@@ -83,7 +84,7 @@ def lift_data_urls(
 def _lift(head: str, body: bytearray, start: int, end: int, limits: UploadLimits) -> LiftedFile:
     mime = head[len("data:") :].split(";", 1)[0].split(",", 1)[0] or None
     size = end - start
-    if size * 3 // 4 - 2 > limits.max_file_bytes:
+    if least_decoded_size(size) > limits.max_file_bytes:
         return LiftedFile(mime, size, None)  # refused when named, never decoded
     # Padding may only end the payload; a slice alone cannot tell.
     if body.find(b"=", start, max(start, end - 2)) >= 0:

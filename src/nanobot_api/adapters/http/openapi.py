@@ -83,7 +83,7 @@ def _request_schemas(builder: SchemaBuilder, settings: HttpSettings, model: str)
             },
             "session_id": {**_SESSION_ID, "type": "string"},
             "model": {"enum": [model, ""]},
-            "stream": {"enum": list(wire._FORM_BOOLEANS)},
+            "stream": {"enum": list(wire.FORM_BOOLEANS)},
         },
         "description": "Without `message`, files are sent with the text "
         f"{DEFAULT_UPLOAD_PROMPT!r}.",
@@ -212,7 +212,7 @@ def _paths(secured: bool) -> Schema:
 
 def openapi_document(model: str, settings: HttpSettings) -> Schema:
     """The OpenAPI 3.1 document of the app serving ``model`` with ``settings``."""
-    builder = SchemaBuilder(wire._PART_TAGS)
+    builder = SchemaBuilder(wire.PART_TAGS)
     _request_schemas(builder, settings, model)
     limits = settings.limits
     secured = bool(settings.api_key)

@@ -1,4 +1,4 @@
-"""The OpenAI wire format: request bodies in, completion objects and chunks out.
+"""The OpenAI wire format coming in: chat request bodies, JSON or multipart fields.
 
 Lenient where OpenAI clients send fields we do not use (ignored), strict on the
 type of every field we read.
@@ -53,8 +53,8 @@ class FilePart:
 
 
 ContentPart = TextPart | ImagePart | FilePart
-_PART_TAGS: Final[dict[type, str]] = {TextPart: "text", ImagePart: "image_url", FilePart: "file"}
-_TAGGED: Final = frozenset(_PART_TAGS.values())
+PART_TAGS: Final[dict[type, str]] = {TextPart: "text", ImagePart: "image_url", FilePart: "file"}
+_TAGGED: Final = frozenset(PART_TAGS.values())
 
 
 @attrs.frozen
@@ -135,7 +135,7 @@ def make_wire_converter() -> cattrs.Converter:
 
     converter.register_structure_hook_factory(attrs.has, objects_only)
     configure_tagged_union(
-        ContentPart, converter, tag_generator=_PART_TAGS.__getitem__, tag_name="type"
+        ContentPart, converter, tag_generator=PART_TAGS.__getitem__, tag_name="type"
     )
 
     def structure_content(value: object, _: type) -> str | list[ContentPart]:
@@ -324,7 +324,7 @@ def parse_form(
 ) -> ChatRequest:
     """A multipart/form-data chat request (fields and files already read) as a ChatRequest."""
     stream = fields.get("stream", "false").strip().lower()
-    if stream not in _FORM_BOOLEANS:
+    if stream not in FORM_BOOLEANS:
         raise InvalidRequest("stream must be true or false", "stream")
     text = fields.get("message", "")
     if not text.strip() and uploads:
@@ -335,11 +335,11 @@ def parse_form(
         text=text,
         uploads=uploads,
         model=fields.get("model") or None,
-        stream=_FORM_BOOLEANS[stream],
+        stream=FORM_BOOLEANS[stream],
     )
 
 
-_FORM_BOOLEANS: Final = {
+FORM_BOOLEANS: Final = {
     "true": True,
     "1": True,
     "yes": True,
