@@ -18,6 +18,7 @@ from nanobot_api.domain.outbox import (
     failed_attempt,
     parked,
     retried,
+    shorten,
     split_text,
     utf16_len,
 )
@@ -178,3 +179,10 @@ def test_retrying_an_undelivered_event_resumes_after_its_progress(
     assume(status != "delivered")
     event = OutboxEvent("x", "slack", "C1", "hi", (), status, 0.0, 4, progress)  # type: ignore[arg-type]
     assert retried(event, now=1.0).progress == progress
+
+
+@given(st.text(), st.integers(min_value=3, max_value=300))
+def test_shorten_keeps_short_texts_and_cuts_long_ones_to_the_limit(text: str, limit: int) -> None:
+    short = shorten(text, limit)
+    assert len(short) <= limit
+    assert short == text if len(text) <= limit else short == text[: limit - 3] + "..."

@@ -28,6 +28,7 @@ from nanobot_api.domain.outbox import (
     failed_attempt,
     parked,
     redact,
+    shorten,
 )
 from nanobot_api.domain.ports import OutboundChannel, Outbox
 
@@ -126,9 +127,8 @@ class Courier:
         retry_after_s: float | None,
         exc: DeliveryFailed | None,
     ) -> OutboxEvent:
-        text = redact(error, self._secrets)
-        if len(text) > _MAX_ERROR_CHARS:  # a plugin's error could be a whole page
-            text = text[: _MAX_ERROR_CHARS - 3] + "..."
+        # A plugin's error could be a whole page.
+        text = shorten(redact(error, self._secrets), _MAX_ERROR_CHARS)
         return failed_attempt(
             event,
             text,

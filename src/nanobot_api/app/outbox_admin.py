@@ -18,7 +18,7 @@ import anyio
 from nanobot_api.adapters.cli.args import OutboxCommand
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.outbox import describe
-from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus
+from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus, shorten
 from nanobot_api.domain.ports import OutboxAdmin
 
 EXIT_OK = 0
@@ -58,9 +58,7 @@ async def drop_event(admin: OutboxAdmin, event_id: str, out: TextIO) -> int:
 def format_event(event: OutboxEvent, now: float) -> str:
     """An event on one line; its text shortened, its last error (if any) at the end."""
     created = datetime.datetime.fromtimestamp(event.created_at, datetime.UTC)
-    text = " ".join(event.content.split())
-    if len(text) > _PREVIEW_CHARS:
-        text = text[: _PREVIEW_CHARS - 3] + "..."
+    text = shorten(" ".join(event.content.split()), _PREVIEW_CHARS)
     media = (
         f" +{len(event.media)} file{'s' if len(event.media) != 1 else ''}" if event.media else ""
     )

@@ -134,6 +134,11 @@ def redact(text: str, secrets: Collection[str]) -> str:
     return text
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``...`` where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def not_enabled_reason(channel: str) -> str:
     """Why an event for ``channel`` is queued rather than delivered."""
     return f"channel '{channel}' is not enabled"

@@ -25,7 +25,7 @@ import attrs
 
 from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import DeliveryFailed
-from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact
+from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact, shorten
 
 # An error body is read for its explanation only; a huge one is not our problem.
 _MAX_BODY = 64 * 1024
@@ -153,8 +153,7 @@ def failure(
 
 def quote(text: str, secrets: Collection[str]) -> str:
     """A platform's own words, shortened and with every secret replaced by ``***``."""
-    clean = redact(" ".join(text.split()), secrets)
-    return clean if len(clean) <= _MAX_QUOTE else clean[: _MAX_QUOTE - 3] + "..."
+    return shorten(redact(" ".join(text.split()), secrets), _MAX_QUOTE)
 
 
 async def read_media(channel: str, path: str) -> tuple[str, bytes]:
