@@ -51,11 +51,7 @@ def channel_plans(config: ChannelsConfig) -> tuple[ChannelPlan, ...]:
     like a built-in channel or one that no installed package provides."""
     timeout = str(config.outbox.timeout_s)
     plans: list[ChannelPlan] = []
-    for name, section in (
-        ("telegram", config.telegram),
-        ("discord", config.discord),
-        ("slack", config.slack),
-    ):
+    for name, section in config.token_channels:
         if section.enabled:
             settings = {"token": section.token, "api_base": section.api_base, "timeout_s": timeout}
             plans.append(ChannelPlan(name, BUILT_IN[name], settings))
@@ -78,7 +74,7 @@ def channel_plans(config: ChannelsConfig) -> tuple[ChannelPlan, ...]:
 def channel_secrets(config: ChannelsConfig) -> tuple[str, ...]:
     """Every configured value that must never be shown: tokens, the webhook's URL and
     secret, and any plugin setting long enough to be a credential."""
-    values = [config.telegram.token, config.discord.token, config.slack.token]
+    values = [section.token for _, section in config.token_channels]
     values += [config.webhook.url, config.webhook.secret]
     for plugin in config.plugins.values():
         values += [v for v in plugin.settings.values() if len(v) >= _MIN_SECRET_CHARS]

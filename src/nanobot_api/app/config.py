@@ -83,23 +83,26 @@ class ProviderConfig:
 
 
 @attrs.frozen
-class TelegramConfig:
+class TokenChannelConfig:
+    """A platform reached with a bot token; each one's class sets its API's address."""
+
     enabled: bool = False
     token: str = ""
+    api_base: str = ""
+
+
+@attrs.frozen
+class TelegramConfig(TokenChannelConfig):
     api_base: str = checked("https://api.telegram.org", _is_url, _URL)
 
 
 @attrs.frozen
-class DiscordConfig:
-    enabled: bool = False
-    token: str = ""
+class DiscordConfig(TokenChannelConfig):
     api_base: str = checked("https://discord.com/api/v10", _is_url, _URL)
 
 
 @attrs.frozen
-class SlackConfig:
-    enabled: bool = False
-    token: str = ""
+class SlackConfig(TokenChannelConfig):
     api_base: str = checked("https://slack.com/api", _is_url, _URL)
 
 
@@ -143,6 +146,11 @@ class ChannelsConfig:
     webhook: WebhookConfig = WebhookConfig()
     plugins: dict[str, PluginChannelConfig] = attrs.field(factory=dict)
     outbox: OutboxConfig = OutboxConfig()
+
+    @property
+    def token_channels(self) -> tuple[tuple[str, TokenChannelConfig], ...]:
+        """The built-in platforms reached with a bot token, by name."""
+        return (("telegram", self.telegram), ("discord", self.discord), ("slack", self.slack))
 
 
 def _default_workspace() -> Path:
@@ -222,8 +230,7 @@ def _check_whole(config: Config) -> None:
             "agents.defaults.provider",
             f"expected one of the configured providers ({names}), got {show(name)}",
         )
-    for channel in ("telegram", "discord", "slack"):
-        settings = getattr(config.channels, channel)
+    for channel, settings in config.channels.token_channels:
         if settings.enabled and not settings.token:
             raise config_error(
                 f"channels.{channel}.token", f"expected a token when {channel} is enabled"

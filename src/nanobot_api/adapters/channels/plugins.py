@@ -38,25 +38,15 @@ def _timeout(settings: Mapping[str, str]) -> float:
     return float(settings.get("timeout_s", "30"))
 
 
-def telegram(settings: Mapping[str, str], session: aiohttp.ClientSession) -> OutboundChannel:
-    """Settings: ``token``, ``api_base``, ``timeout_s``."""
-    return TelegramOutboundChannel(
-        session, settings["token"], settings["api_base"], timeout_s=_timeout(settings)
-    )
+def _token_channel(
+    cls: type[TelegramOutboundChannel | DiscordOutboundChannel | SlackOutboundChannel],
+) -> ChannelFactory:
+    """The factory of a bot-token platform. Settings: ``token``, ``api_base``, ``timeout_s``."""
 
+    def make(settings: Mapping[str, str], session: aiohttp.ClientSession) -> OutboundChannel:
+        return cls(session, settings["token"], settings["api_base"], timeout_s=_timeout(settings))
 
-def discord(settings: Mapping[str, str], session: aiohttp.ClientSession) -> OutboundChannel:
-    """Settings: ``token``, ``api_base``, ``timeout_s``."""
-    return DiscordOutboundChannel(
-        session, settings["token"], settings["api_base"], timeout_s=_timeout(settings)
-    )
-
-
-def slack(settings: Mapping[str, str], session: aiohttp.ClientSession) -> OutboundChannel:
-    """Settings: ``token``, ``api_base``, ``timeout_s``."""
-    return SlackOutboundChannel(
-        session, settings["token"], settings["api_base"], timeout_s=_timeout(settings)
-    )
+    return make
 
 
 def webhook(settings: Mapping[str, str], session: aiohttp.ClientSession) -> OutboundChannel:
@@ -67,9 +57,9 @@ def webhook(settings: Mapping[str, str], session: aiohttp.ClientSession) -> Outb
 
 
 BUILT_IN: Mapping[str, ChannelFactory] = {
-    "telegram": telegram,
-    "discord": discord,
-    "slack": slack,
+    "telegram": _token_channel(TelegramOutboundChannel),
+    "discord": _token_channel(DiscordOutboundChannel),
+    "slack": _token_channel(SlackOutboundChannel),
     "webhook": webhook,
 }
 
