@@ -24,6 +24,8 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
+from tests.local_http import serve_locally
+
 Platform = Literal["telegram", "discord", "slack", "webhook"]
 TELEGRAM_TOKEN = "123456:tg-SECRET-token-abc"
 DISCORD_TOKEN = "discord-SECRET-token-xyz"
@@ -148,11 +150,7 @@ class FakePlatforms:
         app.router.add_post("/slack/api/{method}", self._slack)
         app.router.add_post("/slack/upload/{file_id}", self._slack_upload)
         app.router.add_post("/hook", self._webhook)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve_locally(app, self.port, shutdown_timeout=0.5)
         return self
 
     async def __aexit__(

@@ -23,6 +23,7 @@ import attrs
 from aiohttp import web
 
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
+from tests.local_http import serve_locally
 
 
 @attrs.frozen
@@ -123,11 +124,7 @@ class ScriptedUpstream:
     async def __aenter__(self) -> ScriptedUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve_locally(app)
         return self
 
     async def __aexit__(
