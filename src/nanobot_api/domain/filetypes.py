@@ -19,9 +19,11 @@ import struct
 
 import attrs
 
+from nanobot_api.domain.attachments import ExtractionLimits
 from nanobot_api.domain.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
-DEFAULT_MAX_ZIP_MEMBERS = 10_000
+# The extraction bound, so a file detected as Office is also one the readers open.
+DEFAULT_MAX_ZIP_MEMBERS = ExtractionLimits().max_zip_members
 
 
 class FileKind(enum.Enum):
