@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nanobot_api.app.tools import ToolBox
-from nanobot_api.domain.conversation import History, Message
+from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolContext, UserContent
 from nanobot_api.domain.ports import ChatModel, Reply, Tool
 from nanobot_api.domain.turns import Turn
@@ -59,7 +59,8 @@ class LlmAgent:
         return self._model_id
 
     async def respond(self, turn: Turn, reply: Reply) -> None:
-        messages = self.prompt(turn)
+        # This turn's messages; the system prompt and history go beside them.
+        messages: list[ModelMessage] = [UserContent.of_turn(turn.text, turn.images, turn.documents)]
         context = ToolContext(turn.session, reply)
         # With no rounds allowed the model is not told about tools at all.
         specs = self._tools.specs if self._max_tool_iterations else ()
@@ -76,7 +77,9 @@ class LlmAgent:
                 sent_any = True
                 await reply.send(text)
 
-            request = ModelRequest(tuple(messages), specs, stream=turn.stream)
+            request = ModelRequest(
+                tuple(messages), specs, turn.stream, history=turn.history, system=self._system
+            )
             response = await self._model.complete(request, on_delta)
             reply.add_usage(response.usage)
             answer = response.message
@@ -104,17 +107,3 @@ class LlmAgent:
         tools (for a front end's auxiliary requests: titles, tags, follow-ups)."""
         response = await self._model.complete(ModelRequest(tuple(messages)), reply.send)
         reply.add_usage(response.usage)
-
-    def prompt(self, turn: Turn) -> list[ModelMessage]:
-        """What the first model call of ``turn`` is sent."""
-        messages: list[ModelMessage] = []
-        if self._system is not None:
-            messages.append(self._system)
-        messages += flatten(turn.history)
-        messages.append(UserContent.of_turn(turn.text, turn.images, turn.documents))
-        return messages
-
-
-def flatten(history: History) -> list[Message]:
-    """The messages of every turn, oldest first."""
-    return [message for record in history for message in record.messages]

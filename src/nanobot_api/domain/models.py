@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import attrs
 
 from nanobot_api.domain.attachments import Document, Image
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import History, Message, Usage
 from nanobot_api.domain.sessions import SessionKey
 
 if TYPE_CHECKING:
@@ -94,6 +94,13 @@ class ToolSpec:
 class ModelRequest:
     """One call to a chat model: the conversation so far and the tools it may call.
 
+    The conversation is ``system`` (if any), then ``history``, the session's earlier
+    turns as the store keeps them, then ``messages``, this turn's own: the user's, then
+    any tool calls and results. History is kept whole rather than flattened into
+    ``messages`` because it is the same from one call to the next but for a turn at
+    either end, and a model adapter may reuse its work on it (see ``conversation``
+    for all of it as one sequence).
+
     ``stream`` says whether the caller reads the answer's text as it arrives; when it
     does not, the model may deliver the text in one piece.
     """
@@ -101,6 +108,15 @@ class ModelRequest:
     messages: tuple[ModelMessage, ...]
     tools: tuple[ToolSpec, ...] = ()
     stream: bool = True
+    history: History = ()
+    system: Message | None = None
+
+    @property
+    def conversation(self) -> tuple[ModelMessage, ...]:
+        """Every message the model is sent, in order."""
+        head: tuple[ModelMessage, ...] = () if self.system is None else (self.system,)
+        past = tuple(message for turn in self.history for message in turn.messages)
+        return head + past + self.messages
 
 
 @attrs.frozen

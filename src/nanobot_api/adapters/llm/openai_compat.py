@@ -20,11 +20,11 @@ import aiohttp
 import anyio
 
 from nanobot_api.adapters.llm.openai_wire import (
-    RequestEncoder,
     StreamAccumulator,
     error_message,
     response_of,
 )
+from nanobot_api.adapters.llm.request_encoder import RequestEncoder
 from nanobot_api.adapters.llm.sse import SseDecoder
 from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import UpstreamFailed

@@ -18,7 +18,6 @@ from nanobot_api.domain.models import (
     JsonObject,
     JsonValue,
     ModelMessage,
-    ModelRequest,
     ModelResponse,
     TextPart,
     ToolSpec,
@@ -30,52 +29,8 @@ class WireError(ValueError):
     """Raised when the upstream's JSON does not have the chat-completion shape."""
 
 
-class RequestEncoder:
-    """Encodes chat-completion request bodies, each history message once.
-
-    A turn resends its session's whole recent history, so encoding every message again
-    on every turn was the largest cost of a turn after the network. History hands the
-    same ``Message`` objects to every turn, so they are remembered by identity (an entry
-    holds its object, so a reused id cannot fool it); an agent offers the same tuple of
-    tool specs every time, so its encoding is kept in one slot the same way.
-    """
-
-    def __init__(self, max_messages: int = 50_000) -> None:
-        self._max_messages = max_messages
-        self._messages: dict[int, tuple[Message, str]] = {}
-        self._tools: tuple[tuple[ToolSpec, ...], str] = ((), "")
-
-    def encode(self, model: str, request: ModelRequest, *, stream: bool) -> bytes:
-        """The JSON body of one call: the model, the messages, the tools, stream options."""
-        texts = [self._message(message) for message in request.messages]
-        parts = [json.dumps({"model": model})[1:-1], f'"messages":[{",".join(texts)}]']
-        if request.tools:
-            parts.append(self._tools_json(request.tools))
-        if stream:
-            # Without stream_options most providers send no usage at all on a stream.
-            parts.append('"stream":true,"stream_options":{"include_usage":true}')
-        return ("{" + ",".join(parts) + "}").encode()
-
-    def _message(self, message: ModelMessage) -> str:
-        held = self._messages.get(id(message))
-        if held is not None and held[0] is message:
-            return held[1]
-        text = json.dumps(message_json(message), separators=(",", ":"), ensure_ascii=False)
-        # The new turn's message (with its images) is sent once: only history is kept.
-        if isinstance(message, Message):
-            if len(self._messages) >= self._max_messages:
-                self._messages.clear()  # simpler than an LRU, and rare
-            self._messages[id(message)] = (message, text)
-        return text
-
-    def _tools_json(self, tools: tuple[ToolSpec, ...]) -> str:
-        if self._tools[0] is not tools:
-            text = json.dumps({"tools": _tools_body(tools)}, separators=(",", ":"))[1:-1]
-            self._tools = (tools, text)
-        return self._tools[1]
-
-
-def _tools_body(tools: tuple[ToolSpec, ...]) -> JsonValue:
+def tools_json(tools: tuple[ToolSpec, ...]) -> JsonValue:
+    """The ``tools`` of a request: each spec as a function the model may call."""
     return [
         {
             "type": "function",

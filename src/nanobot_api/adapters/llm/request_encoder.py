@@ -1,0 +1,132 @@
+"""Chat-completion request bodies, with the session's history encoded once.
+
+A turn resends its session's recent history (up to ``maxHistoryMessages`` messages,
+200 by default), so encoding it message by message on every turn was the largest cost
+of a turn after the network. It barely changes from one turn to the next: the last
+turn's window plus the turn just committed, less the oldest turns that fell out of the
+bound. So the encoder keeps, per session, the text of the last window it sent, and
+builds the next from it: a slice, a comma and the one new turn. Turns are encoded once
+each, and a window that matches nothing kept (a regenerated turn, a restart) is joined
+from them.
+
+Everything is remembered by identity: the store hands out the same ``TurnRecord``
+objects turn after turn, and an entry holds the object it describes, so a reused
+``id`` cannot fool it. An agent offers the same system message and tuple of tool specs
+every time, so each is kept in one slot the same way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from nanobot_api.adapters.llm.openai_wire import message_json, tools_json
+from nanobot_api.domain.conversation import History, Message, TurnRecord
+from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolSpec
+
+
+def encode_message(message: ModelMessage) -> str:
+    return json.dumps(message_json(message), separators=(",", ":"), ensure_ascii=False)
+
+
+@attrs.define
+class _Window:
+    """The encoded messages of one history: ``text`` is its turns' texts joined by commas."""
+
+    history: History
+    text: str
+
+
+class RequestEncoder:
+    """Encodes the JSON bodies of chat-completion calls (see the module's docstring).
+
+    ``max_turns`` bounds the turns remembered and ``max_windows`` the histories (about one
+    per active session); past either, that memory is dropped and refilled, which is
+    simpler than an LRU and rare.
+    """
+
+    def __init__(self, max_turns: int = 50_000, max_windows: int = 2_048) -> None:
+        self._max_turns = max_turns
+        self._max_windows = max_windows
+        self._turns: dict[int, tuple[TurnRecord, str]] = {}
+        # Keyed by the id of the window's newest turn, which the next window's
+        # second-newest turn is.
+        self._windows: dict[int, _Window] = {}
+        self._system: tuple[Message | None, str] = (None, "")
+        self._tools: tuple[tuple[ToolSpec, ...], str] = ((), "")
+
+    def encode(self, model: str, request: ModelRequest, *, stream: bool) -> bytes:
+        """The JSON body of one call: the model, the messages, the tools, stream options."""
+        texts: list[str] = []
+        if request.system is not None:
+            texts.append(self._system_text(request.system))
+        if request.history:
+            texts.append(self._history_text(request.history))
+        texts += [encode_message(message) for message in request.messages]
+        parts = [json.dumps({"model": model})[1:-1], f'"messages":[{_joined(texts)}]']
+        if request.tools:
+            parts.append(self._tools_text(request.tools))
+        if stream:
+            # Without stream_options most providers send no usage at all on a stream.
+            parts.append('"stream":true,"stream_options":{"include_usage":true}')
+        return ("{" + ",".join(parts) + "}").encode()
+
+    def _history_text(self, history: History) -> str:
+        window = self._windows.get(id(history[-1]))
+        if window is not None and window.history is history:
+            return window.text  # the same history again: a later call of the same turn
+        text = self._extended(history)
+        if text is None:
+            text = _joined([self._turn_text(turn) for turn in history])
+        if len(self._windows) >= self._max_windows:
+            self._windows.clear()
+        self._windows[id(history[-1])] = _Window(history, text)
+        return text
+
+    def _extended(self, history: History) -> str | None:
+        """The text of ``history`` from the kept window it extends by its newest turn, or
+        None if no kept window ends with its second-newest turn (or the rest differs)."""
+        if len(history) < 2:
+            return None
+        before = self._windows.get(id(history[-2]))
+        if before is None or before.history[-1] is not history[-2]:
+            return None
+        kept = len(history) - 1
+        dropped = len(before.history) - kept
+        # Compares by identity first, in C: cheap for the same turn objects.
+        if dropped < 0 or before.history[dropped:] != history[:-1]:
+            return None
+        # The session moved on: its previous window will not be asked for again.
+        del self._windows[id(history[-2])]
+        gone = [self._turn_text(turn) for turn in before.history[:dropped]]
+        cut = sum(len(text) + 1 for text in gone if text)
+        return _joined([before.text[cut:], self._turn_text(history[-1])])
+
+    def _turn_text(self, turn: TurnRecord) -> str:
+        held = self._turns.get(id(turn))
+        if held is not None and held[0] is turn:
+            return held[1]
+        text = _joined([encode_message(message) for message in turn.messages])
+        if len(self._turns) >= self._max_turns:
+            self._turns.clear()
+        self._turns[id(turn)] = (turn, text)
+        return text
+
+    def _system_text(self, system: Message) -> str:
+        if self._system[0] is not system:
+            self._system = (system, encode_message(system))
+        return self._system[1]
+
+    def _tools_text(self, tools: tuple[ToolSpec, ...]) -> str:
+        if self._tools[0] is not tools:
+            text = json.dumps({"tools": tools_json(tools)}, separators=(",", ":"))[1:-1]
+            self._tools = (tools, text)
+        return self._tools[1]
+
+
+def _joined(texts: list[str]) -> str:
+    """Encoded messages (or runs of them) as one run; an empty run (a turn without
+    messages, which a file could hold) adds no comma, so cuts count only non-empty
+    ones."""
+    return ",".join([text for text in texts if text])
