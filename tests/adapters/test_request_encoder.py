@@ -74,6 +74,7 @@ def test_the_encoded_body_is_the_request_body(
     encoder = RequestEncoder()
     for _ in range(2):  # the second time from the encoder's memory
         assert json.loads(encoder.encode("m", request, stream=stream)) == expected
+    assert json.loads(encoder.encode("m2", request, stream=stream))["model"] == "m2"
 
 
 def test_the_conversation_is_system_then_history_then_the_turns_messages() -> None:

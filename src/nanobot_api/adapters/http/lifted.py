@@ -56,6 +56,8 @@ def lift_data_urls(
 ) -> tuple[bytearray | bytes, Mapping[str, LiftedFile]]:
     """The body with its large data URLs replaced by placeholders, and what they held."""
     lifted: dict[str, LiftedFile] = {}
+    if len(body) < LIFT_ABOVE:
+        return body, lifted  # too short to hold one: most bodies, spared the scan
     pieces: list[bytes | memoryview] = []
     view = memoryview(body)
     tag = secrets.token_hex(8)  # a client cannot write a placeholder of its own

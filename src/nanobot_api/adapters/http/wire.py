@@ -228,22 +228,26 @@ def parse_chat_json(
     fields = _structure(body, ChatBody, "")
     named = requested_session(fields.session_id, headers or SessionHeaders())
     options = fields.stream_options
-    request = ChatRequest(
-        session=named or api_session(None),
-        text="",
-        model=fields.model,
-        stream=bool(fields.stream),
-        include_usage=bool(options and options.include_usage),
-    )
+    session = named or api_session(None)
+    stream = bool(fields.stream)
+    include_usage = bool(options and options.include_usage)
     if task is not None:
         conversation = _plain_conversation(messages)
         text = next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
-        return attrs.evolve(request, text=text, task=task, conversation=conversation)
+        return ChatRequest(
+            session,
+            text,
+            model=fields.model,
+            stream=stream,
+            include_usage=include_usage,
+            task=task,
+            conversation=conversation,
+        )
     index, user_turns = _turn_message(messages, history, named is not None)
     assert isinstance(messages, list)  # checked by _turn_message
     message = _structure(messages[index], UserMessage, f"messages[{index}]")
     text, uploads = _content(message.content, limits, f"messages[{index}]", lifted or {})
-    return attrs.evolve(request, text=text, uploads=uploads, user_turns=user_turns)
+    return ChatRequest(session, text, uploads, fields.model, stream, include_usage, user_turns)
 
 
 def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[int, int | None]:

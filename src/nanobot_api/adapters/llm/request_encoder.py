@@ -53,6 +53,7 @@ class RequestEncoder:
         # Keyed by the id of the window's newest turn, which the next window's
         # second-newest turn is.
         self._windows: dict[int, _Window] = {}
+        self._model = ("", "")
         self._system: tuple[Message | None, str] = (None, "")
         self._tools: tuple[tuple[ToolSpec, ...], str] = ((), "")
 
@@ -64,7 +65,9 @@ class RequestEncoder:
         if request.history:
             texts.append(self._history_text(request.history))
         texts += [encode_message(message) for message in request.messages]
-        parts = [json.dumps({"model": model})[1:-1], f'"messages":[{_joined(texts)}]']
+        if self._model[0] != model:
+            self._model = (model, json.dumps({"model": model})[1:-1])
+        parts = [self._model[1], f'"messages":[{_joined(texts)}]']
         if request.tools:
             parts.append(self._tools_text(request.tools))
         if stream:
