@@ -64,6 +64,9 @@ Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# How long a request's work runs before a client leaving is watched for (see
+# _DisconnectWatch).
+WATCH_AFTER_S = 0.1
 _DRAIN_MAX_BYTES = 8 * 1024 * 1024
 _DRAIN_MAX_S = 2.0
 _DRAIN_IDLE_S = 0.25
@@ -272,13 +275,21 @@ class _DisconnectWatch:
 
     One asyncio task waits on ``receive`` (which ASGI servers answer with
     ``http.disconnect`` once the client goes); a whole task group per request cost
-    several times as much for the same effect.
+    several times as much for the same effect. That task starts only once the work
+    has run for ``WATCH_AFTER_S``: work done sooner has nothing left worth saving,
+    and is kept as if the client had left just after it. A turn of a real model
+    takes longer, and is cancelled within that time of its client leaving. (Against
+    an instant model, a task for every request was about 7% of the server's time.)
     """
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._scope = anyio.CancelScope()
+        self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
@@ -287,9 +298,11 @@ class _DisconnectWatch:
 
     async def __aenter__(self) -> None:
         self._scope.__enter__()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start)
 
     async def __aexit__(self, *exc_info: Any) -> bool:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watcher is not None:
             self._watcher.cancel()
         if self._scope.__exit__(*exc_info):
