@@ -110,13 +110,12 @@ def _steps(draw: st.DrawFn) -> list[_Step]:
 @given(
     steps=_steps(),
     bound=st.integers(1, 9),
-    max_turns=st.integers(1, 12),
     max_windows=st.integers(1, 4),
 )
 def test_every_body_holds_the_history_it_was_given(
-    steps: list[_Step], bound: int, max_turns: int, max_windows: int
+    steps: list[_Step], bound: int, max_windows: int
 ) -> None:
-    encoder = RequestEncoder(max_turns=max_turns, max_windows=max_windows)
+    encoder = RequestEncoder(max_windows=max_windows)
     sessions: dict[int, History] = {}
     for number, (session, kind) in enumerate(steps):
         held = sessions.get(session, ())
@@ -164,9 +163,7 @@ def test_a_window_is_reused_only_for_the_history_it_holds(first: History, then: 
     request = ModelRequest((NEW,), history=first)
     assert sent_messages(encoder.encode("m", request, stream=False)) == expected_messages(request)
     newest = turn("new")
-    if then == "drop two":
-        history = (first[-1], newest)
-    else:
-        history = (turn("other"), first[-1], newest)
+    past = () if then == "drop two" else (turn("other"),)
+    history = (*past, first[-1], newest)
     request = ModelRequest((NEW,), history=history)
     assert sent_messages(encoder.encode("m", request, stream=False)) == expected_messages(request)

@@ -4,15 +4,15 @@ A turn resends its session's recent history (up to ``maxHistoryMessages`` messag
 200 by default), so encoding it message by message on every turn was the largest cost
 of a turn after the network. It barely changes from one turn to the next: the last
 turn's window plus the turn just committed, less the oldest turns that fell out of the
-bound. So the encoder keeps, per session, the text of the last window it sent, and
-builds the next from it: a slice, a comma and the one new turn. Turns are encoded once
-each, and a window that matches nothing kept (a regenerated turn, a restart) is joined
-from them.
+bound. The encoder keeps, per session, the text of the last window it sent, and builds
+the next from it: a slice, a comma and the one new turn. Each turn is encoded once,
+when it is new; a window that matches nothing kept (a regenerated turn, a restart, a
+session not seen lately) is encoded whole.
 
-Everything is remembered by identity: the store hands out the same ``TurnRecord``
-objects turn after turn, and an entry holds the object it describes, so a reused
-``id`` cannot fool it. An agent offers the same system message and tuple of tool specs
-every time, so each is kept in one slot the same way.
+Windows are found by identity: the store hands out the same ``TurnRecord`` objects
+turn after turn, and a window holds the turns it describes, so a reused ``id`` cannot
+fool it. An agent offers the same system message and tuple of tool specs every time, so
+each is kept in one slot the same way.
 """
 
 from __future__ import annotations
@@ -32,24 +32,25 @@ def encode_message(message: ModelMessage) -> str:
 
 @attrs.define
 class _Window:
-    """The encoded messages of one history: ``text`` is its turns' texts joined by commas."""
+    """The encoded messages of one history: ``text`` is its turns' texts joined by
+    commas, and ``lengths`` the length of each turn's text, so that the oldest can be
+    cut off the front."""
 
     history: History
     text: str
+    lengths: list[int]
 
 
 class RequestEncoder:
     """Encodes the JSON bodies of chat-completion calls (see the module's docstring).
 
-    ``max_turns`` bounds the turns remembered and ``max_windows`` the histories (about one
-    per active session); past either, that memory is dropped and refilled, which is
-    simpler than an LRU and rare.
+    ``max_windows`` bounds the histories remembered (one per session that had a turn
+    lately); past it they are all dropped and rebuilt as sessions come back, which is
+    simpler than an LRU and costs one full encoding per session.
     """
 
-    def __init__(self, max_turns: int = 50_000, max_windows: int = 2_048) -> None:
-        self._max_turns = max_turns
+    def __init__(self, max_windows: int = 512) -> None:
         self._max_windows = max_windows
-        self._turns: dict[int, tuple[TurnRecord, str]] = {}
         # Keyed by the id of the window's newest turn, which the next window's
         # second-newest turn is.
         self._windows: dict[int, _Window] = {}
@@ -79,17 +80,18 @@ class RequestEncoder:
         window = self._windows.get(id(history[-1]))
         if window is not None and window.history is history:
             return window.text  # the same history again: a later call of the same turn
-        text = self._extended(history)
-        if text is None:
-            text = _joined([self._turn_text(turn) for turn in history])
+        window = self._extended(history)
+        if window is None:
+            texts = [_turn_text(turn) for turn in history]
+            window = _Window(history, _joined(texts), [len(text) for text in texts])
         if len(self._windows) >= self._max_windows:
             self._windows.clear()
-        self._windows[id(history[-1])] = _Window(history, text)
-        return text
+        self._windows[id(history[-1])] = window
+        return window.text
 
-    def _extended(self, history: History) -> str | None:
-        """The text of ``history`` from the kept window it extends by its newest turn, or
-        None if no kept window ends with its second-newest turn (or the rest differs)."""
+    def _extended(self, history: History) -> _Window | None:
+        """``history``'s window from the kept one it extends by its newest turn, or None
+        if no kept window ends with its second-newest turn (or the rest differs)."""
         if len(history) < 2:
             return None
         before = self._windows.get(id(history[-2]))
@@ -102,19 +104,13 @@ class RequestEncoder:
             return None
         # The session moved on: its previous window will not be asked for again.
         del self._windows[id(history[-2])]
-        gone = [self._turn_text(turn) for turn in before.history[:dropped]]
-        cut = sum(len(text) + 1 for text in gone if text)
-        return _joined([before.text[cut:], self._turn_text(history[-1])])
-
-    def _turn_text(self, turn: TurnRecord) -> str:
-        held = self._turns.get(id(turn))
-        if held is not None and held[0] is turn:
-            return held[1]
-        text = _joined([encode_message(message) for message in turn.messages])
-        if len(self._turns) >= self._max_turns:
-            self._turns.clear()
-        self._turns[id(turn)] = (turn, text)
-        return text
+        cut = sum(length + 1 for length in before.lengths[:dropped] if length)
+        newest = _turn_text(history[-1])
+        return _Window(
+            history,
+            _joined([before.text[cut:], newest]),
+            [*before.lengths[dropped:], len(newest)],
+        )
 
     def _system_text(self, system: Message) -> str:
         if self._system[0] is not system:
@@ -126,6 +122,10 @@ class RequestEncoder:
             text = json.dumps({"tools": tools_json(tools)}, separators=(",", ":"))[1:-1]
             self._tools = (tools, text)
         return self._tools[1]
+
+
+def _turn_text(turn: TurnRecord) -> str:
+    return _joined([encode_message(message) for message in turn.messages])
 
 
 def _joined(texts: list[str]) -> str:
