@@ -10,6 +10,7 @@ from contextlib import suppress
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import ObjectSendStream, TaskGroup
 
@@ -113,6 +114,9 @@ async def stream_turn(
     runner.start(drive)
     wait_s = keepalive_s if keepalive_s > 0 else math.inf
     try:
+        # One pass of the event loop lets the turn run up to its first wait, which
+        # with a model is its call sent upstream, before anything is written.
+        await anyio.lowlevel.checkpoint()
         yield chunk({"role": "assistant"})
         while True:
             with anyio.move_on_after(wait_s) as waited:
