@@ -258,13 +258,13 @@ class _Exchange:
         await self._send({"type": "http.response.body", "body": body})
 
     async def respond_stream(self, chunks: AsyncGenerator[bytes, None]) -> None:
-        self.started = True
         headers = [*_SSE_HEADERS, *self.extra]
         try:
             # The first chunk is asked for before anything is written, so the turn
             # can send its model call first: the model then works while the
             # response's first writes go out (see stream_turn).
             first = await anext(chunks, None)
+            self.started = True
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
             if first is not None:
                 await self._send({"type": "http.response.body", "body": first, "more_body": True})
