@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import anyio
+import anyio.abc
 import pytest
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.harness import running_server
-from nanobot_api.domain.ports import Agent
+from nanobot_api.domain.ports import Agent, Reply
 from nanobot_api.domain.sessions import api_session
+from nanobot_api.domain.turns import Turn
 from tests.fakes import GatedAgent, TextOnlyAttachments
 
 BODY = b'{"messages": [{"role": "user", "content": "%s"}], "session_id": "s"}'
@@ -36,6 +45,10 @@ async def exchange(port: int, request: bytes, *, close_after_send: bool = False)
                 except anyio.EndOfStream:
                     break
         return answer
+
+
+async def connect(port: int) -> anyio.abc.SocketStream:
+    return await anyio.connect_tcp("127.0.0.1", port)
 
 
 def _complete(answer: bytes) -> bool:
@@ -130,3 +143,62 @@ async def test_a_body_refused_halfway_is_read_on_so_its_sender_gets_the_answer()
                 answer += await stream.receive()
     assert answer.startswith(b"HTTP/1.1 400")
     assert b"Malformed multipart/form-data body" in answer
+
+
+class _WrittenChunks:
+    """ASGI middleware that keeps every response body chunk the app writes."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.started = anyio.Event()  # set once the first body chunk is written
+
+    def around(self, app: ASGIFramework) -> ASGIFramework:
+        async def recorded(
+            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        ) -> None:
+            async def recording(message: ASGISendEvent) -> None:
+                await send(message)
+                if message["type"] == "http.response.body":
+                    self.chunks.append(bytes(message.get("body", b"")))
+                    self.started.set()
+
+            await app(scope, receive, recording)
+
+        return recorded
+
+
+class _BurstAgent:
+    """Writes two deltas without waiting for anything in between, as a model's burst
+    of chunks does, and notes whether the first was written before it went on."""
+
+    model = "burst"
+
+    def __init__(self, written: _WrittenChunks) -> None:
+        self._written = written
+        self.first_written_before_the_second: bool | None = None
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        await self._written.started.wait()  # the model takes a while to answer
+        await reply.send("first")
+        self.first_written_before_the_second = any(
+            b'"content":"first"' in chunk for chunk in self._written.chunks
+        )
+        await reply.send(" second")
+
+
+async def test_a_streamed_delta_is_written_before_the_turn_goes_on() -> None:
+    written = _WrittenChunks()
+    agent = _BurstAgent(written)
+    service = ChatService(agent, InMemorySessionStore(), TextOnlyAttachments(), timeout_s=30)
+    app = create_quart_app(service, HttpSettings())
+    app.asgi_app = written.around(app.asgi_app)  # type: ignore[method-assign]
+    body = b'{"messages": [{"role": "user", "content": "go"}], "session_id": "s", "stream": true}'
+    answer = b""
+    async with running_server(app) as server, await connect(server.port) as stream:
+        await stream.send(post(body))
+        with anyio.fail_after(10):
+            while b"data: [DONE]" not in answer:
+                answer += await stream.receive()
+    assert b'"content":"first"' in answer
+    assert b'"content":" second"' in answer
+    assert agent.first_written_before_the_second is True

@@ -12,7 +12,8 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 import attrs
-from anyio.abc import ObjectSendStream, TaskGroup
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from nanobot_api.adapters.http.answers import chunk_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
@@ -56,11 +57,19 @@ class SilentReply:
 class _StreamReply(SilentReply):
     """A Reply that forwards each delta to the response as soon as it is written."""
 
-    def __init__(self, events: ObjectSendStream[_Event]) -> None:
+    def __init__(self, events: MemoryObjectSendStream[_Event]) -> None:
         self._events = events
 
     async def send(self, delta: str) -> None:
-        await self._events.send(delta)
+        try:
+            self._events.send_nowait(delta)
+        except anyio.WouldBlock:
+            await self._events.send(delta)  # the client reads slower than the model writes
+        else:
+            # Yield once the delta is queued, not before (as ``send`` does): the response
+            # then writes it at once, rather than after whatever the turn does next
+            # without waiting (the rest of a burst of chunks, its commit).
+            await anyio.lowlevel.checkpoint()
 
 
 class TurnRunner:
