@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
-import anyio
 from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import model_json
@@ -16,7 +13,6 @@ from nanobot_api.adapters.http.middleware import (
 )
 from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.adapters.http.streaming import TurnRunner
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.ports import ChatTurns
 
@@ -31,16 +27,6 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
     # sent to one anyway is still not buffered past the request limit.
     app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_request_bytes)
-    runner = TurnRunner()
-
-    @app.while_serving
-    async def _serve_turns() -> AsyncGenerator[None, None]:
-        async with anyio.create_task_group() as group:
-            runner.attach(group)
-            yield
-            runner.attach(None)
-            group.cancel_scope.cancel()
-
     install_request_hooks(app, settings)
     install_error_handlers(app)
     install_openapi(app, turns.model, settings)
@@ -66,5 +52,5 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
         raise RuntimeError("POST /v1/chat/completions is served by ChatEndpoint")
 
     # Quart's documented place for ASGI middleware: its test client goes through it too.
-    app.asgi_app = ChatEndpoint(app.asgi_app, turns, settings, runner)  # type: ignore[method-assign]
+    app.asgi_app = ChatEndpoint(app.asgi_app, turns, settings)  # type: ignore[method-assign]
     return app

@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -43,7 +42,7 @@ from nanobot_api.adapters.http.middleware import (
 )
 from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipart
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.adapters.http.streaming import SilentReply, TurnRunner, stream_turn
+from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.errors import (
     InvalidRequest,
@@ -87,13 +86,10 @@ class ClientGone(Exception):
 class ChatEndpoint:
     """An ASGI app: chat completions POSTed here are answered; anything else goes on."""
 
-    def __init__(
-        self, inner: ASGIFramework, turns: ChatTurns, settings: HttpSettings, runner: TurnRunner
-    ) -> None:
+    def __init__(self, inner: ASGIFramework, turns: ChatTurns, settings: HttpSettings) -> None:
         self._inner = inner
         self._turns = turns
         self._settings = settings
-        self._runner = runner
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -147,8 +143,8 @@ class ChatEndpoint:
                 )
                 await exchange.respond_json(200, answer)
                 return
-            body = stream_turn(
-                self._runner,
+            await stream_turn(
+                await exchange.start_stream(),
                 turns,
                 prepared,
                 completion_id=completion_id,
@@ -156,7 +152,7 @@ class ChatEndpoint:
                 include_usage=chat.include_usage,
                 keepalive_s=settings.sse_keepalive_s,
             )
-            await exchange.respond_stream(body)
+            await exchange.end_stream()
 
 
 async def read_chat_request(
@@ -257,23 +253,18 @@ class _Exchange:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
 
-    async def respond_stream(self, chunks: AsyncGenerator[bytes, None]) -> None:
+    async def start_stream(self) -> Callable[[bytes], Awaitable[None]]:
+        """Sends the headers of an event stream; returns how to write its events."""
+        self.started = True
         headers = [*_SSE_HEADERS, *self.extra]
-        try:
-            # The first chunk is asked for before anything is written, so the turn
-            # can send its model call first: the model then works while the
-            # response's first writes go out (see stream_turn).
-            first = await anext(chunks, None)
-            self.started = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-            if first is not None:
-                await self._send({"type": "http.response.body", "body": first, "more_body": True})
-            async for chunk in chunks:
-                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await self._send({"type": "http.response.body", "body": b""})
-        finally:
-            # Cut off while sending, the stream still ends its turn (see stream_turn).
-            await chunks.aclose()
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        return self._write_event
+
+    async def _write_event(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end_stream(self) -> None:
+        await self._send({"type": "http.response.body", "body": b""})
 
 
 class _DisconnectWatch:

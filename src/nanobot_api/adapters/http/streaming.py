@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import math
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
-import anyio.lowlevel
-import attrs
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 
 from nanobot_api.adapters.http.answers import chunk_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import NanobotError
 from nanobot_api.domain.ports import ChatTurns
-from nanobot_api.domain.turns import PreparedTurn, TurnResult
+from nanobot_api.domain.turns import PreparedTurn
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE: Final = b": keep-alive\n\n"
 DONE: Final = b"data: [DONE]\n\n"
-
-
-@attrs.frozen
-class _Failed:
-    body: dict[str, object]
-
-
-_Event = str | TurnResult | _Failed
 
 
 def sse(payload: dict[str, object]) -> bytes:
@@ -54,45 +41,61 @@ class SilentReply:
         pass
 
 
-class _StreamReply(SilentReply):
-    """A Reply that forwards each delta to the response as soon as it is written."""
+class _KeptAlive:
+    """Writes a stream's events one at a time, and a ``: keep-alive`` comment whenever
+    none was written for ``every_s`` (0: never).
 
-    def __init__(self, events: MemoryObjectSendStream[_Event]) -> None:
-        self._events = events
-
-    async def send(self, delta: str) -> None:
-        try:
-            self._events.send_nowait(delta)
-        except anyio.WouldBlock:
-            await self._events.send(delta)  # the client reads slower than the model writes
-        else:
-            # Yield once the delta is queued, not before (as ``send`` does): the response
-            # then writes it at once, rather than after whatever the turn does next
-            # without waiting (the rest of a burst of chunks, its commit).
-            await anyio.lowlevel.checkpoint()
-
-
-class TurnRunner:
-    """Runs streamed turns in the server's own task group, apart from the response.
-
-    The response generator only reads events; when the client goes away it cancels the
-    turn's scope, so the turn ends, commits nothing, and frees its session.
+    The turn writes its own events from its own task. A timer looks at the stream
+    every ``every_s`` and, only if it has been silent that long, starts a task to write
+    the comment; a lock keeps that write from interleaving with the turn's.
     """
 
-    def __init__(self) -> None:
-        self._group: TaskGroup | None = None
+    def __init__(self, write: Callable[[bytes], Awaitable[None]], every_s: float) -> None:
+        self._write = write
+        self._every_s = every_s
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._comments: set[asyncio.Task[None]] = set()
+        if every_s > 0:
+            self._timer = self._loop.call_later(every_s, self._check)
 
-    def attach(self, group: TaskGroup | None) -> None:
-        self._group = group
+    async def write(self, data: bytes) -> None:
+        async with self._lock:
+            self._last = self._loop.time()
+            await self._write(data)
 
-    def start(self, run: Callable[[], Coroutine[object, object, None]]) -> None:
-        if self._group is None:
-            raise RuntimeError("the app is not serving: use `async with app.test_app()`")
-        self._group.start_soon(run)
+    def _check(self) -> None:
+        silent = self._loop.time() - self._last
+        if silent >= self._every_s:
+            task = self._loop.create_task(self.write(KEEPALIVE))
+            self._comments.add(task)
+            task.add_done_callback(self._comments.discard)
+            silent = 0.0
+        self._timer = self._loop.call_later(self._every_s - silent, self._check)
+
+    def stop(self) -> None:
+        """No more comments: the stream is over (a comment being written is cut)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._comments:
+            task.cancel()
+
+
+class _StreamReply(SilentReply):
+    """A Reply that writes each delta to the response as soon as it is written."""
+
+    def __init__(self, stream: _KeptAlive, chunk: Callable[[dict[str, str]], bytes]) -> None:
+        self._stream = stream
+        self._chunk = chunk
+
+    async def send(self, delta: str) -> None:
+        await self._stream.write(self._chunk({"content": delta}))
 
 
 async def stream_turn(
-    runner: TurnRunner,
+    write: Callable[[bytes], Awaitable[None]],
     turns: ChatTurns,
     turn: PreparedTurn,
     *,
@@ -100,57 +103,34 @@ async def stream_turn(
     created: int,
     include_usage: bool,
     keepalive_s: float,
-) -> AsyncGenerator[bytes, None]:
-    """The SSE body of a streamed turn, as SPEC.md lays it out."""
-    send, receive = anyio.create_memory_object_stream[_Event](64)
-    scope = anyio.CancelScope()
+) -> None:
+    """Runs a streamed turn, writing its SSE events as SPEC.md lays them out.
 
-    async def drive() -> None:
-        with scope, send:
-            outcome: _Event
-            try:
-                outcome = await turns.run(turn, _StreamReply(send))
-            except Exception as exc:
-                if not isinstance(exc, NanobotError):
-                    log.exception("streamed turn failed")
-                outcome = _Failed(failure_body(exc)[1])
-            with suppress(anyio.BrokenResourceError):
-                await send.send(outcome)
+    The turn runs in the caller's task and writes each delta itself, so a delta leaves
+    as soon as the model's chunk is read; if the client goes away, whoever watches for
+    that cancels this task, and with it the turn (which then commits nothing).
+    """
 
     def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
         return sse(chunk_json(completion_id, created, turns.model, delta, finish))
 
-    runner.start(drive)
-    wait_s = keepalive_s if keepalive_s > 0 else math.inf
+    stream = _KeptAlive(write, keepalive_s)
     try:
-        # One pass of the event loop lets the turn run up to its first wait, which
-        # with a model is its call sent upstream, before anything is written.
-        await anyio.lowlevel.checkpoint()
-        yield chunk({"role": "assistant"})
-        while True:
-            with anyio.move_on_after(wait_s) as waited:
-                event = await receive.receive()
-            if waited.cancelled_caught:
-                yield KEEPALIVE
-            elif isinstance(event, str):
-                yield chunk({"content": event})
-            elif isinstance(event, _Failed):
-                # No stop chunk and no [DONE]: a failure must never look like success.
-                yield sse(event.body)
-                return
-            else:
-                yield chunk({}, "stop")
-                if include_usage:
-                    usage = chunk_json(completion_id, created, turns.model, {})
-                    usage["choices"] = []
-                    usage["usage"] = usage_json(event.usage)
-                    yield sse(usage)
-                yield DONE
-                return
-    except anyio.EndOfStream:
-        # The runner stopped without a result: the server is shutting down.
-        yield sse(failure_body(RuntimeError("turn abandoned"))[1])
+        await stream.write(chunk({"role": "assistant"}))
+        try:
+            result = await turns.run(turn, _StreamReply(stream, chunk))
+        except Exception as exc:
+            if not isinstance(exc, NanobotError):
+                log.exception("streamed turn failed")
+            # No stop chunk and no [DONE]: a failure must never look like success.
+            await stream.write(sse(failure_body(exc)[1]))
+            return
+        await stream.write(chunk({}, "stop"))
+        if include_usage:
+            usage = chunk_json(completion_id, created, turns.model, {})
+            usage["choices"] = []
+            usage["usage"] = usage_json(result.usage)
+            await stream.write(sse(usage))
+        await stream.write(DONE)
     finally:
-        # Cancel before closing, so the turn ends as cancelled rather than failing a send.
-        scope.cancel()
-        receive.close()
+        stream.stop()
