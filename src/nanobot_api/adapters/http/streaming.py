@@ -41,7 +41,7 @@ class SilentReply:
         pass
 
 
-class _KeptAlive:
+class EventWriter:
     """Writes a stream's events one at a time, and a ``: keep-alive`` comment whenever
     none was written for ``every_s`` (0: never).
 
@@ -69,14 +69,16 @@ class _KeptAlive:
     def _check(self) -> None:
         silent = self._loop.time() - self._last
         if silent >= self._every_s:
-            task = self._loop.create_task(self.write(KEEPALIVE))
-            self._comments.add(task)
-            task.add_done_callback(self._comments.discard)
-            silent = 0.0
+            # One comment at a time: a client too slow to take one needs no more.
+            if not self._comments:
+                task = self._loop.create_task(self.write(KEEPALIVE))
+                self._comments.add(task)
+                task.add_done_callback(self._comments.discard)
+            silent = 0.0  # look again a whole period from now
         self._timer = self._loop.call_later(self._every_s - silent, self._check)
 
     def stop(self) -> None:
-        """No more comments: the stream is over (a comment being written is cut)."""
+        """No more comments: the stream is over (one waiting to be written is dropped)."""
         if self._timer is not None:
             self._timer.cancel()
         for task in self._comments:
@@ -86,7 +88,7 @@ class _KeptAlive:
 class _StreamReply(SilentReply):
     """A Reply that writes each delta to the response as soon as it is written."""
 
-    def __init__(self, stream: _KeptAlive, chunk: Callable[[dict[str, str]], bytes]) -> None:
+    def __init__(self, stream: EventWriter, chunk: Callable[[dict[str, str]], bytes]) -> None:
         self._stream = stream
         self._chunk = chunk
 
@@ -114,7 +116,7 @@ async def stream_turn(
     def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
         return sse(chunk_json(completion_id, created, turns.model, delta, finish))
 
-    stream = _KeptAlive(write, keepalive_s)
+    stream = EventWriter(write, keepalive_s)
     try:
         await stream.write(chunk({"role": "assistant"}))
         try:
