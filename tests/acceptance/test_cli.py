@@ -136,3 +136,17 @@ def test_sessions_command_lists_shows_and_clears_what_serve_kept(tmp_path: Path)
     after = run_nanobot("sessions", "list", "-w", str(workspace), home=tmp_path)
     assert "api:alpha" not in after.stdout
     assert "api:beta" in after.stdout
+
+
+@pytest.mark.parametrize("action", ["show", "clear"])
+def test_a_session_key_without_a_channel_is_one_line_on_stderr_and_exit_2(
+    tmp_path: Path, action: str
+) -> None:
+    workspace = tmp_path / "ws"
+    done = run_nanobot("sessions", action, "my-session", "-w", str(workspace), home=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("nanobot: ")
+    assert "must look like 'api:<session_id>'" in line
+    assert not (workspace / "sessions.sqlite3").exists()  # refused before the file is made

@@ -16,6 +16,7 @@ from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.outbox_admin import run_outbox_command
 from nanobot_api.app.serving import run_server
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
+from nanobot_api.domain.sessions import SessionKey
 
 
 def run(command: Command, environ: Mapping[str, str]) -> int:
@@ -36,11 +37,11 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
 
 
 async def _sessions(command: SessionsCommand, path: Path) -> int:
+    # A bad key is a usage error (stderr, exit 2), refused before the file is opened.
+    key = None if command.action == "list" else SessionKey.parse(command.key or "")
     async with SqliteSessionStore(path) as store:
-        match command.action:
-            case "list":
-                return await list_sessions(store, sys.stdout)
-            case "show":
-                return await show_session(store, command.key or "", sys.stdout)
-            case "clear":
-                return await clear_session(store, command.key or "", sys.stdout)
+        if key is None:
+            return await list_sessions(store, sys.stdout)
+        if command.action == "show":
+            return await show_session(store, key, sys.stdout)
+        return await clear_session(store, key, sys.stdout)

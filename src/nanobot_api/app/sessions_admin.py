@@ -1,7 +1,8 @@
 """``nanobot sessions list|show KEY|clear KEY``: look at and reset stored history.
 
 Each command takes the session store and a text stream to write to, and returns the
-process exit code: 0 done, 1 nothing to show, 2 a key that is not ``<channel>:<id>``.
+process exit code: 0 done, 1 nothing to show. A key that is not ``<channel>:<id>`` is
+refused before the store is opened (``SessionKey.parse``), as a usage error.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 from typing import TextIO
 
 from nanobot_api.domain.conversation import Message
-from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import SessionStore
 from nanobot_api.domain.sessions import SessionKey
 
 EXIT_OK = 0
 EXIT_EMPTY = 1
-EXIT_USAGE = 2
 _PREVIEW_CHARS = 2000
 
 
@@ -31,11 +30,8 @@ async def list_sessions(store: SessionStore, out: TextIO) -> int:
     return EXIT_OK
 
 
-async def show_session(store: SessionStore, key_text: str, out: TextIO) -> int:
+async def show_session(store: SessionStore, key: SessionKey, out: TextIO) -> int:
     """Every turn of the session, message by message; exit 1 if it holds none."""
-    key = _parse(key_text, out)
-    if key is None:
-        return EXIT_USAGE
     history = await store.history(key)
     if not history:
         out.write(f"Session {key} has no turns.\n")
@@ -47,11 +43,8 @@ async def show_session(store: SessionStore, key_text: str, out: TextIO) -> int:
     return EXIT_OK
 
 
-async def clear_session(store: SessionStore, key_text: str, out: TextIO) -> int:
+async def clear_session(store: SessionStore, key: SessionKey, out: TextIO) -> int:
     """Forgets the session's history; says how many turns went."""
-    key = _parse(key_text, out)
-    if key is None:
-        return EXIT_USAGE
     removed = await store.clear(key)
     out.write(f"Cleared {removed} turn{'s' if removed != 1 else ''} from {key}.\n")
     return EXIT_OK
@@ -77,11 +70,3 @@ def _preview(text: str | None) -> str:
     if len(text) <= _PREVIEW_CHARS:
         return text
     return f"{text[:_PREVIEW_CHARS]}... [{len(text) - _PREVIEW_CHARS} more chars]"
-
-
-def _parse(key_text: str, out: TextIO) -> SessionKey | None:
-    try:
-        return SessionKey.parse(key_text)
-    except InvalidRequest as exc:
-        out.write(f"{exc.message}\n")
-        return None
