@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
+
 import anyio
 import anyio.abc
 import pytest
@@ -17,6 +21,7 @@ from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
+from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.harness import running_server
 from nanobot_api.domain.ports import Agent, Reply
 from nanobot_api.domain.sessions import api_session
@@ -202,3 +207,29 @@ async def test_a_streamed_delta_is_written_before_the_turn_goes_on() -> None:
     assert b'"content":"first"' in answer
     assert b'"content":" second"' in answer
     assert agent.first_written_before_the_second is True
+
+
+async def test_clients_cutting_streams_short_leave_no_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemorySessionStore()
+    body = (
+        b'{"messages": [{"role": "user", "content": "one two three four five six seven"}],'
+        b' "session_id": "s", "stream": true}'
+    )
+    with caplog.at_level(logging.WARNING):
+        async with server_of(EchoAgent(), store) as server:
+            for n in range(60):
+                stream = await connect(server.port)
+                await stream.send(post(body))
+                if n % 3 == 0:
+                    await anyio.sleep(0.001)
+                # Gone before the answer, as a closed browser tab: the connection is
+                # reset rather than closed, so the server's writes fail at once.
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                await stream.aclose()
+            answer = await exchange(server.port, post(BODY % b"after"))
+    assert answer.startswith(b"HTTP/1.1 200")
+    # Each cut stream was a turn written into a closed connection until it noticed.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -63,7 +63,7 @@ Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# How long a request's work runs before a client leaving is watched for (see
+# How long a non-streamed turn runs before its client leaving is watched for (see
 # _DisconnectWatch).
 WATCH_AFTER_S = 0.1
 _DRAIN_MAX_BYTES = 8 * 1024 * 1024
@@ -135,7 +135,10 @@ class ChatEndpoint:
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
         exchange.extra.append((_SESSION_ID, prepared.session.session_id.encode()))
-        async with exchange.watching_for_disconnect():
+        # A stream writes all along, and must stop as soon as its client is gone; a
+        # single answer is written once, at the end.
+        watch_after_s = 0.0 if chat.stream else WATCH_AFTER_S
+        async with exchange.watching_for_disconnect(watch_after_s):
             if not chat.stream:
                 result = await turns.run(prepared, _DISCARD)
                 answer = completion_json(
@@ -243,8 +246,8 @@ class _Exchange:
                 drained += len(message.get("body", b""))
                 self._body_done = not message.get("more_body", False)
 
-    def watching_for_disconnect(self) -> _DisconnectWatch:
-        return _DisconnectWatch(self._receive)
+    def watching_for_disconnect(self, after_s: float) -> _DisconnectWatch:
+        return _DisconnectWatch(self._receive, after_s)
 
     async def respond_json(self, status: int, payload: object) -> None:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -272,15 +275,16 @@ class _DisconnectWatch:
 
     One asyncio task waits on ``receive`` (which ASGI servers answer with
     ``http.disconnect`` once the client goes); a whole task group per request cost
-    several times as much for the same effect. That task starts only once the work
-    has run for ``WATCH_AFTER_S``: work done sooner has nothing left worth saving,
-    and is kept as if the client had left just after it. A turn of a real model
-    takes longer, and is cancelled within that time of its client leaving. (Against
-    an instant model, a task for every request was about 7% of the server's time.)
+    several times as much for the same effect. That task may start only once the work
+    has run for ``after_s``: work done sooner has nothing left worth saving, and is
+    kept as if the client had left just after it, while a turn of a real model takes
+    longer and is cancelled within that time of its client leaving. (Against an
+    instant model, a task for every request was about 7% of the server's time.)
     """
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, after_s: float) -> None:
         self._receive = receive
+        self._after_s = after_s
         self._scope = anyio.CancelScope()
         self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -295,7 +299,10 @@ class _DisconnectWatch:
 
     async def __aenter__(self) -> None:
         self._scope.__enter__()
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start)
+        if self._after_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(self._after_s, self._start)
+        else:
+            self._start()
 
     async def __aexit__(self, *exc_info: Any) -> bool:
         if self._timer is not None:

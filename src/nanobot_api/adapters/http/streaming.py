@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 
 from nanobot_api.adapters.http.answers import chunk_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
@@ -94,6 +95,11 @@ class _StreamReply(SilentReply):
 
     async def send(self, delta: str) -> None:
         await self._stream.write(self._chunk({"content": delta}))
+        # A pass of the event loop after each delta: if the client has gone, the server
+        # notices and the turn is cancelled here, rather than writing a burst of deltas
+        # into a closed connection (which asyncio logs as a warning from the sixth
+        # write on).
+        await anyio.lowlevel.checkpoint()
 
 
 async def stream_turn(
