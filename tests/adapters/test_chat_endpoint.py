@@ -233,3 +233,15 @@ async def test_clients_cutting_streams_short_leave_no_warnings(
     assert answer.startswith(b"HTTP/1.1 200")
     # Each cut stream was a turn written into a closed connection until it noticed.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_request_to_an_absolute_url_is_answered_like_any_other() -> None:
+    agent = GatedAgent(model="gated")
+    agent.gate("whole").set()
+    async with server_of(agent, InMemorySessionStore()) as server:
+        request = post(BODY % b"whole").replace(
+            b"POST /v1/chat/completions", b"POST http://t/v1/chat/completions", 1
+        )
+        answer = await exchange(server.port, request)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'"content":"done whole"' in answer

@@ -23,6 +23,7 @@ from collections.abc import (
     Mapping,
 )
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 import anyio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
@@ -97,7 +98,7 @@ class ChatEndpoint:
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
-            or scope["path"] != scope.get("root_path", "") + CHAT_PATH
+            or _route_path(scope["path"]) != scope.get("root_path", "") + CHAT_PATH
         ):
             await self._inner(scope, receive, send)
             return
@@ -312,6 +313,12 @@ class _DisconnectWatch:
         if self._scope.__exit__(*exc_info):
             raise ClientGone  # the client left: the turn was cancelled on its account
         return False
+
+
+def _route_path(path: str) -> str:
+    """The path a request is routed by, as Quart routes it: a request sent to an
+    absolute URL (``POST http://host/v1/...``, as some proxies send) keeps it whole."""
+    return path if path.startswith("/") else urlsplit(path).path
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
