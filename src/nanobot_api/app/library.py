@@ -76,8 +76,8 @@ def create_app(agent: AgentLike, config: Config | None = None, **overrides: Any)
     TypeError for an unknown keyword.
 
     Serve the app with an ASGI server (Hypercorn), or in tests inside
-    ``async with app.test_app()``: streamed turns run in a task group the app opens
-    while it is serving.
+    ``async with app.test_app()``, which runs its start-up and shut-down (the session
+    store, the outbox).
     """
     return build_app(as_agent(agent), config, overrides)[0]
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from nanobot_api.domain.conversation import Usage
+
+
+def json_bytes(payload: object) -> bytes:
+    """A JSON answer, event or error as sent: compact, UTF-8, non-ASCII unescaped."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def usage_json(usage: Usage) -> dict[str, int]:

@@ -18,11 +18,7 @@ from nanobot_api.domain.ports import ChatTurns
 
 
 def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
-    """The HTTP API in front of ``turns``.
-
-    Streamed turns run in a task group the app opens while serving, so run it under
-    an ASGI server (Hypercorn) or, in tests, inside ``async with app.test_app()``.
-    """
+    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn)."""
     app = Quart("nanobot_api")
     # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
     # sent to one anyway is still not buffered past the request limit.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import (
     AsyncIterator,
@@ -29,7 +28,7 @@ import anyio
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from werkzeug.http import parse_options_header
 
-from nanobot_api.adapters.http.answers import completion_json
+from nanobot_api.adapters.http.answers import completion_json, json_bytes
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
@@ -47,15 +46,12 @@ from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.errors import (
     InvalidRequest,
-    NanobotError,
     PayloadTooLarge,
     RequestTimedOut,
 )
 from nanobot_api.domain.ports import ChatTurns
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SessionHeaders
 from nanobot_api.domain.turns import ChatRequest
-
-log = logging.getLogger(__name__)
 
 CHAT_PATH: Final = "/v1/chat/completions"
 
@@ -71,8 +67,13 @@ _DRAIN_MAX_BYTES = 8 * 1024 * 1024
 _DRAIN_MAX_S = 2.0
 _DRAIN_IDLE_S = 0.25
 _JSON: Final = (b"content-type", b"application/json")
-_REQUEST_ID: Final = REQUEST_ID.lower().encode()
-_SESSION_ID: Final = SESSION_HEADER.lower().encode()
+# Header names as the request's headers are keyed (see _headers), and as sent.
+_REQUEST_ID_KEY: Final = REQUEST_ID.lower()
+_SESSION_KEY: Final = SESSION_HEADER.lower()
+_CHAT_ID_KEYS: Final = tuple(name.lower() for name in CHAT_ID_HEADERS)
+_TASK_KEY: Final = TASK_HEADER.lower()
+_REQUEST_ID: Final = _REQUEST_ID_KEY.encode()
+_SESSION_ID: Final = _SESSION_KEY.encode()
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -103,7 +104,7 @@ class ChatEndpoint:
             await self._inner(scope, receive, send)
             return
         headers = _headers(scope["headers"])
-        extra = [(_REQUEST_ID, request_id(headers.get("x-request-id")).encode())]
+        extra = [(_REQUEST_ID, request_id(headers.get(_REQUEST_ID_KEY)).encode())]
         origin = allowed_origin(headers.get("origin"), self._settings)
         if origin is not None:
             extra += [(k.lower().encode(), v.encode()) for k, v in cors_headers(origin).items()]
@@ -115,9 +116,7 @@ class ChatEndpoint:
         except Exception as error:
             if exchange.started:
                 raise  # nothing more can be said on this response
-            if not isinstance(error, NanobotError):
-                log.exception("unhandled error", exc_info=error)
-            status, body = failure_body(error)
+            status, body = failure_body(error)  # a fault is logged there
             # Refused halfway through its body (too large, malformed, a file refused),
             # the client may still be sending: read on a little so it sees the answer.
             await exchange.discard_some()
@@ -164,9 +163,9 @@ async def read_chat_request(
 ) -> ChatRequest:
     """The chat request in a body (JSON or multipart), or the error that refuses it."""
     session_headers = SessionHeaders(
-        headers.get(SESSION_HEADER.lower()),
-        headers.get(CHAT_ID_HEADERS[0].lower()),
-        headers.get(CHAT_ID_HEADERS[1].lower()),
+        headers.get(_SESSION_KEY),
+        headers.get(_CHAT_ID_KEYS[0]),
+        headers.get(_CHAT_ID_KEYS[1]),
     )
     content_type = headers.get("content-type", "")
     if parse_options_header(content_type)[0].lower() == "multipart/form-data":
@@ -191,7 +190,7 @@ async def read_chat_request(
         settings.limits,
         history=settings.history,
         headers=session_headers,
-        task=headers.get(TASK_HEADER.lower()),
+        task=headers.get(_TASK_KEY),
         lifted=lifted,
     )
 
@@ -251,7 +250,7 @@ class _Exchange:
         return _DisconnectWatch(self._receive, after_s)
 
     async def respond_json(self, status: int, payload: object) -> None:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = json_bytes(payload)
         headers = [_JSON, (b"content-length", str(len(body)).encode()), *self.extra]
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})

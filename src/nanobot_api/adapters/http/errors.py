@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from nanobot_api.adapters.http.answers import error_json
@@ -17,6 +18,8 @@ from nanobot_api.domain.errors import (
     UnsupportedMediaType,
     UpstreamFailed,
 )
+
+log = logging.getLogger(__name__)
 
 _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     InvalidRequest: (400, "invalid_request_error"),
@@ -42,8 +45,13 @@ def status_of(error: NanobotError) -> tuple[int, str]:
 
 
 def failure_body(error: BaseException) -> tuple[int, dict[str, object]]:
-    """The status and error body for any failure of a turn; details of faults stay in the log."""
+    """The status and error body for any failure of a request.
+
+    A fault (anything but a NanobotError) is logged here, with its traceback, and the
+    client reads only "Internal server error": its details stay in the log.
+    """
     if isinstance(error, NanobotError):
         status, kind = status_of(error)
         return status, error_json(error.message, kind, error.param, status)
+    log.error("unhandled error", exc_info=error)
     return 500, error_json(INTERNAL_ERROR, "server_error", None, 500)

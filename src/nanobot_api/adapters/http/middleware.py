@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import json
-import logging
 from typing import Final
 
 import werkzeug.exceptions
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from nanobot_api.adapters.http.answers import error_json
+from nanobot_api.adapters.http.answers import error_json, json_bytes
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.domain.errors import AuthenticationFailed, MethodNotAllowed, NanobotError, NotFound
 from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
-
-log = logging.getLogger(__name__)
 
 REQUEST_ID: Final = "X-Request-ID"
 TASK_HEADER: Final = "X-OpenWebUI-Task"
@@ -99,8 +95,7 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _fault(error: Exception) -> Response:
-        log.exception("unhandled error", exc_info=error)
-        return error_response(error)
+        return error_response(error)  # logged there
 
 
 def error_response(error: BaseException) -> Response:
@@ -109,8 +104,7 @@ def error_response(error: BaseException) -> Response:
 
 
 def json_response(payload: object, status: int = 200) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status, content_type="application/json")
+    return Response(json_bytes(payload), status, content_type="application/json")
 
 
 def check_bearer(header: str, api_key: str) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
@@ -44,26 +43,4 @@ async def serve_app(
     else:
         bracketed = f"[{host}]" if host and ":" in host else host
         binds = [f"{bracketed}:{port}"]
-    with _known_async_library():
-        await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)
-
-
-@contextmanager
-def _known_async_library() -> Iterator[None]:
-    """Tells sniffio, when it is installed, that this is asyncio.
-
-    anyio asks sniffio for the running library on every call when sniffio is there
-    (the openai SDK and others bring it), and sniffio finds asyncio by looking up the
-    current task: a tenth of a turn's bookkeeping. Said once through sniffio's own
-    context variable, which the server's tasks inherit, each answer is a lookup.
-    """
-    try:
-        import sniffio  # optional: anyio does without it
-    except ImportError:
-        yield
-        return
-    token = sniffio.current_async_library_cvar.set("asyncio")
-    try:
-        yield
-    finally:
-        sniffio.current_async_library_cvar.reset(token)
+    await serve(app, hypercorn_config(binds), shutdown_trigger=shutdown_trigger)

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
 import anyio.lowlevel
 
-from nanobot_api.adapters.http.answers import chunk_json, usage_json
+from nanobot_api.adapters.http.answers import chunk_json, json_bytes, usage_json
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
-from nanobot_api.domain.errors import NanobotError
 from nanobot_api.domain.ports import ChatTurns
 from nanobot_api.domain.turns import PreparedTurn
-
-log = logging.getLogger(__name__)
 
 KEEPALIVE: Final = b": keep-alive\n\n"
 DONE: Final = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict[str, object]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json_bytes(payload) + b"\n\n"
 
 
 class SilentReply:
@@ -58,7 +53,7 @@ class EventWriter:
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
-        self._comments: set[asyncio.Task[None]] = set()
+        self._comment: asyncio.Task[None] | None = None
         if every_s > 0:
             self._timer = self._loop.call_later(every_s, self._check)
 
@@ -71,10 +66,8 @@ class EventWriter:
         silent = self._loop.time() - self._last
         if silent >= self._every_s:
             # One comment at a time: a client too slow to take one needs no more.
-            if not self._comments:
-                task = self._loop.create_task(self.write(KEEPALIVE))
-                self._comments.add(task)
-                task.add_done_callback(self._comments.discard)
+            if self._comment is None or self._comment.done():
+                self._comment = self._loop.create_task(self.write(KEEPALIVE))
             silent = 0.0  # look again a whole period from now
         self._timer = self._loop.call_later(self._every_s - silent, self._check)
 
@@ -82,8 +75,8 @@ class EventWriter:
         """No more comments: the stream is over (one waiting to be written is dropped)."""
         if self._timer is not None:
             self._timer.cancel()
-        for task in self._comments:
-            task.cancel()
+        if self._comment is not None:
+            self._comment.cancel()
 
 
 class _StreamReply(SilentReply):
@@ -128,8 +121,6 @@ async def stream_turn(
         try:
             result = await turns.run(turn, _StreamReply(stream, chunk))
         except Exception as exc:
-            if not isinstance(exc, NanobotError):
-                log.exception("streamed turn failed")
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))
             return

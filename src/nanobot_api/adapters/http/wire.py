@@ -247,7 +247,15 @@ def parse_chat_json(
     assert isinstance(messages, list)  # checked by _turn_message
     message = _structure(messages[index], UserMessage, f"messages[{index}]")
     text, uploads = _content(message.content, limits, f"messages[{index}]", lifted or {})
-    return ChatRequest(session, text, uploads, fields.model, stream, include_usage, user_turns)
+    return ChatRequest(
+        session,
+        text,
+        uploads,
+        model=fields.model,
+        stream=stream,
+        include_usage=include_usage,
+        user_turns=user_turns,
+    )
 
 
 def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[int, int | None]:
