@@ -25,6 +25,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from nanobot_api.domain.errors import ConfigError
+from nanobot_api.domain.outbox import shorten
 
 _CHECK = "nanobot_check"
 FROM_FILE = "nanobot_from_file"
@@ -77,7 +78,7 @@ def show(value: object, limit: int = 60) -> str:
         text = json.dumps(value, default=repr)
     except ValueError:  # an int past Python's 4300-digit str() limit
         text = "a huge number"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(text, limit)
 
 
 def _camel(name: str) -> str:

@@ -18,8 +18,7 @@ class ToolCall:
     arguments: str
 
 
-# Hashed on every turn that resends it (the model client keeps each message's encoding).
-@attrs.frozen(cache_hash=True)
+@attrs.frozen
 class Message:
     """One message of a conversation as the model sees it (attachments only as a note)."""
 

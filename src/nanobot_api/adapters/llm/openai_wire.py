@@ -1,4 +1,5 @@
-"""The OpenAI chat-completions wire format: request bodies out, answers and chunks in.
+"""The OpenAI chat-completions wire format: messages and tools out (``request_encoder``
+builds the bodies from them), answers and chunks in.
 
 Pure translation between domain values and JSON-ready dicts; no I/O. Providers differ
 in small ways (a tool call's name repeated in every chunk, usage on the last choice

@@ -95,7 +95,7 @@ class RequestEncoder:
         if len(history) < 2:
             return None
         before = self._windows.get(id(history[-2]))
-        if before is None or before.history[-1] is not history[-2]:
+        if before is None:
             return None
         kept = len(history) - 1
         dropped = len(before.history) - kept

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from nanobot_api.adapters.storage.recent import RecentHistory
 from nanobot_api.adapters.storage.sqlite_files import (
@@ -74,9 +73,11 @@ class SqliteSessionStore(SqliteFile):
     With NORMAL, a commit is a few tens of microseconds with no disk sync, so it runs
     on the event loop: the hand-off to a thread and back cost more than the write and,
     on a busy server, cut throughput by a third. The loop never waits on the file for
-    it: such a commit runs with no busy timeout and goes to the thread if the
-    connection or the file is busy, and checkpoints (which do sync) run in the thread,
-    every ``_CHECKPOINT_EVERY`` commits, instead of inside a commit.
+    it: such a commit runs with no busy timeout; while a worker thread has the
+    connection it is retried on the loop for a few milliseconds, and it goes to the
+    thread if another process holds the file or the connection stays busy (see
+    ``_commit_on_loop``). Checkpoints (which do sync) run in the thread, every
+    ``_CHECKPOINT_EVERY`` commits, instead of inside a commit.
     """
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:

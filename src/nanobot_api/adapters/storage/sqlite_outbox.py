@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 
 from nanobot_api.adapters.storage.sqlite_files import (
     LazyConnection,
