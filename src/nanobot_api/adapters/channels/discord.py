@@ -77,8 +77,7 @@ class DiscordOutboundChannel(TokenChannel):
         answer = await self._post(path, **body)
         if answer.ok:
             return str(answer.field("id"))
-        # A 429's body says how long to wait, in seconds with a fraction; the header rounds.
         detail = answer.field("message")
-        raise failure(
-            self.name, answer.status, detail, answer.wait_s("retry_after"), (self._token,)
-        )
+        # A 429's body says how long to wait, in seconds with a fraction; the header rounds.
+        wait_s = answer.wait_s("retry_after")
+        raise failure(self.name, answer.status, detail, wait_s, (self._token,))

@@ -89,7 +89,8 @@ class TokenChannel:
             self._headers["Authorization"] = self.authorization.format(token=token)
 
     async def _post(self, path: str, **body: Any) -> Answer:
-        """POSTs to ``<base>/<path>`` with the token's headers; failures as DeliveryFailed."""
+        """POSTs to ``<base>/<path>`` with the token's headers; a transport failure raises
+        DeliveryFailed, and any status comes back as an Answer."""
         return await request(
             self._session,
             self.name,

@@ -1,4 +1,5 @@
-"""What every document extractor shares: its limits, and reading off the event loop."""
+"""What every document extractor shares: its limits, reading off the event loop, and
+turning whatever its parser raises on a bad file into one InvalidRequest (logged)."""
 
 from __future__ import annotations
 
