@@ -11,14 +11,13 @@ from nanobot_api.adapters.documents import DocumentReaderByKind
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
-from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.storage import SESSIONS_FILE, storage_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
@@ -34,7 +33,7 @@ def upload_limits(config: Config) -> UploadLimits:
 
 def session_store_path(config: Config) -> Path:
     """Where the embedded session store keeps its file."""
-    return config.workspace / "sessions.sqlite3"
+    return config.workspace / SESSIONS_FILE
 
 
 def build(
@@ -50,19 +49,20 @@ def build(
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm)
+    # History lives in the storage whatever the agent, so `nanobot sessions` sees it.
+    storage = storage_for(config)
+    if store is not None:
+        storage = storage.with_sessions(store)
+    store = storage.sessions
+    outgoing = outgoing_for(config, with_tool=with_llm, outbox=storage.outbox)
     if with_llm:
         agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
-    # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
-    sqlite = None
-    if store is None:
-        store = sqlite = SqliteSessionStore(session_store_path(config))
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            storage.media,
             limits,
             extraction=extraction,
         )
@@ -82,16 +82,16 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+
+    @app.before_serving
+    async def _open_storage() -> None:
+        # A bad file or a database still down after a while stops start-up, not the
+        # first turn.
+        await storage.open(retry_for_s=config.storage.connect_retry_s)
+
     if outgoing is not None:
-        outgoing.install(app)
-    if sqlite is not None:
-        store_file = sqlite  # narrowed, for the closure
-
-        @app.before_serving
-        async def _open_store() -> None:
-            await store_file.open()  # a bad file stops start-up, not the first turn
-
-        app.after_serving(store_file.close)
+        outgoing.install(app)  # after the storage opens, before it closes
+    app.after_serving(storage.close)
     if model is not None:
         app.after_serving(model.close)
     return app

@@ -20,13 +20,13 @@ from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
 from nanobot_api.app.message_tool import MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
+from nanobot_api.app.storage import OUTBOX_FILE, OutboxStore
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.ports import OutboundChannel
 
 log = logging.getLogger(__name__)
 
-OUTBOX_FILE = "outbox.sqlite3"
 # A plugin setting this short is not a credential, and redacting it (a "1", a "true")
 # would garble every error message that happens to contain it.
 _MIN_SECRET_CHARS = 8
@@ -106,10 +106,16 @@ class Outgoing:
         clock: Callable[[], float] = time.time,
         poll_s: float = 2.0,
         grace_s: float = 5.0,
+        outbox: OutboxStore | None = None,
+        claim_s: float = 30.0,
     ) -> None:
         # Given when the caller has made them already: making them imports plugins.
         self._plans = channel_plans(config) if plans is None else plans
-        self.outbox = SqliteOutbox(outbox_path(workspace))
+        # An outbox given is opened and closed by its owner (the server's storage).
+        self._own_outbox = outbox is None
+        self.outbox: OutboxStore = (
+            SqliteOutbox(outbox_path(workspace), claim_s=claim_s) if outbox is None else outbox
+        )
         self._channels: dict[str, OutboundChannel] = {}
         self.courier = Courier(
             self.outbox,
@@ -122,7 +128,7 @@ class Outgoing:
             attempt_timeout_s=config.outbox.timeout_s * 10,
         )
         self.worker = OutboxWorker(
-            self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s
+            self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s, claim_s=claim_s
         )
         known = {*BUILT_IN, *config.plugins}
         self.tool = MessageTool(self.courier, workspace, known=known)
@@ -137,7 +143,8 @@ class Outgoing:
         return self._enabled
 
     async def start(self) -> None:
-        await self.outbox.open()  # a bad file stops start-up, not the first message
+        if isinstance(self.outbox, SqliteOutbox):
+            await self.outbox.open()  # a bad file stops start-up, not the first message
         if not self._plans:
             return  # nothing could be delivered: no session, no worker
         self._session = aiohttp.ClientSession(
@@ -162,7 +169,8 @@ class Outgoing:
         if session is not None:
             await session.close()
         self._channels.clear()
-        await self.outbox.close()
+        if isinstance(self.outbox, SqliteOutbox) and self._own_outbox:
+            await self.outbox.close()
 
     def install(self, app: Quart) -> None:
         """Starts with the app's serving and stops with it."""
@@ -170,10 +178,18 @@ class Outgoing:
         app.after_serving(self.stop)
 
 
-def outgoing_for(config: Config, *, with_tool: bool) -> Outgoing | None:
+def outgoing_for(
+    config: Config, *, with_tool: bool, outbox: OutboxStore | None = None
+) -> Outgoing | None:
     """The outbound side ``config`` calls for: needed when the ``message`` tool is offered
     (``with_tool``: the LLM agent) or a channel is enabled (to drain what is pending)."""
     plans = channel_plans(config.channels)
     if not with_tool and not plans:
         return None
-    return Outgoing(config.channels, config.workspace, plans=plans)
+    return Outgoing(
+        config.channels,
+        config.workspace,
+        plans=plans,
+        outbox=outbox,
+        claim_s=config.storage.lease_s,
+    )

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 import anyio
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.bootstrap import session_store_path
-from nanobot_api.app.channels import outbox_path
 from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.outbox_admin import run_outbox_command
 from nanobot_api.app.serving import run_server
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
+from nanobot_api.app.storage import Storage, storage_for
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -23,23 +20,30 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
     """Runs ``command``; returns its exit code. Raises NanobotError on bad input."""
     match command:
         case ServeCommand():
-            flags = ConfigOverrides(command.host, command.port, command.timeout, command.workspace)
+            flags = ConfigOverrides(
+                command.host,
+                command.port,
+                command.timeout,
+                command.workspace,
+                storage_url=command.storage_url,
+            )
             config = load_config(command.config, environ, flags)
             return run_server(config, verbose=command.verbose)
         case SessionsCommand():
-            flags = ConfigOverrides(workspace=command.workspace)
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
-            return anyio.run(_sessions, command, session_store_path(config))
+            return anyio.run(_sessions, command, storage_for(config))
         case OutboxCommand():
-            flags = ConfigOverrides(workspace=command.workspace)
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
-            return run_outbox_command(command, outbox_path(config.workspace))
+            return run_outbox_command(command, storage_for(config))
 
 
-async def _sessions(command: SessionsCommand, path: Path) -> int:
+async def _sessions(command: SessionsCommand, storage: Storage) -> int:
     # A bad key is a usage error (stderr, exit 2), refused before the file is opened.
     key = None if command.action == "list" else SessionKey.parse(command.key or "")
-    async with SqliteSessionStore(path) as store:
+    async with storage.opened():
+        store = storage.sessions
         if key is None:
             return await list_sessions(store, sys.stdout)
         if command.action == "show":

@@ -17,6 +17,7 @@ from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.echo import ECHO_MODEL
+from nanobot_api.app.storage import check_storage
 
 
 def announce(config: Config, out: TextIO) -> None:
@@ -49,6 +50,7 @@ def log_to_stderr(*, verbose: bool = False) -> None:
 def run_server(config: Config, *, verbose: bool = False) -> int:
     """Serves until SIGINT or SIGTERM; returns the exit code."""
     log_to_stderr(verbose=verbose)
+    anyio.run(check_storage, config)  # the database down: one line and exit 2
     app = build(config)
     announce(config, sys.stderr)
     serve_until_stopped(app, config.api)

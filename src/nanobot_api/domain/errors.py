@@ -10,6 +10,9 @@
     ├── TurnTimedOut            the turn ran past its time budget
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
+    ├── SessionBusy             the session is running another turn (``api.busy: reject``)
+    │   └── LeaseLost           this process lost the session to another; nothing was kept
+    ├── StorageUnavailable      the database or the workspace's files cannot be used now
     └── ConfigError             a configuration value is unusable (start-up only)
 
 Errors carry a message meant for the client and, where one field is at fault, the
@@ -94,3 +97,33 @@ class DeliveryFailed(NanobotError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.progress = progress
+
+
+class SessionBusy(NanobotError):
+    """Raised when a turn arrives for a session that is running (or queueing) another and
+    the server is set to refuse rather than wait (``api.busy: "reject"``).
+
+    ``retry_after_s`` is how long the caller should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class LeaseLost(SessionBusy):
+    """Raised when a turn's process no longer holds its session's lease (it stalled past
+    ``storage.leaseS`` and another process took the session over): the turn's commit is
+    refused and nothing of it is kept."""
+
+
+class StorageUnavailable(NanobotError):
+    """Raised when durable state cannot be read or written right now: the database is
+    down or unreachable, or the workspace's database file was deleted or replaced.
+
+    Nothing was half written. ``retry_after_s`` is how long the caller should wait.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -207,13 +207,23 @@ class Outbox(Protocol):
 
     async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
         """Takes up to ``limit`` pending events due at ``now`` (oldest due first), leaving
-        out the ids in ``exclude`` (those already being delivered), and counts an attempt
-        on each (``domain.outbox.claimed``), durably, before returning them. Also says when
-        the next pending event not taken falls due."""
+        out the ids in ``exclude`` (those already being delivered) and those another
+        worker (of any process) has claimed, and counts an attempt on each
+        (``domain.outbox.claimed``) and claims it, durably, before returning them. Also
+        says when the next pending event not taken falls due (or its claim runs out).
+
+        An event enqueued pending with its attempt already counted is claimed by the
+        process that enqueued it (the ``message`` tool sends at once)."""
 
     async def settle(self, event: OutboxEvent) -> bool:
-        """Writes the event's new state (status, attempts, progress, times, last error);
-        durable on return. False if the event is gone (dropped meanwhile)."""
+        """Writes the event's new state (status, attempts, progress, times, last error)
+        and ends its claim; durable on return. False if the event is gone (dropped
+        meanwhile)."""
+
+    async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
+        """Keeps the claims of events still being delivered by this process for another
+        claim period from ``now``. A claim not extended runs out, and the event is offered
+        to any worker again (its process is taken to have died)."""
 
 
 class OutboxAdmin(Protocol):

@@ -4,6 +4,8 @@
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
 
+Every command also takes ``--storage-url URL`` (the database that holds the state).
+
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
 Only ``--help`` prints and exits, as argparse does.
@@ -39,6 +41,7 @@ class ServeCommand:
 
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
     host: str | None = None
     port: int | None = None
     timeout: float | None = None
@@ -53,6 +56,7 @@ class SessionsCommand:
     key: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
 
 
 @attrs.frozen
@@ -64,6 +68,7 @@ class OutboxCommand:
     event_id: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
 
 
 Command = ServeCommand | SessionsCommand | OutboxCommand
@@ -105,6 +110,12 @@ def _add_locations(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-w", "--workspace", type=Path, default=argparse.SUPPRESS, help="where state lives"
+    )
+    parser.add_argument(
+        "--storage-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="PostgreSQL database holding the state (default: SQLite files in the workspace)",
     )
 
 
@@ -149,6 +160,7 @@ def parse_args(argv: Sequence[str]) -> Command:
     ns = _build_parser().parse_args(list(argv))
     config: Path | None = getattr(ns, "config", None)
     workspace: Path | None = getattr(ns, "workspace", None)
+    storage_url: str | None = getattr(ns, "storage_url", None)
     if ns.command == "serve":
         return ServeCommand(
             config=config,
@@ -157,10 +169,15 @@ def parse_args(argv: Sequence[str]) -> Command:
             port=ns.port,
             timeout=ns.timeout,
             verbose=ns.verbose,
+            storage_url=storage_url,
         )
     if ns.command == "sessions":
         return SessionsCommand(
-            action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
+            action=ns.action,
+            key=getattr(ns, "key", None),
+            config=config,
+            workspace=workspace,
+            storage_url=storage_url,
         )
     return OutboxCommand(
         action=ns.action,
@@ -168,4 +185,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         event_id=getattr(ns, "event_id", None),
         config=config,
         workspace=workspace,
+        storage_url=storage_url,
     )

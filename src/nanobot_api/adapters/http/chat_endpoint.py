@@ -29,7 +29,7 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.answers import completion_json, json_bytes
-from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.errors import failure_body, retry_after_header
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
@@ -117,6 +117,9 @@ class ChatEndpoint:
             if exchange.started:
                 raise  # nothing more can be said on this response
             status, body = failure_body(error)  # a fault is logged there
+            retry_after = retry_after_header(error)
+            if retry_after is not None:
+                exchange.extra.append(retry_after)
             # Refused halfway through its body (too large, malformed, a file refused),
             # the client may still be sending: read on a little so it sees the answer.
             await exchange.discard_some()

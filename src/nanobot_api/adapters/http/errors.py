@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Final
 
 from nanobot_api.adapters.http.answers import error_json
@@ -14,6 +15,8 @@ from nanobot_api.domain.errors import (
     NotFound,
     PayloadTooLarge,
     RequestTimedOut,
+    SessionBusy,
+    StorageUnavailable,
     TurnTimedOut,
     UnsupportedMediaType,
     UpstreamFailed,
@@ -31,6 +34,8 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     UnsupportedMediaType: (415, "invalid_request_error"),
     TurnTimedOut: (504, "server_error"),
     UpstreamFailed: (502, "server_error"),
+    SessionBusy: (409, "session_busy"),
+    StorageUnavailable: (503, "storage_unavailable"),
 }
 _FALLBACK: Final = (500, "server_error")
 INTERNAL_ERROR: Final = "Internal server error"
@@ -42,6 +47,14 @@ def status_of(error: NanobotError) -> tuple[int, str]:
         if cls in _HTTP:
             return _HTTP[cls]
     return _FALLBACK
+
+
+def retry_after_header(error: BaseException) -> tuple[bytes, bytes] | None:
+    """The ``Retry-After`` header (whole seconds, at least 1) an error asks for, if any."""
+    seconds = getattr(error, "retry_after_s", None) if isinstance(error, NanobotError) else None
+    if not isinstance(seconds, int | float):
+        return None
+    return b"retry-after", str(max(1, math.ceil(seconds))).encode()
 
 
 def failure_body(error: BaseException) -> tuple[int, dict[str, object]]:

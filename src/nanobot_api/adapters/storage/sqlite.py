@@ -8,7 +8,6 @@ the cost of a turn stays flat however many turns and sessions the file holds.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -28,7 +27,8 @@ from nanobot_api.adapters.storage.sqlite_files import (
     Unavailable,
     connect_wal,
 )
-from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
+from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
+from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
@@ -43,12 +43,6 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (session_key, turn_no)
 ) WITHOUT ROWID;
 """
-_ROLES: dict[object, Role] = {
-    "system": "system",
-    "user": "user",
-    "assistant": "assistant",
-    "tool": "tool",
-}
 
 _CHECKPOINT_EVERY = 500
 # How long a commit waits on the loop for the connection before taking the thread.
@@ -114,7 +108,7 @@ class SqliteSessionStore(SqliteFile):
     ) -> None:
         """Appends the turn (or replaces the latest) in one transaction; durable on return."""
         name = str(key)
-        payload = json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
+        payload = encode_turn(record)
         token = self._recent.writing(name)
         args = (name, len(record.messages), payload, replace_last)
         try:
@@ -225,7 +219,7 @@ class SqliteSessionStore(SqliteFile):
             cursor = conn.execute(
                 "SELECT messages FROM turns WHERE session_key = ? ORDER BY turn_no", (key,)
             )
-            history = tuple(_record(row[0]) for row in cursor)
+            history = tuple(decode_turn(row[0]) for row in cursor)
             return history, len(history)
         kept: list[TurnRecord] = []
         count = 0
@@ -241,7 +235,7 @@ class SqliteSessionStore(SqliteFile):
             count += n_messages
             if count > max_messages:
                 break
-            kept.append(_record(payload))
+            kept.append(decode_turn(payload))
         cursor.close()
         return tuple(reversed(kept)), turns
 
@@ -268,7 +262,7 @@ class SqliteSessionStore(SqliteFile):
             "ORDER BY turn_no DESC LIMIT 1",
             (key,),
         ).fetchone()
-        return (0, None) if row is None else (int(row[0]), _record(row[1]))
+        return (0, None) if row is None else (int(row[0]), decode_turn(row[1]))
 
     @staticmethod
     def _clear(conn: sqlite3.Connection, key: str) -> int:
@@ -332,33 +326,3 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     # loop commit instead cost two statements per turn.
     conn.execute("PRAGMA busy_timeout=0")
     return conn
-
-
-def _message_json(message: Message) -> dict[str, object]:
-    item: dict[str, object] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        item["tool_call_id"] = message.tool_call_id
-    return item
-
-
-def _record(payload: str) -> TurnRecord:
-    return TurnRecord(tuple(_message(item) for item in json.loads(payload)))
-
-
-def _message(item: dict[str, object]) -> Message:
-    role = _ROLES.get(item.get("role"))
-    if role is None:
-        raise ValueError(f"stored message has an unknown role {item.get('role')!r}")
-    content = item.get("content")
-    call_id = item.get("tool_call_id")
-    calls = item.get("tool_calls")
-    return Message(
-        role,
-        content if isinstance(content, str) else None,
-        tuple(ToolCall(str(c[0]), str(c[1]), str(c[2])) for c in calls)
-        if isinstance(calls, list)
-        else (),
-        call_id if isinstance(call_id, str) else None,
-    )

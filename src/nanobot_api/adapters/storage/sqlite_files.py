@@ -25,6 +25,7 @@ def connect_wal(
     schema: str,
     schema_version: int,
     autocheckpoint: bool = True,
+    upgrade: Callable[[sqlite3.Connection, int], None] | None = None,
 ) -> sqlite3.Connection:
     """A connection to ``path`` in WAL mode with ``schema`` in place (blocking).
 
@@ -42,6 +43,7 @@ def connect_wal(
             schema=schema,
             schema_version=schema_version,
             autocheckpoint=autocheckpoint,
+            upgrade=upgrade,
         )
     except BaseException:
         conn.close()
@@ -57,6 +59,7 @@ def _prepare(
     schema: str,
     schema_version: int,
     autocheckpoint: bool,
+    upgrade: Callable[[sqlite3.Connection, int], None] | None,
 ) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -66,6 +69,8 @@ def _prepare(
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > schema_version:
         raise RuntimeError(f"{path} was written by a newer nanobot-api (schema {version})")
+    if upgrade is not None and version < schema_version:
+        upgrade(conn, version)
     conn.executescript(schema)
     conn.execute(f"PRAGMA user_version={schema_version}")
 

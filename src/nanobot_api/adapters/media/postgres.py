@@ -1,0 +1,57 @@
+"""Accepted files kept in PostgreSQL, so every replica can reach an upload's bytes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.domain.filetypes import FileKind
+
+
+class PostgresMediaStore:
+    """A MediaStore keeping each file's bytes and metadata in the ``media`` table, and a
+    working copy on this replica's disk (what the agent's tools and channels open).
+
+    The copy is written first, then the row; a row that cannot be written removes the
+    copy, so a file is never kept on one replica only. :meth:`load` gives any replica
+    the bytes of a file saved by another, by the name the copy was given.
+    """
+
+    def __init__(self, db: PostgresDatabase, local: FilesystemMediaStore) -> None:
+        self._db = db
+        self._local = local
+
+    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
+        path = await self._local.save(data, kind, original_name)
+        try:
+            async with self._db.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO media (name, original_name, mime, size, data, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (Path(path).name, original_name, kind.mime, len(data), data, time.time()),
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove, Path(path))
+            raise
+        return path
+
+    async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
+        """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT original_name, mime, data FROM media WHERE name = %s", (name,)
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return (None if row[0] is None else str(row[0])), str(row[1]), bytes(row[2])
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(f"{path.name}.json").unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+"""A committed turn as the JSON text every store keeps in one row (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+
+from nanobot_api.domain.conversation import Message, Role, ToolCall, TurnRecord
+
+_ROLES: dict[object, Role] = {
+    "system": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+
+
+def encode_turn(record: TurnRecord) -> str:
+    """The turn's messages as one JSON array (tool calls as ``[id, name, arguments]``)."""
+    return json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
+
+
+def decode_turn(payload: str) -> TurnRecord:
+    """The turn :func:`encode_turn` wrote; ValueError for a row no version wrote."""
+    return TurnRecord(tuple(_message(item) for item in json.loads(payload)))
+
+
+def _message_json(message: Message) -> dict[str, object]:
+    item: dict[str, object] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
+    if message.tool_call_id is not None:
+        item["tool_call_id"] = message.tool_call_id
+    return item
+
+
+def _message(item: dict[str, object]) -> Message:
+    role = _ROLES.get(item.get("role"))
+    if role is None:
+        raise ValueError(f"stored message has an unknown role {item.get('role')!r}")
+    content = item.get("content")
+    call_id = item.get("tool_call_id")
+    calls = item.get("tool_calls")
+    return Message(
+        role,
+        content if isinstance(content, str) else None,
+        tuple(ToolCall(str(c[0]), str(c[1]), str(c[2])) for c in calls)
+        if isinstance(calls, list)
+        else (),
+        call_id if isinstance(call_id, str) else None,
+    )

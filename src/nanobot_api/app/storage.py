@@ -1,0 +1,112 @@
+"""Where durable state lives: SQLite files in the workspace (the default), or one
+PostgreSQL database that every worker process and replica shares (``storage.url``).
+
+:func:`storage_for` builds the stores of one backend without opening anything (the
+composition root is synchronous); :meth:`Storage.open` connects, retrying a database
+that is not up yet for a bounded time, and migrates the schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol, Self
+
+import attrs
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres import PostgresSessionStore
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.app.config import Config
+from nanobot_api.domain.ports import MediaStore, Outbox, OutboxAdmin, SessionStore
+
+SESSIONS_FILE = "sessions.sqlite3"
+OUTBOX_FILE = "outbox.sqlite3"
+
+
+class OutboxStore(Outbox, OutboxAdmin, Protocol):
+    """Both sides of the outbox, as one store implements them."""
+
+
+@attrs.define
+class Storage:
+    """The stores of one backend. ``open``/``close`` bracket their use."""
+
+    sessions: SessionStore
+    outbox: OutboxStore
+    media: MediaStore
+    database: PostgresDatabase | None = None
+    _files: tuple[SqliteSessionStore | SqliteOutbox, ...] = ()
+
+    def with_sessions(self, sessions: SessionStore) -> Storage:
+        """These stores with ``sessions`` in place of the backend's own (left unopened)."""
+        files = tuple(f for f in self._files if f is not self.sessions)
+        return attrs.evolve(self, sessions=sessions, files=files)
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.database is not None else "sqlite"
+
+    async def open(self, *, retry_for_s: float = 0.0) -> None:
+        """Connects (PostgreSQL: retrying for ``retry_for_s``, then migrating) or opens
+        the files; raises StorageUnavailable when the database cannot be reached."""
+        if self.database is not None:
+            await self.database.open(retry_for_s=retry_for_s)
+        # The outbox file is opened by whoever delivers from it (see Outgoing), so a
+        # server with no outbound side never creates it.
+        for store in self._files:
+            if store is not self.outbox:
+                await store.open()
+
+    @contextlib.asynccontextmanager
+    async def opened(self, *, retry_for_s: float = 0.0) -> AsyncIterator[Self]:
+        """``open`` on entry, ``close`` on exit."""
+        await self.open(retry_for_s=retry_for_s)
+        try:
+            yield self
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for store in self._files:
+            await store.close()
+        if self.database is not None:
+            await self.database.close()
+
+
+async def check_storage(config: Config) -> None:
+    """Opens the configured storage once and closes it: waits (``storage.connectRetryS``)
+    for a database that is not up yet and migrates its schema, so a server fails at
+    start-up, in one line, rather than at its first turn."""
+    async with storage_for(config).opened(retry_for_s=config.storage.connect_retry_s):
+        pass
+
+
+def storage_for(config: Config) -> Storage:
+    """The stores ``config.storage.url`` names (none opened yet). An outbox claim lasts
+    ``storage.leaseS``, renewed while its delivery runs (see OutboxWorker)."""
+    storage = config.storage
+    return storage_at(storage.url, config.workspace, outbox_claim_s=storage.lease_s)
+
+
+def storage_at(url: str, workspace: Path, *, outbox_claim_s: float = 30.0) -> Storage:
+    """SQLite files in ``workspace`` for an empty ``url``, else that PostgreSQL database.
+    Uploads keep a working copy in the workspace either way."""
+    local_media = FilesystemMediaStore.in_workspace(workspace)
+    if not url:
+        sessions = SqliteSessionStore(workspace / SESSIONS_FILE)
+        outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=outbox_claim_s)
+        return Storage(sessions, outbox, local_media, files=(sessions, outbox))
+    from nanobot_api.adapters.media.postgres import PostgresMediaStore
+
+    db = PostgresDatabase(url)
+    return Storage(
+        PostgresSessionStore(db),
+        PostgresOutbox(db, claim_s=outbox_claim_s),
+        PostgresMediaStore(db, local_media),
+        database=db,
+    )
