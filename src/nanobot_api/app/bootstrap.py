@@ -19,6 +19,7 @@ from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
@@ -82,6 +83,7 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:
