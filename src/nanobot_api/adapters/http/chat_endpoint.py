@@ -72,6 +72,8 @@ _REQUEST_ID_KEY: Final = REQUEST_ID.lower()
 _SESSION_KEY: Final = SESSION_HEADER.lower()
 _CHAT_ID_KEYS: Final = tuple(name.lower() for name in CHAT_ID_HEADERS)
 _TASK_KEY: Final = TASK_HEADER.lower()
+# Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
+_OPEN_WEBUI_KEYS: Final = ("x-openwebui-chat-id", "x-openwebui-user-id")
 _REQUEST_ID: Final = _REQUEST_ID_KEY.encode()
 _SESSION_ID: Final = _SESSION_KEY.encode()
 _SSE_HEADERS: Final = [
@@ -195,6 +197,7 @@ async def read_chat_request(
         history=settings.history,
         headers=session_headers,
         task=headers.get(_TASK_KEY),
+        from_open_webui=any(key in headers for key in _OPEN_WEBUI_KEYS),
         lifted=lifted,
     )
 
