@@ -79,9 +79,7 @@ def main() -> None:
     for name, (firsts, wholes) in results.items():
         f50, f99 = percentiles(firsts)
         w50, w99 = percentiles(wholes)
-        print(
-            f"{name:26} {f50 * 1e3:10.3f} {f99 * 1e3:10.3f} {w50 * 1e3:10.3f} {w99 * 1e3:10.3f}"
-        )
+        print(f"{name:26} {f50 * 1e3:10.3f} {f99 * 1e3:10.3f} {w50 * 1e3:10.3f} {w99 * 1e3:10.3f}")
     for name, (firsts, _) in results.items():
         if name != "chat completion":
             delta = (percentiles(firsts)[0] - base) * 1e3
