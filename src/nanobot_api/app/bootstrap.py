@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from quart import Quart
@@ -16,7 +17,9 @@ from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.storage import SESSIONS_FILE, storage_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
@@ -51,6 +54,7 @@ def build(
     with_llm = agent is None and config.provider is not None
     # History lives in the storage whatever the agent, so `nanobot sessions` sees it.
     storage = storage_for(config)
+    retry_s = config.storage.connect_retry_s
     if store is not None:
         storage = storage.with_sessions(store)
     store = storage.sessions
@@ -82,12 +86,16 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
+    # Opened before the server starts (a bad file, or a database still down after
+    # storage.connectRetryS, is one line and exit 2), and by the app's own start for
+    # an app served any other way.
+    opener = Opener(storage.kind, storage.path, partial(storage.open, retry_for_s=retry_s))
+    add_opener(app, opener)
 
     @app.before_serving
     async def _open_storage() -> None:
-        # A bad file or a database still down after a while stops start-up, not the
-        # first turn.
-        await storage.open(retry_for_s=config.storage.connect_retry_s)
+        await opener.open()
 
     if outgoing is not None:
         outgoing.install(app)  # after the storage opens, before it closes

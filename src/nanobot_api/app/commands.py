@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping
 
 import anyio
+import attrs
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
 from nanobot_api.app.config import ConfigOverrides, load_config
@@ -28,6 +29,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
                 storage_url=command.storage_url,
             )
             config = load_config(command.config, environ, flags)
+            if command.log_format is not None:
+                config = attrs.evolve(
+                    config, api=attrs.evolve(config.api, log_format=command.log_format)
+                )
             return run_server(config, verbose=command.verbose)
         case SessionsCommand():
             flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)

@@ -22,6 +22,7 @@ from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import Config
+from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.ports import MediaStore, Outbox, OutboxAdmin, SessionStore
 
 SESSIONS_FILE = "sessions.sqlite3"
@@ -49,7 +50,13 @@ class Storage:
 
     @property
     def kind(self) -> str:
-        return "postgresql" if self.database is not None else "sqlite"
+        """What an operator calls the backend: "sessions" (a file) or "database"."""
+        return "database" if self.database is not None else "sessions"
+
+    @property
+    def path(self) -> Path | None:
+        """The sessions file, for SQLite; None for a database."""
+        return self.sessions.path if isinstance(self.sessions, SqliteSessionStore) else None
 
     async def open(self, *, retry_for_s: float = 0.0) -> None:
         """Connects (PostgreSQL: retrying for ``retry_for_s``, then migrating) or opens
@@ -90,13 +97,24 @@ def storage_for(config: Config) -> Storage:
     """The stores ``config.storage.url`` names (none opened yet). An outbox claim lasts
     ``storage.leaseS``, renewed while its delivery runs (see OutboxWorker)."""
     storage = config.storage
-    return storage_at(storage.url, config.workspace, outbox_claim_s=storage.lease_s)
+    return storage_at(
+        storage.url,
+        config.workspace,
+        outbox_claim_s=storage.lease_s,
+        media_max_bytes=config.api.max_media_mb * MIB,
+    )
 
 
-def storage_at(url: str, workspace: Path, *, outbox_claim_s: float = 30.0) -> Storage:
+def storage_at(
+    url: str,
+    workspace: Path,
+    *,
+    outbox_claim_s: float = 30.0,
+    media_max_bytes: int | None = None,
+) -> Storage:
     """SQLite files in ``workspace`` for an empty ``url``, else that PostgreSQL database.
     Uploads keep a working copy in the workspace either way."""
-    local_media = FilesystemMediaStore.in_workspace(workspace)
+    local_media = FilesystemMediaStore.in_workspace(workspace, max_bytes=media_max_bytes)
     if not url:
         sessions = SqliteSessionStore(workspace / SESSIONS_FILE)
         outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=outbox_claim_s)

@@ -1,8 +1,9 @@
 """The ``nanobot`` command line, parsed into plain values.
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
+                  [--log-format text|json]
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
-    nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
 
 Every command also takes ``--storage-url URL`` (the database that holds the state).
 
@@ -46,6 +47,7 @@ class ServeCommand:
     port: int | None = None
     timeout: float | None = None
     verbose: bool = False
+    log_format: Literal["text", "json"] | None = None
 
 
 @attrs.frozen
@@ -69,6 +71,7 @@ class OutboxCommand:
     config: Path | None = None
     workspace: Path | None = None
     storage_url: str | None = None
+    force: bool = False
 
 
 Command = ServeCommand | SessionsCommand | OutboxCommand
@@ -127,7 +130,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
     serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
-    serve.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
+    )
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON"
+    )
     _add_locations(serve)
 
     sessions = commands.add_parser("sessions", help="inspect or clear conversations")
@@ -148,6 +156,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
         sub = outbox_actions.add_parser(action, help=text)
         sub.add_argument("event_id", metavar="ID")
+        if action == "retry":
+            sub.add_argument(
+                "--force", action="store_true", help="send it again even if it was delivered"
+            )
         _add_locations(sub)
     return parser
 
@@ -170,6 +182,7 @@ def parse_args(argv: Sequence[str]) -> Command:
             timeout=ns.timeout,
             verbose=ns.verbose,
             storage_url=storage_url,
+            log_format=ns.log_format,
         )
     if ns.command == "sessions":
         return SessionsCommand(
@@ -186,4 +199,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         config=config,
         workspace=workspace,
         storage_url=storage_url,
+        force=getattr(ns, "force", False),
     )

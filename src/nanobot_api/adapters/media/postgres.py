@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
@@ -39,6 +40,18 @@ class PostgresMediaStore:
                 await anyio.to_thread.run_sync(_remove, Path(path))
             raise
         return path
+
+    async def release(self, paths: Iterable[str]) -> None:
+        """The files of a turn that completed: kept, here and in the database."""
+        await self._local.release(paths)
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The files of a turn that failed: removed from the database and this disk."""
+        names = [Path(path).name for path in paths]
+        if names:
+            async with self._db.connection() as conn:
+                await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (names,))
+        await self._local.discard(paths)
 
     async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
         """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""

@@ -10,7 +10,7 @@ from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxEvent, OutboxStatus
 
 COLUMNS = (
     "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
-    "next_attempt_at, last_error, delivered_at"
+    "next_attempt_at, last_error, delivered_at, retried_from"
 )
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
 
@@ -40,12 +40,13 @@ def event_row(event: OutboxEvent) -> tuple[object, ...]:
         event.next_attempt_at,
         event.last_error,
         event.delivered_at,
+        event.retried_from,
     )
 
 
 def row_event(row: Sequence[Any]) -> OutboxEvent:
     ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
-    next_at, error, delivered_at = row[9:12]
+    next_at, error, delivered_at, retried_from = row[9:13]
     known = _STATUSES.get(status)
     if known is None:
         raise ValueError(f"stored outbox event has an unknown status {status!r}")
@@ -62,4 +63,5 @@ def row_event(row: Sequence[Any]) -> OutboxEvent:
         None if next_at is None else float(next_at),
         None if error is None else str(error),
         None if delivered_at is None else float(delivered_at),
+        int(retried_from),
     )

@@ -12,6 +12,7 @@ import time
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
 from nanobot_api.domain.conversation import History, TurnRecord
+from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 # The next number is computed inside the INSERT from the primary key's index; numbers
@@ -98,6 +99,21 @@ class PostgresSessionStore:
         async with self._db.connection() as conn:
             cursor = await conn.execute("DELETE FROM turns WHERE session_key = %s", (str(key),))
             return cursor.rowcount
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` holding a turn, most recently changed first."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
+                "WHERE session_key >= %s AND session_key < %s GROUP BY session_key "
+                "ORDER BY MAX(created_at) DESC, session_key",
+                (f"{channel}:", f"{channel};"),
+            )
+            rows = await cursor.fetchall()
+        return tuple(
+            SessionSummary(SessionKey.parse(str(key)), int(count), float(first), float(last))
+            for key, count, first, last in rows
+        )
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session holding a turn, with its count of turns."""

@@ -45,7 +45,7 @@ class PostgresOutbox:
             try:
                 await conn.execute(
                     f"INSERT INTO outbox ({_COLUMNS}, claimed_until) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                     (*event_row(event), claim_until(event, self._claim_s)),
                 )
             except psycopg.errors.UniqueViolation as exc:
@@ -86,7 +86,7 @@ class PostgresOutbox:
         async with self._db.connection() as conn:
             cursor = await conn.execute(
                 "UPDATE outbox SET status = %s, attempts = %s, progress = %s, "
-                "next_attempt_at = %s, last_error = %s, delivered_at = %s, "
+                "next_attempt_at = %s, last_error = %s, delivered_at = %s, retried_from = %s, "
                 "claimed_until = NULL WHERE id = %s",
                 (
                     event.status,
@@ -95,6 +95,7 @@ class PostgresOutbox:
                     event.next_attempt_at,
                     event.last_error,
                     event.delivered_at,
+                    event.retried_from,
                     event.id,
                 ),
             )
@@ -122,14 +123,24 @@ class PostgresOutbox:
             rows = await cursor.fetchall()
         return tuple(row_event(row) for row in rows)
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        """The event made pending and due now; NotFound for an unknown id."""
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        """The event made pending and due now; NotFound for an unknown id,
+        InvalidRequest for a delivered one unless ``force``."""
         async with self._db.transaction() as conn:
-            event = retried(await _get(conn, event_id), now)
+            event = retried(await _get(conn, event_id), now, force=force)
             await conn.execute(
                 "UPDATE outbox SET status = %s, attempts = %s, next_attempt_at = %s, "
-                "last_error = %s, claimed_until = NULL WHERE id = %s",
-                (event.status, event.attempts, event.next_attempt_at, event.last_error, event.id),
+                "last_error = %s, delivered_at = %s, retried_from = %s, claimed_until = NULL "
+                "WHERE id = %s",
+                (
+                    event.status,
+                    event.attempts,
+                    event.next_attempt_at,
+                    event.last_error,
+                    event.delivered_at,
+                    event.retried_from,
+                    event.id,
+                ),
             )
         return event
 

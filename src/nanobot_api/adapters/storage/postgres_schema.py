@@ -65,6 +65,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             next_attempt_at DOUBLE PRECISION,
             last_error      TEXT,
             delivered_at    DOUBLE PRECISION,
+            retried_from    INTEGER NOT NULL DEFAULT 0,
             claimed_until   DOUBLE PRECISION
         );
         CREATE INDEX outbox_due ON outbox (status, next_attempt_at);

@@ -29,6 +29,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
 )
 from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
 from nanobot_api.domain.conversation import History, TurnRecord
+from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
@@ -150,6 +151,14 @@ class SqliteSessionStore(SqliteFile):
         rows = await self._run(self._sessions)
         return {SessionKey.parse(key): count for key, count in rows}
 
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` holding a turn, most recently changed first."""
+        rows = await self._run(self._summaries, channel)
+        return tuple(
+            SessionSummary(SessionKey.parse(key), int(count), float(first), float(last))
+            for key, count, first, last in rows
+        )
+
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
         # Every use also reads data_version: a change means another process wrote.
         answer: tuple[int, _T] = await self._db.run(_with_version, func, *args)
@@ -267,6 +276,17 @@ class SqliteSessionStore(SqliteFile):
     @staticmethod
     def _clear(conn: sqlite3.Connection, key: str) -> int:
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
+
+    @staticmethod
+    def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
+        # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
+        cursor = conn.execute(
+            "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
+            "WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
+            "ORDER BY MAX(created_at) DESC, session_key",
+            (f"{channel}:", f"{channel};"),
+        )
+        return list(cursor)
 
     @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:

@@ -38,6 +38,7 @@ from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
 
 _T = TypeVar("_T")
+# 2: retried_from (an operator's retry keeps the attempts counted so far).
 _SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -53,12 +54,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at REAL,
     last_error      TEXT,
     delivered_at    REAL,
+    retried_from    INTEGER NOT NULL DEFAULT 0,
     claimed_until   REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
 _COLUMNS = COLUMNS
-DEFAULT_CLAIM_S = 600.0
+DEFAULT_CLAIM_S = 30.0
 
 
 class SqliteOutbox(SqliteFile):
@@ -70,9 +72,10 @@ class SqliteOutbox(SqliteFile):
     document readers share.
 
     Several processes may deliver from one file: a claim marks its events claimed for
-    ``claim_s`` seconds (the bound of one delivery attempt) in the transaction that
-    takes them, and no other claim takes them meanwhile. A claim left by a process that
-    died runs out, and the event is offered again (at least once across crashes).
+    ``claim_s`` seconds in the transaction that takes them (renewed while they are
+    being delivered, see ``extend_claims``), and no other claim takes them meanwhile.
+    A claim left by a process that died runs out, and the event is offered again (at
+    least once across crashes).
     """
 
     def __init__(
@@ -118,9 +121,10 @@ class SqliteOutbox(SqliteFile):
         """Every event, or those with ``status``, oldest first."""
         return await self._run(_select, status)
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        """The event made pending and due now; NotFound for an unknown id."""
-        return await self._run(_retry, event_id, now)
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        """The event made pending and due now; NotFound for an unknown id,
+        InvalidRequest for a delivered one unless ``force``."""
+        return await self._run(_retry, event_id, now, force)
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event, returning it; NotFound for an unknown id."""
@@ -136,19 +140,15 @@ class SqliteOutbox(SqliteFile):
 
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    return connect_wal(
-        path,
-        synchronous=synchronous,
-        schema=_SCHEMA,
-        schema_version=_SCHEMA_VERSION,
-        upgrade=_upgrade,
+    conn = connect_wal(
+        path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
     )
-
-
-def _upgrade(conn: sqlite3.Connection, version: int) -> None:
-    # Version 1 files lack the claim column; adding it keeps every event as it was.
-    if 0 < version < 2:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    if "retried_from" not in columns:  # a file of schema 1
+        conn.execute("ALTER TABLE outbox ADD COLUMN retried_from INTEGER NOT NULL DEFAULT 0")
+    if "claimed_until" not in columns:  # a file of schema 1 or 2
         conn.execute("ALTER TABLE outbox ADD COLUMN claimed_until REAL")
+    return conn
 
 
 @contextmanager
@@ -165,7 +165,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
     conn.execute(
-        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (*event_row(event), until),
     )
 
@@ -173,7 +173,8 @@ def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -
 def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
     cursor = conn.execute(
         "UPDATE outbox SET status = ?, attempts = ?, progress = ?, next_attempt_at = ?, "
-        "last_error = ?, delivered_at = ?, claimed_until = NULL WHERE id = ?",
+        "last_error = ?, delivered_at = ?, retried_from = ?, claimed_until = NULL "
+        "WHERE id = ?",
         (
             event.status,
             event.attempts,
@@ -181,6 +182,7 @@ def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
             event.next_attempt_at,
             event.last_error,
             event.delivered_at,
+            event.retried_from,
             event.id,
         ),
     )
@@ -205,7 +207,7 @@ def _claim(
             if event.id in exclude:
                 continue
             due = event.next_attempt_at if event.next_attempt_at is not None else now
-            ready = due if row[12] is None else max(due, float(row[12]))
+            ready = due if row[-1] is None else max(due, float(row[-1]))
             if ready <= now and len(taken) < limit:
                 taken.append(claimed(event))
                 continue
@@ -240,9 +242,9 @@ def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
     return row_event(row)
 
 
-def _retry(conn: sqlite3.Connection, event_id: str, now: float) -> OutboxEvent:
+def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
     with _transaction(conn):
-        event = retried(_get(conn, event_id), now)
+        event = retried(_get(conn, event_id), now, force=force)
         _update(conn, event)
     return event
 

@@ -16,15 +16,16 @@ _ROLES: dict[object, Role] = {
 
 def encode_turn(record: TurnRecord) -> str:
     """The turn's messages as one JSON array (tool calls as ``[id, name, arguments]``)."""
-    return json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
+    return json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
 
 
 def decode_turn(payload: str) -> TurnRecord:
     """The turn :func:`encode_turn` wrote; ValueError for a row no version wrote."""
-    return TurnRecord(tuple(_message(item) for item in json.loads(payload)))
+    return TurnRecord(tuple(message_from_json(item) for item in json.loads(payload)))
 
 
-def _message_json(message: Message) -> dict[str, object]:
+def message_json(message: Message) -> dict[str, object]:
+    """A message as stored (the response store keeps messages the same way)."""
     item: dict[str, object] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
@@ -33,7 +34,8 @@ def _message_json(message: Message) -> dict[str, object]:
     return item
 
 
-def _message(item: dict[str, object]) -> Message:
+def message_from_json(item: dict[str, object]) -> Message:
+    """A stored message read back; ValueError for a role no message has."""
     role = _ROLES.get(item.get("role"))
     if role is None:
         raise ValueError(f"stored message has an unknown role {item.get('role')!r}")
