@@ -19,6 +19,7 @@ from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.app.redaction import configured_redactor, redacted_logs
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
@@ -66,7 +67,9 @@ def build(
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            FilesystemMediaStore.in_workspace(
+                config.workspace, max_bytes=config.api.max_media_mb * MIB
+            ),
             limits,
             extraction=extraction,
         )
@@ -93,6 +96,8 @@ def build(
         outgoing.install(app)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
+
+        add_opener(app, Opener("sessions", store_file.path, store_file.open))
 
         @app.before_serving
         async def _open_store() -> None:

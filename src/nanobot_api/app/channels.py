@@ -19,6 +19,7 @@ from nanobot_api.adapters.channels.plugins import BUILT_IN, ChannelFactory, plug
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
 from nanobot_api.domain.errors import ConfigError
@@ -178,6 +179,7 @@ class Outgoing:
 
     def install(self, app: Quart) -> None:
         """Starts with the app's serving and stops with it."""
+        add_opener(app, Opener("outbox", self.outbox.path, self.outbox.open))
         app.before_serving(self.start)
         app.after_serving(self.stop)
 

@@ -15,7 +15,14 @@ from nanobot_api.domain.conversation import (
     bounded_history,
 )
 from nanobot_api.domain.errors import NanobotError, TurnTimedOut
-from nanobot_api.domain.ports import Agent, Attachments, PlainCompletion, Reply, SessionStore
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    PlainCompletion,
+    Reply,
+    SessionStore,
+    SettlesUploads,
+)
 from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
@@ -80,6 +87,19 @@ class ChatService:
         )
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
+        kept = False
+        try:
+            result = await self._run(turn, reply)
+            kept = True
+        finally:
+            if (turn.images or turn.documents) and isinstance(self._attachments, SettlesUploads):
+                # A failed or cancelled turn leaves no upload behind; shielded, so a
+                # cancellation still removes them.
+                with anyio.CancelScope(shield=True):
+                    await self._attachments.turn_ended(turn.images, turn.documents, kept=kept)
+        return result
+
+    async def _run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         recorder = _TurnRecorder(reply, self._bound, self._redactor)
         try:
             # The budget covers the wait for the session too: a client sees one deadline.

@@ -7,7 +7,7 @@ cancellation exception and must be let through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
@@ -137,8 +137,16 @@ class MediaStore(Protocol):
         ``original_name`` is kept only as metadata, never as part of a path, and so is the
         ``session`` it was uploaded in. The copy is complete when this returns, or
         absent: it never exists half written. A disk that refuses the write raises
-        OSError (a server fault, not the client's).
+        OSError (a server fault, not the client's). The copy is in use by its turn
+        until released or discarded.
         """
+
+    async def release(self, paths: Iterable[str]) -> None:
+        """The turn that saved these copies committed: they stay, and may be removed
+        (oldest first) once the store is over its size bound."""
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The turn that saved these copies failed: they are removed."""
 
 
 class SessionUploads(Protocol):
@@ -150,6 +158,16 @@ class SessionUploads(Protocol):
         latest such upload). None for anything else, a file of another session or any
         file outside the uploads included: nothing outside them is ever opened.
         """
+
+
+@runtime_checkable
+class SettlesUploads(Protocol):
+    """Attachments that keep a turn's files only if the turn is kept."""
+
+    async def turn_ended(
+        self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool
+    ) -> None:
+        """Keeps (``kept``) or removes the stored copies of a turn's files."""
 
 
 class ChatTurns(Protocol):
@@ -241,9 +259,10 @@ class OutboxAdmin(Protocol):
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event (or those with ``status``), oldest first."""
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        """Makes the event pending and due now with its attempts afresh
-        (``domain.outbox.retried``); raises NotFound for an unknown id."""
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        """Makes the event pending and due now with a fresh budget of attempts, its past
+        attempts still counted (``domain.outbox.retried``); raises NotFound for an
+        unknown id, InvalidRequest for a delivered event unless ``force``."""
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""
