@@ -22,6 +22,7 @@ from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.app.redaction import configured_redactor, redacted_logs
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 from nanobot_api.domain.redaction import Redactor
@@ -92,6 +93,7 @@ def build(
     )
     app = create_quart_app(service, settings)
     _redact_logs_while_serving(app, redactor)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:
