@@ -11,6 +11,7 @@ import anyio
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.sessions import SessionKey
 
 
 class PostgresMediaStore:
@@ -26,8 +27,14 @@ class PostgresMediaStore:
         self._db = db
         self._local = local
 
-    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        path = await self._local.save(data, kind, original_name)
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
+        path = await self._local.save(data, kind, original_name, session)
         try:
             async with self._db.connection() as conn:
                 await conn.execute(
