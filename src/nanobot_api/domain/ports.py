@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.idempotency import KeyClaim, StoredAnswer
 from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
 from nanobot_api.domain.outbox import (
     Claim,
@@ -247,3 +248,73 @@ class OutboxAdmin(Protocol):
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key records, durable, shared by every worker using the same storage."""
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
+    ) -> KeyClaim:
+        """In one transaction: forgets records older than ``ttl_s``; then, with no record
+        for (``scope``, ``key``), stores one held by the caller until ``now + lease_s``
+        and returns Claimed; else ``decide``s (the stored answer, Running, or Claimed
+        when the holder's lease ran out). Raises IdempotencyKeyReused for another body."""
+
+    async def finish(self, scope: str, key: str, answer: StoredAnswer) -> None:
+        """Keeps the answer of the claimed request; durable on return."""
+
+    async def abandon(self, scope: str, key: str) -> None:
+        """Forgets the claim of a request whose turn failed, so a retry runs again."""
+
+
+class LimitCounters(Protocol):
+    """Counts behind the rate limits, shared by every worker using the same storage."""
+
+    async def add(self, bucket: str, window_start: float) -> int:
+        """Counts one more event in ``bucket``'s window that began at ``window_start``
+        and returns the window's count; earlier windows of the bucket are forgotten."""
+
+    async def count(self, bucket: str, window_start: float) -> int:
+        """The window's count so far, without adding to it."""
+
+    async def take_slot(
+        self, bucket: str, token: str, limit: int, *, now: float, lease_s: float
+    ) -> bool:
+        """Takes one of ``limit`` slots for ``token`` until ``now + lease_s`` (a holder
+        that dies frees its slot then); False when all are taken."""
+
+    async def free_slot(self, bucket: str, token: str) -> None:
+        """Frees ``token``'s slot (nothing if it has none)."""
+
+
+class Telemetry(Protocol):
+    """Where the use cases report what operators count (metrics); never any text,
+    session id or key."""
+
+    def turn_started(self) -> None:
+        """A turn began running."""
+
+    def turn_ended(self, seconds: float, first_token_s: float | None, outcome: str) -> None:
+        """A turn ended: ``outcome`` is ``ok``, ``error`` or ``cancelled``."""
+
+    def session_waited(self, seconds: float) -> None:
+        """A turn waited this long for its session's previous turn."""
+
+    def model_called(self, status: str, seconds: float) -> None:
+        """One model call ended: ``status`` is ``ok`` or the kind of its failure."""
+
+    def upload_accepted(self, kind: str) -> None:
+        """A file of the detected ``kind`` was accepted."""
+
+
+class ServerHealth(Protocol):
+    """What the health routes report about the running server."""
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is draining before it stops (no new turns)."""
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency (``storage``, ...) -> ``"ok"`` or why it is not; the server
+        is ready when all are ``"ok"`` and it is not draining. Never raises."""
