@@ -24,6 +24,7 @@ from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
 from nanobot_api.app.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Telemetry, Tool
@@ -99,6 +100,7 @@ def build(
     )
     app = create_quart_app(service, settings, Operations(health, metrics))
     set_gate(app, gate)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:

@@ -198,6 +198,8 @@ class _TurnRecorder:
 
     def remember(self, message: Message) -> None:
         self._messages.append(message)
+        # A stream that shows tool progress reads it from here (SilentReply ignores it).
+        self._outer.remember(message)
 
     async def send_fallback(self) -> None:
         """The reply of a turn that produced no text, as the client will see it."""

@@ -3,6 +3,7 @@
     NanobotError
     ├── InvalidRequest          the request itself is wrong (a field, a model, a session id)
     │   └── NotFound            no such route or resource
+    ├── ConversationConflict    a turn continues a conversation from a turn not its latest
     ├── MethodNotAllowed        the route exists, the method does not
     ├── AuthenticationFailed    missing or wrong API key
     ├── PayloadTooLarge         a body, a file, or the number of files is over its limit
@@ -43,6 +44,11 @@ class InvalidRequest(NanobotError):
 
 class NotFound(InvalidRequest):
     """Raised when a route or a named resource (a model id, a session) does not exist."""
+
+
+class ConversationConflict(NanobotError):
+    """Raised when a request continues a conversation from a response that is not its
+    latest turn (the conversation went on since, or that response still runs)."""
 
 
 class MethodNotAllowed(NanobotError):

@@ -9,6 +9,7 @@ from typing import Final
 from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.domain.errors import (
     AuthenticationFailed,
+    ConversationConflict,
     IdempotencyKeyReused,
     InvalidRequest,
     MethodNotAllowed,
@@ -33,6 +34,7 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     ServerShuttingDown: (503, "server_shutdown"),
     NotFound: (404, "invalid_request_error"),
     MethodNotAllowed: (405, "invalid_request_error"),
+    ConversationConflict: (409, "conversation_conflict"),
     AuthenticationFailed: (401, "authentication_error"),
     RequestTimedOut: (408, "invalid_request_error"),
     PayloadTooLarge: (413, "invalid_request_error"),
