@@ -13,7 +13,7 @@ from nanobot_api.domain.idempotency import Claimed, Running, StoredAnswer
 from tests.fakes import InMemoryRequestRecords
 
 Records = SqliteRequestRecords | InMemoryRequestRecords
-ANSWER = StoredAnswer(200, "application/json", b'{"id": "chatcmpl-1"}')
+ANSWER = StoredAnswer(200, "application/json", b'{"id": "chatcmpl-1"}', (("x-session-id", "s1"),))
 
 
 @pytest.fixture(name="records", params=["memory", "sqlite"])

@@ -94,7 +94,13 @@ class ChatService:
             outcome = "ok"
         finally:
             first_s = None if recorder.first_at is None else recorder.first_at - recorder.started
-            self._telemetry.turn_ended(time.monotonic() - recorder.started, first_s, outcome)
+            usage = recorder.usage
+            self._telemetry.turn_ended(
+                time.monotonic() - recorder.started,
+                first_s,
+                outcome,
+                usage.prompt_tokens + usage.completion_tokens,
+            )
             if (turn.images or turn.documents) and isinstance(self._attachments, SettlesUploads):
                 # A failed or cancelled turn leaves no upload behind; shielded, so a
                 # cancellation still removes them.

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
+import anyio
 import attrs
 
 from nanobot_api.domain.errors import RateLimited
@@ -117,5 +118,6 @@ class RequestLimits:
                 taken.append(bucket)
             yield
         finally:
-            for bucket in taken:
-                await self._counters.free_slot(bucket, token)
+            with anyio.CancelScope(shield=True):  # a cancelled turn still frees its place
+                for bucket in taken:
+                    await self._counters.free_slot(bucket, token)

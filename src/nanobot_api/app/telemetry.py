@@ -9,7 +9,9 @@ class NoTelemetry:
     def turn_started(self) -> None:
         pass
 
-    def turn_ended(self, seconds: float, first_token_s: float | None, outcome: str) -> None:
+    def turn_ended(
+        self, seconds: float, first_token_s: float | None, outcome: str, tokens: int
+    ) -> None:
         pass
 
     def session_waited(self, seconds: float) -> None:

@@ -22,12 +22,14 @@ KEY_MAX_CHARS: Final = 255
 
 @attrs.frozen
 class StoredAnswer:
-    """An answer as it was sent: status, content type and the whole body (for a stream,
-    its events, keep-alive comments left out)."""
+    """An answer as it was sent: status, content type, the whole body (for a stream,
+    its events, keep-alive comments left out) and the headers that say what it
+    answered (the session it continued)."""
 
     status: int
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen

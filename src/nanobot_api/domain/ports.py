@@ -8,6 +8,7 @@ cancellation exception and must be let through.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
@@ -32,6 +33,7 @@ from nanobot_api.domain.outbox import (
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.tenants import Tenant
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
 
@@ -304,8 +306,11 @@ class Telemetry(Protocol):
     def turn_started(self) -> None:
         """A turn began running."""
 
-    def turn_ended(self, seconds: float, first_token_s: float | None, outcome: str) -> None:
-        """A turn ended: ``outcome`` is ``ok``, ``error`` or ``cancelled``."""
+    def turn_ended(
+        self, seconds: float, first_token_s: float | None, outcome: str, tokens: int
+    ) -> None:
+        """A turn ended: ``outcome`` is ``ok``, ``error`` or ``cancelled``; ``tokens``
+        is what its model calls used, prompt and completion together."""
 
     def session_waited(self, seconds: float) -> None:
         """A turn waited this long for its session's previous turn."""
@@ -457,3 +462,20 @@ class Conversations(Protocol):
         self, channel: str, *, after: str | None, limit: int
     ) -> tuple[tuple[ConversationView, ...], bool]:
         """A page of the channel's conversations, most recently changed first."""
+
+
+class RequestLimiter(Protocol):
+    """The rate limits as the HTTP side applies them; each refusal is RateLimited."""
+
+    async def check_address(self, address: str) -> None:
+        """Refuses an address over its failed keys this minute, before keys are compared."""
+
+    async def auth_failed(self, address: str) -> None:
+        """Counts one failed key from ``address``."""
+
+    async def count_request(self, tenant: Tenant) -> None:
+        """Counts a request of ``tenant``; refuses it over the key's requests per minute."""
+
+    def turn_slot(self, tenant: Tenant) -> AbstractAsyncContextManager[None]:
+        """Holds a turn's place under the key's and the server's turns at once while the
+        block runs; refuses at once when either is full."""

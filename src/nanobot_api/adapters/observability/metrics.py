@@ -27,6 +27,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from nanobot_api.adapters.observability.logs import request_facts_var
+
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 # Turns and model calls take from tens of milliseconds to minutes.
@@ -45,7 +47,8 @@ def use_multiprocess_dir(path: Path) -> None:
 
 
 class Metrics:
-    """Every metric of operations.md, in one registry; implements the Telemetry port."""
+    """Every metric of operations.md, in one registry; implements the Telemetry port
+    (and adds a turn's model time and tokens to its request's access line)."""
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -125,7 +128,12 @@ class Metrics:
     def turn_started(self) -> None:
         self.turns_in_flight.inc()
 
-    def turn_ended(self, seconds: float, first_token_s: float | None, outcome: str) -> None:
+    def turn_ended(
+        self, seconds: float, first_token_s: float | None, outcome: str, tokens: int
+    ) -> None:
+        facts = request_facts_var.get()
+        if facts is not None:
+            facts.tokens += tokens
         self.turns_in_flight.dec()
         self.turn_seconds.labels(outcome).observe(seconds)
         if first_token_s is not None:
@@ -135,6 +143,9 @@ class Metrics:
         self.session_wait_seconds.observe(seconds)
 
     def model_called(self, status: str, seconds: float) -> None:
+        facts = request_facts_var.get()
+        if facts is not None:
+            facts.model_s += seconds
         self.model_calls.labels(status).inc()
         self.model_call_seconds.observe(seconds)
 

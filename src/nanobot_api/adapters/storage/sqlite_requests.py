@@ -9,6 +9,7 @@ machines). Each call is one transaction.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     status       INTEGER,
     content_type TEXT,
     body         BLOB,
+    headers      TEXT,
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
@@ -135,7 +137,8 @@ def _claim(
     with _transaction(conn):
         conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_s,))
         row = conn.execute(
-            "SELECT fingerprint, lease_until, status, content_type, body FROM idempotency "
+            "SELECT fingerprint, lease_until, status, content_type, body, headers "
+            "FROM idempotency "
             "WHERE scope = ? AND key = ?",
             (scope, key),
         ).fetchone()
@@ -146,10 +149,11 @@ def _claim(
                 (scope, key, fingerprint, now, now + lease_s),
             )
             return Claimed()
-        stored, lease_until, status, content_type, body = row
-        answer = (
-            None if status is None else StoredAnswer(int(status), str(content_type), bytes(body))
-        )
+        stored, lease_until, status, content_type, body, headers = row
+        answer = None
+        if status is not None:
+            pairs = tuple((str(k), str(v)) for k, v in json.loads(headers or "[]"))
+            answer = StoredAnswer(int(status), str(content_type), bytes(body), pairs)
         found = decide(str(stored), fingerprint, answer, float(lease_until), now)
         if isinstance(found, Claimed):  # the holder's lease ran out: take it over
             conn.execute(
@@ -161,8 +165,16 @@ def _claim(
 
 def _finish(conn: sqlite3.Connection, scope: str, key: str, answer: StoredAnswer) -> None:
     conn.execute(
-        "UPDATE idempotency SET status = ?, content_type = ?, body = ? WHERE scope = ? AND key = ?",
-        (answer.status, answer.content_type, answer.body, scope, key),
+        "UPDATE idempotency SET status = ?, content_type = ?, body = ?, headers = ? "
+        "WHERE scope = ? AND key = ?",
+        (
+            answer.status,
+            answer.content_type,
+            answer.body,
+            json.dumps([list(pair) for pair in answer.headers]),
+            scope,
+            key,
+        ),
     )
 
 
