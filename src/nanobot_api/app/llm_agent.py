@@ -59,6 +59,7 @@ class LlmAgent:
         max_tool_iterations: int = 8,
         *,
         telemetry: Telemetry = NO_TELEMETRY,
+        max_reply_chars: int | None = None,
     ) -> None:
         if max_tool_iterations < 0:
             raise ValueError("max_tool_iterations must be 0 or more")
@@ -69,6 +70,7 @@ class LlmAgent:
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
         self._telemetry = telemetry
+        self._max_reply_chars = max_reply_chars
 
     @property
     def model(self) -> str:
@@ -94,7 +96,12 @@ class LlmAgent:
                 await reply.send(text)
 
             request = ModelRequest(
-                tuple(messages), specs, turn.stream, history=turn.history, system=self._system
+                tuple(messages),
+                specs,
+                turn.stream,
+                history=turn.history,
+                system=self._system,
+                max_reply_chars=self._max_reply_chars,
             )
             response = await self._call_model(request, on_delta, rounds + 1)
             reply.add_usage(response.usage)
@@ -130,7 +137,8 @@ class LlmAgent:
     async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
         """One plain model call on exactly ``messages``: no system prompt, no history, no
         tools (for a front end's auxiliary requests: titles, tags, follow-ups)."""
-        response = await self._call_model(ModelRequest(tuple(messages)), reply.send, 1)
+        request = ModelRequest(tuple(messages), max_reply_chars=self._max_reply_chars)
+        response = await self._call_model(request, reply.send, 1)
         reply.add_usage(response.usage)
 
     async def _call_model(
