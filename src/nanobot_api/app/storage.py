@@ -49,6 +49,18 @@ class Storage:
         return attrs.evolve(self, sessions=sessions, files=files)
 
     @property
+    def serves_sessions(self) -> bool:
+        """Whether the sessions are the backend's own (not a store given by the caller)."""
+        return self.database is not None or any(f is self.sessions for f in self._files)
+
+    async def ping(self) -> None:
+        """Raises unless the backend answers a query now (for readiness)."""
+        if self.database is not None:
+            await self.database.ping()
+        elif isinstance(self.sessions, SqliteSessionStore):
+            await self.sessions.ping()
+
+    @property
     def kind(self) -> str:
         """What an operator calls the backend: "sessions" (a file) or "database"."""
         return "database" if self.database is not None else "sessions"

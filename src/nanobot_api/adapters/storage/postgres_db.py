@@ -176,6 +176,11 @@ class PostgresDatabase:
             _background(pool.check())
             raise self._unavailable(exc) from exc
 
+    async def ping(self) -> None:
+        """Raises StorageUnavailable unless the database answers a query now."""
+        async with self.connection() as conn:
+            await conn.execute("SELECT 1")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside a transaction: committed if the block ends normally."""
