@@ -13,7 +13,6 @@ EMPTY_REPLY_FALLBACK = (
     "I completed the tool steps but couldn't produce a final answer. "
     "Please try again or narrow the task."
 )
-DEFAULT_UPLOAD_PROMPT = "Please analyze the uploaded file(s)."
 
 
 @attrs.frozen

@@ -8,6 +8,8 @@ from typing import Final
 from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.domain.errors import (
     AuthenticationFailed,
+    ForbiddenHost,
+    ForbiddenOrigin,
     InvalidRequest,
     MethodNotAllowed,
     NanobotError,
@@ -26,6 +28,8 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     NotFound: (404, "invalid_request_error"),
     MethodNotAllowed: (405, "invalid_request_error"),
     AuthenticationFailed: (401, "authentication_error"),
+    ForbiddenOrigin: (403, "forbidden_origin"),
+    ForbiddenHost: (403, "forbidden_host"),
     RequestTimedOut: (408, "invalid_request_error"),
     PayloadTooLarge: (413, "invalid_request_error"),
     UnsupportedMediaType: (415, "invalid_request_error"),

@@ -14,9 +14,9 @@ import anyio
 from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.echo import ECHO_MODEL
+from nanobot_api.app.wiring.bootstrap import build
 
 
 def announce(config: Config, out: TextIO) -> None:

@@ -14,11 +14,11 @@ from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
-from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
@@ -77,9 +77,10 @@ def build(
         api_key=config.api.api_key,
         limits=limits,
         sse_keepalive_s=config.api.sse_keepalive_s,
-        body_timeout_s=max(60.0, config.api.timeout),
+        body_timeout_s=config.api.body_timeout_s,
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
     app = create_quart_app(service, settings)
     if outgoing is not None:

@@ -95,7 +95,7 @@ def serve(
     is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
     returns once the server has shut down gracefully.
     """
-    from nanobot_api.app.serving import api_url, log_to_stderr, serve_until_stopped
+    from nanobot_api.app.wiring.serving import api_url, log_to_stderr, serve_until_stopped
 
     if host is not None:
         overrides["host"] = host
@@ -112,7 +112,7 @@ def serve(
 def build_app(
     agent: Agent, config: Config | None, overrides: dict[str, Any]
 ) -> tuple[Quart, Config]:
-    from nanobot_api.app.bootstrap import build
+    from nanobot_api.app.wiring.bootstrap import build
 
     store: SessionStore | None = overrides.pop("store", None)
     attachments: Attachments | None = overrides.pop("attachments", None)
