@@ -287,7 +287,6 @@ def test_a_short_or_whitespace_key_is_refused_for_a_non_loopback_bind(key: str) 
     assert str(error) == (
         "api.apiKey: binding 0.0.0.0 needs a key of at least 16 characters without whitespace"
     )
-    assert key not in str(error) or key == "x"  # the key itself is never echoed
     assert parse_config({"api": {"apiKey": key}}, HOME).api.api_key == key  # loopback: any
 
 

@@ -53,7 +53,7 @@ from tests.docs.samples import write_samples
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-API_KEY = "sk-docs-example"
+API_KEY = "sk-docs-0123456789abcdef"
 SHOWN = {"text", "sse", "http", "console"}
 RUN = {"python", "bash"}
 CONFIG_SECTIONS = {"api", "agents", "providers", "channels"}

@@ -22,6 +22,11 @@ from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
+# Sessions whose recent history is kept in memory, by the store and by the model
+# adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
+# reports the memory it allows).
+HISTORY_CACHE_SESSIONS = 256
+
 
 def upload_limits(config: Config) -> UploadLimits:
     api = config.api
@@ -56,7 +61,9 @@ def build(
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
-        store = sqlite = SqliteSessionStore(session_store_path(config))
+        store = sqlite = SqliteSessionStore(
+            session_store_path(config), cached_sessions=HISTORY_CACHE_SESSIONS
+        )
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
         extraction = ExtractionLimits()
@@ -106,7 +113,12 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
     settings = provider[1]
     defaults = config.agents.defaults
     model = OpenAICompatChatModel(
-        None, settings.api_base, settings.api_key, defaults.model, settings.extra_headers
+        None,
+        settings.api_base,
+        settings.api_key,
+        defaults.model,
+        settings.extra_headers,
+        cached_sessions=HISTORY_CACHE_SESSIONS,
     )
     agent = LlmAgent(
         model,
