@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import (
     Document,
     ExtractedText,
@@ -18,7 +19,8 @@ from nanobot_api.domain.attachments import (
     decode_text,
 )
 from nanobot_api.domain.filetypes import FileKind, detect_kind
-from nanobot_api.domain.ports import DocumentReader, MediaStore
+from nanobot_api.domain.ports import DocumentReader, MediaStore, Telemetry
+from nanobot_api.domain.sessions import SessionKey
 
 
 @attrs.frozen
@@ -43,14 +45,16 @@ class AttachmentIntake:
         limits: UploadLimits,
         *,
         extraction: ExtractionLimits | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._readers = readers
         self._media = media
         self._limits = limits
         self._extraction = extraction or ExtractionLimits()
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         """Raises PayloadTooLarge (too many files, a file over the size limit, a zip
         bomb), UnsupportedMediaType (bytes of no supported kind) or InvalidRequest (an
@@ -62,12 +66,23 @@ class AttachmentIntake:
         documents: list[Document] = []
         for item, text in zip(checked, texts, strict=True):
             upload, kind = item.upload, item.kind
-            path = await self._media.save(upload.data, kind, upload.filename)
+            self._telemetry.upload_accepted(kind.name.lower())
+            path = await self._media.save(upload.data, kind, upload.filename, session)
             if text is None:
                 images.append(Image(upload.data, kind.mime, path, upload.filename))
             else:
                 documents.append(Document(upload.label, text.text, path, text.truncated))
         return tuple(images), tuple(documents)
+
+    async def turn_ended(
+        self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool
+    ) -> None:
+        """A failed turn's files are removed from the media store; a kept turn's stay."""
+        paths = [image.path for image in images] + [document.path for document in documents]
+        if kept:
+            await self._media.release(paths)
+        else:
+            await self._media.discard(paths)
 
     def _check(self, upload: Upload) -> _Checked:
         check_file_size(len(upload.data), upload.label, self._limits)

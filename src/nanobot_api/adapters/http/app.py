@@ -8,6 +8,7 @@ from quart import Quart, Response
 from nanobot_api.adapters.http.answers import model_json
 from nanobot_api.adapters.http.chat_endpoint import ChatEndpoint
 from nanobot_api.adapters.http.openapi import install_openapi
+from nanobot_api.adapters.http.operations import Operations, install_operations_routes
 from nanobot_api.adapters.http.pipeline import Pipeline, Stage
 from nanobot_api.adapters.http.pipeline.authentication import AuthenticationStage
 from nanobot_api.adapters.http.pipeline.body import BodyStage
@@ -24,8 +25,11 @@ from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.ports import ChatTurns
 
 
-def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
-    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn)."""
+def create_quart_app(
+    turns: ChatTurns, settings: HttpSettings, operations: Operations | None = None
+) -> Quart:
+    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn).
+    With ``operations``, also the health probes and ``/metrics``."""
     app = Quart("nanobot_api")
     # The body stage bounds every body before Quart sees it; Quart's own bound is the same.
     app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_request_bytes)
@@ -37,6 +41,9 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     @app.get("/health")
     async def health() -> Response:
         return json_response({"status": "ok"})
+
+    if operations is not None:
+        install_operations_routes(app, operations)
 
     @app.get("/v1/models")
     async def list_models() -> Response:

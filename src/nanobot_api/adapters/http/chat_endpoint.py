@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, Final
 
 import anyio
+import attrs
 
 from nanobot_api.adapters.http.answers import completion_json
 from nanobot_api.adapters.http.headers import SESSION_HEADER, TASK_HEADER, session_headers
@@ -37,6 +38,8 @@ from nanobot_api.domain.turns import ChatRequest
 # _DisconnectWatch).
 WATCH_AFTER_S = 0.1
 _TASK_KEY: Final = TASK_HEADER.lower()
+# Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
+_OPEN_WEBUI_KEYS: Final = ("x-openwebui-chat-id", "x-openwebui-user-id")
 # Bodies this large are parsed off the event loop (a 60 MB one took seconds on it).
 OFF_LOOP_BYTES = 512 * 1024
 _SESSION_ID: Final = SESSION_HEADER.lower().encode()
@@ -94,7 +97,8 @@ async def read_chat_request(
     async for chunk in chunks:
         raw += chunk
     size = len(raw)
-    parse = partial(_parse_json, [raw], settings, sessions, headers.get(_TASK_KEY))
+    task = _Task(headers.get(_TASK_KEY), any(key in headers for key in _OPEN_WEBUI_KEYS))
+    parse = partial(_parse_json, [raw], settings, sessions, task)
     del raw  # the holder list is the body's last reference: the parse may drop it
     if size < OFF_LOOP_BYTES:
         return parse()
@@ -103,8 +107,17 @@ async def read_chat_request(
     return await anyio.to_thread.run_sync(parse)
 
 
+@attrs.frozen
+class _Task:
+    """What the headers say about an auxiliary task: the task header, and whether Open
+    WebUI's forwarding headers came (see ``domain.front_ends.auxiliary_task``)."""
+
+    header: str | None
+    from_open_webui: bool
+
+
 def _parse_json(
-    holder: list[bytearray], settings: HttpSettings, sessions: SessionHeaders, task: str | None
+    holder: list[bytearray], settings: HttpSettings, sessions: SessionHeaders, task: _Task
 ) -> ChatRequest:
     # One copy of the body, its large files decoded out of it and the body dropped
     # before the rest is parsed: a base64 upload then costs its bytes and its text,
@@ -123,7 +136,8 @@ def _parse_json(
             settings.limits,
             history=settings.history,
             headers=sessions,
-            task=task,
+            task=task.header,
+            from_open_webui=task.from_open_webui,
             lifted=lifted,
         )
     except RecursionError as exc:

@@ -18,6 +18,7 @@ from cattrs.strategies import configure_tagged_union
 from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
 from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
 from nanobot_api.domain.requests import (
     HistoryMode,
     auxiliary_conversation,
@@ -210,6 +211,7 @@ def parse_chat_json(
     history: HistoryMode = "reject",
     headers: SessionHeaders | None = None,
     task: str | None = None,
+    from_open_webui: bool = False,
     lifted: Mapping[str, LiftedFile] | None = None,
 ) -> ChatRequest:
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
@@ -217,8 +219,9 @@ def parse_chat_json(
     ``lifted`` holds the files cut out of the body before parsing, by placeholder.
     Which message is the turn, and what else may come with it, is the domain's
     (``domain/requests.py``): ``history="latest"`` accepts a whole conversation whose
-    last message is the turn; ``task`` (a front end's auxiliary request) accepts any
-    plain conversation.
+    last message is the turn; ``task`` is the task header's value, and a request that
+    is an auxiliary task (``domain.front_ends.auxiliary_task``) accepts any plain
+    conversation.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
@@ -229,6 +232,7 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
+    task = auxiliary_task(task, _shape(messages, body.get("tools"), stream, from_open_webui))
     if task is not None:
         conversation = auxiliary_conversation(_plain_messages(messages))
         return ChatRequest(
@@ -260,6 +264,20 @@ def parse_chat_json(
 def _role(message: object) -> str | None:
     role = message.get("role") if isinstance(message, dict) else None
     return role if isinstance(role, str) else None
+
+
+def _shape(messages: object, tools: object, stream: bool, from_open_webui: bool) -> PlainShape:
+    """What tells a task from a turn, read leniently: the turn's own parsing checks types."""
+    pairs: list[tuple[str, str]] = []
+    for raw in messages if isinstance(messages, list) else ():
+        role = raw.get("role") if isinstance(raw, dict) else None
+        content = raw.get("content") if isinstance(raw, dict) else None
+        if isinstance(content, list):
+            parts = [p.get("text") for p in content if isinstance(p, dict)]
+            content = "\n".join(t for t in parts if isinstance(t, str))
+        text = content if isinstance(content, str) else ""
+        pairs.append((role if isinstance(role, str) else "", text))
+    return PlainShape(tuple(pairs), stream, bool(tools), from_open_webui)
 
 
 def _plain_messages(messages: object) -> list[tuple[object, str]]:

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from quart import Quart
 
 from nanobot_api.adapters.documents import DocumentReaderByKind
 from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.operations import Operations
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.observability.metrics import Metrics
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
+from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.health import Health
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.wiring.channels import outgoing_for
+from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
+from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
-from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
+from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Telemetry, Tool
+from nanobot_api.domain.redaction import Redactor
 
 # Sessions whose recent history is kept in memory, by the store and by the model
 # adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
@@ -51,13 +61,19 @@ def build(
 ) -> Quart:
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
+    metrics = Metrics()
+    gate = TurnGate()
+    health = Health(gate)
+    redactor = configured_redactor(config)
     model: OpenAICompatChatModel | None = None
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm)
+    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
     if with_llm:
-        agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
+        agent, model = llm_agent(
+            config, tools=() if outgoing is None else (outgoing.tool,), telemetry=metrics
+        )
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
@@ -69,9 +85,12 @@ def build(
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            FilesystemMediaStore.in_workspace(
+                config.workspace, max_bytes=config.api.max_media_mb * MIB
+            ),
             limits,
             extraction=extraction,
+            telemetry=metrics,
         )
     service = ChatService(
         agent=agent or EchoAgent(),
@@ -79,6 +98,10 @@ def build(
         attachments=attachments,
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,
+        gate=gate,
+        telemetry=metrics,
+        max_reply_chars=config.agents.defaults.max_reply_chars,
+        redactor=redactor,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,
@@ -89,11 +112,17 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
         allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
-    app = create_quart_app(service, settings)
+    app = create_quart_app(service, settings, Operations(health, metrics))
+    set_gate(app, gate)
+    _redact_logs_while_serving(app, redactor)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
+
+        add_opener(app, Opener("sessions", store_file.path, store_file.open))
+        health.add_check("storage", store_file.ping)
 
         @app.before_serving
         async def _open_store() -> None:
@@ -105,7 +134,9 @@ def build(
     return app
 
 
-def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, OpenAICompatChatModel]:
+def llm_agent(
+    config: Config, tools: Sequence[Tool] = (), telemetry: Telemetry = NO_TELEMETRY
+) -> tuple[LlmAgent, OpenAICompatChatModel]:
     """The LLM agent for the configured provider, and its model (to close at shutdown)."""
     provider = config.provider
     if provider is None:
@@ -119,6 +150,7 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         defaults.model,
         settings.extra_headers,
         cached_sessions=HISTORY_CACHE_SESSIONS,
+        redactor=configured_redactor(config),
     )
     agent = LlmAgent(
         model,
@@ -126,5 +158,20 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
+        telemetry=telemetry,
+        max_reply_chars=defaults.max_reply_chars,
     )
     return agent, model
+
+
+def _redact_logs_while_serving(app: Quart, redactor: Redactor) -> None:
+    """Masks the configured secrets in every log line written while ``app`` serves."""
+    stack = ExitStack()
+
+    @app.before_serving
+    async def _start() -> None:
+        stack.enter_context(redacted_logs(redactor))
+
+    @app.after_serving
+    async def _stop() -> None:
+        stack.close()

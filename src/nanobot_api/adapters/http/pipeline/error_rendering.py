@@ -14,7 +14,7 @@ import werkzeug.exceptions
 from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import error_json, json_bytes
-from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.errors import failure_body, failure_headers
 from nanobot_api.adapters.http.pipeline.exchange import ClientGone, Exchange
 from nanobot_api.domain.errors import MethodNotAllowed, NanobotError, NotFound, RequestTimedOut
 
@@ -39,6 +39,10 @@ class ErrorRenderingStage:
             # Not a body out of time: its sender has had all the time it gets.
             if not isinstance(error, RequestTimedOut):
                 await exchange.discard_some()
+            exchange.response_headers += [
+                (name.lower().encode(), value.encode())
+                for name, value in failure_headers(error).items()
+            ]
             await exchange.respond_json(status, body)
 
 
@@ -70,7 +74,9 @@ def install_quart_error_rendering(app: Quart) -> None:
 
 def error_response(error: BaseException) -> Response:
     status, body = failure_body(error)
-    return json_response(body, status)
+    response = json_response(body, status)
+    response.headers.update(failure_headers(error))
+    return response
 
 
 def json_response(payload: object, status: int = 200) -> Response:
