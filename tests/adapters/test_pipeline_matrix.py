@@ -15,11 +15,14 @@ import attrs
 
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.observability.logs import request_id_var
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.echo import ECHO_MODEL, EchoAgent
 from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from nanobot_api.domain.attachments import UploadLimits
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.turns import Turn
 from tests.fakes import TextOnlyAttachments
 from tests.raw_http import Answer, request_bytes, send
 
@@ -178,3 +181,21 @@ async def test_every_route_refuses_a_body_that_is_not_json_or_a_form() -> None:
             answer = await ask(server, route, {"Content-Type": "text/plain"}, body=CHAT_BODY)
             assert answer.status == 415, route
             answer.error_type()
+
+
+async def test_a_turn_runs_with_its_request_id_in_the_log_context() -> None:
+    seen: list[str | None] = []
+
+    class Recording(EchoAgent):
+        async def respond(self, turn: Turn, reply: Reply) -> None:
+            seen.append(request_id_var.get())
+            await super().respond(turn, reply)
+
+    service = ChatService(Recording(), InMemorySessionStore(), TextOnlyAttachments(), timeout_s=10)
+    app = create_quart_app(service, HttpSettings())
+    async with running_server(app) as server:
+        chat = Route("POST", "/v1/chat/completions", 200, body=CHAT_BODY)
+        answer = await ask(server, chat, {"X-Request-ID": "trace-log"})
+    assert answer.status == 200
+    assert seen == ["trace-log"]
+    assert request_id_var.get() is None
