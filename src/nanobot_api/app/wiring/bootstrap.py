@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
@@ -16,20 +17,27 @@ from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.observability.metrics import Metrics
 from nanobot_api.app.attachments import AttachmentIntake
-from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
-from nanobot_api.app.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.app.redaction import configured_redactor, redacted_logs
-from nanobot_api.app.responses_wiring import install_responses_api
-from nanobot_api.app.storage import SESSIONS_FILE, storage_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
+from nanobot_api.app.wiring.channels import outgoing_for
+from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
+from nanobot_api.app.wiring.responses import install_responses_api
+from nanobot_api.app.wiring.storage import HISTORY_CACHE_SESSIONS, SESSIONS_FILE, storage_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
-from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Telemetry, Tool
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    OutboxAdmin,
+    SessionStore,
+    Telemetry,
+    Tool,
+)
 from nanobot_api.domain.redaction import Redactor
 
 
@@ -100,9 +108,10 @@ def build(
         api_key=config.api.api_key,
         limits=limits,
         sse_keepalive_s=config.api.sse_keepalive_s,
-        body_timeout_s=max(60.0, config.api.timeout),
+        body_timeout_s=config.api.body_timeout_s,
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
     app = create_quart_app(service, settings, Operations(health, metrics))
     set_gate(app, gate)
@@ -122,10 +131,24 @@ def build(
 
     if outgoing is not None:
         outgoing.install(app)  # after the storage opens, before it closes
+        metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     app.after_serving(storage.close)
     if model is not None:
         app.after_serving(model.close)
     return app
+
+
+async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
+    """Sets the outbox gauges from the store, as a scrape begins. Delivered events are
+    left out: they accumulate, and a scrape must not read them all."""
+    now = time.time()
+    oldest = 0.0
+    for status in ("queued", "pending", "failed"):
+        events = await outbox.events(status)
+        metrics.outbox_events.labels(status).set(len(events))
+        if events and status != "failed":
+            oldest = max(oldest, now - events[0].created_at)
+    metrics.outbox_oldest_seconds.set(oldest)
 
 
 def llm_agent(
@@ -143,6 +166,7 @@ def llm_agent(
         settings.api_key,
         defaults.model,
         settings.extra_headers,
+        cached_sessions=HISTORY_CACHE_SESSIONS,
         redactor=configured_redactor(config),
     )
     agent = LlmAgent(

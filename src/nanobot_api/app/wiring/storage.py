@@ -25,6 +25,10 @@ from nanobot_api.app.config import Config
 from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.ports import MediaStore, Outbox, OutboxAdmin, SessionStore
 
+# Sessions whose recent history is kept in memory, by the store and by the model
+# adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
+# reports the memory it allows).
+HISTORY_CACHE_SESSIONS = 256
 SESSIONS_FILE = "sessions.sqlite3"
 OUTBOX_FILE = "outbox.sqlite3"
 
@@ -128,7 +132,9 @@ def storage_at(
     Uploads keep a working copy in the workspace either way."""
     local_media = FilesystemMediaStore.in_workspace(workspace, max_bytes=media_max_bytes)
     if not url:
-        sessions = SqliteSessionStore(workspace / SESSIONS_FILE)
+        sessions = SqliteSessionStore(
+            workspace / SESSIONS_FILE, cached_sessions=HISTORY_CACHE_SESSIONS
+        )
         outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=outbox_claim_s)
         return Storage(sessions, outbox, local_media, files=(sessions, outbox))
     from nanobot_api.adapters.media.postgres import PostgresMediaStore

@@ -16,7 +16,7 @@ import anyio
 
 from nanobot_api.adapters.cli.args import OutboxCommand
 from nanobot_api.app.outbox import describe
-from nanobot_api.app.storage import Storage
+from nanobot_api.app.wiring.storage import Storage
 from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus, shorten
 from nanobot_api.domain.ports import OutboxAdmin
 from nanobot_api.domain.text import printable

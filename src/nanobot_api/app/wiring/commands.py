@@ -10,10 +10,10 @@ import attrs
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
 from nanobot_api.app.config import ConfigOverrides, load_config
-from nanobot_api.app.outbox_admin import run_outbox_command
-from nanobot_api.app.serving import run_server
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
-from nanobot_api.app.storage import Storage, storage_for
+from nanobot_api.app.wiring.outbox_admin import run_outbox_command
+from nanobot_api.app.wiring.serving import run_server
+from nanobot_api.app.wiring.storage import Storage, storage_for
 from nanobot_api.domain.sessions import SessionKey
 
 
