@@ -8,7 +8,7 @@ import anyio
 import attrs
 
 from nanobot_api.app.drain import TurnGate
-from nanobot_api.app.sessions import SessionLocks
+from nanobot_api.app.sessions import BusyPolicy, SessionTurns
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import (
@@ -24,12 +24,14 @@ from nanobot_api.domain.ports import (
     Attachments,
     PlainCompletion,
     Reply,
+    SessionLeases,
     SessionStore,
     SettlesUploads,
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.requests import is_regenerate
+from nanobot_api.domain.sessions import Lease
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
     EMPTY_REPLY_FALLBACK,
@@ -65,6 +67,8 @@ class ChatService:
         max_history_bytes: int | None = MAX_HISTORY_BYTES,
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         redactor: Redactor | None = None,
+        busy: BusyPolicy = "queue",
+        lease_s: float = 30.0,
     ) -> None:
         self._agent = agent
         self._gate = gate or TurnGate()
@@ -76,7 +80,9 @@ class ChatService:
         self._max_history_bytes = max_history_bytes
         self._bound = ReplyBound(max_reply_chars)
         self._redactor = redactor or Redactor()
-        self._locks = SessionLocks()
+        # A store that also keeps leases orders each session's turns across processes.
+        leases = store if isinstance(store, SessionLeases) else None
+        self._locks = SessionTurns(leases, busy=busy, lease_s=lease_s)
 
     @property
     def model(self) -> str:
@@ -140,9 +146,9 @@ class ChatService:
                     await self._answer_auxiliary(turn, recorder)
                 else:
                     waiting = time.monotonic()
-                    async with self._locks.hold(turn.session):
+                    async with self._locks.hold(turn.session) as lease:
                         self._telemetry.session_waited(time.monotonic() - waiting)
-                        await self._run_turn(turn, recorder)
+                        await self._run_turn(turn, recorder, lease)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
         except NanobotError as exc:
@@ -155,7 +161,9 @@ class ChatService:
         await recorder.finish()
         return TurnResult(recorder.text, recorder.usage)
 
-    async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
+    async def _run_turn(
+        self, turn: PreparedTurn, recorder: _TurnRecorder, lease: Lease | None = None
+    ) -> None:
         record_user = user_message(turn)
         redo = await self._is_regenerate(turn, record_user)
         history = await self._store.history(turn.session, self._max_history_messages)
@@ -171,7 +179,10 @@ class ChatService:
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
             record = recorder.record(record_user)
-            await self._store.commit(turn.session, record, replace_last=redo)
+            if lease is None:
+                await self._store.commit(turn.session, record, replace_last=redo)
+            else:
+                await self._store.commit(turn.session, record, replace_last=redo, lease=lease)
 
     async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
         if turn.user_turns is None:

@@ -85,6 +85,10 @@ class ApiConfig:
     idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
     shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
     max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+    workers: int = checked(1, lambda v: 1 <= v <= 64, "an integer 1-64")
+    busy: Literal["queue", "reject"] = checked(
+        "queue", lambda v: v in ("queue", "reject"), '"queue" or "reject"', base=str
+    )
 
     @property
     def keyed(self) -> bool:
@@ -256,6 +260,7 @@ class ConfigOverrides:
     timeout: float | None = None
     workspace: Path | None = None
     storage_url: str | None = None
+    workers: int | None = None
 
 
 # ---- public entry points ------------------------------------------------------------
@@ -440,7 +445,12 @@ def _merge_storage_url(raw: dict[str, object], url: str | None) -> dict[str, obj
 
 def _merge_flags(raw: dict[str, object], overrides: ConfigOverrides) -> dict[str, object]:
     """The file's data with the flags written into ``api``, so one set of rules checks both."""
-    pairs = (("host", overrides.host), ("port", overrides.port), ("timeout", overrides.timeout))
+    pairs = (
+        ("host", overrides.host),
+        ("port", overrides.port),
+        ("timeout", overrides.timeout),
+        ("workers", overrides.workers),
+    )
     flags = {key: value for key, value in pairs if value is not None}
     api = raw.get("api", {})
     if not flags or not isinstance(api, dict):

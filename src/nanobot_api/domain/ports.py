@@ -32,7 +32,7 @@ from nanobot_api.domain.outbox import (
     OutboxStatus,
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey
 from nanobot_api.domain.tenants import Tenant
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
@@ -98,12 +98,19 @@ class SessionStore(Protocol):
         """
 
     async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+        self,
+        key: SessionKey,
+        record: TurnRecord,
+        *,
+        replace_last: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         """Appends a turn, or with ``replace_last`` puts it in place of the latest one.
 
         Durable on return: a restart, even after kill -9, still sees it; all of its
-        messages or none are ever seen.
+        messages or none are ever seen. With ``lease`` (from the same store's
+        SessionLeases), raises LeaseLost and writes nothing if another holder has taken
+        the session since (fencing).
         """
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
@@ -114,6 +121,24 @@ class SessionStore(Protocol):
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session that holds a turn, with its count of turns."""
+
+
+@runtime_checkable
+class SessionLeases(Protocol):
+    """One turn at a time per session across every process that shares the store, in
+    the order the turns took their places in the session's queue."""
+
+    async def acquire(self, key: SessionKey, *, wait: bool = True) -> Lease:
+        """Takes a place in the session's queue and returns once this caller holds the
+        session (its lease and a new fencing token). Without ``wait``, raises
+        SessionBusy at once if another turn holds or awaits the session. Cancelled, the
+        place is given up. A lease lasts the store's lease time unless renewed."""
+
+    async def renew(self, lease: Lease) -> None:
+        """Extends the lease; raises LeaseLost if another holder took the session."""
+
+    async def release(self, lease: Lease) -> None:
+        """Frees the session for the next turn in its queue. Idempotent."""
 
 
 class Attachments(Protocol):

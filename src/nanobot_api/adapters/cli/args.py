@@ -1,9 +1,10 @@
 """The ``nanobot`` command line, parsed into plain values.
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
-                  [--log-format text|json]
+                  [--log-format text|json] [--workers N]
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot storage migrate | status | import WORKSPACE   [-c CONFIG] [-w WORKSPACE]
 
 Every command also takes ``--storage-url URL`` (the database that holds the state).
 
@@ -30,6 +31,7 @@ _T = TypeVar("_T")
 
 SessionsAction = Literal["list", "show", "clear"]
 OutboxAction = Literal["list", "retry", "drop"]
+StorageAction = Literal["migrate", "status", "import"]
 
 
 class UsageError(NanobotError):
@@ -46,6 +48,7 @@ class ServeCommand:
     host: str | None = None
     port: int | None = None
     timeout: float | None = None
+    workers: int | None = None
     verbose: bool = False
     log_format: Literal["text", "json"] | None = None
 
@@ -74,7 +77,18 @@ class OutboxCommand:
     force: bool = False
 
 
-Command = ServeCommand | SessionsCommand | OutboxCommand
+@attrs.frozen
+class StorageCommand:
+    """``nanobot storage``; ``source`` is the workspace ``import`` reads."""
+
+    action: StorageAction
+    source: Path | None = None
+    config: Path | None = None
+    workspace: Path | None = None
+    storage_url: str | None = None
+
+
+Command = ServeCommand | SessionsCommand | OutboxCommand | StorageCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +117,7 @@ def _checked(
 
 _port = _checked("--port", int, lambda v: 1 <= v <= 65535, "an integer 1-65535")
 _timeout = _checked("--timeout", float, lambda v: 0 < v < math.inf, "a number > 0")
+_workers = _checked("--workers", int, lambda v: 1 <= v <= 64, "an integer 1-64")
 
 
 def _add_locations(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
     serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
+    serve.add_argument("--workers", type=_workers, help="processes serving the port (default 1)")
     serve.add_argument(
         "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
     )
@@ -161,6 +177,17 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--force", action="store_true", help="send it again even if it was delivered"
             )
         _add_locations(sub)
+
+    storage = commands.add_parser("storage", help="set up or fill the storage")
+    _add_locations(storage)
+    storage_actions = storage.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(storage_actions.add_parser("migrate", help="create or update the schema"))
+    _add_locations(storage_actions.add_parser("status", help="show the schema's migrations"))
+    importing = storage_actions.add_parser(
+        "import", help="copy a SQLite workspace's state into the database"
+    )
+    importing.add_argument("source", metavar="WORKSPACE", type=Path)
+    _add_locations(importing)
     return parser
 
 
@@ -182,12 +209,21 @@ def parse_args(argv: Sequence[str]) -> Command:
             timeout=ns.timeout,
             verbose=ns.verbose,
             storage_url=storage_url,
+            workers=ns.workers,
             log_format=ns.log_format,
         )
     if ns.command == "sessions":
         return SessionsCommand(
             action=ns.action,
             key=getattr(ns, "key", None),
+            config=config,
+            workspace=workspace,
+            storage_url=storage_url,
+        )
+    if ns.command == "storage":
+        return StorageCommand(
+            action=ns.action,
+            source=getattr(ns, "source", None),
             config=config,
             workspace=workspace,
             storage_url=storage_url,

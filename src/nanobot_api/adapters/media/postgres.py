@@ -38,9 +38,17 @@ class PostgresMediaStore:
         try:
             async with self._db.connection() as conn:
                 await conn.execute(
-                    "INSERT INTO media (name, original_name, mime, size, data, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                    (Path(path).name, original_name, kind.mime, len(data), data, time.time()),
+                    "INSERT INTO media (name, session_key, original_name, mime, size, data, "
+                    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        Path(path).name,
+                        None if session is None else str(session),
+                        original_name,
+                        kind.mime,
+                        len(data),
+                        data,
+                        time.time(),
+                    ),
                 )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -59,6 +67,26 @@ class PostgresMediaStore:
             async with self._db.connection() as conn:
                 await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (names,))
         await self._local.discard(paths)
+
+    async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
+        """Stores a file another store saved (``nanobot storage import``) under its name,
+        with its sidecar's metadata; False if a file of that name is there already."""
+        original, session, mime = meta.get("original_name"), meta.get("session"), meta.get("mime")
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO media (name, session_key, original_name, mime, size, data, "
+                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    name,
+                    session if isinstance(session, str) else None,
+                    original if isinstance(original, str) else None,
+                    mime if isinstance(mime, str) else "application/octet-stream",
+                    len(data),
+                    data,
+                    time.time(),
+                ),
+            )
+            return cursor.rowcount > 0
 
     async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
         """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""

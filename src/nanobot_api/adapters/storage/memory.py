@@ -6,7 +6,7 @@ import time
 
 from nanobot_api.domain.conversation import History, TurnRecord, bounded_history
 from nanobot_api.domain.conversations import SessionSummary
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey
 
 
 class InMemorySessionStore:
@@ -21,8 +21,14 @@ class InMemorySessionStore:
         return turns if max_messages is None else bounded_history(turns, max_messages)
 
     async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+        self,
+        key: SessionKey,
+        record: TurnRecord,
+        *,
+        replace_last: bool = False,
+        lease: Lease | None = None,
     ) -> None:
+        # No leases here: one process, whose ChatService orders each session's turns.
         turns = self._turns.setdefault(key, [])
         now = time.time()
         self._times[key] = (self._times.get(key, (now, now))[0], now)

@@ -20,6 +20,58 @@ class Migration:
     sql: str
 
 
+# Decides whether the turn holding ``p_ticket`` may take its session now (see
+# postgres_leases): the new fencing token; NULL to keep waiting; -1 if the place itself
+# expired (its process stalled past the lease).
+_TAKE_TURN_FUNCTION = """
+CREATE FUNCTION nanobot_take_turn(p_key TEXT, p_ticket BIGINT, p_lease_s DOUBLE PRECISION)
+RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    v_now TIMESTAMPTZ := clock_timestamp();
+    v_until TIMESTAMPTZ := clock_timestamp() + make_interval(secs => p_lease_s);
+    v_first BIGINT;
+    v_token BIGINT;
+    v_holder BIGINT;
+    v_expires TIMESTAMPTZ;
+BEGIN
+    -- One decision at a time per session (the lock ends with the transaction).
+    PERFORM pg_advisory_xact_lock(hashtext(p_key));
+    DELETE FROM session_queue WHERE session_key = p_key AND expires_at < v_now;
+    UPDATE session_queue SET expires_at = v_until WHERE ticket = p_ticket;
+    IF NOT FOUND THEN
+        RETURN -1;  -- this place expired: its process stalled past the lease
+    END IF;
+    SELECT min(ticket) INTO v_first FROM session_queue WHERE session_key = p_key;
+    IF v_first <> p_ticket THEN
+        RETURN NULL;
+    END IF;
+    SELECT token, holder, expires_at INTO v_token, v_holder, v_expires
+        FROM session_leases WHERE session_key = p_key;
+    IF FOUND AND v_holder IS NOT NULL AND v_holder <> p_ticket AND v_expires > v_now THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO session_leases (session_key, token, holder, expires_at)
+        VALUES (p_key, 1, p_ticket, v_until)
+        ON CONFLICT (session_key) DO UPDATE
+        SET token = session_leases.token + 1, holder = p_ticket, expires_at = v_until
+        RETURNING token INTO v_token;
+    RETURN v_token;
+END $$;
+
+-- A new place at the end of the queue and, if the session is free, the session too:
+-- the common case in one round trip.
+CREATE FUNCTION nanobot_join_turn(
+    p_key TEXT, p_lease_s DOUBLE PRECISION, OUT ticket BIGINT, OUT token BIGINT
+) LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO session_queue (session_key, expires_at)
+        VALUES (p_key, clock_timestamp() + make_interval(secs => p_lease_s))
+        RETURNING session_queue.ticket INTO ticket;
+    token := nanobot_take_turn(p_key, ticket, p_lease_s);
+END $$;
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0001-sessions",
@@ -76,6 +128,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         CREATE TABLE media (
             name          TEXT PRIMARY KEY,
+            session_key   TEXT,
             original_name TEXT,
             mime          TEXT NOT NULL,
             size          BIGINT NOT NULL,
@@ -84,4 +137,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration("0004-take-turn", _TAKE_TURN_FUNCTION),
 )

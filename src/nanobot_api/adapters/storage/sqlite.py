@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -27,14 +27,17 @@ from nanobot_api.adapters.storage.sqlite_files import (
     Unavailable,
     connect_wal,
 )
+from nanobot_api.adapters.storage.sqlite_leases import SCHEMA as LEASES_SCHEMA
+from nanobot_api.adapters.storage.sqlite_leases import SqliteSessionLeases
 from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
 from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey, lease_lost
 
 _T = TypeVar("_T")
 _SCHEMA_VERSION = 1
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS turns (
     session_key TEXT NOT NULL,
     turn_no     INTEGER NOT NULL,
@@ -44,6 +47,19 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (session_key, turn_no)
 ) WITHOUT ROWID;
 """
+    + LEASES_SCHEMA
+)
+
+
+class _Write(NamedTuple):
+    """One commit: the turn's row, and the lease token it must still hold (if any)."""
+
+    key: str
+    n_messages: int
+    payload: str
+    replace_last: bool
+    fence: int | None
+
 
 _CHECKPOINT_EVERY = 500
 # How long a commit waits on the loop for the connection before taking the thread.
@@ -51,7 +67,7 @@ _LOOP_TRIES = 20
 _LOOP_WAIT_S = 0.0005
 
 
-class SqliteSessionStore(SqliteFile):
+class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     """A SessionStore in a SQLite file, in WAL mode.
 
     Opened and closed as every ``SqliteFile``. Blocking calls run in a worker thread;
@@ -76,8 +92,14 @@ class SqliteSessionStore(SqliteFile):
     """
 
     def __init__(
-        self, path: Path, *, synchronous: Synchronous = "NORMAL", cached_sessions: int = 256
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        cached_sessions: int = 256,
+        lease_s: float = 30.0,
     ) -> None:
+        self._lease_s = lease_s
         super().__init__(
             path, LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
         )
@@ -107,18 +129,25 @@ class SqliteSessionStore(SqliteFile):
         return history
 
     async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
+        self,
+        key: SessionKey,
+        record: TurnRecord,
+        *,
+        replace_last: bool = False,
+        lease: Lease | None = None,
     ) -> None:
-        """Appends the turn (or replaces the latest) in one transaction; durable on return."""
+        """Appends the turn (or replaces the latest) in one transaction; durable on return.
+        With ``lease``, only while it is the session's current one (else LeaseLost)."""
         name = str(key)
         payload = encode_turn(record)
         token = self._recent.writing(name)
-        args = (name, len(record.messages), payload, replace_last)
+        fence = None if lease is None else lease.token
+        write = _Write(name, len(record.messages), payload, replace_last, fence)
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            if not await self._commit_on_loop(*args):
-                await self._run(self._commit, *args)
+            if not await self._commit_on_loop(write):
+                await self._run(self._commit, write)
             await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
@@ -167,9 +196,7 @@ class SqliteSessionStore(SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(
-        self, name: str, n_messages: int, payload: str, replace_last: bool
-    ) -> bool:
+    async def _commit_on_loop(self, write: _Write) -> bool:
         """Commits right here if that cannot block; False leaves it to the thread.
 
         While a worker thread has the connection (a history read, a checkpoint), this
@@ -180,9 +207,7 @@ class SqliteSessionStore(SqliteFile):
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(
-                _commit_without_waiting, name, n_messages, payload, replace_last
-            )
+            done = self._db.try_now(_commit_without_waiting, write)
             if done is not Unavailable.BUSY:
                 return done is True
             await anyio.sleep(_LOOP_WAIT_S)
@@ -251,20 +276,24 @@ class SqliteSessionStore(SqliteFile):
         return tuple(reversed(kept)), turns
 
     @staticmethod
-    def _commit(
-        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, replace_last: bool
-    ) -> None:
+    def _commit(conn: sqlite3.Connection, write: _Write) -> None:
         # One statement in autocommit mode is one transaction: the whole turn or
         # nothing. The turn number comes from the primary key's index inside that
         # statement, so two writers could never take the same one. Numbers run 1..n
         # without gaps (turns are only ever removed a whole session at a time), so the
         # highest number is also the count; replacing reuses it (or 1 for no turns).
+        # With a fence, the row lands only while that token is the session's lease.
+        key, n_messages, payload, replace_last, fence = write
         next_no = "COALESCE(MAX(turn_no), 1)" if replace_last else "COALESCE(MAX(turn_no), 0) + 1"
-        conn.execute(
+        cursor = conn.execute(
             "INSERT OR REPLACE INTO turns (session_key, turn_no, n_messages, messages, "
-            f"created_at) SELECT ?1, {next_no}, ?2, ?3, ?4 FROM turns WHERE session_key = ?1",
-            (key, n_messages, payload, time.time()),
+            f"created_at) SELECT ?1, next_no, ?2, ?3, ?4 FROM (SELECT {next_no} AS next_no "
+            "FROM turns WHERE session_key = ?1) WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM "
+            "session_leases WHERE session_key = ?1 AND token = ?5)",
+            (key, n_messages, payload, time.time(), fence),
         )
+        if cursor.rowcount == 0:
+            raise lease_lost()
 
     @staticmethod
     def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
@@ -303,15 +332,13 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
-def _commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, replace_last: bool
-) -> bool:
+def _commit_without_waiting(conn: sqlite3.Connection, write: _Write) -> bool:
     """Commits unless another process holds the file's write lock (then False).
 
     The connection's busy timeout is 0 outside the worker thread, so this never waits.
     """
     try:
-        SqliteSessionStore._commit(conn, name, n_messages, payload, replace_last)
+        SqliteSessionStore._commit(conn, write)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise

@@ -103,6 +103,8 @@ def build(
         telemetry=metrics,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
+        busy=config.api.busy,
+        lease_s=config.storage.lease_s,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,

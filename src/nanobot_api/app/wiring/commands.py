@@ -8,12 +8,19 @@ from collections.abc import Mapping
 import anyio
 import attrs
 
-from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
+from nanobot_api.adapters.cli.args import (
+    Command,
+    OutboxCommand,
+    ServeCommand,
+    SessionsCommand,
+    StorageCommand,
+)
 from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
 from nanobot_api.app.wiring.outbox_admin import run_outbox_command
 from nanobot_api.app.wiring.serving import run_server
 from nanobot_api.app.wiring.storage import Storage, storage_for
+from nanobot_api.app.wiring.storage_admin import run_storage_command
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -27,6 +34,7 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
                 command.timeout,
                 command.workspace,
                 storage_url=command.storage_url,
+                workers=command.workers,
             )
             config = load_config(command.config, environ, flags)
             if command.log_format is not None:
@@ -38,6 +46,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
             return anyio.run(_sessions, command, storage_for(config))
+        case StorageCommand():
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
+            config = load_config(command.config, environ, flags)
+            return anyio.run(run_storage_command, command, config, sys.stdout)
         case OutboxCommand():
             flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)

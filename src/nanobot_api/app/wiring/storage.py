@@ -116,7 +116,7 @@ def storage_for(config: Config) -> Storage:
     return storage_at(
         storage.url,
         config.workspace,
-        outbox_claim_s=storage.lease_s,
+        lease_s=storage.lease_s,
         media_max_bytes=config.api.max_media_mb * MIB,
     )
 
@@ -125,7 +125,7 @@ def storage_at(
     url: str,
     workspace: Path,
     *,
-    outbox_claim_s: float = 30.0,
+    lease_s: float = 30.0,
     media_max_bytes: int | None = None,
 ) -> Storage:
     """SQLite files in ``workspace`` for an empty ``url``, else that PostgreSQL database.
@@ -133,16 +133,16 @@ def storage_at(
     local_media = FilesystemMediaStore.in_workspace(workspace, max_bytes=media_max_bytes)
     if not url:
         sessions = SqliteSessionStore(
-            workspace / SESSIONS_FILE, cached_sessions=HISTORY_CACHE_SESSIONS
+            workspace / SESSIONS_FILE, cached_sessions=HISTORY_CACHE_SESSIONS, lease_s=lease_s
         )
-        outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=outbox_claim_s)
+        outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=lease_s)
         return Storage(sessions, outbox, local_media, files=(sessions, outbox))
     from nanobot_api.adapters.media.postgres import PostgresMediaStore
 
     db = PostgresDatabase(url)
     return Storage(
-        PostgresSessionStore(db),
-        PostgresOutbox(db, claim_s=outbox_claim_s),
+        PostgresSessionStore(db, lease_s=lease_s, cached_sessions=HISTORY_CACHE_SESSIONS),
+        PostgresOutbox(db, claim_s=lease_s),
         PostgresMediaStore(db, local_media),
         database=db,
     )
