@@ -116,7 +116,9 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         """Committed turns, oldest first; with ``max_messages``, the most recent whole
         turns holding at most that many messages (read newest first, so only those).
 
-        Bounded reads of recently used sessions come from memory (``RecentHistory``)."""
+        Bounded reads of recently used sessions come from memory (``RecentHistory``).
+        A file deleted or replaced since it was opened raises StorageUnavailable."""
+        self.check_in_place()
         name = str(key)
         if max_messages is not None:
             cached = self._recent.get(name, max_messages)
@@ -137,7 +139,10 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         lease: Lease | None = None,
     ) -> None:
         """Appends the turn (or replaces the latest) in one transaction; durable on return.
-        With ``lease``, only while it is the session's current one (else LeaseLost)."""
+        With ``lease``, only while it is the session's current one (else LeaseLost).
+        A file deleted or replaced since it was opened raises StorageUnavailable: the
+        turn would be lost."""
+        self.check_in_place()
         name = str(key)
         payload = encode_turn(record)
         token = self._recent.writing(name)
