@@ -6,7 +6,8 @@ import anyio
 
 from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.domain.attachments import Document, Image
-from nanobot_api.domain.conversation import Message, TurnRecord, Usage
+from nanobot_api.domain.branches import Followed, follow
+from nanobot_api.domain.conversation import Message, TurnRecord, Usage, bounded_history
 from nanobot_api.domain.errors import TurnTimedOut
 from nanobot_api.domain.ports import Agent, Attachments, PlainCompletion, Reply, SessionStore
 from nanobot_api.domain.turns import (
@@ -50,7 +51,7 @@ class ChatService:
             request.text,
             images,
             documents,
-            user_turns=request.user_turns,
+            shown=request.shown,
             task=request.task,
             conversation=request.conversation,
             stream=request.stream,
@@ -71,30 +72,30 @@ class ChatService:
         return TurnResult(recorder.text, recorder.usage)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
-        record_user = user_message(turn)
-        redo = await self._is_regenerate(turn, record_user)
-        history = await self._store.history(turn.session, self._max_history_messages)
-        if redo and history:
-            history = history[:-1]
+        shown = turn.shown
+        followed: Followed | None = None
+        if shown.whole or shown.ids.any:
+            # The request says which branch it continues (domain/branches.py).
+            followed = follow(shown, await self._store.turns(turn.session))
+            history = followed.history
+            if self._max_history_messages is not None:
+                history = bounded_history(history, self._max_history_messages)
+        else:
+            history = await self._store.history(turn.session, self._max_history_messages)
         await self._agent.respond(Turn.from_prepared(turn, history), recorder)
         if not recorder.text:
             await recorder.send_fallback()
         # Once the answer is complete it is kept, even if the deadline
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
-            record = recorder.record(record_user)
-            await self._store.commit(turn.session, record, replace_last=redo)
-
-    async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
-        """A front end resending its conversation up to the latest turn asks to redo it."""
-        if turn.user_turns is None:
-            return False
-        count, last = await self._store.last_turn(turn.session)
-        return (
-            last is not None
-            and count == turn.user_turns
-            and last.messages[0].content == user.content
-        )
+            record = recorder.record(user_message(turn))
+            if followed is None:
+                await self._store.commit(turn.session, record)
+            else:
+                kept = [t.no for t in followed.kept]
+                await self._store.commit_branch(
+                    turn.session, kept, followed.imported, record, shown.ids
+                )
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""

@@ -1,7 +1,7 @@
 """The ``nanobot`` command line, parsed into plain values.
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
-    nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
+    nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
@@ -47,10 +47,12 @@ class ServeCommand:
 
 @attrs.frozen
 class SessionsCommand:
-    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``."""
+    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``; ``all`` (for
+    ``show``) includes the superseded turns."""
 
     action: SessionsAction
     key: str | None = None
+    all: bool = False
     config: Path | None = None
     workspace: Path | None = None
 
@@ -126,6 +128,12 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("show", "print a session's history"), ("clear", "forget a session")):
         sub = session_actions.add_parser(action, help=text)
         sub.add_argument("key", metavar="KEY")
+        if action == "show":
+            sub.add_argument(
+                "--all",
+                action="store_true",
+                help="also print turns a regenerate, an edit or a branch switch superseded",
+            )
         _add_locations(sub)
 
     outbox = commands.add_parser("outbox", help="inspect the outbox of undelivered messages")
@@ -160,7 +168,11 @@ def parse_args(argv: Sequence[str]) -> Command:
         )
     if ns.command == "sessions":
         return SessionsCommand(
-            action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
+            action=ns.action,
+            key=getattr(ns, "key", None),
+            all=getattr(ns, "all", False),
+            config=config,
+            workspace=workspace,
         )
     return OutboxCommand(
         action=ns.action,

@@ -33,6 +33,7 @@ from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
+    MESSAGE_ID_HEADERS,
     REQUEST_ID,
     TASK_HEADER,
     allowed_origin,
@@ -44,6 +45,7 @@ from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipa
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
+from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -74,6 +76,7 @@ _CHAT_ID_KEYS: Final = tuple(name.lower() for name in CHAT_ID_HEADERS)
 _TASK_KEY: Final = TASK_HEADER.lower()
 # Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
 _OPEN_WEBUI_KEYS: Final = ("x-openwebui-chat-id", "x-openwebui-user-id")
+_ID_KEYS: Final = tuple(name.lower() for name in MESSAGE_ID_HEADERS)
 _REQUEST_ID: Final = _REQUEST_ID_KEY.encode()
 _SESSION_ID: Final = _SESSION_KEY.encode()
 _SSE_HEADERS: Final = [
@@ -194,6 +197,7 @@ async def read_chat_request(
         headers=session_headers,
         task=headers.get(_TASK_KEY),
         from_open_webui=any(key in headers for key in _OPEN_WEBUI_KEYS),
+        ids=MessageIds.from_headers(*(headers.get(key) for key in _ID_KEYS)),
         lifted=lifted,
     )
 

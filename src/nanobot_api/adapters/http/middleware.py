@@ -18,10 +18,25 @@ from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER
 
 REQUEST_ID: Final = "X-Request-ID"
 TASK_HEADER: Final = "X-OpenWebUI-Task"
+# The recipe's message-id headers (docs/how-to/front-ends.md), in the order
+# MessageIds.from_headers takes them: user message, answer, the answer before.
+MESSAGE_ID_HEADERS: Final = (
+    "X-OpenWebUI-User-Message-Id",
+    "X-OpenWebUI-Message-Id",
+    "X-OpenWebUI-User-Message-Parent-Id",
+)
 PREFLIGHT_HEADERS: Final = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": ", ".join(
-        ["Authorization", "Content-Type", SESSION_HEADER, REQUEST_ID, *CHAT_ID_HEADERS, TASK_HEADER]
+        [
+            "Authorization",
+            "Content-Type",
+            SESSION_HEADER,
+            REQUEST_ID,
+            *CHAT_ID_HEADERS,
+            TASK_HEADER,
+            *MESSAGE_ID_HEADERS,
+        ]
     ),
     "Access-Control-Max-Age": "600",
 }

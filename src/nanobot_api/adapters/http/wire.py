@@ -17,6 +17,7 @@ from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
+from nanobot_api.domain.branches import NO_IDS, MessageIds, Shown, shown_conversation
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
@@ -205,6 +206,13 @@ NAME_A_SESSION: Final = (
     "or add the connection header X-Session-Id: {{CHAT_ID}})"
 )
 LAST_MESSAGE_USER: Final = "The last message must be a user message"
+SEND_ONE_MESSAGE: Final = (
+    f"{SINGLE_USER_MESSAGE}: this server keeps the conversation itself. To send whole "
+    'conversations (chat front ends), run it with api.history = "latest" and name the '
+    "session with an X-Session-Id header (Open WebUI: set "
+    "ENABLE_FORWARD_USER_INFO_HEADERS=true, or add the connection header "
+    "X-Session-Id: {{CHAT_ID}})"
+)
 
 
 def parse_chat_json(
@@ -215,15 +223,18 @@ def parse_chat_json(
     headers: SessionHeaders | None = None,
     task: str | None = None,
     from_open_webui: bool = False,
+    ids: MessageIds = NO_IDS,
     lifted: Mapping[str, LiftedFile] | None = None,
 ) -> ChatRequest:
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
 
     ``lifted`` holds the files cut out of the body before parsing, by placeholder.
 
-    ``history="latest"`` accepts a whole conversation whose last message is the turn;
-    ``task`` is the task header's value; a request that is an auxiliary task (see
-    ``domain.front_ends.auxiliary_task``) accepts any plain conversation.
+    ``history="latest"`` accepts a whole conversation whose last message is the turn
+    (``from_open_webui``: sent by a front end that always sends its whole conversation;
+    ``ids``: the message ids it sent in headers). ``task`` is the task header's value;
+    a request that is an auxiliary task (see ``domain.front_ends.auxiliary_task``)
+    accepts any plain conversation.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
@@ -234,7 +245,8 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
-    task = auxiliary_task(task, _shape(messages, body.get("tools"), stream, from_open_webui))
+    shape = _shape(messages, body.get("tools"), stream, from_open_webui)
+    task = auxiliary_task(task, shape)
     if task is not None:
         conversation = _plain_conversation(messages)
         text = next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
@@ -247,10 +259,14 @@ def parse_chat_json(
             task=task,
             conversation=conversation,
         )
-    index, user_turns = _turn_message(messages, history, named is not None)
+    index = _turn_message(messages, history, named is not None)
     assert isinstance(messages, list)  # checked by _turn_message
     message = _structure(messages[index], UserMessage, f"messages[{index}]")
     text, uploads = _content(message.content, limits, f"messages[{index}]", lifted or {})
+    if history == "latest":
+        shown = shown_conversation(shape.messages[:index], front_end=from_open_webui, ids=ids)
+    else:
+        shown = Shown(ids=ids)
     return ChatRequest(
         session,
         text,
@@ -258,21 +274,22 @@ def parse_chat_json(
         model=fields.model,
         stream=stream,
         include_usage=include_usage,
-        user_turns=user_turns,
+        shown=shown,
     )
 
 
-def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[int, int | None]:
-    """Where the turn's user message is, and how many user messages the request holds."""
+def _turn_message(messages: object, history: HistoryMode, named: bool) -> int:
+    """Where the turn's user message is."""
     if history == "reject":
         if not isinstance(messages, list) or len(messages) != 1 or not _is_user(messages[0]):
-            raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
-        return 0, None
+            several = isinstance(messages, list) and len(messages) > 1
+            raise InvalidRequest(SEND_ONE_MESSAGE if several else SINGLE_USER_MESSAGE, "messages")
+        return 0
     if not isinstance(messages, list) or not messages or not _is_user(messages[-1]):
         raise InvalidRequest(LAST_MESSAGE_USER, "messages")
     if len(messages) > 1 and not named:
         raise InvalidRequest(NAME_A_SESSION, "session_id")
-    return len(messages) - 1, sum(1 for m in messages if _is_user(m))
+    return len(messages) - 1
 
 
 def _shape(messages: object, tools: object, stream: bool, from_open_webui: bool) -> PlainShape:
