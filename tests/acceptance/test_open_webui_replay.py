@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import aiohttp
+import anyio
 import attrs
 import pytest
 
@@ -126,3 +127,34 @@ async def test_a_recorded_open_webui_session_leaves_each_chat_exactly_its_turns(
         assert texts(temporary, superseded=False) == [("temp hello", "ECHO[1]: temp hello")]
         if recipe:
             assert [t.ids.answer for t in chat] == ["m-1", "m-2", "m-3", "m-4", "m-6"]
+
+
+async def test_a_temporary_chat_leaves_nothing_once_idle_for_the_ttl(
+    config: Config,
+) -> None:
+    """Open WebUI's temporary chat (``temporary:<socket id>``) is forgotten after
+    ``api.temporaryTtlS`` of idleness; a normal chat stays."""
+    wanted = {"1-send-first", "8-temp-chat"}
+    requests = [r for r in recorded() if r.is_chat and r.step in wanted]
+    async with ScriptedUpstream(default=stand_in) as up:
+        served = open_webui_backend(config, up.base_url)
+        served = attrs.evolve(served, api=attrs.evolve(served.api, temporary_ttl_s=0.6))
+        async with (
+            running_server(build(served)) as server,
+            aiohttp.ClientSession() as http,
+            SqliteSessionStore(session_store_path(served)) as store,
+        ):
+            for request in requests:
+                headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED}
+                async with http.post(
+                    server.origin + request.path, json=request.body, headers=headers
+                ) as response:
+                    await answer_of(response)
+            assert set(await store.sessions()) == {CHAT, TEMPORARY}
+            # Another connection to the file sees the sweep: polled, as a person would.
+            for _ in range(100):
+                if TEMPORARY not in await store.sessions():
+                    break
+                await anyio.sleep(0.05)
+            assert await store.turns(TEMPORARY) == ()
+            assert set(await store.sessions()) == {CHAT}

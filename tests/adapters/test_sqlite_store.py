@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -140,6 +141,19 @@ async def test_clear_forgets_one_session_and_counts_its_turns(store: SessionStor
     assert await store.sessions() == {B: 1}
     await store.commit(A, turn("again"))
     assert [r.user_text for r in await store.history(A)] == ["again"]
+
+
+async def test_idle_sessions_under_a_prefix_are_forgotten_whole(store: SessionStore) -> None:
+    temporary = [SessionKey("api", "temporary:a"), SessionKey("api", "temporary:b")]
+    for key in temporary:
+        await store.commit(key, turn("1"))
+        await store.commit_branch(key, [], [], turn("1 edited"), NO_IDS)
+    await store.commit(A, turn("kept"))
+    assert await store.forget_idle("api:temporary:", time.time() - 60) == 0
+    assert await store.forget_idle("api:temporary:", time.time() + 1) == 2
+    assert await store.sessions() == {A: 1}
+    assert await store.turns(temporary[0]) == ()
+    assert await store.forget_idle("api:", time.time() + 1) == 1
 
 
 async def test_concurrent_commits_to_many_sessions_all_land(store: SessionStore) -> None:

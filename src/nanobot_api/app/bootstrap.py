@@ -19,6 +19,7 @@ from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.temporary import TemporaryChats
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
@@ -84,6 +85,7 @@ def build(
     app = create_quart_app(service, settings)
     if outgoing is not None:
         outgoing.install(app)
+    temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
@@ -91,7 +93,12 @@ def build(
         async def _open_store() -> None:
             await store_file.open()  # a bad file stops start-up, not the first turn
 
-        app.after_serving(store_file.close)
+    # Hooks run in the order given: the sweeps start once the store is open, and
+    # stop before it closes.
+    app.before_serving(temporary.start)
+    app.after_serving(temporary.stop)
+    if sqlite is not None:
+        app.after_serving(sqlite.close)
     if model is not None:
         app.after_serving(model.close)
     return app

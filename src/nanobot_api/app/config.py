@@ -55,6 +55,7 @@ class ApiConfig:
         "reject", lambda v: v in ("reject", "latest"), '"reject" or "latest"', base=str
     )
     cors_origins: tuple[str, ...] = ()
+    temporary_ttl_s: float = checked(3600.0, lambda v: 0 < v < math.inf, "a number > 0")
 
 
 @attrs.frozen

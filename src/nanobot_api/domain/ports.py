@@ -111,6 +111,11 @@ class SessionStore(Protocol):
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session that holds a turn, with its count of active turns."""
 
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
+        and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
+        returns how many sessions went."""
+
 
 class Attachments(Protocol):
     """Turns uploads into what the agent receives: images, and documents as text."""

@@ -56,6 +56,16 @@ class InMemorySessionStore:
         self._touched.pop(key, None)
         return len(self._turns.pop(key, ()))
 
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        idle = [
+            key
+            for key, touched in self._touched.items()
+            if str(key).startswith(key_prefix) and touched < idle_since
+        ]
+        for key in idle:
+            await self.clear(key)
+        return len(idle)
+
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session with its count of active turns."""
         return {key: len(active_branch(turns)) for key, turns in self._turns.items()}

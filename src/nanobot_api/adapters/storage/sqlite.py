@@ -174,6 +174,13 @@ class SqliteSessionStore(SqliteFile):
         finally:
             self._recent.drop(name)
 
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
+        try:
+            return await self._run(self._forget_idle, key_prefix, idle_since)
+        finally:
+            self._recent.reset()
+
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session holding a turn, with its count of turns."""
         rows = await self._run(self._sessions)
@@ -318,6 +325,18 @@ class SqliteSessionStore(SqliteFile):
     @staticmethod
     def _clear(conn: sqlite3.Connection, key: str) -> int:
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
+
+    @staticmethod
+    def _forget_idle(conn: sqlite3.Connection, prefix: str, idle_since: float) -> int:
+        # A range over the primary key finds the prefix's sessions without a scan.
+        end = prefix + "\U0010ffff"
+        cursor = conn.execute(
+            "DELETE FROM turns WHERE session_key IN (SELECT session_key FROM turns "
+            "WHERE session_key >= ?1 AND session_key < ?2 GROUP BY session_key "
+            "HAVING MAX(created_at) < ?3) RETURNING session_key",
+            (prefix, end, idle_since),
+        )
+        return len({row[0] for row in cursor})
 
     @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
