@@ -95,6 +95,18 @@ async def test_turns_are_numbered_and_each_follows_the_one_before(store: Session
     )
 
 
+async def test_last_turn_counts_and_returns_the_latest_of_the_active_branch(
+    store: SessionStore,
+) -> None:
+    assert await store.last_turn(A) == (0, None)
+    await store.commit(A, turn("1"))
+    await store.commit(A, turn("2", tools=1))
+    await store.commit(B, turn("b"))
+    assert await store.last_turn(A) == (2, turn("2", tools=1))
+    await store.commit_branch(A, [1], [], turn("2 again"), NO_IDS)
+    assert await store.last_turn(A) == (2, turn("2 again"))
+
+
 async def test_a_branch_commit_supersedes_the_rest_and_switching_back_restores_it(
     store: SessionStore,
 ) -> None:

@@ -18,7 +18,9 @@ from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.temporary import TemporaryChats
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
@@ -63,7 +65,9 @@ def build(
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            FilesystemMediaStore.in_workspace(
+                config.workspace, max_bytes=config.api.max_media_mb * MIB
+            ),
             limits,
             extraction=extraction,
         )
@@ -83,11 +87,14 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
+
+        add_opener(app, Opener("sessions", store_file.path, store_file.open))
 
         @app.before_serving
         async def _open_store() -> None:

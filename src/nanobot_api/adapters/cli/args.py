@@ -1,8 +1,9 @@
 """The ``nanobot`` command line, parsed into plain values.
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
+                  [--log-format text|json]
     nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
-    nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
@@ -43,6 +44,7 @@ class ServeCommand:
     port: int | None = None
     timeout: float | None = None
     verbose: bool = False
+    log_format: Literal["text", "json"] | None = None
 
 
 @attrs.frozen
@@ -66,6 +68,7 @@ class OutboxCommand:
     event_id: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    force: bool = False
 
 
 Command = ServeCommand | SessionsCommand | OutboxCommand
@@ -118,7 +121,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
     serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
-    serve.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
+    )
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON"
+    )
     _add_locations(serve)
 
     sessions = commands.add_parser("sessions", help="inspect or clear conversations")
@@ -145,6 +153,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
         sub = outbox_actions.add_parser(action, help=text)
         sub.add_argument("event_id", metavar="ID")
+        if action == "retry":
+            sub.add_argument(
+                "--force", action="store_true", help="send it again even if it was delivered"
+            )
         _add_locations(sub)
     return parser
 
@@ -165,6 +177,7 @@ def parse_args(argv: Sequence[str]) -> Command:
             port=ns.port,
             timeout=ns.timeout,
             verbose=ns.verbose,
+            log_format=ns.log_format,
         )
     if ns.command == "sessions":
         return SessionsCommand(
@@ -180,4 +193,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         event_id=getattr(ns, "event_id", None),
         config=config,
         workspace=workspace,
+        force=getattr(ns, "force", False),
     )

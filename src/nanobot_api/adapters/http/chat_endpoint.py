@@ -29,7 +29,7 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.answers import completion_json, json_bytes
-from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.errors import failure_body, failure_headers
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
@@ -125,6 +125,10 @@ class ChatEndpoint:
             # Refused halfway through its body (too large, malformed, a file refused),
             # the client may still be sending: read on a little so it sees the answer.
             await exchange.discard_some()
+            exchange.extra += [
+                (name.lower().encode(), value.encode())
+                for name, value in failure_headers(error).items()
+            ]
             await exchange.respond_json(status, body)
 
     async def _answer(self, headers: Mapping[str, str], exchange: _Exchange) -> None:

@@ -9,6 +9,7 @@ import attrs
 
 from nanobot_api.domain.branches import NO_IDS, MessageIds, StoredTurn, active_branch
 from nanobot_api.domain.conversation import History, TurnRecord, bounded_history
+from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -17,7 +18,8 @@ class InMemorySessionStore:
 
     def __init__(self) -> None:
         self._turns: dict[SessionKey, list[StoredTurn]] = {}
-        self._touched: dict[SessionKey, float] = {}
+        # key -> (first turn stored, latest turn stored), as time.time()
+        self._times: dict[SessionKey, tuple[float, float]] = {}
 
     async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
         turns = tuple(t.record for t in active_branch(self._turns.get(key, ())))
@@ -28,7 +30,11 @@ class InMemorySessionStore:
         active = active_branch(turns)
         parent = active[-1].no if active else None
         turns.append(StoredTurn(_next_no(turns), parent, record))
-        self._touched[key] = time.time()
+        self._touch(key)
+
+    async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
+        active = active_branch(self._turns.get(key, ()))
+        return len(active), (active[-1].record if active else None)
 
     async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
         return tuple(self._turns.get(key, ()))
@@ -50,17 +56,21 @@ class InMemorySessionStore:
             turns.append(StoredTurn(no, parent, each, ids=ids if last else NO_IDS))
             parent = no
         self._turns[key] = turns
-        self._touched[key] = time.time()
+        self._touch(key)
+
+    def _touch(self, key: SessionKey) -> None:
+        now = time.time()
+        self._times[key] = (self._times.get(key, (now, now))[0], now)
 
     async def clear(self, key: SessionKey) -> int:
-        self._touched.pop(key, None)
+        self._times.pop(key, None)
         return len(self._turns.pop(key, ()))
 
     async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
         idle = [
             key
-            for key, touched in self._touched.items()
-            if str(key).startswith(key_prefix) and touched < idle_since
+            for key, (_, latest) in self._times.items()
+            if str(key).startswith(key_prefix) and latest < idle_since
         ]
         for key in idle:
             await self.clear(key)
@@ -69,6 +79,15 @@ class InMemorySessionStore:
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session with its count of active turns."""
         return {key: len(active_branch(turns)) for key, turns in self._turns.items()}
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` holding a turn, most recently changed first."""
+        found = [
+            SessionSummary(key, len(active_branch(turns)), *self._times[key])
+            for key, turns in self._turns.items()
+            if key.channel == channel and turns
+        ]
+        return tuple(sorted(found, key=lambda s: s.updated_at, reverse=True))
 
 
 def _next_no(turns: Sequence[StoredTurn]) -> int:

@@ -30,6 +30,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
 )
 from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
+from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
@@ -139,6 +140,10 @@ class SqliteSessionStore(SqliteFile):
             raise
         self._recent.appended(name, record, token)
 
+    async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
+        """How many turns the active branch holds, and its latest (None if none)."""
+        return await self._run(self._last_turn, str(key))
+
     async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
         """Every turn of the session, superseded ones included, oldest first."""
         return await self._run(self._turns, str(key))
@@ -185,6 +190,14 @@ class SqliteSessionStore(SqliteFile):
         """Every session holding a turn, with its count of turns."""
         rows = await self._run(self._sessions)
         return {SessionKey.parse(key): count for key, count in rows}
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` holding a turn, most recently changed first."""
+        rows = await self._run(self._summaries, channel)
+        return tuple(
+            SessionSummary(SessionKey.parse(key), int(count), float(first), float(last))
+            for key, count, first, last in rows
+        )
 
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
         # Every use also reads data_version: a change means another process wrote.
@@ -282,6 +295,16 @@ class SqliteSessionStore(SqliteFile):
         )
 
     @staticmethod
+    def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
+        row = conn.execute(
+            "SELECT COUNT(*), (SELECT messages FROM turns WHERE session_key = ?1 AND "
+            "superseded = 0 ORDER BY turn_no DESC LIMIT 1) FROM turns "
+            "WHERE session_key = ?1 AND superseded = 0",
+            (key,),
+        ).fetchone()
+        return int(row[0]), (None if row[1] is None else _record(row[1]))
+
+    @staticmethod
     def _turns(conn: sqlite3.Connection, key: str) -> tuple[StoredTurn, ...]:
         cursor = conn.execute(
             "SELECT turn_no, parent_no, superseded, ids, messages FROM turns "
@@ -337,6 +360,17 @@ class SqliteSessionStore(SqliteFile):
             (prefix, end, idle_since),
         )
         return len({row[0] for row in cursor})
+
+    @staticmethod
+    def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
+        # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
+        cursor = conn.execute(
+            "SELECT session_key, SUM(1 - superseded), MIN(created_at), MAX(created_at) "
+            "FROM turns WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
+            "ORDER BY MAX(created_at) DESC, session_key",
+            (f"{channel}:", f"{channel};"),
+        )
+        return list(cursor)
 
     @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
@@ -405,7 +439,8 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return conn
 
 
-def _message_json(message: Message) -> dict[str, object]:
+def message_json(message: Message) -> dict[str, object]:
+    """A message as stored (also by the response store, so both read it the same way)."""
     item: dict[str, object] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
@@ -415,7 +450,7 @@ def _message_json(message: Message) -> dict[str, object]:
 
 
 def _payload(record: TurnRecord) -> str:
-    return json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
+    return json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
 
 
 def _ids_json(ids: MessageIds) -> str | None:
@@ -430,10 +465,11 @@ def _ids(text: str | None) -> MessageIds:
 
 
 def _record(payload: str) -> TurnRecord:
-    return TurnRecord(tuple(_message(item) for item in json.loads(payload)))
+    return TurnRecord(tuple(message_from_json(item) for item in json.loads(payload)))
 
 
-def _message(item: dict[str, object]) -> Message:
+def message_from_json(item: dict[str, object]) -> Message:
+    """A stored message read back; ValueError for a role no message has."""
     role = _ROLES.get(item.get("role"))
     if role is None:
         raise ValueError(f"stored message has an unknown role {item.get('role')!r}")
