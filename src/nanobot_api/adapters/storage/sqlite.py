@@ -323,9 +323,11 @@ class SqliteSessionStore(SqliteFile):
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Only the turns whose state changes are written (none, for a new turn
+            # on the active branch).
             conn.execute(
-                "UPDATE turns SET superseded = (turn_no NOT IN (SELECT value FROM json_each(?2)))"
-                " WHERE session_key = ?1",
+                "UPDATE turns SET superseded = 1 - superseded WHERE session_key = ?1 AND "
+                "superseded != (turn_no NOT IN (SELECT value FROM json_each(?2)))",
                 (key, kept),
             )
             parent = max(json.loads(kept), default=None)
