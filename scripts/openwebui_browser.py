@@ -295,9 +295,24 @@ def show_sessions(nanobot: str, config: Path, workspace: Path) -> None:
             [*base, "show", key, "--all", *where], capture_output=True, text=True, check=False
         )
         print(f"$ nanobot sessions show {key} --all")
-        for out_line in shown.stdout.splitlines():
-            # The file chat's turn holds Open WebUI's whole template: its first line will do.
-            print(out_line[:160])
+        print(_abridged(shown.stdout), end="")
+
+
+def _abridged(text: str) -> str:
+    """Each message's first line: the file chat's turn holds Open WebUI's whole template."""
+    kept: list[str] = []
+    hidden = 0
+    for line in text.splitlines():
+        if line.startswith(("--- ", "user: ", "assistant: ", "tool ")):
+            if hidden:
+                kept[-1] += f"  [+{hidden} lines]"
+            kept.append(line[:120])
+            hidden = 0
+        else:
+            hidden += 1
+    if hidden:
+        kept[-1] += f"  [+{hidden} lines]"
+    return "".join(f"{line}\n" for line in kept)
 
 
 async def main(args: argparse.Namespace) -> int:
