@@ -19,9 +19,9 @@ import attrs
 import pytest
 
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.bootstrap import build, session_store_path
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, ApiConfig, Config, ProviderConfig
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build, session_store_path
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.branches import StoredTurn
 from nanobot_api.domain.sessions import SessionKey
 from tests.fixtures.openwebui import FORWARDING_ONLY, RECIPE, Recorded, answer_text, recorded
