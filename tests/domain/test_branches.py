@@ -116,7 +116,7 @@ def test_a_conversation_is_read_turn_by_turn_from_its_messages() -> None:
         ("system", "be brief"),
         ("assistant", "a greeting before any user message"),
         ("user", "q1"),
-        ("assistant", ""),
+        ("assistant", "let me look"),
         ("tool", "result"),
         ("assistant", "a1"),
         ("user", "q2"),

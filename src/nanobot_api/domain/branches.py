@@ -248,7 +248,9 @@ def shown_conversation(
     for role, text in (*earlier, ("user", "")):
         if role == "user":
             if user is not None:
-                answer = "\n".join(a for a in answers if a)
+                # As for a stored turn, the answer is the last assistant text (earlier
+                # ones came with tool calls).
+                answer = next((a for a in reversed(answers) if a), "")
                 turns.append(ShownTurn((Message.user(user), Message.assistant(answer))))
             user, answers = text, []
         elif role == "assistant" and user is not None:
