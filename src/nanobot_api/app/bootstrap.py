@@ -19,6 +19,8 @@ from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.mcp import mcp_tools_for
+from nanobot_api.app.tools import ToolSource
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
@@ -51,8 +53,14 @@ def build(
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
     outgoing = outgoing_for(config, with_tool=with_llm)
+    # MCP servers give the LLM agent tools; the echo agent calls none.
+    mcp = mcp_tools_for(config.tools) if with_llm and config.tools.mcp_servers else None
     if with_llm:
-        agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
+        agent, model = llm_agent(
+            config,
+            tools=() if outgoing is None else (outgoing.tool,),
+            tool_sources=() if mcp is None else (mcp,),
+        )
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
@@ -80,10 +88,13 @@ def build(
         body_timeout_s=max(60.0, config.api.timeout),
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        readiness=() if mcp is None else (mcp,),
     )
     app = create_quart_app(service, settings)
     if outgoing is not None:
         outgoing.install(app)
+    if mcp is not None:
+        mcp.install(app)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
@@ -97,7 +108,9 @@ def build(
     return app
 
 
-def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, OpenAICompatChatModel]:
+def llm_agent(
+    config: Config, tools: Sequence[Tool] = (), tool_sources: Sequence[ToolSource] = ()
+) -> tuple[LlmAgent, OpenAICompatChatModel]:
     """The LLM agent for the configured provider, and its model (to close at shutdown)."""
     provider = config.provider
     if provider is None:
@@ -113,5 +126,6 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
+        tool_sources=tool_sources,
     )
     return agent, model

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nanobot_api.app.tools import ToolBox
+from nanobot_api.app.tools import ToolBox, ToolSource
 from nanobot_api.domain.conversation import Message
-from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolContext, UserContent
+from nanobot_api.domain.models import (
+    ContentPart,
+    ModelMessage,
+    ModelRequest,
+    TextPart,
+    ToolContext,
+    UserContent,
+)
 from nanobot_api.domain.ports import ChatModel, Reply, Tool
 from nanobot_api.domain.turns import Turn
 
@@ -35,6 +42,9 @@ class LlmAgent:
     after the user's (tool calls, tool results, the answer) is given to
     ``reply.remember``, and each model call's usage to ``reply.add_usage``. The agent
     keeps no state between turns: history lives in the session store.
+
+    ``tool_sources`` add tools that come and go (those of MCP servers); a turn uses the
+    tools offered when it starts. A tool's images reach the model within the turn only.
     """
 
     def __init__(
@@ -44,12 +54,14 @@ class LlmAgent:
         tools: Sequence[Tool] = (),
         system_prompt: str | None = None,
         max_tool_iterations: int = 8,
+        *,
+        tool_sources: Sequence[ToolSource] = (),
     ) -> None:
         if max_tool_iterations < 0:
             raise ValueError("max_tool_iterations must be 0 or more")
         self._model = model
         self._model_id = model_id
-        self._tools = ToolBox(tools)
+        self._tools = ToolBox(tools, tool_sources)
         # One message for the agent's life, so the wire encodes it once like history.
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
@@ -62,8 +74,10 @@ class LlmAgent:
         # This turn's messages; the system prompt and history go beside them.
         messages: list[ModelMessage] = [UserContent.of_turn(turn.text, turn.images, turn.documents)]
         context = ToolContext(turn.session, reply)
+        # One set of tools for the whole turn, though MCP servers may come and go.
+        tools = self._tools.current()
         # With no rounds allowed the model is not told about tools at all.
-        specs = self._tools.specs if self._max_tool_iterations else ()
+        specs = tools.specs if self._max_tool_iterations else ()
         sent_any = False
         rounds = 0
         while True:
@@ -91,10 +105,19 @@ class LlmAgent:
                 return
             reply.remember(answer)
             messages.append(answer)
+            images: list[ContentPart] = []
             for call in answer.tool_calls:
-                result = Message.tool_result(call.id, await self._tools.run(call, context))
+                output = await tools.run(call, context)
+                result = Message.tool_result(call.id, output.text)
                 reply.remember(result)
                 messages.append(result)
+                if output.images:
+                    images += [TextPart(f"Images returned by {call.name} ({call.id}):")]
+                    images += output.images
+            if images:
+                # Providers take images in user messages only, after all the results of
+                # the round. History keeps the results' text, which names the images.
+                messages.append(UserContent(tuple(images)))
             rounds += 1
             if rounds >= self._max_tool_iterations:
                 text = iteration_limit_text(rounds)

@@ -10,6 +10,7 @@
     ├── TurnTimedOut            the turn ran past its time budget
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
+    ├── ToolServerFailed        an MCP server could not be started, reached or kept
     └── ConfigError             a configuration value is unusable (start-up only)
 
 Errors carry a message meant for the client and, where one field is at fault, the
@@ -94,3 +95,10 @@ class DeliveryFailed(NanobotError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.progress = progress
+
+
+class ToolServerFailed(NanobotError):
+    """Raised when a tool server (an MCP server) could not be started or reached, or its
+    connection broke during a call. The message says what happened in words a model or
+    an operator can act on, never a configured secret. Never reaches a client as an
+    error: a failed tool call becomes the call's result."""

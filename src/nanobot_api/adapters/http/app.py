@@ -31,6 +31,17 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     async def health() -> Response:
         return json_response({"status": "ok"})
 
+    @app.get("/health/ready")
+    async def ready() -> Response:
+        # Still 200 when degraded: the API serves, and a load balancer should keep it.
+        states = {
+            name: state for check in settings.readiness for name, state in check.readiness().items()
+        }
+        degraded = {name: state for name, state in states.items() if state != "ready"}
+        if degraded:
+            return json_response({"status": "degraded", "degraded": degraded})
+        return json_response({"status": "ready"})
+
     @app.get("/v1/models")
     async def list_models() -> Response:
         return json_response({"object": "list", "data": [model_json(turns.model)]})

@@ -155,6 +155,16 @@ def _paths(secured: bool) -> Schema:
                 **open_route,
             }
         },
+        "/health/ready": {
+            "get": {
+                **_operation(
+                    "Readiness: ready, or degraded naming what is down (still 200)",
+                    {200: _ok("Serving.", "Readiness")},
+                    False,
+                ),
+                **open_route,
+            }
+        },
         "/v1/models": {
             "get": _operation("The served model", {200: _ok("One model.", "ModelList")}, secured)
         },
