@@ -144,8 +144,8 @@ class InMemoryOutbox:
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         return tuple(e for e in self.rows.values() if status is None or e.status == status)
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        event = retried(self._get(event_id), now)
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        event = retried(self._get(event_id), now, force=force)
         self.rows[event_id] = event
         return event
 

@@ -121,4 +121,5 @@ def test_serve_answers_until_sigint_then_exits_cleanly(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
-    assert f"nanobot: serving shout on http://127.0.0.1:{port}/v1" in stderr
+    assert "nanobot: model shout" in stderr
+    assert f"nanobot: listening on http://127.0.0.1:{port}/v1" in stderr

@@ -69,6 +69,16 @@ class AttachmentIntake:
                 documents.append(Document(upload.label, text.text, path, text.truncated))
         return tuple(images), tuple(documents)
 
+    async def turn_ended(
+        self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool
+    ) -> None:
+        """A failed turn's files are removed from the media store; a kept turn's stay."""
+        paths = [image.path for image in images] + [document.path for document in documents]
+        if kept:
+            await self._media.release(paths)
+        else:
+            await self._media.discard(paths)
+
     def _check(self, upload: Upload) -> _Checked:
         check_file_size(len(upload.data), upload.label, self._limits)
         kind = detect_kind(

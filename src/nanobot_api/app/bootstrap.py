@@ -18,8 +18,10 @@ from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.app.mcp import mcp_tools_for
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.tools import ToolSource
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
@@ -70,7 +72,9 @@ def build(
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            FilesystemMediaStore.in_workspace(
+                config.workspace, max_bytes=config.api.max_media_mb * MIB
+            ),
             limits,
             extraction=extraction,
         )
@@ -91,12 +95,15 @@ def build(
         readiness=() if mcp is None else (mcp,),
     )
     app = create_quart_app(service, settings)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if mcp is not None:
         mcp.install(app)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
+
+        add_opener(app, Opener("sessions", store_file.path, store_file.open))
 
         @app.before_serving
         async def _open_store() -> None:

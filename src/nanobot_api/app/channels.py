@@ -18,6 +18,7 @@ from quart import Quart
 from nanobot_api.adapters.channels.plugins import BUILT_IN, ChannelFactory, plugin_factory
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.message_tool import MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
 from nanobot_api.domain.errors import ConfigError
@@ -166,6 +167,7 @@ class Outgoing:
 
     def install(self, app: Quart) -> None:
         """Starts with the app's serving and stops with it."""
+        add_opener(app, Opener("outbox", self.outbox.path, self.outbox.open))
         app.before_serving(self.start)
         app.after_serving(self.stop)
 

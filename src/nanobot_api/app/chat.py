@@ -8,7 +8,14 @@ from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import TurnTimedOut
-from nanobot_api.domain.ports import Agent, Attachments, PlainCompletion, Reply, SessionStore
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    PlainCompletion,
+    Reply,
+    SessionStore,
+    SettlesUploads,
+)
 from nanobot_api.domain.turns import (
     EMPTY_REPLY_FALLBACK,
     ChatRequest,
@@ -57,6 +64,19 @@ class ChatService:
         )
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
+        kept = False
+        try:
+            result = await self._run(turn, reply)
+            kept = True
+        finally:
+            if (turn.images or turn.documents) and isinstance(self._attachments, SettlesUploads):
+                # A failed or cancelled turn leaves no upload behind; shielded, so a
+                # cancellation still removes them.
+                with anyio.CancelScope(shield=True):
+                    await self._attachments.turn_ended(turn.images, turn.documents, kept=kept)
+        return result
+
+    async def _run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         recorder = _TurnRecorder(reply)
         try:
             # The budget covers the wait for the session too: a client sees one deadline.
@@ -147,6 +167,8 @@ class _TurnRecorder:
 
     def remember(self, message: Message) -> None:
         self._messages.append(message)
+        # A stream that shows tool progress reads it from here (SilentReply ignores it).
+        self._outer.remember(message)
 
     async def send_fallback(self) -> None:
         """The reply of a turn that produced no text, as the client will see it."""

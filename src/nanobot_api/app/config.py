@@ -41,6 +41,16 @@ _URL = "an http(s) URL"
 
 
 @attrs.frozen
+class ApiKeyConfig:
+    """One named API key: a tenant with its own sessions and its own limits (0: none)."""
+
+    name: str = checked(attrs.NOTHING, bool, "a name")
+    key: str = checked(attrs.NOTHING, bool, "a key")
+    rpm: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+    max_concurrent: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+
+
+@attrs.frozen
 class ApiConfig:
     """The HTTP API: where it listens and the limits it enforces."""
 
@@ -56,6 +66,22 @@ class ApiConfig:
         "reject", lambda v: v in ("reject", "latest"), '"reject" or "latest"', base=str
     )
     cors_origins: tuple[str, ...] = ()
+    # ---- operations (operations.md): logs, keys and limits, retries, restarts
+    log_format: Literal["text", "json"] = checked(
+        "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str
+    )
+    keys: tuple[ApiKeyConfig, ...] = ()
+    max_concurrent_turns: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+    auth_failures_per_min: int = checked(10, lambda v: v >= 1, "an integer >= 1")
+    trusted_proxies: tuple[str, ...] = ()
+    idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
+    shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
+    max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+
+    @property
+    def keyed(self) -> bool:
+        """Whether requests need a key (``apiKey`` or any of ``keys``)."""
+        return bool(self.api_key or self.keys)
 
 
 @attrs.frozen
@@ -241,12 +267,35 @@ def _check_whole(config: Config) -> None:
     if webhook.enabled and not _is_url(webhook.url):
         raise config_error("channels.webhook.url", f"expected {_URL} when the webhook is enabled")
     check_tools(config.tools)
+    _check_keys(config.api)
     host = config.api.host
-    if not config.api.api_key and not _is_loopback(host):
+    if not config.api.keyed and not _is_loopback(host):
         raise config_error(
             "api.host",
             f"binding {host} needs api.apiKey (a non-loopback address is reachable by others)",
         )
+
+
+def _check_keys(api: ApiConfig) -> None:
+    names: set[str] = set()
+    keys = {api.api_key} if api.api_key else set()
+    for index, entry in enumerate(api.keys):
+        if entry.name in names:
+            raise config_error(
+                f"api.keys[{index}].name", f"expected a unique name, got {show(entry.name)}"
+            )
+        if entry.key in keys:
+            raise config_error(f"api.keys[{index}].key", "expected a key no other entry uses")
+        names.add(entry.name)
+        keys.add(entry.key)
+    for index, proxy in enumerate(api.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise config_error(
+                f"api.trustedProxies[{index}]",
+                f"expected an IP address or network, got {show(proxy)}",
+            ) from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -93,20 +93,27 @@ def serve(
 
     ``host`` and ``port`` default to the configuration's (``127.0.0.1:8900``); the rest
     is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
-    returns once the server has shut down gracefully.
+    returns once the server has shut down gracefully. A configuration or start-up
+    problem (a bad value, a port in use, a workspace it cannot write, a corrupt
+    sessions file) is printed as one line on stderr and raises ``SystemExit(2)``.
     """
-    from nanobot_api.app.serving import api_url, log_to_stderr, serve_until_stopped
+    from nanobot_api.app.serving import log_to_stderr, serve_until_stopped, startup_lines
+    from nanobot_api.domain.errors import NanobotError
 
     if host is not None:
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
     resolved = as_agent(agent)
-    app, checked = build_app(resolved, config, overrides)
-    log_to_stderr()  # like `nanobot serve`
-    print(f"nanobot: serving {resolved.model} on {api_url(checked.api)}", file=sys.stderr)
-    sys.stderr.flush()
-    serve_until_stopped(app, checked.api)
+    try:
+        app, checked = build_app(resolved, config, overrides)
+        log_to_stderr(log_format=checked.api.log_format)  # like `nanobot serve`
+        lines = startup_lines(checked, resolved.model, custom_agent=True)
+        serve_until_stopped(app, checked, lines)
+    except NanobotError as exc:
+        # As `nanobot serve` does: one line, exit status 2, no traceback.
+        print(f"nanobot: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def build_app(

@@ -7,6 +7,7 @@ from typing import TextIO
 from nanobot_api.app.config import Config
 from nanobot_api.app.mcp import READY, mcp_tools_for
 from nanobot_api.app.message_tool import DESCRIPTION as MESSAGE_DESCRIPTION
+from nanobot_api.domain.text import printable
 
 _SUMMARY_CHARS = 100
 
@@ -45,4 +46,4 @@ def _summary(text: str) -> str:
 
 def _shown(text: str) -> str:
     # A server names its own tools and describes them: never let it drive the terminal.
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return printable(text)

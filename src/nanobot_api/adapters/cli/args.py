@@ -1,8 +1,9 @@
 """The ``nanobot`` command line, parsed into plain values.
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
+                  [--log-format text|json]
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
-    nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
     nanobot tools list   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
@@ -44,6 +45,7 @@ class ServeCommand:
     port: int | None = None
     timeout: float | None = None
     verbose: bool = False
+    log_format: Literal["text", "json"] | None = None
 
 
 @attrs.frozen
@@ -65,6 +67,7 @@ class OutboxCommand:
     event_id: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    force: bool = False
 
 
 @attrs.frozen
@@ -126,7 +129,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
     serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
-    serve.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
+    )
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON"
+    )
     _add_locations(serve)
 
     sessions = commands.add_parser("sessions", help="inspect or clear conversations")
@@ -147,6 +155,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
         sub = outbox_actions.add_parser(action, help=text)
         sub.add_argument("event_id", metavar="ID")
+        if action == "retry":
+            sub.add_argument(
+                "--force", action="store_true", help="send it again even if it was delivered"
+            )
         _add_locations(sub)
 
     tools = commands.add_parser("tools", help="list the tools the agent offers")
@@ -172,6 +184,7 @@ def parse_args(argv: Sequence[str]) -> Command:
             port=ns.port,
             timeout=ns.timeout,
             verbose=ns.verbose,
+            log_format=ns.log_format,
         )
     if ns.command == "sessions":
         return SessionsCommand(
@@ -185,4 +198,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         event_id=getattr(ns, "event_id", None),
         config=config,
         workspace=workspace,
+        force=getattr(ns, "force", False),
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
 
+from nanobot_api.adapters.storage.private import private_dir
 from nanobot_api.domain.filetypes import FileKind
 
 
@@ -19,26 +22,76 @@ class FilesystemMediaStore:
     bytes, so nothing a client sends reaches a path. Each file is written to a
     temporary name, fsynced and renamed into place, so a reader (or a crash) never
     sees half a file. Its original name, MIME type and size go to a sidecar
-    ``<name>.json`` written the same way first. ``root`` is created on first save.
+    ``<name>.json`` written the same way first. ``root`` is created (0700) on first save.
+
+    With ``max_bytes``, the folder is bounded: a save that takes it over the bound
+    removes the oldest files first, never one that a turn still running uses (saved and
+    not yet released or discarded).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
         self._root = root
+        self._max_bytes = max_bytes
+        self._in_use: Counter[str] = Counter()
+        self._usage: int | None = None  # bytes in the folder, counted on first need
 
     @classmethod
-    def in_workspace(cls, workspace: Path) -> FilesystemMediaStore:
+    def in_workspace(cls, workspace: Path, *, max_bytes: int | None = None) -> FilesystemMediaStore:
         """The store of API uploads: ``<workspace>/media/api/``."""
-        return cls(workspace / "media" / "api")
+        return cls(workspace / "media" / "api", max_bytes=max_bytes)
 
     @property
     def root(self) -> Path:
         return self._root
 
     async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        return await anyio.to_thread.run_sync(self._save, data, kind, original_name)
+        path = await anyio.to_thread.run_sync(self._save, data, kind, original_name)
+        self._in_use[path] += 1
+        if self._max_bytes is not None:
+            await anyio.to_thread.run_sync(self._account, len(data))
+        return path
+
+    async def release(self, paths: Iterable[str]) -> None:
+        """The files' turn has ended and kept them: they may go when the folder is full."""
+        for path in paths:
+            self._forget(path)
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The files' turn failed: they are removed with their metadata."""
+        gone = [path for path in paths if self._forget(path)]
+        await anyio.to_thread.run_sync(self._remove, gone)
+
+    def _forget(self, path: str) -> bool:
+        if self._in_use[path] <= 1:
+            self._in_use.pop(path, None)
+            return True
+        self._in_use[path] -= 1
+        return False
+
+    def _remove(self, paths: list[str]) -> None:
+        for path in paths:
+            freed = _unlink(Path(path)) + _unlink(Path(path + ".json"))
+            if self._usage is not None:
+                self._usage -= freed
+
+    def _account(self, added: int) -> None:
+        if self._usage is None:
+            self._usage = sum(size for _, size, _ in _files(self._root))
+        else:
+            self._usage += added
+        limit = self._max_bytes
+        if limit is None or self._usage <= limit:
+            return
+        # Oldest first; the sidecar (.json) goes with its file.
+        for _mtime, _size, path in sorted(_files(self._root)):
+            if self._usage <= limit:
+                break
+            if str(path) in self._in_use or path.suffix == ".json":
+                continue
+            self._usage -= _unlink(path) + _unlink(path.with_name(path.name + ".json"))
 
     def _save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        self._root.mkdir(parents=True, exist_ok=True)
+        private_dir(self._root)
         name = secrets.token_hex(16) + kind.extension
         meta = {"original_name": original_name, "mime": kind.mime, "size": len(data)}
         _write_atomically(self._root / f"{name}.json", json.dumps(meta).encode())
@@ -46,6 +99,32 @@ class FilesystemMediaStore:
         _write_atomically(target, data)
         _fsync_directory(self._root)
         return str(target)
+
+
+def _files(root: Path) -> Iterator[tuple[float, int, Path]]:
+    """(modified time, size, path) of every file in ``root`` but temporaries."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield info.st_mtime, info.st_size, Path(entry.path)
+
+
+def _unlink(path: Path) -> int:
+    """Removes ``path``; the bytes freed (0 if it was already gone)."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -34,6 +34,7 @@ from nanobot_api.domain.errors import NanobotError, ToolServerFailed
 from nanobot_api.domain.filetypes import detect_kind
 from nanobot_api.domain.models import ImagePart, JsonObject, JsonValue, ToolSpec
 from nanobot_api.domain.outbox import redact, shorten
+from nanobot_api.domain.text import printable
 from nanobot_api.domain.tools import ResultLimits, ToolOutput, bounded_output
 
 if TYPE_CHECKING:
@@ -187,8 +188,7 @@ class McpSdkConnector:
 
     def _clean(self, text: str) -> str:
         # Control characters shown, never interpreted by a terminal reading the log.
-        shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text.strip())
-        return shorten(redact(shown, self._secrets), _MAX_LINE)
+        return shorten(redact(printable(text.strip()), self._secrets), _MAX_LINE)
 
     def _why(self, exc: BaseException, stderr: Sequence[str]) -> str:
         why = describe(exc)
