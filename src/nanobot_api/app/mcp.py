@@ -26,10 +26,11 @@ import attrs
 import tenacity
 from quart import Quart
 
-from nanobot_api.app.mcp_config import ToolsConfig, mcp_secrets
+from nanobot_api.app.mcp_config import ToolsConfig
 from nanobot_api.domain.errors import ToolServerFailed
 from nanobot_api.domain.models import JsonObject, ToolContext, ToolSpec
 from nanobot_api.domain.ports import Tool, ToolServer, ToolServerConnector
+from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.tools import ToolOutput, distinct_tool_name, is_enabled
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,13 @@ class McpTools:
         app.after_serving(self.stop)
 
 
-def mcp_tools_for(config: ToolsConfig, supervision: Supervision | None = None) -> McpTools:
-    """Supervisors for every server in ``tools.mcpServers`` (none started yet)."""
+def mcp_tools_for(
+    config: ToolsConfig, redactor: Redactor, supervision: Supervision | None = None
+) -> McpTools:
+    """Supervisors for every server in ``tools.mcpServers`` (none started yet);
+    ``redactor`` (the server's one, holding these servers' secrets) masks what they say."""
     from nanobot_api.adapters.tools.mcp_sdk import McpSdkConnector, McpServerTarget
 
-    secrets = mcp_secrets(config)
     plans = []
     for name, server in config.mcp_servers.items():
         target = McpServerTarget(
@@ -322,7 +325,7 @@ def mcp_tools_for(config: ToolsConfig, supervision: Supervision | None = None) -
             headers=server.headers,
         )
         connector = McpSdkConnector(
-            name, target, secrets=secrets, call_timeout_s=server.tool_timeout
+            name, target, redactor=redactor, call_timeout_s=server.tool_timeout
         )
         plans.append(McpServerPlan(name, connector, server.tool_timeout, server.enabled_tools))
     return McpTools(plans, supervision or Supervision())

@@ -21,10 +21,6 @@ import attrs
 
 from nanobot_api.app.config_rules import checked, config_error, show
 
-# A value this short is not a credential, and redacting it (a "1", a "true") would
-# garble every text that happens to contain it (the channels' rule too).
-_MIN_SECRET_CHARS = 8
-
 Transport = Literal["stdio", "sse", "streamableHttp"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "sse", "streamableHttp")
 
@@ -87,7 +83,8 @@ def check_tools(tools: ToolsConfig) -> None:
 
 def mcp_secrets(tools: ToolsConfig) -> tuple[str, ...]:
     """Every configured value that must never be shown: each server's ``env`` and
-    ``headers`` values (an ``Authorization`` header, a token in the environment)."""
+    ``headers`` values (an ``Authorization`` header, a token in the environment). The
+    one redactor (``app.redaction``) takes them beside the other secrets."""
     values = [
         value
         for server in tools.mcp_servers.values()
@@ -95,4 +92,4 @@ def mcp_secrets(tools: ToolsConfig) -> tuple[str, ...]:
     ]
     # "Bearer abc": the token alone may also appear without its scheme.
     values += [value.split(" ", 1)[1] for value in values if " " in value.strip()]
-    return tuple(sorted({v.strip() for v in values if len(v.strip()) >= _MIN_SECRET_CHARS}))
+    return tuple(sorted({value.strip() for value in values if value.strip()}))

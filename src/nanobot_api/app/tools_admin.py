@@ -7,6 +7,7 @@ from typing import TextIO
 from nanobot_api.app.config import Config
 from nanobot_api.app.mcp import READY, mcp_tools_for
 from nanobot_api.app.message_tool import DESCRIPTION as MESSAGE_DESCRIPTION
+from nanobot_api.app.redaction import configured_redactor
 from nanobot_api.domain.text import printable
 
 _SUMMARY_CHARS = 100
@@ -23,7 +24,7 @@ async def list_tools(config: Config, out: TextIO) -> int:
     if not servers:
         print("(no MCP servers: add tools.mcpServers to the config)", file=out)
         return 0
-    mcp = mcp_tools_for(config.tools)
+    mcp = mcp_tools_for(config.tools, configured_redactor(config))
     await mcp.start()
     try:
         states = mcp.health()

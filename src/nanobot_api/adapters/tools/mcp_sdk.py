@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ import attrs
 from nanobot_api.domain.errors import NanobotError, ToolServerFailed
 from nanobot_api.domain.filetypes import detect_kind
 from nanobot_api.domain.models import ImagePart, JsonObject, JsonValue, ToolSpec
-from nanobot_api.domain.outbox import redact, shorten
+from nanobot_api.domain.outbox import shorten
+from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.text import printable
 from nanobot_api.domain.tools import ResultLimits, ToolOutput, bounded_output
 
@@ -68,7 +69,7 @@ class McpServerTarget:
 class McpSdkConnector:
     """Connects to one MCP server (implements the ToolServerConnector port).
 
-    ``secrets`` are replaced by ``***`` in every message and log line this adapter
+    ``redactor`` masks every configured secret in each message and log line this adapter
     writes; ``limits`` bound each tool result.
     """
 
@@ -77,7 +78,7 @@ class McpSdkConnector:
         name: str,
         target: McpServerTarget,
         *,
-        secrets: Collection[str] = (),
+        redactor: Redactor | None = None,
         limits: ResultLimits | None = None,
         handshake_timeout_s: float = 30.0,
         call_timeout_s: float = 30.0,
@@ -87,7 +88,7 @@ class McpSdkConnector:
         # The SDK's own bound on a call, a backstop behind the caller's timeout.
         self._call_timeout_s = call_timeout_s + 5.0
         self._target = target
-        self._secrets = tuple(secrets)
+        self._redact = redactor or Redactor()
         self._limits = limits or ResultLimits()
 
     def connect(self) -> AbstractAsyncContextManager[McpSdkServer]:
@@ -109,7 +110,7 @@ class McpSdkConnector:
                 failure = ToolServerFailed(self._why(exc, stderr))
                 failure.__cause__ = exc
             if failure is None:
-                yield McpSdkServer(client, self._secrets, self._limits, self._call_timeout_s)
+                yield McpSdkServer(client, self._redact, self._limits, self._call_timeout_s)
                 return
         # Raised outside the stack: its task group would wrap it in an ExceptionGroup.
         raise failure
@@ -188,7 +189,7 @@ class McpSdkConnector:
 
     def _clean(self, text: str) -> str:
         # Control characters shown, never interpreted by a terminal reading the log.
-        return shorten(redact(printable(text.strip()), self._secrets), _MAX_LINE)
+        return shorten(self._redact(printable(text.strip())), _MAX_LINE)
 
     def _why(self, exc: BaseException, stderr: Sequence[str]) -> str:
         why = describe(exc)
@@ -219,10 +220,10 @@ class McpSdkServer:
     """A live MCP connection (implements the ToolServer port)."""
 
     def __init__(
-        self, client: Client, secrets: Sequence[str], limits: ResultLimits, call_timeout_s: float
+        self, client: Client, redact: Redactor, limits: ResultLimits, call_timeout_s: float
     ) -> None:
         self._client = client
-        self._secrets = secrets
+        self._redact = redact
         self._limits = limits
         self._call_timeout_s = call_timeout_s
 
@@ -297,7 +298,7 @@ class McpSdkServer:
         return attrs.evolve(output, text=self._scrub(output.text))
 
     def _scrub(self, text: str) -> str:
-        return redact(text, self._secrets)
+        return self._redact(text)
 
 
 def _image(data: str) -> tuple[ImagePart | None, str]:
