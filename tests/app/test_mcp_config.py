@@ -6,6 +6,7 @@ import pytest
 
 from nanobot_api.app.config import parse_config
 from nanobot_api.app.mcp_config import mcp_secrets
+from nanobot_api.app.redaction import configured_redactor
 from nanobot_api.domain.errors import ConfigError
 
 NANOBOT_SHAPE = {
@@ -78,8 +79,8 @@ def test_each_mistake_names_its_key(server: dict[str, object], expected: str) ->
     assert caught.value.message.startswith(expected) or expected in caught.value.message
 
 
-def test_short_values_are_not_treated_as_secrets() -> None:
-    config = parse_config(
-        {"tools": {"mcpServers": {"x": {"command": "a", "env": {"DEBUG": "1"}}}}}, {}
-    )
-    assert mcp_secrets(config.tools) == ()
+def test_the_one_redactor_masks_mcp_secrets_but_not_short_values() -> None:
+    env = {"DEBUG": "1", "API_TOKEN": "tok-0123456789"}
+    config = parse_config({"tools": {"mcpServers": {"x": {"command": "a", "env": env}}}}, {})
+    redact = configured_redactor(config)
+    assert redact("token tok-0123456789, debug 1") == "token ***, debug 1"
