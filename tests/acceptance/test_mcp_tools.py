@@ -96,7 +96,7 @@ async def test_a_turn_calls_two_mcp_tools_and_the_model_reads_their_results(
         last = up.received[1].messages[-1]
         assert last["role"] == "user"
         assert last["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
-        assert await readiness(server) == {"status": "ready"}
+        assert (await readiness(server))["status"] == "ready"
         # History keeps the text of the results, not the image.
         up.add(Text("ok"))
         await turn(client, "again")

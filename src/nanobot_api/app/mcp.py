@@ -262,8 +262,11 @@ class McpTools:
         }
 
     def readiness(self) -> dict[str, str]:
-        """``health`` as the ReadinessCheck port names it: ``mcp.<server>``."""
-        return {f"mcp.{name}": state for name, state in self.health().items()}
+        """``health`` as the ReadinessCheck port has it: ``mcp.<server>`` -> ``ok``."""
+        return {
+            f"mcp.{name}": "ok" if state == READY else state
+            for name, state in self.health().items()
+        }
 
     @property
     def ready(self) -> bool:

@@ -41,7 +41,8 @@ def answer_schemas(model: str) -> dict[str, Schema]:
             "type": "object",
             "required": ["status"],
             "properties": {
-                "status": {"enum": ["ready", "degraded"]},
+                "status": {"enum": ["ready", "degraded", "draining", "unavailable"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
                 "degraded": {"type": "object", "additionalProperties": {"type": "string"}},
             },
         },

@@ -12,13 +12,17 @@ from nanobot_api.adapters.http.middleware import (
     json_response,
 )
 from nanobot_api.adapters.http.openapi import install_openapi
+from nanobot_api.adapters.http.operations import Operations, install_operations_routes
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.ports import ChatTurns
 
 
-def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
-    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn)."""
+def create_quart_app(
+    turns: ChatTurns, settings: HttpSettings, operations: Operations | None = None
+) -> Quart:
+    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn).
+    With ``operations``, also the health probes and ``/metrics``."""
     app = Quart("nanobot_api")
     # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
     # sent to one anyway is still not buffered past the request limit.
@@ -31,16 +35,8 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     async def health() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/health/ready")
-    async def ready() -> Response:
-        # Still 200 when degraded: the API serves, and a load balancer should keep it.
-        states = {
-            name: state for check in settings.readiness for name, state in check.readiness().items()
-        }
-        degraded = {name: state for name, state in states.items() if state != "ready"}
-        if degraded:
-            return json_response({"status": "degraded", "degraded": degraded})
-        return json_response({"status": "ready"})
+    if operations is not None:
+        install_operations_routes(app, operations)
 
     @app.get("/v1/models")
     async def list_models() -> Response:

@@ -158,8 +158,11 @@ def _paths(secured: bool) -> Schema:
         "/health/ready": {
             "get": {
                 **_operation(
-                    "Readiness: ready, or degraded naming what is down (still 200)",
-                    {200: _ok("Serving.", "Readiness")},
+                    "Readiness: ready, degraded naming what is down (still 200), or not",
+                    {
+                        200: _ok("Serving.", "Readiness"),
+                        503: _ok("Draining or a dependency is unusable.", "Readiness"),
+                    },
                     False,
                 ),
                 **open_route,

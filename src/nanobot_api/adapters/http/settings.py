@@ -6,7 +6,6 @@ import attrs
 
 from nanobot_api.adapters.http.wire import HistoryMode
 from nanobot_api.domain.attachments import UploadLimits
-from nanobot_api.domain.ports import ReadinessCheck
 
 
 @attrs.frozen
@@ -20,5 +19,3 @@ class HttpSettings:
     body_timeout_s: float = 120.0
     history: HistoryMode = "reject"
     cors_origins: frozenset[str] = frozenset()
-    # Parts that may be degraded (MCP servers down) while the API serves on.
-    readiness: tuple[ReadinessCheck, ...] = ()
