@@ -19,10 +19,10 @@ import attrs
 import pytest
 from openai import AsyncOpenAI
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import RunningServer, running_server
 from nanobot_api.app.mcp_config import McpServerConfig, ToolsConfig
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from tests.acceptance.test_llm_chain import llm_config
 from tests.upstream import Calls, ScriptedUpstream, Status, Text
 

@@ -6,7 +6,7 @@ import pytest
 
 from nanobot_api.app.config import parse_config
 from nanobot_api.app.mcp_config import mcp_secrets
-from nanobot_api.app.redaction import configured_redactor
+from nanobot_api.app.wiring.redaction import configured_redactor
 from nanobot_api.domain.errors import ConfigError
 
 NANOBOT_SHAPE = {

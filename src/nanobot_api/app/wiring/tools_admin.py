@@ -7,7 +7,7 @@ from typing import TextIO
 from nanobot_api.app.config import Config
 from nanobot_api.app.mcp import READY, mcp_tools_for
 from nanobot_api.app.message_tool import DESCRIPTION as MESSAGE_DESCRIPTION
-from nanobot_api.app.redaction import configured_redactor
+from nanobot_api.app.wiring.redaction import configured_redactor
 from nanobot_api.domain.text import printable
 
 _SUMMARY_CHARS = 100
