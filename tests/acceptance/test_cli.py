@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,10 +19,8 @@ import requests
 NANOBOT = [sys.executable, "-m", "nanobot_api.main"]
 
 
-def run_nanobot(
-    *args: str, home: Path, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(home), **(env or {})}
+def run_nanobot(*args: str, home: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), **environ}
     env.pop("NANOBOT_CONFIG", None)
     return subprocess.run(
         [*NANOBOT, *args], capture_output=True, text=True, timeout=30, env=env, check=False

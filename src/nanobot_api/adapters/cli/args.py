@@ -2,8 +2,9 @@
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
                   [--log-format text|json] [--workers N]
-    nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
+    nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot tools list   [-c CONFIG] [-w WORKSPACE]
     nanobot storage migrate | status | import WORKSPACE   [-c CONFIG] [-w WORKSPACE]
 
 Every command also takes ``--storage-url URL`` (the database that holds the state).
@@ -55,10 +56,12 @@ class ServeCommand:
 
 @attrs.frozen
 class SessionsCommand:
-    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``."""
+    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``; ``all`` (for
+    ``show``) includes the superseded turns."""
 
     action: SessionsAction
     key: str | None = None
+    all: bool = False
     config: Path | None = None
     workspace: Path | None = None
     storage_url: str | None = None
@@ -88,7 +91,16 @@ class StorageCommand:
     storage_url: str | None = None
 
 
-Command = ServeCommand | SessionsCommand | OutboxCommand | StorageCommand
+@attrs.frozen
+class ToolsCommand:
+    """``nanobot tools list``: each MCP server, its state and its tools."""
+
+    action: Literal["list"] = "list"
+    config: Path | None = None
+    workspace: Path | None = None
+
+
+Command = ServeCommand | SessionsCommand | OutboxCommand | ToolsCommand | StorageCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,6 +173,12 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("show", "print a session's history"), ("clear", "forget a session")):
         sub = session_actions.add_parser(action, help=text)
         sub.add_argument("key", metavar="KEY")
+        if action == "show":
+            sub.add_argument(
+                "--all",
+                action="store_true",
+                help="also print turns a regenerate, an edit or a branch switch superseded",
+            )
         _add_locations(sub)
 
     outbox = commands.add_parser("outbox", help="inspect the outbox of undelivered messages")
@@ -188,6 +206,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     importing.add_argument("source", metavar="WORKSPACE", type=Path)
     _add_locations(importing)
+
+    tools = commands.add_parser("tools", help="list the tools the agent offers")
+    _add_locations(tools)
+    tool_actions = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(tool_actions.add_parser("list", help="start each MCP server and list its tools"))
     return parser
 
 
@@ -216,6 +239,7 @@ def parse_args(argv: Sequence[str]) -> Command:
         return SessionsCommand(
             action=ns.action,
             key=getattr(ns, "key", None),
+            all=getattr(ns, "all", False),
             config=config,
             workspace=workspace,
             storage_url=storage_url,
@@ -228,6 +252,8 @@ def parse_args(argv: Sequence[str]) -> Command:
             workspace=workspace,
             storage_url=storage_url,
         )
+    if ns.command == "tools":
+        return ToolsCommand(config=config, workspace=workspace)
     return OutboxCommand(
         action=ns.action,
         status=getattr(ns, "status", None),

@@ -1,8 +1,9 @@
-"""Session history in PostgreSQL: the same rows as the SQLite store, shared by every
+"""Session history in PostgreSQL: the same rows as the SQLite store (one per turn, its
+messages as JSON, branches by ``parent_no`` and ``superseded``), shared by every
 process and replica that uses the database.
 
-One row per turn holds the turn's messages as JSON, written by one statement, so a
-reader in any process sees all of a turn or none of it.
+A turn is written by one statement (a branch change by one transaction), so a reader
+in any process sees all of a turn or none of it.
 """
 
 from __future__ import annotations
@@ -14,57 +15,38 @@ from typing import Any
 
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.postgres_leases import PostgresSessionLeases
-from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
+from nanobot_api.adapters.storage.turn_json import (
+    decode_turn,
+    encode_turn,
+    ids_from_json,
+    ids_json,
+)
+from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import Lease, SessionKey, lease_lost
 
-# The next number is computed inside the INSERT from the primary key's index; numbers
-# run 1..n without gaps (a session is only ever cleared whole), so MAX is the count.
+# The next number is computed inside the INSERT from the primary key's index, and the
+# turn follows the latest active one. With a lease token, the row lands only while that
+# token is the session's lease; the lease row is share-locked until the commit ends, so
+# a new holder's take (which updates that row) waits for this turn to be whole before
+# it reads history.
 _APPEND = (
-    "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at) "
-    "SELECT %(key)s, COALESCE(MAX(turn_no), 0) + 1, %(n)s, %(payload)s, %(now)s "
-    "FROM turns WHERE session_key = %(key)s"
-    " RETURNING turn_no, created_at"
-)
-_REPLACE_LAST = (
-    "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at) "
-    "SELECT %(key)s, COALESCE(MAX(turn_no), 1), %(n)s, %(payload)s, %(now)s "
-    "FROM turns WHERE session_key = %(key)s "
-    "ON CONFLICT (session_key, turn_no) DO UPDATE SET n_messages = EXCLUDED.n_messages, "
-    "messages = EXCLUDED.messages, created_at = EXCLUDED.created_at"
-    " RETURNING turn_no, created_at"
-)
-# With a lease, the turn lands only while the lease's token is the session's current
-# one; the lease row is share-locked until the commit ends, so a new holder's take
-# (which updates that row) waits for this turn to be whole before reading history.
-_FENCED_APPEND = (
     "WITH held AS (SELECT 1 FROM session_leases WHERE session_key = %(key)s "
     "AND token = %(token)s FOR SHARE) "
-    "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at) "
-    "SELECT %(key)s, next_no, %(n)s, %(payload)s, %(now)s FROM "
-    "(SELECT COALESCE(MAX(turn_no), 0) + 1 AS next_no FROM turns "
-    "WHERE session_key = %(key)s) AS numbered WHERE EXISTS (SELECT 1 FROM held)"
-    " RETURNING turn_no, created_at"
+    "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at, parent_no) "
+    "SELECT %(key)s, next_no, %(n)s, %(payload)s, %(now)s, parent FROM "
+    "(SELECT COALESCE(MAX(turn_no), 0) + 1 AS next_no, MAX(turn_no) FILTER "
+    "(WHERE NOT superseded) AS parent FROM turns WHERE session_key = %(key)s) AS numbered "
+    "WHERE %(token)s::BIGINT IS NULL OR EXISTS (SELECT 1 FROM held) "
+    "RETURNING turn_no, created_at"
 )
-_FENCED_REPLACE_LAST = (
-    "WITH held AS (SELECT 1 FROM session_leases WHERE session_key = %(key)s "
-    "AND token = %(token)s FOR SHARE) "
-    "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at) "
-    "SELECT %(key)s, next_no, %(n)s, %(payload)s, %(now)s FROM "
-    "(SELECT COALESCE(MAX(turn_no), 1) AS next_no FROM turns "
-    "WHERE session_key = %(key)s) AS numbered WHERE EXISTS (SELECT 1 FROM held) "
-    "ON CONFLICT (session_key, turn_no) DO UPDATE SET n_messages = EXCLUDED.n_messages, "
-    "messages = EXCLUDED.messages, created_at = EXCLUDED.created_at"
-    " RETURNING turn_no, created_at"
-)
-# The newest whole turns whose messages add up to at most the bound, oldest first, and
-# the session's count of turns, in one round trip.
+# The active branch's newest whole turns whose messages add up to at most the bound.
 _BOUNDED = (
     "SELECT turn_no, messages, created_at FROM ("
     " SELECT turn_no, messages, created_at,"
     "  SUM(n_messages) OVER (ORDER BY turn_no DESC) AS running"
-    " FROM turns WHERE session_key = %s) AS newest "
+    " FROM turns WHERE session_key = %s AND NOT superseded) AS newest "
     "WHERE running <= %s ORDER BY turn_no"
 )
 
@@ -85,14 +67,14 @@ class PostgresSessionStore(PostgresSessionLeases):
         self._cached_sessions = cached_sessions
 
     async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
-        """Committed turns, oldest first; with ``max_messages``, the most recent whole
-        turns holding at most that many messages."""
+        """The active branch's turns, oldest first; with ``max_messages``, the most
+        recent whole turns holding at most that many messages."""
         name = str(key)
         async with self._db.connection() as conn:
             if max_messages is None:
                 cursor = await conn.execute(
                     "SELECT turn_no, messages, created_at FROM turns WHERE session_key = %s "
-                    "ORDER BY turn_no",
+                    "AND NOT superseded ORDER BY turn_no",
                     (name,),
                 )
             else:
@@ -115,65 +97,115 @@ class PostgresSessionStore(PostgresSessionLeases):
         while len(self._handed) > self._cached_sessions:
             self._handed.popitem(last=False)
 
-    def _committed(self, name: str, row: Sequence[Any] | None, record: TurnRecord) -> None:
+    def _committed(self, name: str, row: Sequence[Any], record: TurnRecord) -> None:
         """The turn just written is handed out as ``record`` itself from now on."""
-        if row is None:
-            return
         handed = dict(self._handed.get(name, {}))
         handed[int(row[0])] = (float(row[1]), record)
         self._keep(name, handed)
 
     async def commit(
-        self,
-        key: SessionKey,
-        record: TurnRecord,
-        *,
-        replace_last: bool = False,
-        lease: Lease | None = None,
+        self, key: SessionKey, record: TurnRecord, *, lease: Lease | None = None
     ) -> None:
-        """Appends the turn (or replaces the latest) in one statement; durable on return.
+        """Appends the turn to the active branch in one statement; durable on return.
         With ``lease``, only while it is the session's current one (else LeaseLost)."""
+        import psycopg.errors
+
+        name = str(key)
         args = {
-            "key": str(key),
+            "key": name,
             "n": len(record.messages),
             "payload": encode_turn(record),
             "now": time.time(),
             "token": None if lease is None else lease.token,
         }
-        import psycopg.errors
-
-        if lease is not None:
-            statement = _FENCED_REPLACE_LAST if replace_last else _FENCED_APPEND
-            async with self._db.connection() as conn:
-                cursor = await conn.execute(statement, args)
-                row = await cursor.fetchone()
-            if row is None:
-                raise lease_lost()
-            self._committed(str(key), row, record)
-            return
-        statement = _REPLACE_LAST if replace_last else _APPEND
         async with self._db.connection() as conn:
             while True:
                 try:
-                    cursor = await conn.execute(statement, args)
+                    cursor = await conn.execute(_APPEND, args)
                 except psycopg.errors.UniqueViolation:
                     # Two commits to one session at once (no lease held) took the same
                     # number: the statement failed whole, so the loser simply goes again.
                     continue
                 break
             row = await cursor.fetchone()
-        self._committed(str(key), row, record)
+        if row is None:
+            raise lease_lost()
+        self._committed(name, row, record)
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest (None if none)."""
+        """How many turns the active branch holds, and its latest (None if none)."""
         async with self._db.connection() as conn:
             cursor = await conn.execute(
-                "SELECT turn_no, messages FROM turns WHERE session_key = %s "
-                "ORDER BY turn_no DESC LIMIT 1",
-                (str(key),),
+                "SELECT COUNT(*), (SELECT messages FROM turns WHERE session_key = %(key)s "
+                "AND NOT superseded ORDER BY turn_no DESC LIMIT 1) FROM turns "
+                "WHERE session_key = %(key)s AND NOT superseded",
+                {"key": str(key)},
             )
             row = await cursor.fetchone()
-        return (0, None) if row is None else (int(row[0]), decode_turn(row[1]))
+        assert row is not None
+        return int(row[0]), (None if row[1] is None else decode_turn(row[1]))
+
+    async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
+        """Every turn of the session, superseded ones included, oldest first."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT turn_no, parent_no, superseded, ids, messages FROM turns "
+                "WHERE session_key = %s ORDER BY turn_no",
+                (str(key),),
+            )
+            rows = await cursor.fetchall()
+        return tuple(
+            StoredTurn(int(no), parent, decode_turn(payload), bool(superseded), ids_from_json(ids))
+            for no, parent, superseded, ids, payload in rows
+        )
+
+    async def commit_branch(
+        self,
+        key: SessionKey,
+        kept: Sequence[int],
+        imported: Sequence[TurnRecord],
+        record: TurnRecord,
+        ids: MessageIds,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        """Makes ``kept`` the active branch and appends ``imported`` and ``record`` to it,
+        in one transaction; durable on return; fenced by ``lease`` as ``commit``."""
+        name = str(key)
+        rows: list[tuple[int, str, str | None]] = [
+            (len(r.messages), encode_turn(r), None) for r in imported
+        ]
+        rows.append((len(record.messages), encode_turn(record), ids_json(ids)))
+        now = time.time()
+        self._handed.pop(name, None)
+        async with self._db.transaction() as conn:
+            if lease is not None:
+                cursor = await conn.execute(
+                    "SELECT 1 FROM session_leases WHERE session_key = %s AND token = %s FOR SHARE",
+                    (name, lease.token),
+                )
+                if await cursor.fetchone() is None:
+                    raise lease_lost()
+            # Only the turns whose state changes are written.
+            await conn.execute(
+                "UPDATE turns SET superseded = NOT superseded WHERE session_key = %s "
+                "AND superseded = (turn_no = ANY(%s))",
+                (name, list(kept)),
+            )
+            cursor = await conn.execute(
+                "SELECT COALESCE(MAX(turn_no), 0) FROM turns WHERE session_key = %s", (name,)
+            )
+            found = await cursor.fetchone()
+            last = int(found[0]) if found is not None else 0
+            parent = max(kept, default=None)
+            for n_messages, payload, each_ids in rows:
+                last += 1
+                await conn.execute(
+                    "INSERT INTO turns (session_key, turn_no, n_messages, messages, "
+                    "created_at, parent_no, ids) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (name, last, n_messages, payload, now, parent, each_ids),
+                )
+                parent = last
 
     async def clear(self, key: SessionKey) -> int:
         """Deletes every turn of the session; returns how many there were."""
@@ -182,14 +214,29 @@ class PostgresSessionStore(PostgresSessionLeases):
             cursor = await conn.execute("DELETE FROM turns WHERE session_key = %s", (str(key),))
             return cursor.rowcount
 
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM turns WHERE session_key IN (SELECT session_key FROM turns "
+                "WHERE starts_with(session_key, %s) GROUP BY session_key "
+                "HAVING MAX(created_at) < %s) RETURNING session_key",
+                (key_prefix, idle_since),
+            )
+            gone = {str(row[0]) for row in await cursor.fetchall()}
+        for name in gone:
+            self._handed.pop(name, None)
+        return len(gone)
+
     async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
         """Every session of ``channel`` holding a turn, most recently changed first."""
         async with self._db.connection() as conn:
             cursor = await conn.execute(
-                "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
-                "WHERE session_key >= %s AND session_key < %s GROUP BY session_key "
+                "SELECT session_key, COUNT(*) FILTER (WHERE NOT superseded), "
+                "MIN(created_at), MAX(created_at) FROM turns "
+                "WHERE starts_with(session_key, %s) GROUP BY session_key "
                 "ORDER BY MAX(created_at) DESC, session_key",
-                (f"{channel}:", f"{channel};"),
+                (f"{channel}:",),
             )
             rows = await cursor.fetchall()
         return tuple(
@@ -198,10 +245,11 @@ class PostgresSessionStore(PostgresSessionLeases):
         )
 
     async def sessions(self) -> dict[SessionKey, int]:
-        """Every session holding a turn, with its count of turns."""
+        """Every session holding an active turn, with its count of active turns."""
         async with self._db.connection() as conn:
             cursor = await conn.execute(
-                "SELECT session_key, COUNT(*) FROM turns GROUP BY session_key ORDER BY session_key"
+                "SELECT session_key, COUNT(*) FROM turns WHERE NOT superseded "
+                "GROUP BY session_key ORDER BY session_key"
             )
             rows = await cursor.fetchall()
         return {SessionKey.parse(str(key)): int(count) for key, count in rows}

@@ -82,6 +82,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             n_messages  INTEGER NOT NULL,
             messages    TEXT NOT NULL,
             created_at  DOUBLE PRECISION NOT NULL,
+            -- The turn before this one on its branch; superseded once a front end
+            -- showed another branch (domain/branches.py); the front end's message ids.
+            parent_no   INTEGER,
+            superseded  BOOLEAN NOT NULL DEFAULT FALSE,
+            ids         TEXT,
             PRIMARY KEY (session_key, turn_no)
         );
         -- Leases: one row per session that ever ran a turn; the token only grows.

@@ -8,12 +8,13 @@ the cost of a turn stays flat however many turns and sessions the file holds.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -29,13 +30,21 @@ from nanobot_api.adapters.storage.sqlite_files import (
 )
 from nanobot_api.adapters.storage.sqlite_leases import SCHEMA as LEASES_SCHEMA
 from nanobot_api.adapters.storage.sqlite_leases import SqliteSessionLeases
-from nanobot_api.adapters.storage.turn_json import decode_turn, encode_turn
+from nanobot_api.adapters.storage.turn_json import (
+    decode_turn,
+    encode_turn,
+    ids_from_json,
+    ids_json,
+)
+from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import Lease, SessionKey, lease_lost
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# parent_no: the turn before this one on its branch; superseded: 1 once a front end
+# showed another branch (see domain/branches.py); ids: the front end's message ids.
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS turns (
@@ -44,22 +53,21 @@ CREATE TABLE IF NOT EXISTS turns (
     n_messages  INTEGER NOT NULL,
     messages    TEXT NOT NULL,
     created_at  REAL NOT NULL,
+    parent_no   INTEGER,
+    superseded  INTEGER NOT NULL DEFAULT 0,
+    ids         TEXT,
     PRIMARY KEY (session_key, turn_no)
 ) WITHOUT ROWID;
 """
     + LEASES_SCHEMA
 )
-
-
-class _Write(NamedTuple):
-    """One commit: the turn's row, and the lease token it must still hold (if any)."""
-
-    key: str
-    n_messages: int
-    payload: str
-    replace_last: bool
-    fence: int | None
-
+# A file of schema 1 held one branch per session, numbered 1..n.
+_FROM_SCHEMA_1 = (
+    "ALTER TABLE turns ADD COLUMN parent_no INTEGER",
+    "ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE turns ADD COLUMN ids TEXT",
+    "UPDATE turns SET parent_no = turn_no - 1 WHERE turn_no > 1",
+)
 
 _CHECKPOINT_EVERY = 500
 # How long a commit waits on the loop for the connection before taking the thread.
@@ -125,20 +133,15 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history, turns = await self._run(self._history, name, max_messages)
+        history = await self._run(self._history, name, max_messages)
         if max_messages is not None:
-            self._recent.put(name, max_messages, history, turns, token)
+            self._recent.put(name, max_messages, history, token)
         return history
 
     async def commit(
-        self,
-        key: SessionKey,
-        record: TurnRecord,
-        *,
-        replace_last: bool = False,
-        lease: Lease | None = None,
+        self, key: SessionKey, record: TurnRecord, *, lease: Lease | None = None
     ) -> None:
-        """Appends the turn (or replaces the latest) in one transaction; durable on return.
+        """Appends the turn to the active branch in one transaction; durable on return.
         With ``lease``, only while it is the session's current one (else LeaseLost).
         A file deleted or replaced since it was opened raises StorageUnavailable: the
         turn would be lost."""
@@ -146,32 +149,52 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         name = str(key)
         payload = encode_turn(record)
         token = self._recent.writing(name)
-        fence = None if lease is None else lease.token
-        write = _Write(name, len(record.messages), payload, replace_last, fence)
+        args = (name, len(record.messages), payload, None if lease is None else lease.token)
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            if not await self._commit_on_loop(write):
-                await self._run(self._commit, write)
+            if not await self._commit_on_loop(*args):
+                await self._run(self._commit, *args)
             await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
             raise
-        if replace_last:
-            self._recent.drop(name)
-        else:
-            self._recent.appended(name, record, token)
+        self._recent.appended(name, record, token)
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest (None if none).
+        """How many turns the active branch holds, and its latest (None if none)."""
+        return await self._run(self._last_turn, str(key))
 
-        From memory when the session's recent history is kept: a front end that resends
-        its conversation asks this on every turn."""
+    async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
+        """Every turn of the session, superseded ones included, oldest first."""
+        return await self._run(self._turns, str(key))
+
+    async def commit_branch(
+        self,
+        key: SessionKey,
+        kept: Sequence[int],
+        imported: Sequence[TurnRecord],
+        record: TurnRecord,
+        ids: MessageIds,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        """Makes ``kept`` the active branch and appends ``imported`` and ``record`` to it,
+        in one transaction; durable on return. With ``lease``, only while it is the
+        session's current one (else LeaseLost, nothing written)."""
+        self.check_in_place()
         name = str(key)
-        cached = self._recent.last_turn(name)
-        if cached is not None and self._unchanged_elsewhere():
-            return cached
-        return await self._run(self._last_turn, name)
+        rows: list[tuple[int, str, str | None]] = [
+            (len(r.messages), encode_turn(r), None) for r in imported
+        ]
+        rows.append((len(record.messages), encode_turn(record), ids_json(ids)))
+        self._recent.writing(name)
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            fence = None if lease is None else lease.token
+            await self._run(self._commit_branch, name, json.dumps(list(kept)), rows, fence)
+        finally:
+            self._recent.drop(name)
 
     async def clear(self, key: SessionKey) -> int:
         """Deletes every turn of the session; returns how many there were."""
@@ -181,6 +204,13 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             return await self._run(self._clear, name)
         finally:
             self._recent.drop(name)
+
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
+        try:
+            return await self._run(self._forget_idle, key_prefix, idle_since)
+        finally:
+            self._recent.reset()
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session holding a turn, with its count of turns."""
@@ -201,7 +231,9 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(self, write: _Write) -> bool:
+    async def _commit_on_loop(
+        self, name: str, n_messages: int, payload: str, fence: int | None
+    ) -> bool:
         """Commits right here if that cannot block; False leaves it to the thread.
 
         While a worker thread has the connection (a history read, a checkpoint), this
@@ -212,7 +244,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(_commit_without_waiting, write)
+            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload, fence)
             if done is not Unavailable.BUSY:
                 return done is True
             await anyio.sleep(_LOOP_WAIT_S)
@@ -252,49 +284,46 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         return False
 
     @staticmethod
-    def _history(
-        conn: sqlite3.Connection, key: str, max_messages: int | None
-    ) -> tuple[History, int]:
-        """The (bounded) history and the session's count of turns."""
+    def _history(conn: sqlite3.Connection, key: str, max_messages: int | None) -> History:
+        """The active branch, or its most recent whole turns within ``max_messages``."""
         if max_messages is None:
             cursor = conn.execute(
-                "SELECT messages FROM turns WHERE session_key = ? ORDER BY turn_no", (key,)
+                "SELECT messages FROM turns WHERE session_key = ? AND superseded = 0 "
+                "ORDER BY turn_no",
+                (key,),
             )
-            history = tuple(decode_turn(row[0]) for row in cursor)
-            return history, len(history)
+            return tuple(decode_turn(row[0]) for row in cursor)
         kept: list[TurnRecord] = []
         count = 0
-        turns = 0
         cursor = conn.execute(
-            "SELECT turn_no, n_messages, messages FROM turns WHERE session_key = ? "
+            "SELECT n_messages, messages FROM turns WHERE session_key = ? AND superseded = 0 "
             "ORDER BY turn_no DESC",
             (key,),
         )
-        for turn_no, n_messages, payload in cursor:
-            # Numbers run 1..n without gaps (see _commit): the newest is the count.
-            turns = max(turns, turn_no)
+        for n_messages, payload in cursor:
             count += n_messages
             if count > max_messages:
                 break
             kept.append(decode_turn(payload))
         cursor.close()
-        return tuple(reversed(kept)), turns
+        return tuple(reversed(kept))
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, write: _Write) -> None:
+    def _commit(
+        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, fence: int | None
+    ) -> None:
         # One statement in autocommit mode is one transaction: the whole turn or
         # nothing. The turn number comes from the primary key's index inside that
-        # statement, so two writers could never take the same one. Numbers run 1..n
-        # without gaps (turns are only ever removed a whole session at a time), so the
-        # highest number is also the count; replacing reuses it (or 1 for no turns).
+        # statement, so two writers could never take the same one; the turn follows
+        # the latest active one.
         # With a fence, the row lands only while that token is the session's lease.
-        key, n_messages, payload, replace_last, fence = write
-        next_no = "COALESCE(MAX(turn_no), 1)" if replace_last else "COALESCE(MAX(turn_no), 0) + 1"
         cursor = conn.execute(
-            "INSERT OR REPLACE INTO turns (session_key, turn_no, n_messages, messages, "
-            f"created_at) SELECT ?1, next_no, ?2, ?3, ?4 FROM (SELECT {next_no} AS next_no "
-            "FROM turns WHERE session_key = ?1) WHERE ?5 IS NULL OR EXISTS (SELECT 1 FROM "
-            "session_leases WHERE session_key = ?1 AND token = ?5)",
+            "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at, "
+            "parent_no) SELECT ?1, next_no, ?2, ?3, ?4, parent FROM (SELECT "
+            "COALESCE(MAX(turn_no), 0) + 1 AS next_no, "
+            "(SELECT MAX(turn_no) FROM turns WHERE session_key = ?1 AND superseded = 0) "
+            "AS parent FROM turns WHERE session_key = ?1) WHERE ?5 IS NULL OR EXISTS "
+            "(SELECT 1 FROM session_leases WHERE session_key = ?1 AND token = ?5)",
             (key, n_messages, payload, time.time(), fence),
         )
         if cursor.rowcount == 0:
@@ -303,22 +332,83 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     @staticmethod
     def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
         row = conn.execute(
-            "SELECT turn_no, messages FROM turns WHERE session_key = ? "
-            "ORDER BY turn_no DESC LIMIT 1",
+            "SELECT COUNT(*), (SELECT messages FROM turns WHERE session_key = ?1 AND "
+            "superseded = 0 ORDER BY turn_no DESC LIMIT 1) FROM turns "
+            "WHERE session_key = ?1 AND superseded = 0",
             (key,),
         ).fetchone()
-        return (0, None) if row is None else (int(row[0]), decode_turn(row[1]))
+        return int(row[0]), (None if row[1] is None else decode_turn(row[1]))
+
+    @staticmethod
+    def _turns(conn: sqlite3.Connection, key: str) -> tuple[StoredTurn, ...]:
+        cursor = conn.execute(
+            "SELECT turn_no, parent_no, superseded, ids, messages FROM turns "
+            "WHERE session_key = ? ORDER BY turn_no",
+            (key,),
+        )
+        return tuple(
+            StoredTurn(int(no), parent, decode_turn(payload), bool(superseded), ids_from_json(ids))
+            for no, parent, superseded, ids, payload in cursor
+        )
+
+    @staticmethod
+    def _commit_branch(
+        conn: sqlite3.Connection,
+        key: str,
+        kept: str,
+        rows: list[tuple[int, str, str | None]],
+        fence: int | None,
+    ) -> None:
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _check_fence(conn, key, fence)
+            # Only the turns whose state changes are written (none, for a new turn
+            # on the active branch).
+            conn.execute(
+                "UPDATE turns SET superseded = 1 - superseded WHERE session_key = ?1 AND "
+                "superseded != (turn_no NOT IN (SELECT value FROM json_each(?2)))",
+                (key, kept),
+            )
+            parent = max(json.loads(kept), default=None)
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(turn_no), 0) FROM turns WHERE session_key = ?", (key,)
+            ).fetchone()
+            for n_messages, payload, ids in rows:
+                last += 1
+                conn.execute(
+                    "INSERT INTO turns (session_key, turn_no, n_messages, messages, "
+                    "created_at, parent_no, ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, last, n_messages, payload, now, parent, ids),
+                )
+                parent = last
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _clear(conn: sqlite3.Connection, key: str) -> int:
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
 
     @staticmethod
+    def _forget_idle(conn: sqlite3.Connection, prefix: str, idle_since: float) -> int:
+        # A range over the primary key finds the prefix's sessions without a scan.
+        end = prefix + "\U0010ffff"
+        cursor = conn.execute(
+            "DELETE FROM turns WHERE session_key IN (SELECT session_key FROM turns "
+            "WHERE session_key >= ?1 AND session_key < ?2 GROUP BY session_key "
+            "HAVING MAX(created_at) < ?3) RETURNING session_key",
+            (prefix, end, idle_since),
+        )
+        return len({row[0] for row in cursor})
+
+    @staticmethod
     def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
         # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
         cursor = conn.execute(
-            "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
-            "WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
+            "SELECT session_key, SUM(1 - superseded), MIN(created_at), MAX(created_at) "
+            "FROM turns WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
             "ORDER BY MAX(created_at) DESC, session_key",
             (f"{channel}:", f"{channel};"),
         )
@@ -327,7 +417,8 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
         cursor = conn.execute(
-            "SELECT session_key, COUNT(*) FROM turns GROUP BY session_key ORDER BY session_key"
+            "SELECT session_key, COUNT(*) FROM turns WHERE superseded = 0 "
+            "GROUP BY session_key ORDER BY session_key"
         )
         return [(str(key), int(count)) for key, count in cursor]
 
@@ -337,13 +428,26 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
-def _commit_without_waiting(conn: sqlite3.Connection, write: _Write) -> bool:
+def _check_fence(conn: sqlite3.Connection, key: str, fence: int | None) -> None:
+    """Raises LeaseLost unless ``fence`` (if any) is still the session's lease token."""
+    if (
+        fence is not None
+        and not conn.execute(
+            "SELECT 1 FROM session_leases WHERE session_key = ? AND token = ?", (key, fence)
+        ).fetchone()
+    ):
+        raise lease_lost()
+
+
+def _commit_without_waiting(
+    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, fence: int | None
+) -> bool:
     """Commits unless another process holds the file's write lock (then False).
 
     The connection's busy timeout is 0 outside the worker thread, so this never waits.
     """
     try:
-        SqliteSessionStore._commit(conn, write)
+        SqliteSessionStore._commit(conn, name, n_messages, payload, fence)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
@@ -378,5 +482,11 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     # Whatever uses the connection on the event loop must never wait on the file; the
     # worker thread sets a timeout around each of its calls. Toggling it around every
     # loop commit instead cost two statements per turn.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
+    if "superseded" not in columns:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _FROM_SCHEMA_1:
+            conn.execute(statement)
+        conn.execute("COMMIT")
     conn.execute("PRAGMA busy_timeout=0")
     return conn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.conversation import Message, Role, ToolCall, TurnRecord
 
 _ROLES: dict[object, Role] = {
@@ -50,3 +51,16 @@ def message_from_json(item: dict[str, object]) -> Message:
         else (),
         call_id if isinstance(call_id, str) else None,
     )
+
+
+def ids_json(ids: MessageIds) -> str | None:
+    """A turn's front-end message ids as stored (None when it has none)."""
+    return json.dumps([ids.user, ids.answer, ids.parent]) if ids.any else None
+
+
+def ids_from_json(text: str | None) -> MessageIds:
+    """The ids :func:`ids_json` wrote."""
+    if text is None:
+        return MessageIds()
+    user, answer, parent = json.loads(text)
+    return MessageIds(user, answer, parent)

@@ -14,6 +14,7 @@ from nanobot_api.adapters.cli.args import (
     ServeCommand,
     SessionsCommand,
     StorageCommand,
+    ToolsCommand,
 )
 from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
@@ -21,6 +22,7 @@ from nanobot_api.app.wiring.outbox_admin import run_outbox_command
 from nanobot_api.app.wiring.serving import run_server
 from nanobot_api.app.wiring.storage import Storage, storage_for
 from nanobot_api.app.wiring.storage_admin import run_storage_command
+from nanobot_api.app.wiring.tools_admin import list_tools
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -54,6 +56,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
             return run_outbox_command(command, storage_for(config))
+        case ToolsCommand():
+            flags = ConfigOverrides(workspace=command.workspace)
+            config = load_config(command.config, environ, flags)
+            return anyio.run(list_tools, config, sys.stdout, backend="asyncio")
 
 
 async def _sessions(command: SessionsCommand, storage: Storage) -> int:
@@ -64,5 +70,5 @@ async def _sessions(command: SessionsCommand, storage: Storage) -> int:
         if key is None:
             return await list_sessions(store, sys.stdout)
         if command.action == "show":
-            return await show_session(store, key, sys.stdout)
+            return await show_session(store, key, sys.stdout, every=command.all)
         return await clear_session(store, key, sys.stdout)
