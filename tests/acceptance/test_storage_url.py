@@ -72,6 +72,6 @@ def test_serve_sessions_and_outbox_share_one_database(tmp_path: Path, postgres_u
         "-w",
         str(workspace),
         home=tmp_path,
-        env={"NANOBOT_STORAGE_URL": postgres_url},
+        NANOBOT_STORAGE_URL=postgres_url,
     )
     assert "api:beta   1 turn" in listed_env.stdout

@@ -5,6 +5,7 @@ machine's clock."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS session_leases (
 CREATE TABLE IF NOT EXISTS session_queue (
     ticket      INTEGER PRIMARY KEY AUTOINCREMENT,
     session_key TEXT NOT NULL,
-    expires_at  REAL NOT NULL
+    expires_at  REAL NOT NULL,
+    owner       INTEGER
 );
 CREATE INDEX IF NOT EXISTS session_queue_by_key ON session_queue (session_key, ticket);
 """
@@ -38,8 +40,8 @@ def join(conn: sqlite3.Connection, key: str, lease_s: float) -> tuple[int, int |
     conn.execute("BEGIN IMMEDIATE")
     try:
         cursor = conn.execute(
-            "INSERT INTO session_queue (session_key, expires_at) VALUES (?, ?)",
-            (key, now + lease_s),
+            "INSERT INTO session_queue (session_key, expires_at, owner) VALUES (?, ?, ?)",
+            (key, now + lease_s, os.getpid()),
         )
         ticket = int(cursor.lastrowid or 0)
         token = _take(conn, key, ticket, now, now + lease_s)
@@ -66,6 +68,16 @@ def take(conn: sqlite3.Connection, key: str, ticket: int, lease_s: float) -> int
 
 def _take(conn: sqlite3.Connection, key: str, ticket: int, now: float, until: float) -> int | None:
     conn.execute("DELETE FROM session_queue WHERE session_key = ? AND expires_at < ?", (key, now))
+    # Every process on one SQLite file runs on this machine: a place ahead of this one
+    # whose process is gone (kill -9, a crash) is given up at once, not at its expiry,
+    # so a server restarted after a crash gets its sessions back straight away.
+    ahead = conn.execute(
+        "SELECT ticket, owner FROM session_queue WHERE session_key = ? AND ticket < ?",
+        (key, ticket),
+    ).fetchall()
+    dead = [(place,) for place, owner in ahead if owner is not None and not _alive(owner)]
+    if dead:
+        conn.executemany("DELETE FROM session_queue WHERE ticket = ?", dead)
     if (
         conn.execute(
             "UPDATE session_queue SET expires_at = ? WHERE ticket = ?", (until, ticket)
@@ -78,11 +90,9 @@ def _take(conn: sqlite3.Connection, key: str, ticket: int, now: float, until: fl
     ).fetchone()
     if first != ticket:
         return None
-    row = conn.execute(
-        "SELECT token, holder, expires_at FROM session_leases WHERE session_key = ?", (key,)
-    ).fetchone()
-    if row is not None and row[1] is not None and row[1] != ticket and row[2] > now:
-        return None
+    # First in the queue: the holder before (if any) has left it (released, expired or
+    # gone with its process), and its place expired with its lease.
+    row = conn.execute("SELECT token FROM session_leases WHERE session_key = ?", (key,)).fetchone()
     token = 1 if row is None else int(row[0]) + 1
     conn.execute(
         "INSERT OR REPLACE INTO session_leases (session_key, token, holder, expires_at) "
@@ -90,6 +100,19 @@ def _take(conn: sqlite3.Connection, key: str, ticket: int, now: float, until: fl
         (key, token, ticket, until),
     )
     return token
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a signal 0 tells, sending none)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
 
 
 def renew(conn: sqlite3.Connection, key: str, token: int, ticket: int, lease_s: float) -> bool:
