@@ -198,8 +198,13 @@ class ResponsesService:
         previous = await self.retrieve(
             request.previous_response_id, channel, param="previous_response_id"
         )
-        count, last = await self._sessions.last_turn(previous.session)
-        return check_continuation(previous, request.named, count, _last_answer(last))
+        count, answer = await self._session_state(previous.session)
+        return check_continuation(previous, request.named, count, answer)
+
+    async def _session_state(self, session: SessionKey) -> tuple[int, str | None]:
+        """The session's count of (active) turns and its latest turn's answer."""
+        history = await self._sessions.history(session)
+        return len(history), _last_answer(history[-1] if history else None)
 
     async def retrieve(
         self, response_id: str, channel: str, param: str = "response_id"
@@ -329,7 +334,7 @@ class ResponsesService:
         with anyio.CancelScope(shield=True):
             if result is not None:
                 # Finished, even if a cancel landed after it: its turn is committed.
-                count, _ = await self._sessions.last_turn(prepared.session)
+                count, _ = await self._session_state(prepared.session)
                 await self._end(run, Ended("completed", result.usage), count, store=store)
             elif failure is not None:
                 run.failure = failure
