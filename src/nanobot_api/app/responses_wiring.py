@@ -17,6 +17,7 @@ from nanobot_api.adapters.storage.sqlite_responses import (
     responses_path,
 )
 from nanobot_api.app.conversations import ConversationsService
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.responses import ResponsesService
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
@@ -96,4 +97,11 @@ def install_responses_api(
         ),
     )
     for file in files:
+        add_opener(app, Opener("responses", file.path, file.open))
         app.after_serving(file.close)
+    if files:
+
+        @app.before_serving
+        async def _open_files() -> None:
+            for file in files:
+                await file.open()  # a bad file stops start-up, not the first response
