@@ -21,6 +21,7 @@ from nanobot_api.domain.outbox import (
     retried,
 )
 from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import Turn
 
 
@@ -96,7 +97,7 @@ class TextOnlyAttachments:
     """Accepts uploads that are UTF-8 text, as documents; refuses anything else."""
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         documents = []
         for upload in uploads:

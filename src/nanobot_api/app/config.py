@@ -92,6 +92,8 @@ class AgentDefaults:
     system_prompt: str | None = None
     max_tool_iterations: int = checked(8, lambda v: v >= 1, "an integer >= 1")
     max_history_messages: int = checked(200, lambda v: v >= 2, "an integer >= 2")
+    max_reply_chars: int = checked(100_000, lambda v: v >= 1, "a positive integer")
+    max_sends_per_turn: int = checked(5, lambda v: v >= 0, "an integer >= 0")
 
 
 @attrs.frozen
@@ -115,6 +117,7 @@ class TokenChannelConfig:
     enabled: bool = False
     token: str = ""
     api_base: str = ""
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -137,6 +140,7 @@ class WebhookConfig:
     enabled: bool = False
     url: str = ""
     secret: str = ""
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -146,6 +150,7 @@ class PluginChannelConfig:
 
     enabled: bool = False
     settings: dict[str, str] = attrs.field(factory=dict)
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 _POSITIVE = "a number > 0"
@@ -177,6 +182,15 @@ class ChannelsConfig:
     def token_channels(self) -> tuple[tuple[str, TokenChannelConfig], ...]:
         """The built-in platforms reached with a bot token, by name."""
         return (("telegram", self.telegram), ("discord", self.discord), ("slack", self.slack))
+
+    @property
+    def allow_chat_ids(self) -> dict[str, tuple[str, ...]]:
+        """Each channel's ``allowChatIds`` (the only chats the ``message`` tool may send
+        to), for the channels that list any."""
+        lists = {name: section.allow_chat_ids for name, section in self.token_channels}
+        lists["webhook"] = self.webhook.allow_chat_ids
+        lists.update({name: plugin.allow_chat_ids for name, plugin in self.plugins.items()})
+        return {name: ids for name, ids in lists.items() if ids}
 
 
 def _default_workspace() -> Path:

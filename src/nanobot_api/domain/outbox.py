@@ -22,6 +22,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.redaction import Redactor
 
 OutboxStatus: TypeAlias = Literal["queued", "pending", "failed", "delivered"]
 OUTBOX_STATUSES: tuple[OutboxStatus, ...] = ("queued", "pending", "failed", "delivered")
@@ -137,11 +138,9 @@ class Claim:
 
 
 def redact(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every non-empty secret in ``secrets`` replaced by ``***`` (longest
-    first, so a secret containing another is not left half visible)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """``text`` with every secret in ``secrets`` replaced by ``***``, by the rules of the
+    one :class:`~nanobot_api.domain.redaction.Redactor`."""
+    return Redactor(tuple(secrets))(text)
 
 
 def shorten(text: str, limit: int) -> str:

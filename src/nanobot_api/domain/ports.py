@@ -108,10 +108,11 @@ class Attachments(Protocol):
     """Turns uploads into what the agent receives: images, and documents as text."""
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         """Checks, stores and converts every upload, or raises PayloadTooLarge,
-        UnsupportedMediaType or InvalidRequest naming the first file refused."""
+        UnsupportedMediaType or InvalidRequest naming the first file refused. The copies
+        are kept as ``session``'s uploads (see SessionUploads)."""
 
 
 class DocumentReader(Protocol):
@@ -132,14 +133,21 @@ class DocumentReader(Protocol):
 class MediaStore(Protocol):
     """Keeps a copy of every accepted file."""
 
-    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
         """Stores ``data`` and returns the path of the copy.
 
         The copy gets a fresh, unguessable name with ``kind``'s extension; the client's
-        ``original_name`` is kept only as metadata, never as part of a path. The copy is
-        complete when this returns, or absent: it never exists half written. A disk that
-        refuses the write raises OSError (a server fault, not the client's). The copy
-        is in use by its turn until released or discarded.
+        ``original_name`` is kept only as metadata, never as part of a path, and so is the
+        ``session`` it was uploaded in. The copy is complete when this returns, or
+        absent: it never exists half written. A disk that refuses the write raises
+        OSError (a server fault, not the client's). The copy is in use by its turn
+        until released or discarded.
         """
 
     async def release(self, paths: Iterable[str]) -> None:
@@ -148,6 +156,17 @@ class MediaStore(Protocol):
 
     async def discard(self, paths: Iterable[str]) -> None:
         """The turn that saved these copies failed: they are removed."""
+
+
+class SessionUploads(Protocol):
+    """The files a session's clients uploaded, as the ``message`` tool may attach them."""
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        """The path of a copy uploaded in ``session`` that ``name`` designates: its path
+        or stored name as ``save`` returned it, or the name the client gave it (the
+        latest such upload). None for anything else, a file of another session or any
+        file outside the uploads included: nothing outside them is ever opened.
+        """
 
 
 @runtime_checkable

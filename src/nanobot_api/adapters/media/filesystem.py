@@ -13,6 +13,9 @@ import anyio.to_thread
 
 from nanobot_api.adapters.storage.private import private_dir
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.sessions import SessionKey
+
+_SIDECAR = ".json"
 
 
 class FilesystemMediaStore:
@@ -21,12 +24,17 @@ class FilesystemMediaStore:
     The name comes from ``secrets`` and the extension from the kind detected in the
     bytes, so nothing a client sends reaches a path. Each file is written to a
     temporary name, fsynced and renamed into place, so a reader (or a crash) never
-    sees half a file. Its original name, MIME type and size go to a sidecar
+    sees half a file. Its original name, MIME type, size and session go to a sidecar
     ``<name>.json`` written the same way first. ``root`` is created (0700) on first save.
 
     With ``max_bytes``, the folder is bounded: a save that takes it over the bound
     removes the oldest files first, never one that a turn still running uses (saved and
     not yet released or discarded).
+
+    It is also the SessionUploads port: a file is found for a session only through its
+    sidecar in ``root``, so no path a model writes can reach anything else (the
+    workspace's databases above all: opening and closing one of their files in-process
+    would drop SQLite's locks).
     """
 
     def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
@@ -44,8 +52,14 @@ class FilesystemMediaStore:
     def root(self) -> Path:
         return self._root
 
-    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        path = await anyio.to_thread.run_sync(self._save, data, kind, original_name)
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
+        path = await anyio.to_thread.run_sync(self._save, data, kind, original_name, session)
         self._in_use[path] += 1
         if self._max_bytes is not None:
             await anyio.to_thread.run_sync(self._account, len(data))
@@ -90,15 +104,71 @@ class FilesystemMediaStore:
                 continue
             self._usage -= _unlink(path) + _unlink(path.with_name(path.name + ".json"))
 
-    def _save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
+    def _save(
+        self, data: bytes, kind: FileKind, original_name: str | None, session: SessionKey | None
+    ) -> str:
         private_dir(self._root)
         name = secrets.token_hex(16) + kind.extension
-        meta = {"original_name": original_name, "mime": kind.mime, "size": len(data)}
-        _write_atomically(self._root / f"{name}.json", json.dumps(meta).encode())
+        meta = {
+            "original_name": original_name,
+            "mime": kind.mime,
+            "size": len(data),
+            "session": None if session is None else str(session),
+        }
+        _write_atomically(self._root / f"{name}{_SIDECAR}", json.dumps(meta).encode())
         target = self._root / name
         _write_atomically(target, data)
         _fsync_directory(self._root)
         return str(target)
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        return await anyio.to_thread.run_sync(self._find, str(session), name)
+
+    def _find(self, session: str, name: str) -> str | None:
+        stored = Path(name).name
+        if stored and not stored.startswith(".") and not stored.endswith(_SIDECAR):
+            meta = _sidecar(self._root / f"{stored}{_SIDECAR}")
+            if meta is not None and meta.get("session") == session:
+                return self._checked(stored)
+        # Else the name the client gave it: the latest of this session's uploads so named.
+        found: tuple[float, str] | None = None
+        try:
+            sidecars = list(self._root.glob(f"*{_SIDECAR}"))
+        except OSError:
+            return None
+        for path in sidecars:
+            meta = _sidecar(path)
+            if meta is None or meta.get("session") != session:
+                continue
+            if meta.get("original_name") != name:
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if found is None or mtime > found[0]:
+                found = (mtime, path.name.removesuffix(_SIDECAR))
+        return None if found is None else self._checked(found[1])
+
+    def _checked(self, stored: str) -> str | None:
+        """The copy's path, if it is a regular file right in ``root`` (no symlink)."""
+        path = self._root / stored
+        try:
+            if path.is_symlink() or not path.is_file():
+                return None
+        except OSError:
+            return None
+        return str(path)
+
+
+def _sidecar(path: Path) -> dict[str, object] | None:
+    if path.is_symlink():
+        return None
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _files(root: Path) -> Iterator[tuple[float, int, Path]]:
