@@ -93,7 +93,9 @@ def build(
     )
     app = create_quart_app(service, settings)
     _redact_logs_while_serving(app, redactor)
-    install_responses_api(app, service, store, settings, workspace=config.workspace)
+    install_responses_api(
+        app, service, store, settings, workspace=config.workspace, redact=redactor
+    )
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:

@@ -197,7 +197,8 @@ class ResponsesService:
         if request.previous_response_id is None:
             # No conversation named: a new one, named after this response, so that a
             # chain of previous_response_id is one conversation.
-            return request.named or SessionKey(channel, response_id)
+            named = request.named
+            return SessionKey(channel, named.session_id if named else response_id)
         live = self._live.get(request.previous_response_id)
         if live is not None and live.steps and isinstance(live.steps[-1], Ended):
             await live.finished()  # its stream has ended: its record is a moment away
@@ -205,7 +206,8 @@ class ResponsesService:
             request.previous_response_id, channel, param="previous_response_id"
         )
         count, answer = await self._session_state(previous.session)
-        return check_continuation(previous, request.named, count, answer)
+        named = request.named and SessionKey(channel, request.named.session_id)
+        return check_continuation(previous, named, count, answer)
 
     async def _session_state(self, session: SessionKey) -> tuple[int, str | None]:
         """The session's count of (active) turns and its latest turn's answer."""
