@@ -18,7 +18,6 @@ from nanobot_api.adapters.storage.sqlite_responses import (
     responses_path,
 )
 from nanobot_api.app.conversations import ConversationsService
-from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.responses import ResponsesService
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
@@ -99,12 +98,7 @@ def install_responses_api(
             new_id=lambda: "conv_" + secrets.token_hex(16),
         ),
     )
+    # Opened on first use, not at start-up: a server whose clients never use these
+    # APIs keeps no file for them in its workspace.
     for file in files:
-        add_opener(app, Opener("responses", file.path, file.open))
         app.after_serving(file.close)
-    if files:
-
-        @app.before_serving
-        async def _open_files() -> None:
-            for file in files:
-                await file.open()  # a bad file stops start-up, not the first response
