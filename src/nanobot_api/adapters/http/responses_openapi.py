@@ -99,7 +99,22 @@ def responses_schemas() -> dict[str, Schema]:
         ),
         "ResponseEvent": {
             "type": "object",
-            "required": ["type", "sequence_number"],
+            "required": ["event", "data"],
+            "properties": {
+                "event": _STRING,
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "type": "object",
+                        "required": ["type", "sequence_number"],
+                        "properties": {
+                            "type": _STRING,
+                            "sequence_number": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+            },
             "description": _RESPONSE_EVENTS,
         },
         "ResponseDeleted": _obj(
