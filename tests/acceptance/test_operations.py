@@ -19,9 +19,9 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config, ProviderConfig
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 
@@ -107,6 +107,8 @@ async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_p
     assert grew("nanobot_session_wait_seconds_count") == 1
     assert grew("nanobot_uploads_total", kind="text") == 1
     assert after[("nanobot_turns_in_flight", ())] == 0
+    assert after[("nanobot_outbox_events", (("status", "pending"),))] == 0
+    assert after[("nanobot_outbox_oldest_pending_age_seconds", ())] == 0
     for private in ("secret-session", "private words", "secret notes", "sk-up"):
         assert private not in scrape.text
 
