@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 from openai import AsyncOpenAI
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import RunningServer, running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from tests.fakes import GatedAgent
 
 
