@@ -73,7 +73,7 @@ def build(
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
+    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor, telemetry=metrics)
     if with_llm:
         agent, model = llm_agent(
             config, tools=() if outgoing is None else (outgoing.tool,), telemetry=metrics

@@ -109,7 +109,8 @@ class ChatService:
         try:
             async with self._gate.turn():
                 try:
-                    result = await self._run(turn, recorder)
+                    with self._telemetry.span("turn"):
+                        result = await self._run(turn, recorder)
                 except Exception:
                     outcome = "error"
                     raise
@@ -170,7 +171,8 @@ class ChatService:
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
             record = recorder.record(record_user)
-            await self._store.commit(turn.session, record, replace_last=redo)
+            with self._telemetry.span("store commit"):
+                await self._store.commit(turn.session, record, replace_last=redo)
 
     async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
         """A front end resending its conversation up to the latest turn asks to redo it."""

@@ -8,7 +8,7 @@ cancellation exception and must be let through.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
@@ -339,6 +339,10 @@ class Telemetry(Protocol):
 
     def upload_accepted(self, kind: str) -> None:
         """A file of the detected ``kind`` was accepted."""
+
+    def span(self, name: str) -> AbstractContextManager[None]:
+        """A trace span around a step (a turn, a model call, a tool step, a commit, a
+        delivery), when tracing is on."""
 
 
 class ServerHealth(Protocol):
