@@ -499,6 +499,10 @@ class Conversations(Protocol):
 class RequestLimiter(Protocol):
     """The rate limits as the HTTP side applies them; each refusal is RateLimited."""
 
+    @property
+    def limits_turns(self) -> bool:
+        """Whether any limit on turns at once is set (else ``turn_slot`` is not needed)."""
+
     async def check_address(self, address: str) -> None:
         """Refuses an address over its failed keys this minute, before keys are compared."""
 
