@@ -14,8 +14,8 @@ import pytest
 from nanobot_api.adapters.observability.logs import (
     ACCESS_LOGGER,
     JsonFormatter,
-    TextFormatter,
     RequestIdFilter,
+    TextFormatter,
 )
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
