@@ -140,7 +140,9 @@ def build(
     # Opened on first use (an Idempotency-Key, a limit): most servers never need it.
     app.after_serving(records.close)
     _redact_logs_while_serving(app, redactor)
-    install_responses_api(app, service, store, settings, workspace=config.workspace)
+    install_responses_api(
+        app, service, store, settings, workspace=config.workspace, redact=redactor
+    )
     if outgoing is not None:
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
