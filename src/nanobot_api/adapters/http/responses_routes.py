@@ -190,7 +190,8 @@ def _starting_after() -> int:
     value = request.args.get("starting_after")
     if value is None:
         return -1
-    if not value.lstrip("-").isdigit():
+    digits = value.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
         raise InvalidRequest("starting_after must be an integer", "starting_after")
     return int(value)
 

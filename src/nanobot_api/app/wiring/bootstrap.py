@@ -132,7 +132,9 @@ def build(
     app = create_quart_app(service, settings, Operations(health, metrics))
     set_gate(app, gate)
     _redact_logs_while_serving(app, redactor)
-    install_responses_api(app, service, store, settings, workspace=config.workspace)
+    install_responses_api(
+        app, service, store, settings, workspace=config.workspace, redact=redactor
+    )
     if outgoing is not None:
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
