@@ -25,11 +25,11 @@ from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.app.mcp import mcp_tools_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.tools import ToolSource
 from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
@@ -136,7 +136,7 @@ def build(
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if mcp is not None:
-        mcp.install(app)
+        install_mcp(app, mcp)
         health.add_part(mcp)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
