@@ -116,7 +116,8 @@ class ChatService:
         try:
             async with self._gate.turn():
                 try:
-                    result = await self._run(turn, recorder)
+                    with self._telemetry.span("turn"):
+                        result = await self._run(turn, recorder)
                 except Exception:
                     outcome = "error"
                     raise
@@ -184,13 +185,14 @@ class ChatService:
             record = recorder.record(user_message(turn))
             # A store with leases gets the lease: the write lands only while it holds.
             fence = {} if lease is None else {"lease": lease}
-            if followed is None:
-                await self._store.commit(turn.session, record, **fence)
-            else:
-                kept = [t.no for t in followed.kept]
-                await self._store.commit_branch(
-                    turn.session, kept, followed.imported, record, shown.ids, **fence
-                )
+            with self._telemetry.span("store commit"):
+                if followed is None:
+                    await self._store.commit(turn.session, record, **fence)
+                else:
+                    kept = [t.no for t in followed.kept]
+                    await self._store.commit_branch(
+                        turn.session, kept, followed.imported, record, shown.ids, **fence
+                    )
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""
