@@ -65,7 +65,7 @@ def build(
         store = sqlite = SqliteSessionStore(session_store_path(config))
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
-        extraction = ExtractionLimits()
+        extraction = ExtractionLimits(max_chars=config.api.max_document_chars)
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
             FilesystemMediaStore.in_workspace(
@@ -82,6 +82,8 @@ def build(
         max_history_messages=config.agents.defaults.max_history_messages,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
+        client_instructions=config.api.client_instructions,
+        tool_result_timeout_s=config.api.tool_result_timeout_s,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,

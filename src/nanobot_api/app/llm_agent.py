@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nanobot_api.app.tools import ToolBox
+from nanobot_api.domain.client import system_with_instructions
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolContext, UserContent
 from nanobot_api.domain.ports import ChatModel, Reply, Tool
@@ -61,12 +62,28 @@ class LlmAgent:
     def model(self) -> str:
         return self._model_id
 
+    @property
+    def server_tools(self) -> frozenset[str]:
+        """The names of the tools the agent runs itself (a client tool may not reuse one)."""
+        return frozenset(spec.name for spec in self._tools.specs)
+
     async def respond(self, turn: Turn, reply: Reply) -> None:
-        # This turn's messages; the system prompt and history go beside them.
-        messages: list[ModelMessage] = [UserContent.of_turn(turn.text, turn.images, turn.documents)]
+        # This turn's messages; the system prompt and history go beside them. A paused
+        # turn going on starts from what it held, the client's tool results last.
+        messages: list[ModelMessage] = list(turn.resumed) or [
+            UserContent.of_turn(turn.text, turn.images, turn.documents)
+        ]
         context = ToolContext(turn.session, reply)
+        options = turn.options
+        system = self._system
+        if options.instructions:
+            own = self._system.content if self._system else None
+            system = Message("system", system_with_instructions(own, options.instructions))
+        client_names = frozenset(spec.name for spec in options.tools)
         # With no rounds allowed the model is not told about tools at all.
         specs = self._tools.specs if self._max_tool_iterations else ()
+        specs += options.tools
+        response_format = options.response_format.wire if options.response_format else None
         sent_any = False
         rounds = 0
         while True:
@@ -85,8 +102,11 @@ class LlmAgent:
                 specs,
                 turn.stream,
                 history=turn.history,
-                system=self._system,
+                system=system,
                 max_reply_chars=self._max_reply_chars,
+                response_format=response_format,
+                tool_choice=options.tool_choice,
+                parallel_tool_calls=options.parallel_tool_calls,
             )
             response = await self._model.complete(request, on_delta)
             reply.add_usage(response.usage)
@@ -100,9 +120,15 @@ class LlmAgent:
             reply.remember(answer)
             messages.append(answer)
             for call in answer.tool_calls:
+                if call.name in client_names:
+                    continue  # the client runs it: the turn pauses below
                 result = Message.tool_result(call.id, await self._tools.run(call, context))
                 reply.remember(result)
                 messages.append(result)
+            if any(call.name in client_names for call in answer.tool_calls):
+                # The client's calls are the answer for now; the turn goes on when the
+                # client sends their results (see the chat use case).
+                return
             rounds += 1
             if rounds >= self._max_tool_iterations:
                 text = iteration_limit_text(rounds)
