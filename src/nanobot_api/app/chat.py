@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import time
-<<<<<<< HEAD
 from collections.abc import Callable, Sequence
-=======
->>>>>>> main
 
 import anyio
 import attrs
