@@ -107,6 +107,8 @@ async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_p
     assert grew("nanobot_session_wait_seconds_count") == 1
     assert grew("nanobot_uploads_total", kind="text") == 1
     assert after[("nanobot_turns_in_flight", ())] == 0
+    assert after[("nanobot_outbox_events", (("status", "pending"),))] == 0
+    assert after[("nanobot_outbox_oldest_pending_age_seconds", ())] == 0
     for private in ("secret-session", "private words", "secret notes", "sk-up"):
         assert private not in scrape.text
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from quart import Quart
@@ -29,7 +31,14 @@ from nanobot_api.app.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
-from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Telemetry, Tool
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    OutboxAdmin,
+    SessionStore,
+    Telemetry,
+    Tool,
+)
 from nanobot_api.domain.redaction import Redactor
 
 
@@ -112,6 +121,7 @@ def build(
     install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
+        metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
@@ -126,6 +136,19 @@ def build(
     if model is not None:
         app.after_serving(model.close)
     return app
+
+
+async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
+    """Sets the outbox gauges from the store, as a scrape begins. Delivered events are
+    left out: they accumulate, and a scrape must not read them all."""
+    now = time.time()
+    oldest = 0.0
+    for status in ("queued", "pending", "failed"):
+        events = await outbox.events(status)
+        metrics.outbox_events.labels(status).set(len(events))
+        if events and status != "failed":
+            oldest = max(oldest, now - events[0].created_at)
+    metrics.outbox_oldest_seconds.set(oldest)
 
 
 def llm_agent(
