@@ -43,6 +43,7 @@ from nanobot_api.domain.ports import (
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.requests import is_regenerate
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
@@ -195,37 +196,47 @@ class ChatService:
         return TurnResult(recorder.text, recorder.usage, recorder.waiting)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
-        count, last = await self._store.last_turn(turn.session)
+        history = await self._store.history(turn.session, self._max_history_messages)
+        last = history[-1] if history else None
         if last is not None and is_paused(last):
             now = self._clock()
             if turn.continues and not expired(last, now, self._tool_result_timeout_s):
-                await self._resume(turn, with_results(last, turn.tool_results), recorder)
+                await self._resume(turn, history, with_results(last, turn.tool_results), recorder)
                 return
             # A new message (or results too late) closes the pause first.
             last = closed(last)
             with anyio.CancelScope(shield=True):
                 await self._store.commit(turn.session, last, replace_last=True)
+            history = (*history[:-1], last)
         if turn.continues:
             check_results(None, turn.tool_results)  # nothing waits: refused, naming it
         record_user = user_message(turn)
-        redo = _redoes(turn.user_turns, count, last, record_user)
-        history = await self._history(turn.session)
+        redo = await self._is_regenerate(turn, record_user)
         if redo and history:
             history = history[:-1]
-        await self._agent.respond(Turn.from_prepared(turn, history), recorder)
+        turn_now = Turn.from_prepared(turn, self._bounded(history))
+        await self._agent.respond(turn_now, recorder)
         await self._keep(turn, recorder, (record_user,), replace_last=redo)
 
+    async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
+        if turn.user_turns is None:
+            return False  # spares the store a read: only a whole conversation may redo
+        count, last = await self._store.last_turn(turn.session)
+        return is_regenerate(turn.user_turns, count, last, user)
+
     async def _resume(
-        self, turn: PreparedTurn, record: TurnRecord, recorder: _TurnRecorder
+        self,
+        turn: PreparedTurn,
+        history: History,
+        record: TurnRecord,
+        recorder: _TurnRecorder,
     ) -> None:
         """A paused turn goes on from its messages and the client's results."""
-        history = (await self._history(turn.session))[:-1]  # all but the paused turn
-        resumed = Turn.from_prepared(turn, history)
+        resumed = Turn.from_prepared(turn, self._bounded(history[:-1]))
         await self._agent.respond(attrs.evolve(resumed, resumed=record.messages), recorder)
         await self._keep(turn, recorder, record.messages, replace_last=True)
 
-    async def _history(self, session: SessionKey) -> History:
-        history = await self._store.history(session, self._max_history_messages)
+    def _bounded(self, history: History) -> History:
         if self._max_history_bytes is not None:
             history = bounded_history(history, max_bytes=self._max_history_bytes)
         return history
@@ -259,13 +270,6 @@ class ChatService:
     def busy_sessions(self) -> int:
         """Sessions with a turn running or waiting (for diagnostics and tests)."""
         return len(self._locks)
-
-
-def _redoes(user_turns: int | None, count: int, last: TurnRecord | None, user: Message) -> bool:
-    """A front end resending its conversation up to the latest turn asks to redo it."""
-    if user_turns is None or last is None:
-        return False
-    return count == user_turns and last.messages[0].content == user.content
 
 
 def check_tool_names(tools: Sequence[ToolSpec], server: frozenset[str]) -> None:
