@@ -193,7 +193,12 @@ class ChatService:
                 exc.args = (exc.message,)
             raise
         await recorder.finish()
-        return TurnResult(recorder.text, recorder.usage, recorder.waiting)
+        calls = recorder.waiting
+        if self._redactor:
+            calls = tuple(
+                attrs.evolve(call, arguments=self._redactor(call.arguments)) for call in calls
+            )
+        return TurnResult(recorder.text, recorder.usage, calls)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         history = await self._store.history(turn.session, self._max_history_messages)
