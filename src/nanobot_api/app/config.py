@@ -30,6 +30,7 @@ from nanobot_api.app.config_rules import (
     make_config_converter,
     show,
 )
+from nanobot_api.app.mcp_config import ToolsConfig, check_tools
 from nanobot_api.domain.errors import ConfigError
 
 
@@ -220,6 +221,7 @@ class Config:
     agents: AgentsConfig = AgentsConfig()
     providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
     channels: ChannelsConfig = ChannelsConfig()
+    tools: ToolsConfig = attrs.field(factory=ToolsConfig)
     workspace: Path = attrs.field(factory=_default_workspace, metadata={FROM_FILE: False})
 
     @property
@@ -294,6 +296,7 @@ def _check_whole(config: Config) -> None:
     webhook = config.channels.webhook
     if webhook.enabled and not _is_url(webhook.url):
         raise config_error("channels.webhook.url", f"expected {_URL} when the webhook is enabled")
+    check_tools(config.tools)
     _check_keys(config.api)
     host = config.api.host
     if not config.api.keyed and not _is_loopback(host):

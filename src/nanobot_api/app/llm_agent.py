@@ -9,13 +9,15 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
-from nanobot_api.app.tools import ToolBox
+from nanobot_api.app.tools import ToolBox, ToolSource
 from nanobot_api.domain.client import system_with_instructions
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.models import (
+    ContentPart,
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    TextPart,
     ToolContext,
     UserContent,
 )
@@ -49,6 +51,9 @@ class LlmAgent:
     after the user's (tool calls, tool results, the answer) is given to
     ``reply.remember``, and each model call's usage to ``reply.add_usage``. The agent
     keeps no state between turns: history lives in the session store.
+
+    ``tool_sources`` add tools that come and go (those of MCP servers); a turn uses the
+    tools offered when it starts. A tool's images reach the model within the turn only.
     """
 
     def __init__(
@@ -61,12 +66,13 @@ class LlmAgent:
         *,
         telemetry: Telemetry = NO_TELEMETRY,
         max_reply_chars: int | None = None,
+        tool_sources: Sequence[ToolSource] = (),
     ) -> None:
         if max_tool_iterations < 0:
             raise ValueError("max_tool_iterations must be 0 or more")
         self._model = model
         self._model_id = model_id
-        self._tools = ToolBox(tools)
+        self._tools = ToolBox(tools, tool_sources)
         # One message for the agent's life, so the wire encodes it once like history.
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
@@ -80,7 +86,14 @@ class LlmAgent:
     @property
     def server_tools(self) -> frozenset[str]:
         """The names of the tools the agent runs itself (a client tool may not reuse one)."""
-        return frozenset(spec.name for spec in self._tools.specs)
+        return frozenset(spec.name for spec in self._tools.current().specs)
+
+    def _system_for(self, instructions: str | None) -> Message | None:
+        """The turn's system message: the agent's own, with the client's instructions."""
+        if not instructions:
+            return self._system
+        own = self._system.content if self._system else None
+        return Message("system", system_with_instructions(own, instructions))
 
     async def respond(self, turn: Turn, reply: Reply) -> None:
         # This turn's messages; the system prompt and history go beside them. A paused
@@ -90,13 +103,12 @@ class LlmAgent:
         ]
         context = ToolContext(turn.session, reply)
         options = turn.options
-        system = self._system
-        if options.instructions:
-            own = self._system.content if self._system else None
-            system = Message("system", system_with_instructions(own, options.instructions))
+        system = self._system_for(options.instructions)
         client_names = frozenset(spec.name for spec in options.tools)
+        # One set of tools for the whole turn, though MCP servers may come and go.
+        tools = self._tools.current()
         # With no rounds allowed the model is not told about tools at all.
-        specs = self._tools.specs if self._max_tool_iterations else ()
+        specs = tools.specs if self._max_tool_iterations else ()
         specs += options.tools
         response_format = options.response_format.wire if options.response_format else None
         sent_any = False
@@ -134,25 +146,33 @@ class LlmAgent:
                 return
             reply.remember(answer)
             messages.append(answer)
+            images: list[ContentPart] = []
             for call in answer.tool_calls:
                 if call.name in client_names:
                     continue  # the client runs it: the turn pauses below
                 started = time.monotonic()
-                text = await self._tools.run(call, context)
+                output = await tools.run(call, context)
                 log.debug(
                     "tool %s [%s]: %.0f ms, %d chars of result",
                     call.name,
                     call.id,
                     (time.monotonic() - started) * 1000,
-                    len(text),
+                    len(output.text),
                 )
-                result = Message.tool_result(call.id, text)
+                result = Message.tool_result(call.id, output.text)
                 reply.remember(result)
                 messages.append(result)
+                if output.images:
+                    images += [TextPart(f"Images returned by {call.name} ({call.id}):")]
+                    images += output.images
             if any(call.name in client_names for call in answer.tool_calls):
                 # The client's calls are the answer for now; the turn goes on when the
                 # client sends their results (see the chat use case).
                 return
+            if images:
+                # Providers take images in user messages only, after all the results of
+                # the round. History keeps the results' text, which names the images.
+                messages.append(UserContent(tuple(images)))
             rounds += 1
             if rounds >= self._max_tool_iterations:
                 text = iteration_limit_text(rounds)

@@ -34,6 +34,7 @@ from nanobot_api.domain.outbox import (
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.tenants import Tenant
+from nanobot_api.domain.tools import ToolOutput
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
 
@@ -241,10 +242,43 @@ class Tool(Protocol):
     def spec(self) -> ToolSpec:
         """Its name, its description and the JSON schema of its arguments."""
 
-    async def call(self, arguments: JsonObject, context: ToolContext) -> str:
-        """Does the work with arguments already checked against ``spec.parameters``;
-        returns the text the model reads as the result. A refusal the model should
-        see is returned as text (or raised as a NanobotError, whose message it sees)."""
+    async def call(self, arguments: JsonObject, context: ToolContext) -> str | ToolOutput:
+        """Does the work with arguments already checked against ``spec.parameters``
+        (by a JSON Schema validator); returns the text (or text and images) the model
+        reads as the result. A refusal the model should see is returned (or raised as a
+        NanobotError, whose message it sees)."""
+
+
+class ReadinessCheck(Protocol):
+    """A part of the server that may be down while the API still serves (MCP servers)."""
+
+    def readiness(self) -> dict[str, str]:
+        """Each component this part names (``mcp.files``) and ``"ok"``, or a short
+        reason it is not (never holding a configured secret). Cheap: read on every
+        ``/health/ready``; never raises."""
+
+
+class ToolServer(Protocol):
+    """A live connection to a server of tools (an MCP server), opened by a
+    ``ToolServerConnector`` and usable from any task until that closes it."""
+
+    async def list_tools(self) -> tuple[ToolSpec, ...]:
+        """Every tool the server offers, under its own (raw) name, with its description
+        and input JSON Schema. Raises ToolServerFailed if the server cannot answer."""
+
+    async def call_tool(self, name: str, arguments: JsonObject) -> ToolOutput:
+        """Runs the tool; its result, bounded (the server's own errors as ``is_error``
+        results). Raises ToolServerFailed when the connection is lost or broken, and
+        lets cancellation (a timeout around it) through."""
+
+
+class ToolServerConnector(Protocol):
+    """Starts (a command) or reaches (a URL) one configured tool server."""
+
+    def connect(self) -> AbstractAsyncContextManager[ToolServer]:
+        """A connection, ready on entry, closed (its process stopped) on exit; entry and
+        exit happen in the same task. Entry raises ToolServerFailed if the server cannot
+        be started or reached, or does not complete the handshake."""
 
 
 class OutboundChannel(Protocol):
@@ -369,6 +403,11 @@ class ServerHealth(Protocol):
     async def readiness(self) -> dict[str, str]:
         """Each dependency (``storage``, ...) -> ``"ok"`` or why it is not; the server
         is ready when all are ``"ok"`` and it is not draining. Never raises."""
+
+    def degraded(self) -> dict[str, str]:
+        """Parts that are down while the server still serves (an MCP server that did
+        not start) -> why. They make readiness ``degraded``, still 200: a load balancer
+        keeps the replica. Never raises."""
 
 
 class ResponseStore(Protocol):

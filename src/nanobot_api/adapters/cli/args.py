@@ -4,6 +4,7 @@
                   [--log-format text|json]
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot tools list   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
@@ -69,7 +70,16 @@ class OutboxCommand:
     force: bool = False
 
 
-Command = ServeCommand | SessionsCommand | OutboxCommand
+@attrs.frozen
+class ToolsCommand:
+    """``nanobot tools list``: each MCP server, its state and its tools."""
+
+    action: Literal["list"] = "list"
+    config: Path | None = None
+    workspace: Path | None = None
+
+
+Command = ServeCommand | SessionsCommand | OutboxCommand | ToolsCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +160,11 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--force", action="store_true", help="send it again even if it was delivered"
             )
         _add_locations(sub)
+
+    tools = commands.add_parser("tools", help="list the tools the agent offers")
+    _add_locations(tools)
+    tool_actions = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(tool_actions.add_parser("list", help="start each MCP server and list its tools"))
     return parser
 
 
@@ -175,6 +190,8 @@ def parse_args(argv: Sequence[str]) -> Command:
         return SessionsCommand(
             action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
         )
+    if ns.command == "tools":
+        return ToolsCommand(config=config, workspace=workspace)
     return OutboxCommand(
         action=ns.action,
         status=getattr(ns, "status", None),

@@ -9,7 +9,13 @@ from pathlib import Path
 import anyio
 import attrs
 
-from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
+from nanobot_api.adapters.cli.args import (
+    Command,
+    OutboxCommand,
+    ServeCommand,
+    SessionsCommand,
+    ToolsCommand,
+)
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.config import ConfigOverrides, load_config
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
@@ -17,6 +23,7 @@ from nanobot_api.app.wiring.bootstrap import session_store_path
 from nanobot_api.app.wiring.channels import outbox_path
 from nanobot_api.app.wiring.outbox_admin import run_outbox_command
 from nanobot_api.app.wiring.serving import run_server
+from nanobot_api.app.wiring.tools_admin import list_tools
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -39,6 +46,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             flags = ConfigOverrides(workspace=command.workspace)
             config = load_config(command.config, environ, flags)
             return run_outbox_command(command, outbox_path(config.workspace))
+        case ToolsCommand():
+            flags = ConfigOverrides(workspace=command.workspace)
+            config = load_config(command.config, environ, flags)
+            return anyio.run(list_tools, config, sys.stdout, backend="asyncio")
 
 
 async def _sessions(command: SessionsCommand, path: Path) -> int:
