@@ -6,17 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.requests import (
     DEFAULT_UPLOAD_PROMPT,
     NAME_A_SESSION,
+    SEND_ONE_MESSAGE,
     SINGLE_USER_MESSAGE,
     HistoryMode,
     auxiliary_conversation,
     auxiliary_text,
     check_text,
-    is_regenerate,
     turn_position,
     turn_text,
 )
@@ -46,24 +45,22 @@ def test_any_roles_give_a_turn_or_results_or_invalid_request(
     assert at.index == len(given_roles) - 1
     if mode == "reject":
         assert given_roles == [*(given_roles[i] for i in at.instructions), "user"]
-        assert at.user_turns is None
-    else:
-        assert at.user_turns == given_roles.count("user")
 
 
-def test_reject_mode_takes_exactly_one_user_message() -> None:
-    for wrong in (["user", "user"], ["assistant"], ["user", "system"], ["system"]):
+def test_reject_mode_takes_exactly_one_user_message_and_names_the_fix() -> None:
+    for wrong in (["user", "assistant", "user"], ["assistant"], ["user", "system"], ["system"]):
         with pytest.raises(InvalidRequest) as refused:
             turn_position(wrong, "reject", named=True)
-        assert refused.value.message.startswith(SINGLE_USER_MESSAGE + ": the server keeps")
-        assert 'api.history set to "latest"' in refused.value.message
+        assert refused.value.message == SEND_ONE_MESSAGE
+        assert refused.value.message.startswith(SINGLE_USER_MESSAGE + ": ")
+        assert 'api.history = "latest"' in refused.value.message
 
 
 def test_system_and_developer_messages_lead_the_turn_in_both_modes() -> None:
     at = turn_position(["system", "developer", "user"], "reject", named=False)
     assert (at.index, at.instructions, at.continues) == (2, (0, 1), False)
     at = turn_position(["system", "user"], "latest", named=False)
-    assert (at.index, at.instructions, at.user_turns) == (1, (0,), 1)
+    assert (at.index, at.instructions) == (1, (0,))
 
 
 def test_tool_messages_answer_the_paused_turn() -> None:
@@ -84,7 +81,7 @@ def test_latest_mode_needs_a_user_turn_last_and_a_session_for_a_conversation() -
         turn_position(["user", "assistant", "user"], "latest", named=False)
     assert refused.value.message == NAME_A_SESSION
     assert refused.value.param == "session_id"
-    assert turn_position(["user"], "latest", named=False).user_turns == 1
+    assert turn_position(["user"], "latest", named=False).index == 0
 
 
 @given(st.lists(st.text(max_size=5), max_size=4), st.integers(0, 3))
@@ -117,15 +114,6 @@ def test_an_auxiliary_conversation_is_plain_messages_or_invalid_request(
     assert [(m.role, m.content) for m in conversation] == messages
     users = [text for role, text in messages if role == "user"]
     assert auxiliary_text(conversation) == (users[-1] if users else "")
-
-
-@given(st.one_of(st.none(), st.integers(0, 4)), st.integers(0, 4), st.booleans(), st.booleans())
-def test_a_regenerate_resends_as_many_user_messages_as_turns_with_the_same_words(
-    user_turns: int | None, stored: int, has_last: bool, same: bool
-) -> None:
-    last = TurnRecord((Message.user("hi"), Message.assistant("ho"))) if has_last else None
-    redo = is_regenerate(user_turns, stored, last, Message.user("hi" if same else "other"))
-    assert redo == (user_turns is not None and has_last and stored == user_turns and same)
 
 
 @given(st.text())

@@ -12,6 +12,7 @@ from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
+from nanobot_api.domain.branches import Followed, active_branch, follow
 from nanobot_api.domain.client import ClientInstructionsMode
 from nanobot_api.domain.conversation import (
     MAX_HISTORY_BYTES,
@@ -43,7 +44,6 @@ from nanobot_api.domain.ports import (
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
-from nanobot_api.domain.requests import is_regenerate
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
@@ -127,7 +127,7 @@ class ChatService:
             request.text,
             images,
             documents,
-            user_turns=request.user_turns,
+            shown=request.shown,
             task=request.task,
             conversation=request.conversation,
             stream=request.stream,
@@ -211,23 +211,18 @@ class ChatService:
             # A new message (or results too late) closes the pause first.
             last = closed(last)
             with anyio.CancelScope(shield=True):
-                await self._store.commit(turn.session, last, replace_last=True)
+                await self._replace_last(turn.session, last)
             history = (*history[:-1], last)
         if turn.continues:
             check_results(None, turn.tool_results)  # nothing waits: refused, naming it
-        record_user = user_message(turn)
-        redo = await self._is_regenerate(turn, record_user)
-        if redo and history:
-            history = history[:-1]
-        turn_now = Turn.from_prepared(turn, self._bounded(history))
-        await self._agent.respond(turn_now, recorder)
-        await self._keep(turn, recorder, (record_user,), replace_last=redo)
-
-    async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
-        if turn.user_turns is None:
-            return False  # spares the store a read: only a whole conversation may redo
-        count, last = await self._store.last_turn(turn.session)
-        return is_regenerate(turn.user_turns, count, last, user)
+        shown = turn.shown
+        followed: Followed | None = None
+        if shown.whole or shown.ids.any:
+            # The request says which branch it continues (domain/branches.py).
+            followed = follow(shown, await self._store.turns(turn.session))
+            history = bounded_history(followed.history, self._max_history_messages)
+        await self._agent.respond(Turn.from_prepared(turn, self._bounded(history)), recorder)
+        await self._keep(turn, recorder, (user_message(turn),), followed=followed)
 
     async def _resume(
         self,
@@ -239,7 +234,7 @@ class ChatService:
         """A paused turn goes on from its messages and the client's results."""
         resumed = Turn.from_prepared(turn, self._bounded(history[:-1]))
         await self._agent.respond(attrs.evolve(resumed, resumed=record.messages), recorder)
-        await self._keep(turn, recorder, record.messages, replace_last=True)
+        await self._keep(turn, recorder, record.messages, replace=True)
 
     def _bounded(self, history: History) -> History:
         if self._max_history_bytes is not None:
@@ -252,8 +247,11 @@ class ChatService:
         recorder: _TurnRecorder,
         head: tuple[Message, ...],
         *,
-        replace_last: bool,
+        followed: Followed | None = None,
+        replace: bool = False,
     ) -> None:
+        """Commits the turn: appended, in place of the paused turn it finishes
+        (``replace``), or after the branch the request follows."""
         await recorder.finish()
         paused_at = self._clock() if recorder.waiting else None
         if not recorder.text and paused_at is None:
@@ -262,7 +260,22 @@ class ChatService:
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
             record = attrs.evolve(recorder.record(head), paused_at=paused_at)
-            await self._store.commit(turn.session, record, replace_last=replace_last)
+            if replace:
+                await self._replace_last(turn.session, record)
+            elif followed is None:
+                await self._store.commit(turn.session, record)
+            else:
+                kept = [t.no for t in followed.kept]
+                await self._store.commit_branch(
+                    turn.session, kept, followed.imported, record, turn.shown.ids
+                )
+
+    async def _replace_last(self, session: SessionKey, record: TurnRecord) -> None:
+        """Puts ``record`` in place of the active branch's latest turn (a paused turn
+        going on or closed); the old version stays stored, superseded."""
+        branch = active_branch(await self._store.turns(session))
+        kept = [stored.no for stored in branch[:-1]]
+        await self._store.commit_branch(session, kept, (), record, branch[-1].ids)
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""

@@ -75,6 +75,7 @@ class ApiConfig:
     # addresses and the bound host (a page reaching it by DNS rebinding is refused).
     allowed_hosts: tuple[str, ...] = ()
     body_timeout_s: float = checked(60.0, lambda v: 0 < v < math.inf, "a number > 0")
+    temporary_ttl_s: float = checked(3600.0, lambda v: 0 < v < math.inf, "a number > 0")
     # ---- operations (operations.md): logs, keys and limits, retries, restarts
     log_format: Literal["text", "json"] = checked(
         "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str

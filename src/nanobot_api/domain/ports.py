@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
+from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
 from nanobot_api.domain.conversations import (
     ConversationItem,
@@ -89,10 +90,15 @@ class ServesTools(Protocol):
 
 
 class SessionStore(Protocol):
-    """Durable per-session history."""
+    """Durable per-session history.
+
+    A session's turns form branches (``domain.branches``): each stored turn follows
+    another or starts the conversation, and the turns of one branch are active; the
+    rest are superseded, kept but never part of ``history``.
+    """
 
     async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
-        """Committed turns, oldest first; empty for a new key.
+        """The active branch's turns, oldest first; empty for a new key.
 
         With ``max_messages``, only the most recent whole turns holding at most that
         many messages.
@@ -107,23 +113,42 @@ class SessionStore(Protocol):
         session pushed out of the cache comes back as new objects, at one full cost.
         """
 
-    async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
-    ) -> None:
-        """Appends a turn, or with ``replace_last`` puts it in place of the latest one.
+    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+        """Appends a turn to the active branch.
 
         Durable on return: a restart, even after kill -9, still sees it; all of its
         messages or none are ever seen.
         """
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest of them (None if none)."""
+        """How many turns the active branch holds, and its latest (None if none)."""
+
+    async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
+        """Every turn the session holds, superseded ones included, by ascending ``no``."""
+
+    async def commit_branch(
+        self,
+        key: SessionKey,
+        kept: Sequence[int],
+        imported: Sequence[TurnRecord],
+        record: TurnRecord,
+        ids: MessageIds,
+    ) -> None:
+        """Makes the stored turns numbered ``kept`` (a branch, oldest first) the active
+        ones, every other turn of the session superseded, and appends ``imported`` then
+        ``record`` (which keeps ``ids``) after them as active turns; all in one
+        transaction, durable on return (as ``commit``)."""
 
     async def clear(self, key: SessionKey) -> int:
-        """Forgets a session; returns how many turns it held."""
+        """Forgets a session; returns how many turns it held, superseded ones included."""
 
     async def sessions(self) -> dict[SessionKey, int]:
-        """Every session that holds a turn, with its count of turns."""
+        """Every session that holds a turn, with its count of active turns."""
+
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
+        and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
+        returns how many sessions went."""
 
 
 class Attachments(Protocol):

@@ -2,9 +2,9 @@
 
 ``adapters/http/wire.py`` turns bytes into roles, texts and uploads; the rules here
 say which message is the turn, whether a whole conversation is accepted, what a
-front end's auxiliary request reads, when a request asks to redo the last turn, and
-what a turn with files but no words says. JSON and multipart bodies meet the same
-rules because both call these functions.
+front end's auxiliary request reads, and what a turn with files but no words says
+(which stored turns a whole conversation continues is ``domain/branches.py``'s).
+JSON and multipart bodies meet the same rules because both call these functions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import attrs
 
-from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 
 HistoryMode = Literal["reject", "latest"]
@@ -23,15 +23,17 @@ HistoryMode = Literal["reject", "latest"]
 
 DEFAULT_UPLOAD_PROMPT: Final = "Please analyze the uploaded file(s)."
 SINGLE_USER_MESSAGE: Final = "Only a single user message is supported"
-SEND_INSTEAD: Final = (
-    ": the server keeps the conversation, so send only the new user message (after any "
-    "system or developer messages), or the results of the paused turn's tool calls as "
-    "tool messages. A client that resends the whole conversation needs the server's "
-    'api.history set to "latest" and a session_id.'
-)
 LAST_MESSAGE_USER: Final = (
     "The last message must be a user message (or the tool messages that answer the "
     "session's paused tool calls)"
+)
+SEND_ONE_MESSAGE: Final = (
+    f"{SINGLE_USER_MESSAGE}: this server keeps the conversation itself, so send only "
+    "the new user message (after any system or developer messages), or the results of "
+    "the paused turn's tool calls as tool messages. To send whole conversations (chat "
+    'front ends), run it with api.history = "latest" and name the session with an '
+    "X-Session-Id header (Open WebUI: set ENABLE_FORWARD_USER_INFO_HEADERS=true, or add "
+    "the connection header X-Session-Id: {{CHAT_ID}})"
 )
 NAME_A_SESSION: Final = (
     "A conversation of several messages needs a session: send session_id in the body "
@@ -47,8 +49,6 @@ INSTRUCTION_ROLES: Final = ("system", "developer")
 class TurnPosition:
     """Where a request's turn is among its messages.
 
-    ``user_turns`` is the count of user messages when a whole conversation was sent
-    (it tells a regenerate from a new turn), None for a single message.
     ``instructions`` are the positions of the client's system/developer messages.
     ``results`` are the positions of tool messages that answer the session's paused
     tool calls; with ``continues`` the request holds no new user message (``index`` is
@@ -56,7 +56,6 @@ class TurnPosition:
     """
 
     index: int
-    user_turns: int | None = None
     instructions: tuple[int, ...] = ()
     results: tuple[int, ...] = ()
     continues: bool = False
@@ -81,12 +80,12 @@ def turn_position(roles: Sequence[str | None], mode: HistoryMode, named: bool) -
         instructions = tuple(range(lead))
         rest = list(roles[lead:])
         if rest == ["user"]:
-            return TurnPosition(lead, instructions=instructions)
+            return TurnPosition(lead, instructions)
         tools_from = _tool_results_start(rest)
         if tools_from is not None:
             results = tuple(range(lead + tools_from, len(roles)))
-            return TurnPosition(-1, None, instructions, results, continues=True)
-        raise InvalidRequest(SINGLE_USER_MESSAGE + SEND_INSTEAD, "messages")
+            return TurnPosition(-1, instructions, results, continues=True)
+        raise InvalidRequest(SEND_ONE_MESSAGE, "messages")
     instructions = tuple(i for i, role in enumerate(roles) if role in INSTRUCTION_ROLES)
     if roles and roles[-1] == "tool":
         start = len(roles)
@@ -94,14 +93,12 @@ def turn_position(roles: Sequence[str | None], mode: HistoryMode, named: bool) -
             start -= 1
         if start > 0 and roles[start - 1] == "assistant":
             results = tuple(range(start, len(roles)))
-            return TurnPosition(-1, None, instructions, results, continues=True)
+            return TurnPosition(-1, instructions, results, continues=True)
     if not roles or roles[-1] != "user":
         raise InvalidRequest(LAST_MESSAGE_USER, "messages")
-    others = len(roles) - len(instructions)
-    if others > 1 and not named:
+    if len(roles) - len(instructions) > 1 and not named:
         raise InvalidRequest(NAME_A_SESSION, "session_id")
-    users = sum(1 for role in roles if role == "user")
-    return TurnPosition(len(roles) - 1, users, instructions)
+    return TurnPosition(len(roles) - 1, instructions)
 
 
 def _tool_results_start(rest: Sequence[str | None]) -> int | None:
@@ -141,16 +138,6 @@ def auxiliary_conversation(messages: Sequence[tuple[object, str]]) -> tuple[Mess
 def auxiliary_text(conversation: Sequence[Message]) -> str:
     """What an agent without plain completion answers: the last user message's text."""
     return next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
-
-
-def is_regenerate(
-    user_turns: int | None, stored_turns: int, last: TurnRecord | None, user: Message
-) -> bool:
-    """A front end resending its conversation up to the latest turn asks to redo it:
-    as many user messages as the session has turns, the last one the same words."""
-    if user_turns is None or last is None:
-        return False
-    return stored_turns == user_turns and last.messages[0].content == user.content
 
 
 def check_text(text: str, param: str) -> str:

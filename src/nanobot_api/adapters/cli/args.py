@@ -2,7 +2,7 @@
 
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
                   [--log-format text|json]
-    nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
+    nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
     nanobot tools list   [-c CONFIG] [-w WORKSPACE]
 
@@ -50,10 +50,12 @@ class ServeCommand:
 
 @attrs.frozen
 class SessionsCommand:
-    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``."""
+    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``; ``all`` (for
+    ``show``) includes the superseded turns."""
 
     action: SessionsAction
     key: str | None = None
+    all: bool = False
     config: Path | None = None
     workspace: Path | None = None
 
@@ -144,6 +146,12 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("show", "print a session's history"), ("clear", "forget a session")):
         sub = session_actions.add_parser(action, help=text)
         sub.add_argument("key", metavar="KEY")
+        if action == "show":
+            sub.add_argument(
+                "--all",
+                action="store_true",
+                help="also print turns a regenerate, an edit or a branch switch superseded",
+            )
         _add_locations(sub)
 
     outbox = commands.add_parser("outbox", help="inspect the outbox of undelivered messages")
@@ -188,7 +196,11 @@ def parse_args(argv: Sequence[str]) -> Command:
         )
     if ns.command == "sessions":
         return SessionsCommand(
-            action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
+            action=ns.action,
+            key=getattr(ns, "key", None),
+            all=getattr(ns, "all", False),
+            config=config,
+            workspace=workspace,
         )
     if ns.command == "tools":
         return ToolsCommand(config=config, workspace=workspace)

@@ -27,6 +27,7 @@ from nanobot_api.app.health import Health
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.app.mcp import mcp_tools_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
+from nanobot_api.app.temporary import TemporaryChats
 from nanobot_api.app.tools import ToolSource
 from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
@@ -140,6 +141,7 @@ def build(
     if mcp is not None:
         mcp.install(app)
         health.add_part(mcp)
+    temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
@@ -150,7 +152,12 @@ def build(
         async def _open_store() -> None:
             await store_file.open()  # a bad file stops start-up, not the first turn
 
-        app.after_serving(store_file.close)
+    # Hooks run in the order given: the sweeps start once the store is open, and
+    # stop before it closes.
+    app.before_serving(temporary.start)
+    app.after_serving(temporary.stop)
+    if sqlite is not None:
+        app.after_serving(sqlite.close)
     if model is not None:
         app.after_serving(model.close)
     return app

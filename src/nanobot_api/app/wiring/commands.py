@@ -59,5 +59,5 @@ async def _sessions(command: SessionsCommand, path: Path) -> int:
         if key is None:
             return await list_sessions(store, sys.stdout)
         if command.action == "show":
-            return await show_session(store, key, sys.stdout)
+            return await show_session(store, key, sys.stdout, every=command.all)
         return await clear_session(store, key, sys.stdout)
