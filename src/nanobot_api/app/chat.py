@@ -150,7 +150,8 @@ class ChatService:
         try:
             async with self._gate.turn():
                 try:
-                    result = await self._run(turn, recorder)
+                    with self._telemetry.span("turn"):
+                        result = await self._run(turn, recorder)
                 except Exception:
                     outcome = "error"
                     raise
@@ -260,15 +261,16 @@ class ChatService:
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
             record = attrs.evolve(recorder.record(head), paused_at=paused_at)
-            if replace:
-                await self._replace_last(turn.session, record)
-            elif followed is None:
-                await self._store.commit(turn.session, record)
-            else:
-                kept = [t.no for t in followed.kept]
-                await self._store.commit_branch(
-                    turn.session, kept, followed.imported, record, turn.shown.ids
-                )
+            with self._telemetry.span("store commit"):
+                if replace:
+                    await self._replace_last(turn.session, record)
+                elif followed is None:
+                    await self._store.commit(turn.session, record)
+                else:
+                    kept = [t.no for t in followed.kept]
+                    await self._store.commit_branch(
+                        turn.session, kept, followed.imported, record, turn.shown.ids
+                    )
 
     async def _replace_last(self, session: SessionKey, record: TurnRecord) -> None:
         """Puts ``record`` in place of the active branch's latest turn (a paused turn

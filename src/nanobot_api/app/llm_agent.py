@@ -151,7 +151,8 @@ class LlmAgent:
                 if call.name in client_names:
                     continue  # the client runs it: the turn pauses below
                 started = time.monotonic()
-                output = await tools.run(call, context)
+                with self._telemetry.span(f"tool {call.name}"):
+                    output = await tools.run(call, context)
                 log.debug(
                     "tool %s [%s]: %.0f ms, %d chars of result",
                     call.name,
@@ -193,7 +194,8 @@ class LlmAgent:
         """One model call, timed: a debug line (``-v``) and the model-call metrics."""
         started = time.monotonic()
         try:
-            response = await self._model.complete(request, on_delta)
+            with self._telemetry.span("model call"):
+                response = await self._model.complete(request, on_delta)
         except BaseException as exc:
             status = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "error"
             self._observe_call(number, status, started, type(exc).__name__)
