@@ -102,11 +102,12 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
     assert headers["X-Session-Id"] == "owui-chat-1"
 
     second = {**first, "messages": [SYSTEM, user("hello"), assistant(text), user("more")]}
-    assert (await latest.post(second, chat))[2] == "echo: more"
+    more = 'echo: more (turn 2; earlier: "hello")'  # the echo agent shows what it remembers
+    assert (await latest.post(second, chat))[2] == more
 
     # Regenerate: the same conversation again redoes the last turn instead of adding one.
     status, _, again = await latest.post(second, chat)
-    assert (status, again) == (200, "echo: more")
+    assert (status, again) == (200, more)
 
     title = {
         "model": "nanobot-echo",
@@ -118,7 +119,7 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
     assert status == 200
     assert title_text.startswith("echo: ### Task:")
 
-    assert await latest.turns("owui-chat-1") == [("hello", "echo: hello"), ("more", "echo: more")]
+    assert await latest.turns("owui-chat-1") == [("hello", "echo: hello"), ("more", more)]
 
 
 async def test_a_regenerate_after_a_new_turn_only_replaces_the_last(latest: FrontEndServer) -> None:

@@ -20,6 +20,7 @@ from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
+from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
 
 
@@ -103,13 +104,20 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
     if provider is None:
         raise ValueError("no provider is configured")
     settings = provider[1]
+    if not config.model:
+        # parse_config refuses this; a Config built in code may still lack the model.
+        raise ConfigError(
+            "agents.defaults.model: expected the model to ask "
+            f"providers.{provider[0]} for (a provider is configured)",
+            param="agents.defaults.model",
+        )
     defaults = config.agents.defaults
     model = OpenAICompatChatModel(
-        None, settings.api_base, settings.api_key, defaults.model, settings.extra_headers
+        None, settings.api_base, settings.api_key, config.model, settings.extra_headers
     )
     agent = LlmAgent(
         model,
-        defaults.model,
+        config.model,
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,

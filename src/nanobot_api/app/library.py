@@ -9,6 +9,7 @@ Quart, Hypercorn and the document readers are imported on first use, not when
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +40,7 @@ def as_agent(candidate: AgentLike) -> Agent:
 def configure(config: Config | None = None, **overrides: Any) -> Config:
     """``config`` (default: every default) with ``api.*`` fields and ``workspace`` replaced.
 
-    Each override is checked by the same rules as ``config.json`` (so ``port=0`` or a
+    Each override is checked by the same rules as ``config.json`` (so ``port=-1`` or a
     non-loopback ``host`` without ``api_key`` is refused with the same one-line
     ConfigError), and ``${NAME}`` in a string is expanded from the environment.
     """
@@ -71,9 +72,12 @@ def create_app(agent: AgentLike, config: Config | None = None, **overrides: Any)
     ``agent`` is an Agent, or an async function that :func:`agent` turns into one.
     ``config`` defaults to every default of ``config.json``; keyword arguments replace
     fields of ``config.api`` (``api_key=``, ``timeout=``, ``max_file_mb=``, ...) and
-    ``workspace=`` (where uploads are kept). ``store=`` and ``attachments=`` replace
-    those parts of the server. Raises ConfigError (a NanobotError) for a bad value and
-    TypeError for an unknown keyword.
+    ``workspace=`` (where sessions and uploads are kept). Without ``workspace=`` or a
+    ``config``, the app keeps its state in a workspace of its own,
+    ``~/.nanobot/apps/<model>`` (see :func:`app_workspace`), never in the one
+    ``nanobot serve`` uses, so two agents never read each other's sessions.
+    ``store=`` and ``attachments=`` replace those parts of the server. Raises
+    ConfigError (a NanobotError) for a bad value and TypeError for an unknown keyword.
 
     Serve the app with an ASGI server (Hypercorn), or in tests inside
     ``async with app.test_app()``, which runs its start-up and shut-down (the session
@@ -92,10 +96,12 @@ def serve(
     """Serves ``agent`` under Hypercorn on ``host:port`` until SIGINT or SIGTERM.
 
     ``host`` and ``port`` default to the configuration's (``127.0.0.1:8900``); the rest
-    is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
-    returns once the server has shut down gracefully.
+    is as in :func:`create_app`. ``port=0`` binds a free port; the line printed at start
+    (``nanobot: serving MODEL on http://HOST:PORT/v1 ...``) names the port bound. A
+    non-loopback ``host`` needs ``api_key``. Blocks; returns once the server has shut
+    down gracefully.
     """
-    from nanobot_api.app.serving import api_url, log_to_stderr, serve_until_stopped
+    from nanobot_api.app.serving import api_url, bind, log_to_stderr, serve_until_stopped
 
     if host is not None:
         overrides["host"] = host
@@ -104,9 +110,20 @@ def serve(
     resolved = as_agent(agent)
     app, checked = build_app(resolved, config, overrides)
     log_to_stderr()  # like `nanobot serve`
-    print(f"nanobot: serving {resolved.model} on {api_url(checked.api)}", file=sys.stderr)
+    api, sock = bind(checked.api)
+    print(
+        f"nanobot: serving {resolved.model} on {api_url(api)} (workspace {checked.workspace})",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
-    serve_until_stopped(app, checked.api)
+    serve_until_stopped(app, api, sock)
+
+
+def app_workspace(model: str, home: Path | None = None) -> Path:
+    """Where a library app serving ``model`` keeps its state unless told otherwise:
+    ``~/.nanobot/apps/<model>``, the model id made safe as a folder name."""
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", model).strip(".") or "agent"
+    return (home if home is not None else Path.home()) / ".nanobot" / "apps" / folder
 
 
 def build_app(
@@ -116,5 +133,7 @@ def build_app(
 
     store: SessionStore | None = overrides.pop("store", None)
     attachments: Attachments | None = overrides.pop("attachments", None)
+    if config is None and overrides.get("workspace") is None:
+        overrides["workspace"] = app_workspace(agent.model)
     checked = configure(config, **overrides)
     return build(checked, agent=agent, store=store, attachments=attachments), checked
