@@ -21,6 +21,7 @@ from nanobot_api.domain.outbox import (
     retried,
 )
 from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import Turn
 
 
@@ -96,7 +97,7 @@ class TextOnlyAttachments:
     """Accepts uploads that are UTF-8 text, as documents; refuses anything else."""
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         documents = []
         for upload in uploads:
@@ -144,8 +145,8 @@ class InMemoryOutbox:
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         return tuple(e for e in self.rows.values() if status is None or e.status == status)
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        event = retried(self._get(event_id), now)
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        event = retried(self._get(event_id), now, force=force)
         self.rows[event_id] = event
         return event
 

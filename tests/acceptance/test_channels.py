@@ -4,6 +4,7 @@ received and what the outbox holds."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -153,11 +154,8 @@ async def test_the_callers_part_streams_before_the_answer(tmp_path: Path) -> Non
     assert pieces == ["First this.\n\n", "Then", " that."]
 
 
-async def test_webhook_delivery_with_a_file_from_the_workspace(tmp_path: Path) -> None:
-    async with stack(tmp_path) as (up, fake, client, config):
-        media = config.workspace / "media" / "api"
-        media.mkdir(parents=True, exist_ok=True)
-        (media / "report.txt").write_text("quarterly numbers")
+async def test_webhook_delivery_with_a_file_uploaded_in_the_session(tmp_path: Path) -> None:
+    async with stack(tmp_path) as (up, fake, client, _):
         up.add(
             Calls(
                 (
@@ -165,19 +163,30 @@ async def test_webhook_delivery_with_a_file_from_the_workspace(tmp_path: Path) -
                         content="Report attached",
                         channel="webhook",
                         chat_id="ops",
-                        media=["media/api/report.txt"],
+                        media=["report.txt"],
                     ),
                 )
             ),
             Text("Sent."),
         )
+        data = base64.b64encode(b"quarterly numbers").decode()
+        file_part = {"file_data": f"data:text/plain;base64,{data}", "filename": "report.txt"}
         await client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "send the report"}]
+            model=MODEL,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "send the report"},
+                        {"type": "file", "file": file_part},  # type: ignore[typeddict-item]
+                    ],
+                }
+            ],
         )
-        file_part, text_part = fake.messages("webhook")
-    assert (file_part.filename, file_part.data) == ("report.txt", b"quarterly numbers")
+        sent_file, text_part = fake.messages("webhook")
+    assert (sent_file.filename, sent_file.data) == ("report.txt", b"quarterly numbers")
     assert (text_part.chat_id, text_part.text) == ("ops", "Report attached")
-    assert file_part.event_id == text_part.event_id
+    assert sent_file.event_id == text_part.event_id
 
 
 async def test_a_platform_500_is_retried_in_the_background(tmp_path: Path) -> None:

@@ -230,3 +230,24 @@ async def test_cors_headers_on_a_streamed_answer_and_none_for_other_origins(
     assert "Access-Control-Allow-Origin" not in other.headers
     preflight = await reject.client.options(CHAT, headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+async def test_open_webui_tasks_without_the_task_header_take_no_turn(
+    latest: FrontEndServer,
+) -> None:
+    """With forwarding only, Open WebUI's title task arrives under the chat's id with
+    no X-OpenWebUI-Task: its shape alone keeps it out of the chat's history."""
+    chat = {"X-OpenWebUI-Chat-Id": "owui-t", "X-OpenWebUI-User-Id": "u1"}
+    title = "### Task:\nGenerate a concise title.\n<chat_history>\nUSER: hi\n</chat_history>"
+    status, _, text = await latest.post({"stream": False, "messages": [user(title)]}, chat)
+    assert status == 200
+    assert text.startswith("echo: ### Task:")
+    await latest.post({"stream": True, "messages": [user("hi")], "tools": []}, chat)
+    assert await latest.turns("owui-t") == [("hi", "echo: hi")]
+
+
+async def test_an_empty_task_header_is_a_chat_turn(latest: FrontEndServer) -> None:
+    """The recipe's X-OpenWebUI-Task: {{TASK}} is empty on a chat turn."""
+    headers = {"X-Session-Id": "e", "X-OpenWebUI-Task": ""}
+    await latest.post({"messages": [user("kept")]}, headers)
+    assert await latest.turns("e") == [("kept", "echo: kept")]

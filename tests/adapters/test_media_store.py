@@ -12,6 +12,10 @@ import pytest
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.ports import MediaStore
+from nanobot_api.domain.sessions import SessionKey
+
+_ALICE = SessionKey("api", "alice")
+_BOB = SessionKey("api", "bob")
 
 
 def _bytes(path: str | Path) -> bytes:
@@ -53,9 +57,45 @@ async def test_the_client_name_never_reaches_the_path(
 
 
 async def test_the_original_name_is_kept_as_metadata(store: FilesystemMediaStore) -> None:
-    path = Path(await store.save(b"abc", FileKind.DOCX, "../Q3 report.docx"))
+    path = Path(await store.save(b"abc", FileKind.DOCX, "../Q3 report.docx", _ALICE))
     meta = json.loads(path.with_name(path.name + ".json").read_text())
-    assert meta == {"original_name": "../Q3 report.docx", "mime": FileKind.DOCX.mime, "size": 3}
+    assert meta == {
+        "original_name": "../Q3 report.docx",
+        "mime": FileKind.DOCX.mime,
+        "size": 3,
+        "session": "api:alice",
+    }
+
+
+async def test_a_session_finds_its_uploads_by_given_name_stored_name_or_path(
+    store: FilesystemMediaStore,
+) -> None:
+    older = await store.save(b"v1", FileKind.TEXT, "notes.txt", _ALICE)
+    os.utime(older, (1, 1))
+    os.utime(older + ".json", (1, 1))
+    newer = await store.save(b"v2", FileKind.TEXT, "notes.txt", _ALICE)
+    assert await store.find(_ALICE, "notes.txt") == newer
+    assert await store.find(_ALICE, Path(older).name) == older
+    assert await store.find(_ALICE, older) == older
+
+
+async def test_nothing_but_the_sessions_own_uploads_is_found(
+    store: FilesystemMediaStore, tmp_path: Path
+) -> None:
+    """Another session's upload, the workspace's databases, a sidecar, a path outside."""
+    theirs = await store.save(b"secret", FileKind.TEXT, "theirs.txt", _BOB)
+    (tmp_path / "sessions.sqlite3").write_bytes(b"SQLite format 3\x00")
+    for name in (
+        "theirs.txt",
+        theirs,
+        Path(theirs).name,
+        Path(theirs).name + ".json",
+        "sessions.sqlite3",
+        str(tmp_path / "sessions.sqlite3"),
+        "../../sessions.sqlite3",
+        "",
+    ):
+        assert await store.find(_ALICE, name) is None, name
 
 
 async def test_no_temporary_file_is_left_and_files_are_private(

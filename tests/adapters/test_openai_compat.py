@@ -275,3 +275,27 @@ async def test_the_key_never_reaches_the_log(
         assert KEY not in repr(model)
     assert caplog.records
     assert KEY not in caplog.text
+
+
+async def test_a_runaway_streamed_answer_is_not_read_past_the_reply_bound(
+    upstream: ScriptedUpstream, model: OpenAICompatChatModel
+) -> None:
+    pieces = tuple("z" * 1000 for _ in range(2000))  # 2 MB of answer
+    upstream.add(Text("".join(pieces), pieces=pieces))
+    deltas = Deltas()
+    bounded = ModelRequest((Message.user("talk"),), max_reply_chars=5000)
+    response = await model.complete(bounded, deltas)
+    assert response.message.content == "z" * 5000
+    assert response.finish_reason == "length"
+    assert sum(map(len, deltas.items)) < 100_000  # stopped reading early
+
+
+async def test_a_runaway_whole_answer_is_asked_for_again_as_a_stream_and_cut(
+    upstream: ScriptedUpstream,
+) -> None:
+    upstream.add(Text("w" * 200_000), Text("v" * 200_000))
+    async with chat_model(upstream, KEY, stream=False) as model:
+        bounded = ModelRequest((Message.user("talk"),), stream=False, max_reply_chars=1000)
+        response = await model.complete(bounded, Deltas())
+    assert response.message.content == "v" * 1000
+    assert [r.body.get("stream", False) for r in upstream.received] == [False, True]

@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
-from nanobot_api.domain.errors import NotFound
+from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
@@ -100,6 +100,13 @@ async def test_retry_makes_an_event_due_now_and_drop_removes_it(outbox: SqliteOr
     await outbox.enqueue(OutboxEvent.queued(event(1).message, now=0.0))
     again = await outbox.retry("e1", now=7.0)
     assert (again.status, again.next_attempt_at, again.attempts) == ("pending", 7.0, 0)
+    assert (await outbox.events()) == (again,)
+    taken = (await outbox.claim_due(now=8.0, limit=1)).events[0]
+    await outbox.settle(delivered(taken, now=9.0))
+    with pytest.raises(InvalidRequest, match="already delivered"):
+        await outbox.retry("e1", now=10.0)
+    again = await outbox.retry("e1", now=10.0, force=True)
+    assert (again.status, again.attempts, again.retried_from) == ("pending", 1, 1)
     assert (await outbox.events()) == (again,)
     dropped = await outbox.drop("e1")
     assert dropped == again

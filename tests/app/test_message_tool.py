@@ -4,17 +4,19 @@ calls it (through the ToolBox, with arguments as JSON text)."""
 from __future__ import annotations
 
 import json
-import os
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.app.message_tool import MessageTool
 from nanobot_api.app.outbox import Courier
 from nanobot_api.app.tools import ToolBox
 from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import DeliveryFailed
+from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.models import ToolContext
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.sessions import SessionKey
@@ -39,7 +41,7 @@ class RecordingReply:
 
 
 class Rig:
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, **tool: Any) -> None:
         self.outbox = InMemoryOutbox()
         self.telegram = ScriptedChannel("telegram")
         self.courier = Courier(
@@ -51,22 +53,25 @@ class Rig:
             secrets=("tg-secret-token",),
         )
         ids = count(1)
+        self.media = FilesystemMediaStore.in_workspace(workspace)
         self.tool = MessageTool(
-            self.courier, workspace, known=KNOWN, new_id=lambda: f"ev{next(ids)}"
+            self.courier, self.media, known=KNOWN, new_id=lambda: f"ev{next(ids)}", **tool
         )
         self.box = ToolBox([self.tool])
         self.reply = RecordingReply()
-        self.context = ToolContext(SessionKey("api", "s1"), self.reply)
+        self.context = ToolContext(SESSION, self.reply)
 
     async def call(self, **arguments: object) -> str:
         return await self.box.run(ToolCall("c1", "message", json.dumps(arguments)), self.context)
 
 
+SESSION = SessionKey("api", "s1")
+
+
 @pytest.fixture(name="workspace")
 def _workspace(tmp_path: Path) -> Path:
     workspace = tmp_path / "workspace"
-    (workspace / "media").mkdir(parents=True)
-    (workspace / "media" / "chart.png").write_bytes(b"\x89PNG chart")
+    workspace.mkdir()
     return workspace
 
 
@@ -186,51 +191,77 @@ async def test_missing_or_empty_content_is_an_error(rig: Rig) -> None:
     assert "content is empty" in await rig.call(content="  ", channel="telegram", chat_id="1")
 
 
-async def test_media_inside_the_workspace_is_sent_by_real_path(rig: Rig, workspace: Path) -> None:
-    result = await rig.call(
-        content="chart", channel="telegram", chat_id="1", media=["media/chart.png"]
-    )
+async def test_media_uploaded_in_the_session_is_sent_by_its_name(rig: Rig) -> None:
+    chart = await rig.media.save(b"\x89PNG chart", FileKind.PNG, "chart.png", SESSION)
+    result = await rig.call(content="chart", channel="telegram", chat_id="1", media=["chart.png"])
     assert "delivered" in result
     (sent,) = rig.telegram.sent
-    assert sent.media == (str((workspace / "media" / "chart.png").resolve()),)
+    assert sent.media == (chart,)
 
 
 @pytest.mark.parametrize(
-    "path", ["../outside.txt", "/etc/passwd", "media/missing.png", "media", "media/link.txt"]
+    "path",
+    [
+        "../outside.txt",
+        "/etc/passwd",
+        "sessions.sqlite3",
+        "sessions.sqlite3-wal",
+        "../../sessions.sqlite3",
+        "config.json",
+        "theirs.png",
+        "missing.png",
+        "media",
+    ],
 )
-async def test_media_outside_the_workspace_is_refused(rig: Rig, workspace: Path, path: str) -> None:
-    outside = workspace.parent / "outside.txt"
-    outside.write_text("secret")
-    os.symlink(outside, workspace / "media" / "link.txt")  # a symlink out of the workspace
+async def test_media_other_than_the_sessions_uploads_is_refused(
+    rig: Rig, workspace: Path, path: str
+) -> None:
+    """The databases, configs, other sessions' uploads and anything outside."""
+    for name in ("sessions.sqlite3", "sessions.sqlite3-wal", "config.json"):
+        (workspace / name).write_bytes(b"private")
+    (workspace.parent / "outside.txt").write_text("secret")
+    await rig.media.save(b"\x89PNG", FileKind.PNG, "theirs.png", SessionKey("api", "other"))
     result = await rig.call(content="x", channel="telegram", chat_id="1", media=[path])
-    assert result.startswith("Error: message failed: media path")
-    assert "is not a file inside the workspace; nothing was sent" in result
+    assert result.startswith("Error: message failed: media")
+    assert "is not a file uploaded in this conversation; nothing was sent" in result
     assert rig.telegram.attempts == []
     assert await rig.outbox.events() == ()
 
 
 async def test_oversized_media_is_refused(workspace: Path) -> None:
-    rig = Rig(workspace)
-    small = MessageTool(rig.courier, workspace, max_media_bytes=4)
-    result = await ToolBox([small]).run(
-        ToolCall(
-            "c",
-            "message",
-            json.dumps(
-                {
-                    "content": "x",
-                    "channel": "telegram",
-                    "chat_id": "1",
-                    "media": ["media/chart.png"],
-                }
-            ),
-        ),
-        rig.context,
-    )
+    rig = Rig(workspace, max_media_bytes=4)
+    await rig.media.save(b"\x89PNG chart", FileKind.PNG, "chart.png", SESSION)
+    result = await rig.call(content="x", channel="telegram", chat_id="1", media=["chart.png"])
     assert "is over 4 bytes; nothing was sent" in result
 
 
 async def test_media_for_the_current_caller_is_refused(rig: Rig) -> None:
-    result = await rig.call(content="x", media=["media/chart.png"])
+    await rig.media.save(b"\x89PNG chart", FileKind.PNG, "chart.png", SESSION)
+    result = await rig.call(content="x", media=["chart.png"])
     assert "media can only be sent through a channel" in result
     assert rig.reply.deltas == []
+
+
+async def test_a_chat_outside_allow_chat_ids_is_refused(workspace: Path) -> None:
+    rig = Rig(workspace, allow_chat_ids={"telegram": ["42"], "discord": ["7"]})
+    refused = await rig.call(content="hi", channel="telegram", chat_id="666")
+    assert refused.startswith("Error: message failed: chat '666' is not among the chats")
+    assert "nothing was sent" in refused
+    assert "delivered" in await rig.call(content="hi", channel="telegram", chat_id=42)
+    # A channel that is not enabled keeps its list too: nothing is queued for others.
+    assert "is not among" in await rig.call(content="hi", channel="discord", chat_id="8")
+    assert [e.chat_id for e in await rig.outbox.events()] == ["42"]
+
+
+async def test_one_turn_makes_at_most_max_sends(workspace: Path) -> None:
+    rig = Rig(workspace, max_sends=2)
+    results = [await rig.call(content=f"m{i}", channel="telegram", chat_id="1") for i in range(4)]
+    assert ["delivered" in r for r in results] == [True, True, False, False]
+    assert results[2] == (
+        "Error: message failed: this turn already made 2 sends, the most one turn may make; "
+        "nothing was sent"
+    )
+    assert len(rig.telegram.sent) == 2
+    # The next turn has its own allowance.
+    rig.context = ToolContext(SESSION, rig.reply)
+    assert "delivered" in await rig.call(content="next turn", channel="telegram", chat_id="1")

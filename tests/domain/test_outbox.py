@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.outbox import (
     DISCORD_TEXT_LIMIT,
     SLACK_TEXT_LIMIT,
@@ -162,14 +163,39 @@ def test_delivered_parked_and_retried() -> None:
         3,
         None,
     )
-    again = retried(done, now=9.0)
+    with pytest.raises(InvalidRequest, match="--force"):
+        retried(done, now=9.0)
+    again = retried(done, now=9.0, force=True)
     assert (again.status, again.attempts, again.progress, again.next_attempt_at) == (
         "pending",
-        0,
+        1,
         0,
         9.0,
     )
+    assert (again.delivered_at, again.retried_from) == (5.0, 1)
     assert parked(event).status == "queued"
+
+
+def test_a_retried_event_gets_a_fresh_budget_and_keeps_its_count() -> None:
+    """After an operator's retry the attempts made before still count on the event, and
+    the policy's budget starts afresh."""
+    policy = RetryPolicy(max_attempts=2)
+    event = OutboxEvent.pending(MESSAGE, now=0.0)
+    for _ in range(2):
+        event = failed_attempt(
+            claimed(event), "HTTP 500", retryable=True, now=1.0, policy=policy, random=lambda: 0.0
+        )
+    assert (event.status, event.attempts) == ("failed", 2)
+    event = retried(event, now=2.0)
+    assert (event.status, event.attempts, event.last_error) == (
+        "pending",
+        2,
+        "HTTP 500 (gave up after 2 attempts)",
+    )
+    event = failed_attempt(
+        claimed(event), "HTTP 500", retryable=True, now=3.0, policy=policy, random=lambda: 0.0
+    )
+    assert (event.status, event.attempts) == ("pending", 3)
 
 
 @given(st.integers(0, 5), st.sampled_from(["queued", "pending", "failed"]))

@@ -75,9 +75,7 @@ async def test_values_of_the_given_config_are_kept_as_they_are(tmp_path: Path) -
         assert (await h.chat("hi", headers={"Authorization": "Bearer sk-"})).status == 401
 
 
-LISTENING = re.compile(
-    r"nanobot: serving shout on (http://127\.0\.0\.1:(\d+))/v1 \(workspace (.+)\)"
-)
+LISTENING = re.compile(r"nanobot: listening on (http://127\.0\.0\.1:(\d+))/v1")
 
 
 @pytest.mark.slow
@@ -122,8 +120,9 @@ def test_serve_on_port_0_announces_its_port_and_keeps_its_own_workspace(tmp_path
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
     assert int(announced[2]) != 0
+    assert "nanobot: model shout" in "".join(seen)
     own = tmp_path / ".nanobot" / "apps" / "shout"
-    assert Path(announced[3]) == own
+    assert f"nanobot: storage: SQLite in {own} " in "".join(seen)
     assert (own / "sessions.sqlite3").is_file()
     assert not (tmp_path / ".nanobot" / "workspace").exists()
 

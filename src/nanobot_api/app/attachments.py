@@ -19,6 +19,7 @@ from nanobot_api.domain.attachments import (
 )
 from nanobot_api.domain.filetypes import FileKind, detect_kind
 from nanobot_api.domain.ports import DocumentReader, MediaStore
+from nanobot_api.domain.sessions import SessionKey
 
 
 @attrs.frozen
@@ -50,7 +51,7 @@ class AttachmentIntake:
         self._extraction = extraction or ExtractionLimits()
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         """Raises PayloadTooLarge (too many files, a file over the size limit, a zip
         bomb), UnsupportedMediaType (bytes of no supported kind) or InvalidRequest (an
@@ -62,12 +63,22 @@ class AttachmentIntake:
         documents: list[Document] = []
         for item, text in zip(checked, texts, strict=True):
             upload, kind = item.upload, item.kind
-            path = await self._media.save(upload.data, kind, upload.filename)
+            path = await self._media.save(upload.data, kind, upload.filename, session)
             if text is None:
                 images.append(Image(upload.data, kind.mime, path, upload.filename))
             else:
                 documents.append(Document(upload.label, text.text, path, text.truncated))
         return tuple(images), tuple(documents)
+
+    async def turn_ended(
+        self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool
+    ) -> None:
+        """A failed turn's files are removed from the media store; a kept turn's stay."""
+        paths = [image.path for image in images] + [document.path for document in documents]
+        if kept:
+            await self._media.release(paths)
+        else:
+            await self._media.discard(paths)
 
     def _check(self, upload: Upload) -> _Checked:
         check_file_size(len(upload.data), upload.label, self._limits)

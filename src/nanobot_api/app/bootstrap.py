@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from quart import Quart
@@ -18,10 +19,14 @@ from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.redaction import configured_redactor, redacted_logs
+from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
+from nanobot_api.domain.redaction import Redactor
 
 
 def upload_limits(config: Config) -> UploadLimits:
@@ -47,11 +52,12 @@ def build(
 ) -> Quart:
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
+    redactor = configured_redactor(config)
     model: OpenAICompatChatModel | None = None
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm)
+    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
     if with_llm:
         agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
@@ -63,7 +69,9 @@ def build(
         extraction = ExtractionLimits()
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(config.workspace),
+            FilesystemMediaStore.in_workspace(
+                config.workspace, max_bytes=config.api.max_media_mb * MIB
+            ),
             limits,
             extraction=extraction,
         )
@@ -73,6 +81,8 @@ def build(
         attachments=attachments,
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,
+        max_reply_chars=config.agents.defaults.max_reply_chars,
+        redactor=redactor,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,
@@ -83,10 +93,14 @@ def build(
         cors_origins=frozenset(config.api.cors_origins),
     )
     app = create_quart_app(service, settings)
+    _redact_logs_while_serving(app, redactor)
+    install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
+
+        add_opener(app, Opener("sessions", store_file.path, store_file.open))
 
         @app.before_serving
         async def _open_store() -> None:
@@ -113,7 +127,12 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         )
     defaults = config.agents.defaults
     model = OpenAICompatChatModel(
-        None, settings.api_base, settings.api_key, config.model, settings.extra_headers
+        None,
+        settings.api_base,
+        settings.api_key,
+        config.model,
+        settings.extra_headers,
+        redactor=configured_redactor(config),
     )
     agent = LlmAgent(
         model,
@@ -121,5 +140,19 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
+        max_reply_chars=defaults.max_reply_chars,
     )
     return agent, model
+
+
+def _redact_logs_while_serving(app: Quart, redactor: Redactor) -> None:
+    """Masks the configured secrets in every log line written while ``app`` serves."""
+    stack = ExitStack()
+
+    @app.before_serving
+    async def _start() -> None:
+        stack.enter_context(redacted_logs(redactor))
+
+    @app.after_serving
+    async def _stop() -> None:
+        stack.close()

@@ -16,13 +16,16 @@ import attrs
 from quart import Quart
 
 from nanobot_api.adapters.channels.plugins import BUILT_IN, ChannelFactory, plugin_factory
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
-from nanobot_api.app.message_tool import MessageTool
+from nanobot_api.app.lifecycle import Opener, add_opener
+from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.ports import OutboundChannel
+from nanobot_api.domain.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ class Outgoing:
         workspace: Path,
         *,
         plans: tuple[ChannelPlan, ...] | None = None,
+        secrets: Redactor | None = None,
+        max_sends_per_turn: int = DEFAULT_MAX_SENDS_PER_TURN,
         random_source: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
         poll_s: float = 2.0,
@@ -117,7 +122,9 @@ class Outgoing:
             policy=retry_policy(config),
             random_source=random_source,
             clock=clock,
-            secrets=channel_secrets(config),
+            # Every configured secret, not only the channels': a plugin's error could
+            # quote anything its settings or the process hold.
+            secrets=(secrets or Redactor()).secrets or channel_secrets(config),
             # A whole message (many parts and files) gets several request timeouts.
             attempt_timeout_s=config.outbox.timeout_s * 10,
         )
@@ -125,7 +132,13 @@ class Outgoing:
             self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s
         )
         known = {*BUILT_IN, *config.plugins}
-        self.tool = MessageTool(self.courier, workspace, known=known)
+        self.tool = MessageTool(
+            self.courier,
+            FilesystemMediaStore.in_workspace(workspace),
+            known=known,
+            allow_chat_ids=config.allow_chat_ids,
+            max_sends=max_sends_per_turn,
+        )
         self._enabled = tuple(plan.name for plan in self._plans)
         self._grace_s = grace_s
         self._session: aiohttp.ClientSession | None = None
@@ -166,14 +179,23 @@ class Outgoing:
 
     def install(self, app: Quart) -> None:
         """Starts with the app's serving and stops with it."""
+        add_opener(app, Opener("outbox", self.outbox.path, self.outbox.open))
         app.before_serving(self.start)
         app.after_serving(self.stop)
 
 
-def outgoing_for(config: Config, *, with_tool: bool) -> Outgoing | None:
+def outgoing_for(
+    config: Config, *, with_tool: bool, secrets: Redactor | None = None
+) -> Outgoing | None:
     """The outbound side ``config`` calls for: needed when the ``message`` tool is offered
     (``with_tool``: the LLM agent) or a channel is enabled (to drain what is pending)."""
     plans = channel_plans(config.channels)
     if not with_tool and not plans:
         return None
-    return Outgoing(config.channels, config.workspace, plans=plans)
+    return Outgoing(
+        config.channels,
+        config.workspace,
+        plans=plans,
+        secrets=secrets,
+        max_sends_per_turn=config.agents.defaults.max_sends_per_turn,
+    )

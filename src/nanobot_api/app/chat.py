@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import anyio
+import attrs
 
 from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.domain.attachments import Document, Image
-from nanobot_api.domain.conversation import Message, TurnRecord, Usage
-from nanobot_api.domain.errors import TurnTimedOut
-from nanobot_api.domain.ports import Agent, Attachments, PlainCompletion, Reply, SessionStore
+from nanobot_api.domain.conversation import (
+    MAX_HISTORY_BYTES,
+    Message,
+    TurnRecord,
+    Usage,
+    bounded_history,
+)
+from nanobot_api.domain.errors import NanobotError, TurnTimedOut
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    PlainCompletion,
+    Reply,
+    SessionStore,
+    SettlesUploads,
+)
+from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.turns import (
+    DEFAULT_MAX_REPLY_CHARS,
     EMPTY_REPLY_FALLBACK,
     ChatRequest,
     PreparedTurn,
+    ReplyBound,
     Turn,
     TurnResult,
     check_model,
@@ -20,7 +37,14 @@ from nanobot_api.domain.turns import (
 
 
 class ChatService:
-    """Runs turns of an agent against a session store; implements the ChatTurns port."""
+    """Runs turns of an agent against a session store; implements the ChatTurns port.
+
+    What leaves a turn is bounded and clean: the reply is cut at ``max_reply_chars``
+    (with a marker saying so; the turn still answers), every secret of ``redactor`` is
+    masked in the reply, in what history keeps and in the turn's error, and the history
+    an agent is given holds at most ``max_history_bytes`` (oldest whole turns go first),
+    so no session can grow too large for its model.
+    """
 
     def __init__(
         self,
@@ -30,12 +54,18 @@ class ChatService:
         *,
         timeout_s: float,
         max_history_messages: int | None = None,
+        max_history_bytes: int | None = MAX_HISTORY_BYTES,
+        max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
+        redactor: Redactor | None = None,
     ) -> None:
         self._agent = agent
         self._store = store
         self._attachments = attachments
         self._timeout_s = timeout_s
         self._max_history_messages = max_history_messages
+        self._max_history_bytes = max_history_bytes
+        self._bound = ReplyBound(max_reply_chars)
+        self._redactor = redactor or Redactor()
         self._locks = SessionLocks()
 
     @property
@@ -44,7 +74,7 @@ class ChatService:
 
     async def prepare(self, request: ChatRequest) -> PreparedTurn:
         check_model(request.model, self.model)
-        images, documents = await self._attachments.accept(request.uploads)
+        images, documents = await self._attachments.accept(request.uploads, request.session)
         return PreparedTurn(
             request.session,
             request.text,
@@ -57,7 +87,20 @@ class ChatService:
         )
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
-        recorder = _TurnRecorder(reply)
+        kept = False
+        try:
+            result = await self._run(turn, reply)
+            kept = True
+        finally:
+            if (turn.images or turn.documents) and isinstance(self._attachments, SettlesUploads):
+                # A failed or cancelled turn leaves no upload behind; shielded, so a
+                # cancellation still removes them.
+                with anyio.CancelScope(shield=True):
+                    await self._attachments.turn_ended(turn.images, turn.documents, kept=kept)
+        return result
+
+    async def _run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
+        recorder = _TurnRecorder(reply, self._bound, self._redactor)
         try:
             # The budget covers the wait for the session too: a client sees one deadline.
             with anyio.fail_after(self._timeout_s):
@@ -68,6 +111,14 @@ class ChatService:
                         await self._run_turn(turn, recorder)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
+        except NanobotError as exc:
+            # An upstream's error text may quote a credential back: the client, the
+            # stream's error event and the log all take their words from here.
+            if self._redactor:
+                exc.message = self._redactor(exc.message)
+                exc.args = (exc.message,)
+            raise
+        await recorder.finish()
         return TurnResult(recorder.text, recorder.usage)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
@@ -76,7 +127,10 @@ class ChatService:
         history = await self._store.history(turn.session, self._max_history_messages)
         if redo and history:
             history = history[:-1]
+        if self._max_history_bytes is not None:
+            history = bounded_history(history, max_bytes=self._max_history_bytes)
         await self._agent.respond(Turn.from_prepared(turn, history), recorder)
+        await recorder.finish()
         if not recorder.text:
             await recorder.send_fallback()
         # Once the answer is complete it is kept, even if the deadline
@@ -123,11 +177,17 @@ def attachment_note(images: tuple[Image, ...], documents: tuple[Document, ...]) 
 
 
 class _TurnRecorder:
-    """Passes an agent's reply through while keeping what the turn will commit."""
+    """Passes an agent's reply through while keeping what the turn will commit; the
+    reply is cut at its bound and masked of secrets on the way."""
 
-    def __init__(self, outer: Reply) -> None:
+    def __init__(self, outer: Reply, bound: ReplyBound, redactor: Redactor) -> None:
         self._outer = outer
+        self._bound = bound
+        self._redactor = redactor
+        self._masking = redactor.stream()
         self._parts: list[str] = []
+        self._length = 0
+        self._cut = False
         self._messages: list[Message] = []
         self._fallback = False
         self.usage = Usage()
@@ -137,9 +197,23 @@ class _TurnRecorder:
         return "".join(self._parts)
 
     async def send(self, delta: str) -> None:
-        if delta:
-            self._parts.append(delta)
-            await self._outer.send(delta)
+        if not delta or self._cut:
+            return
+        room = self._bound.max_chars - self._length
+        if len(delta) > room:
+            delta = delta[:room] + self._bound.marker
+            self._cut = True
+        await self._write(self._masking.feed(delta))
+
+    async def _write(self, text: str) -> None:
+        if text:
+            self._parts.append(text)
+            self._length += len(text)
+            await self._outer.send(text)
+
+    async def finish(self) -> None:
+        """Lets go of the text held back while it could have been part of a secret."""
+        await self._write(self._masking.flush())
 
     def add_usage(self, usage: Usage) -> None:
         self.usage += usage
@@ -147,17 +221,20 @@ class _TurnRecorder:
 
     def remember(self, message: Message) -> None:
         self._messages.append(message)
+        # A stream that shows tool progress reads it from here (SilentReply ignores it).
+        self._outer.remember(message)
 
     async def send_fallback(self) -> None:
         """The reply of a turn that produced no text, as the client will see it."""
         self._fallback = True
         await self.send(EMPTY_REPLY_FALLBACK)
+        await self.finish()
 
     def record(self, user: Message) -> TurnRecord:
         """The turn for history: what the agent remembered, or else its whole reply."""
         if not self._messages:
             return TurnRecord((user, Message.assistant(self.text)))
-        messages = list(self._messages)
+        messages = [self._kept(message) for message in self._messages]
         if self._fallback:
             # History shows the answer the client saw, not the agent's empty one.
             last = messages[-1]
@@ -165,3 +242,10 @@ class _TurnRecorder:
                 messages.pop()
             messages.append(Message.assistant(EMPTY_REPLY_FALLBACK))
         return TurnRecord((user, *messages))
+
+    def _kept(self, message: Message) -> Message:
+        """A message as history keeps it: bounded like the reply, and masked."""
+        content = message.content
+        if content is None or (not self._redactor and len(content) <= self._bound.max_chars):
+            return message
+        return attrs.evolve(message, content=self._redactor(self._bound.cut(content)))

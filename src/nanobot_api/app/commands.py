@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
+import attrs
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
@@ -37,6 +38,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
                 command.host, command.port, command.timeout, command.workspace, api_key
             )
             config = load_config(command.config, environ, flags)
+            if command.log_format is not None:
+                config = attrs.evolve(
+                    config, api=attrs.evolve(config.api, log_format=command.log_format)
+                )
             return run_server(config, verbose=command.verbose)
         case SessionsCommand():
             flags = ConfigOverrides(workspace=command.workspace)

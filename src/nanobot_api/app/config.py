@@ -40,6 +40,16 @@ _URL = "an http(s) URL"
 
 
 @attrs.frozen
+class ApiKeyConfig:
+    """One named API key: a tenant with its own sessions and its own limits (0: none)."""
+
+    name: str = checked(attrs.NOTHING, bool, "a name")
+    key: str = checked(attrs.NOTHING, bool, "a key")
+    rpm: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+    max_concurrent: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+
+
+@attrs.frozen
 class ApiConfig:
     """The HTTP API: where it listens and the limits it enforces."""
 
@@ -56,6 +66,22 @@ class ApiConfig:
         "reject", lambda v: v in ("reject", "latest"), '"reject" or "latest"', base=str
     )
     cors_origins: tuple[str, ...] = ()
+    # ---- operations (operations.md): logs, keys and limits, retries, restarts
+    log_format: Literal["text", "json"] = checked(
+        "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str
+    )
+    keys: tuple[ApiKeyConfig, ...] = ()
+    max_concurrent_turns: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
+    auth_failures_per_min: int = checked(10, lambda v: v >= 1, "an integer >= 1")
+    trusted_proxies: tuple[str, ...] = ()
+    idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
+    shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
+    max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+
+    @property
+    def keyed(self) -> bool:
+        """Whether requests need a key (``apiKey`` or any of ``keys``)."""
+        return bool(self.api_key or self.keys)
 
 
 @attrs.frozen
@@ -69,6 +95,8 @@ class AgentDefaults:
     system_prompt: str | None = None
     max_tool_iterations: int = checked(8, lambda v: v >= 1, "an integer >= 1")
     max_history_messages: int = checked(200, lambda v: v >= 2, "an integer >= 2")
+    max_reply_chars: int = checked(100_000, lambda v: v >= 1, "a positive integer")
+    max_sends_per_turn: int = checked(5, lambda v: v >= 0, "an integer >= 0")
 
 
 @attrs.frozen
@@ -92,6 +120,7 @@ class TokenChannelConfig:
     enabled: bool = False
     token: str = ""
     api_base: str = ""
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -114,6 +143,7 @@ class WebhookConfig:
     enabled: bool = False
     url: str = ""
     secret: str = ""
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -123,6 +153,7 @@ class PluginChannelConfig:
 
     enabled: bool = False
     settings: dict[str, str] = attrs.field(factory=dict)
+    allow_chat_ids: tuple[str, ...] = ()
 
 
 _POSITIVE = "a number > 0"
@@ -154,6 +185,15 @@ class ChannelsConfig:
     def token_channels(self) -> tuple[tuple[str, TokenChannelConfig], ...]:
         """The built-in platforms reached with a bot token, by name."""
         return (("telegram", self.telegram), ("discord", self.discord), ("slack", self.slack))
+
+    @property
+    def allow_chat_ids(self) -> dict[str, tuple[str, ...]]:
+        """Each channel's ``allowChatIds`` (the only chats the ``message`` tool may send
+        to), for the channels that list any."""
+        lists = {name: section.allow_chat_ids for name, section in self.token_channels}
+        lists["webhook"] = self.webhook.allow_chat_ids
+        lists.update({name: plugin.allow_chat_ids for name, plugin in self.plugins.items()})
+        return {name: ids for name, ids in lists.items() if ids}
 
 
 def _default_workspace() -> Path:
@@ -244,8 +284,9 @@ def _check_whole(config: Config) -> None:
     webhook = config.channels.webhook
     if webhook.enabled and not _is_url(webhook.url):
         raise config_error("channels.webhook.url", f"expected {_URL} when the webhook is enabled")
+    _check_keys(config.api)
     host = config.api.host
-    if not config.api.api_key and not _is_loopback(host):
+    if not config.api.keyed and not _is_loopback(host):
         raise config_error(
             "api.host",
             f"binding {host} needs api.apiKey (a non-loopback address is reachable by others)",
@@ -273,6 +314,28 @@ def _check_provider(config: Config) -> None:
             "agents.defaults.model",
             f"expected the model to ask providers.{name} for (a provider is configured)",
         )
+
+
+def _check_keys(api: ApiConfig) -> None:
+    names: set[str] = set()
+    keys = {api.api_key} if api.api_key else set()
+    for index, entry in enumerate(api.keys):
+        if entry.name in names:
+            raise config_error(
+                f"api.keys[{index}].name", f"expected a unique name, got {show(entry.name)}"
+            )
+        if entry.key in keys:
+            raise config_error(f"api.keys[{index}].key", "expected a key no other entry uses")
+        names.add(entry.name)
+        keys.add(entry.key)
+    for index, proxy in enumerate(api.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise config_error(
+                f"api.trustedProxies[{index}]",
+                f"expected an IP address or network, got {show(proxy)}",
+            ) from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -96,27 +96,30 @@ def serve(
     """Serves ``agent`` under Hypercorn on ``host:port`` until SIGINT or SIGTERM.
 
     ``host`` and ``port`` default to the configuration's (``127.0.0.1:8900``); the rest
-    is as in :func:`create_app`. ``port=0`` binds a free port; the line printed at start
-    (``nanobot: serving MODEL on http://HOST:PORT/v1 ...``) names the port bound. A
-    non-loopback ``host`` needs ``api_key``. Blocks; returns once the server has shut
-    down gracefully.
+    is as in :func:`create_app`. ``port=0`` binds a free port, which the
+    "listening on" line printed at start names. A non-loopback ``host`` needs
+    ``api_key``. Blocks;
+    returns once the server has shut down gracefully. A configuration or start-up
+    problem (a bad value, a port in use, a workspace it cannot write, a corrupt
+    sessions file) is printed as one line on stderr and raises ``SystemExit(2)``.
     """
-    from nanobot_api.app.serving import api_url, bind, log_to_stderr, serve_until_stopped
+    from nanobot_api.app.serving import log_to_stderr, serve_until_stopped, startup_lines
+    from nanobot_api.domain.errors import NanobotError
 
     if host is not None:
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
     resolved = as_agent(agent)
-    app, checked = build_app(resolved, config, overrides)
-    log_to_stderr()  # like `nanobot serve`
-    api, sock = bind(checked.api)
-    print(
-        f"nanobot: serving {resolved.model} on {api_url(api)} (workspace {checked.workspace})",
-        file=sys.stderr,
-    )
-    sys.stderr.flush()
-    serve_until_stopped(app, api, sock)
+    try:
+        app, checked = build_app(resolved, config, overrides)
+        log_to_stderr(log_format=checked.api.log_format)  # like `nanobot serve`
+        lines = startup_lines(checked, resolved.model, custom_agent=True)
+        serve_until_stopped(app, checked, lines)
+    except NanobotError as exc:
+        # As `nanobot serve` does: one line, exit status 2, no traceback.
+        print(f"nanobot: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def app_workspace(model: str, home: Path | None = None) -> Path:

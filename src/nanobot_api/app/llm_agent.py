@@ -44,6 +44,8 @@ class LlmAgent:
         tools: Sequence[Tool] = (),
         system_prompt: str | None = None,
         max_tool_iterations: int = 8,
+        *,
+        max_reply_chars: int | None = None,
     ) -> None:
         if max_tool_iterations < 0:
             raise ValueError("max_tool_iterations must be 0 or more")
@@ -53,6 +55,7 @@ class LlmAgent:
         # One message for the agent's life, so the wire encodes it once like history.
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
+        self._max_reply_chars = max_reply_chars
 
     @property
     def model(self) -> str:
@@ -78,7 +81,12 @@ class LlmAgent:
                 await reply.send(text)
 
             request = ModelRequest(
-                tuple(messages), specs, turn.stream, history=turn.history, system=self._system
+                tuple(messages),
+                specs,
+                turn.stream,
+                history=turn.history,
+                system=self._system,
+                max_reply_chars=self._max_reply_chars,
             )
             response = await self._model.complete(request, on_delta)
             reply.add_usage(response.usage)
@@ -105,5 +113,6 @@ class LlmAgent:
     async def complete(self, messages: Sequence[Message], reply: Reply) -> None:
         """One plain model call on exactly ``messages``: no system prompt, no history, no
         tools (for a front end's auxiliary requests: titles, tags, follow-ups)."""
-        response = await self._model.complete(ModelRequest(tuple(messages)), reply.send)
+        request = ModelRequest(tuple(messages), max_reply_chars=self._max_reply_chars)
+        response = await self._model.complete(request, reply.send)
         reply.add_usage(response.usage)

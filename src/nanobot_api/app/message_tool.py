@@ -11,13 +11,19 @@ Slack or a webhook unless the model calls this tool with an explicit ``channel``
 - no channel: the text belongs to the current API caller and is streamed into the reply.
 
 Every outcome is told to the model in plain words as the tool's result.
+
+A model can be talked into misusing the tool (a prompt-injected message or document),
+so its reach is bounded: ``media`` names only files uploaded in the same session (never
+the workspace's databases, configs or other sessions' uploads); a channel may list the
+only chat ids it sends to (``allowChatIds``); and one turn makes at most
+``max_sends`` sends. Every refusal is the tool's result, never a failed turn.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Callable, Collection
-from pathlib import Path
+from collections.abc import Callable, Collection, Mapping
 
 import anyio.to_thread
 
@@ -26,17 +32,21 @@ from nanobot_api.domain.attachments import MIB, size_label
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.models import JsonObject, JsonValue, ToolContext, ToolSpec
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, claimed
-from nanobot_api.domain.sessions import API_CHANNEL
+from nanobot_api.domain.ports import SessionUploads
+from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 
 # The largest file the platforms take from a bot (Telegram's 50 MB upload limit).
 DEFAULT_MAX_MEDIA_BYTES = 50 * MIB
+DEFAULT_MAX_SENDS_PER_TURN = 5
+_SENDS = "message.sends"
 
 DESCRIPTION = (
     "Send a message to a chat on another channel: for proactive or cross-channel sends "
     "only (notify someone on Telegram, post to a Discord or Slack channel, call the "
     "webhook). Do NOT use it to answer the current user: your normal reply already "
     "reaches them. With `channel`, `chat_id` is required. Without `channel`, the text is "
-    "added to the current reply. `media` lists files inside the workspace to attach."
+    "added to the current reply. `media` lists files the user uploaded in this "
+    "conversation, by their file names, to attach."
 )
 
 
@@ -50,20 +60,29 @@ class MessageTool:
 
     ``known`` names every channel this server knows of (enabled or not), so a result can
     tell "not enabled" from "no such channel"; the enabled ones are the courier's.
+    ``uploads`` finds the files a session uploaded; ``allow_chat_ids`` lists, for a
+    channel, the only chat ids it may send to (a channel not listed sends anywhere);
+    ``max_sends`` bounds the sends of one turn.
     """
 
     def __init__(
         self,
         courier: Courier,
-        workspace: Path,
+        uploads: SessionUploads,
         *,
         known: Collection[str] = (),
+        allow_chat_ids: Mapping[str, Collection[str]] | None = None,
+        max_sends: int = DEFAULT_MAX_SENDS_PER_TURN,
         max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
         new_id: Callable[[], str] = new_event_id,
     ) -> None:
         self._courier = courier
-        self._workspace = workspace
+        self._uploads = uploads
         self._known = frozenset(known)
+        self._allowed = {
+            channel: frozenset(ids) for channel, ids in (allow_chat_ids or {}).items() if ids
+        }
+        self._max_sends = max_sends
         self._max_media_bytes = max_media_bytes
         self._new_id = new_id
 
@@ -88,7 +107,8 @@ class MessageTool:
                     "media": {
                         "type": "array",
                         "items": {"type": "string"},
-                        "description": "Paths of files in the workspace to attach.",
+                        "description": "Files the user uploaded in this conversation, "
+                        "by file name.",
                     },
                 },
                 "required": ["content"],
@@ -101,15 +121,29 @@ class MessageTool:
         channel = _text(arguments.get("channel")).strip().lower()
         raw_chat = arguments.get("chat_id")
         chat_id = "" if raw_chat is None else str(raw_chat).strip()
-        media = await self._media(arguments.get("media"))
+        sent = context.tally.get(_SENDS, 0)
+        if sent >= self._max_sends:
+            raise InvalidRequest(
+                f"this turn already made {sent} sends, the most one turn may make; nothing was sent"
+            )
+        media = await self._media(arguments.get("media"), context.session)
         if not content.strip() and not media:
             raise InvalidRequest("content is empty; there is nothing to send")
         if not channel or (channel == API_CHANNEL and chat_id in ("", context.session.session_id)):
-            return await self._to_caller(content, media, context)
+            result = await self._to_caller(content, media, context)
+            context.tally[_SENDS] = sent + 1
+            return result
         if channel == API_CHANNEL:
             raise InvalidRequest("the api channel can only reach the current caller")
         if not chat_id:
             raise InvalidRequest(f"chat_id is required when channel is given ({channel!r})")
+        allowed = self._allowed.get(channel)
+        if allowed is not None and chat_id not in allowed:
+            raise InvalidRequest(
+                f"chat {chat_id!r} is not among the chats {channel} may send to "
+                "(allowChatIds); nothing was sent"
+            )
+        context.tally[_SENDS] = sent + 1
         message = OutboundMessage(self._new_id(), channel, chat_id, content, media)
         if channel not in self._courier.channels:
             return await self._queue(message)
@@ -165,35 +199,24 @@ class MessageTool:
             f"It is kept in the outbox as event {after.id}, marked failed."
         )
 
-    async def _media(self, value: JsonValue) -> tuple[str, ...]:
+    async def _media(self, value: JsonValue, session: SessionKey) -> tuple[str, ...]:
         if not isinstance(value, list):
             return ()
-        return tuple([await self._checked_path(str(item)) for item in value])
+        return tuple([await self._upload(str(item), session) for item in value])
 
-    async def _checked_path(self, given: str) -> str:
-        """The file's real path, if it is a regular file inside the workspace (after
-        following every symlink) and not too large; else InvalidRequest naming it."""
-        workspace, real, size = await anyio.to_thread.run_sync(_resolve, self._workspace, given)
-        if real is None or not real.is_relative_to(workspace):
+    async def _upload(self, given: str, session: SessionKey) -> str:
+        """The path of a file this session uploaded that ``given`` names, if not too
+        large; else InvalidRequest naming it. Nothing but uploads is ever looked at."""
+        path = await self._uploads.find(session, given)
+        if path is None:
             raise InvalidRequest(
-                f"media path {given!r} is not a file inside the workspace; nothing was sent"
+                f"media {given!r} is not a file uploaded in this conversation; nothing was sent"
             )
+        size = await anyio.to_thread.run_sync(os.path.getsize, path)
         if size > self._max_media_bytes:
             shown = size_label(self._max_media_bytes)
             raise InvalidRequest(f"media file {given!r} is over {shown}; nothing was sent")
-        return str(real)
-
-
-def _resolve(workspace: Path, given: str) -> tuple[Path, Path | None, int]:
-    root = workspace.resolve()
-    try:
-        # A relative path is taken from the workspace; resolve() follows every symlink.
-        real = (root / given).resolve(strict=True)
-        if not real.is_file():
-            return root, None, 0
-        return root, real, real.stat().st_size
-    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte
-        return root, None, 0
+        return path
 
 
 def _text(value: JsonValue) -> str:

@@ -1,4 +1,4 @@
-"""``nanobot outbox list [--status S] | retry ID | drop ID``: look at and steer the outbox.
+"""``nanobot outbox list [--status S] | retry [--force] ID | drop ID``: steer the outbox.
 
 Each command takes the outbox, a text stream and the clock's reading, and returns the
 process exit code (0). An unknown id raises NotFound, which the console entry point
@@ -21,6 +21,7 @@ from nanobot_api.app.outbox import describe
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus, shorten
 from nanobot_api.domain.ports import OutboxAdmin
+from nanobot_api.domain.text import printable
 
 EXIT_OK = 0
 _PREVIEW_CHARS = 60
@@ -39,9 +40,12 @@ async def list_events(
     return EXIT_OK
 
 
-async def retry_event(admin: OutboxAdmin, event_id: str, out: TextIO, now: float) -> int:
-    """Makes the event pending and due now, its attempts afresh."""
-    event = await admin.retry(event_id, now)
+async def retry_event(
+    admin: OutboxAdmin, event_id: str, out: TextIO, now: float, *, force: bool = False
+) -> int:
+    """Makes the event pending and due now with a fresh budget of attempts (those made so
+    far stay counted); a delivered event only with ``force``."""
+    event = await admin.retry(event_id, now, force=force)
     out.write(
         f"Event {event.id} to {event.address} is pending again; a running server with "
         f"{event.channel} enabled delivers it within seconds.\n"
@@ -64,11 +68,11 @@ def format_event(event: OutboxEvent, now: float) -> str:
         f" +{len(event.media)} file{'s' if len(event.media) != 1 else ''}" if event.media else ""
     )
     line = (
-        f"{event.id}  {describe(event, now)}  {event.address}  "
+        f"{printable(event.id)}  {describe(event, now)}  {printable(event.address)}  "
         f"attempts={event.attempts}  {created:%Y-%m-%d %H:%M:%SZ}  {text!r}{media}"
     )
     if event.last_error and event.status != "delivered":
-        line += f"  last error: {event.last_error}"
+        line += f"  last error: {printable(event.last_error)}"
     return line
 
 
@@ -84,7 +88,9 @@ async def _run(command: OutboxCommand, path: Path, out: TextIO) -> int:
             case "list":
                 return await list_events(outbox, command.status, out, now)
             case "retry":
-                return await retry_event(outbox, command.event_id or "", out, now)
+                return await retry_event(
+                    outbox, command.event_id or "", out, now, force=command.force
+                )
             case "drop":
                 return await drop_event(outbox, command.event_id or "", out)
 

@@ -1,4 +1,10 @@
-"""`nanobot serve`: build the server from configuration and run it until stopped."""
+"""`nanobot serve` and the library's ``serve()``: start-up checks, then serve until stopped.
+
+Start-up runs in an order where each failure is one line (StartupFailed) rather than a
+traceback: the workspace is made and proven writable, the socket is bound (a busy port
+fails here), the stores are opened (a corrupt file fails here), and only then does the
+server start and say "listening".
+"""
 
 from __future__ import annotations
 
@@ -12,88 +18,111 @@ from functools import partial
 from typing import TextIO
 
 import anyio
-import attrs
 from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
-from nanobot_api.app.bootstrap import build
+from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
+from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
+from nanobot_api.app.bootstrap import build, session_store_path
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.echo import ECHO_MODEL
+from nanobot_api.app.lifecycle import openers
+
+log = logging.getLogger(__name__)
 
 
-def announce(config: Config, out: TextIO) -> None:
-    """Says what is served where (the bound port, also when 0 was asked for); the offline
-    echo agent is announced loudly."""
-    api = config.api
-    if config.provider is None:
-        print(
-            f"nanobot: NO MODEL PROVIDER CONFIGURED - serving the offline echo agent "
-            f"(model {ECHO_MODEL}). Add providers.<name> to the config to use a model.",
-            file=out,
-        )
-    print(f"nanobot: listening on {api_url(api)} (workspace {config.workspace})", file=out)
-    print(f"nanobot: chat in the browser at {page_url(api)}", file=out)
-    out.flush()
-
-
-def api_url(api: ApiConfig) -> str:
-    return f"{page_url(api)}v1"
-
-
-def page_url(api: ApiConfig) -> str:
-    host = f"[{api.host}]" if ":" in api.host else api.host
-    return f"http://{host}:{api.port}/"
-
-
-def bind(api: ApiConfig) -> tuple[ApiConfig, socket.socket | None]:
-    """For port 0, a socket bound to a free port and ``api`` with that port; else no socket
-    (Hypercorn binds the configured port itself)."""
-    if api.port != 0:
-        return api, None
-    family = socket.AF_INET6 if ":" in api.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((api.host.strip("[]"), 0))
-        # Listening now, so a client told the port is queued rather than refused
-        # while the server is still starting.
-        sock.listen(socket.SOMAXCONN)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return attrs.evolve(api, port=sock.getsockname()[1]), sock
-
-
-def log_to_stderr(*, verbose: bool = False) -> None:
-    """Timestamped log lines, unless the program has set up logging already (then
-    basicConfig does nothing)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def startup_lines(config: Config, model: str, *, custom_agent: bool = False) -> list[str]:
+    """What is served with what: the model and its provider's URL (never its key), the
+    storage, the workers. The echo agent is announced loudly."""
+    provider = config.provider
+    if custom_agent:
+        lines = [f"model {model} (the agent given to serve())"]
+    elif provider is None:
+        lines = [
+            f"NO MODEL PROVIDER CONFIGURED - serving the offline echo agent (model "
+            f"{ECHO_MODEL}). Add providers.<name> to the config to use a model."
+        ]
+    else:
+        name, settings = provider
+        lines = [f"model {model} at {settings.api_base} (provider {name})"]
+    lines.append(
+        f"storage: SQLite in {config.workspace} ({session_store_path(config).name}); 1 worker"
     )
+    return lines
+
+
+def api_url(api: ApiConfig, port: int | None = None) -> str:
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    return f"http://{host}:{api.port if port is None else port}/v1"
+
+
+def log_to_stderr(*, verbose: bool = False, log_format: LogFormat = "text") -> None:
+    """Log lines on stderr, unless the program has set up logging already."""
+    configure_logging(log_format, verbose=verbose)
 
 
 def run_server(config: Config, *, verbose: bool = False) -> int:
-    """Serves until SIGINT or SIGTERM; returns the exit code."""
-    log_to_stderr(verbose=verbose)
+    """Serves until SIGINT or SIGTERM; returns the exit code. Raises StartupFailed (or
+    ConfigError) when the server cannot start."""
+    log_to_stderr(verbose=verbose, log_format=config.api.log_format)
     app = build(config)
-    api, sock = bind(config.api)
-    announce(attrs.evolve(config, api=api), sys.stderr)
-    serve_until_stopped(app, api, sock)
+    serve_until_stopped(app, config, startup_lines(config, app_model(config)))
     return 0
 
 
-def serve_until_stopped(app: Quart, api: ApiConfig, sock: socket.socket | None = None) -> None:
-    """Serves ``app`` on ``sock`` if given, else on ``api.host:api.port``, until SIGINT or
-    SIGTERM."""
-    serving = (
-        partial(serve_app, app, sock=sock)
-        if sock is not None
-        else partial(serve_app, app, host=api.host, port=api.port)
-    )
-    with _collecting_less_often():
-        anyio.run(serving, backend="asyncio")
+def app_model(config: Config) -> str:
+    return ECHO_MODEL if config.provider is None else config.model
+
+
+def serve_until_stopped(
+    app: Quart, config: Config, lines: list[str], out: TextIO | None = None
+) -> None:
+    """Checks the workspace, binds ``api.host:api.port``, opens the stores, prints
+    ``lines`` and "listening on <url>", and serves ``app`` until SIGINT or SIGTERM.
+
+    Raises StartupFailed, with nothing served, for a workspace that cannot be written, a
+    port that cannot be bound or a store that cannot be opened.
+    """
+    stream = out or sys.stderr
+    check_workspace(config.workspace)
+    sock = bind_socket(config.api.host, config.api.port)
+    try:
+        with _collecting_less_often():
+            anyio.run(partial(_serve, app, config, lines, sock, stream), backend="asyncio")
+    finally:
+        sock.close()  # a no-op once Hypercorn has taken it over
+
+
+async def _serve(
+    app: Quart, config: Config, lines: list[str], sock: socket.socket, out: TextIO
+) -> None:
+    for opener in openers(app):
+        try:
+            await opener.open()
+        except Exception as exc:
+            failure = explain_open_failure(exc, opener.what, opener.path)
+            if failure is None:
+                raise
+            raise failure from None
+    port = int(sock.getsockname()[1])
+    listening = [*lines, f"listening on {api_url(config.api, port)}"]
+
+    @app.before_serving
+    async def _announce() -> None:
+        # Registered last, so said once every other start-up step has succeeded.
+        say(listening, out, config.api.log_format)
+
+    await serve_app(app, sock=sock)
+
+
+def say(lines: list[str], out: TextIO, log_format: LogFormat) -> None:
+    """Start-up lines: ``nanobot: ...`` for a person, log records in the JSON format."""
+    for line in lines:
+        if log_format == "json":
+            log.info("%s", line)
+        else:
+            print(f"nanobot: {line}", file=out)
+    out.flush()
 
 
 @contextmanager

@@ -12,10 +12,14 @@ from typing import TextIO
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.ports import SessionStore
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.text import printable
 
 EXIT_OK = 0
 EXIT_EMPTY = 1
 _PREVIEW_CHARS = 2000
+# A message's own line breaks and tabs lay it out; every other control character (an
+# escape sequence, a carriage return that would overwrite the line) is shown escaped.
+_LAYOUT = "\n\t"
 
 
 async def list_sessions(store: SessionStore, out: TextIO) -> int:
@@ -24,9 +28,10 @@ async def list_sessions(store: SessionStore, out: TextIO) -> int:
     if not sessions:
         out.write("No sessions.\n")
         return EXIT_OK
-    width = max(len(str(key)) for key in sessions)
-    for key, turns in sorted(sessions.items(), key=lambda item: str(item[0])):
-        out.write(f"{key!s:<{width}}  {turns} turn{'s' if turns != 1 else ''}\n")
+    shown = {printable(str(key)): turns for key, turns in sessions.items()}
+    width = max(len(key) for key in shown)
+    for key, turns in sorted(shown.items()):
+        out.write(f"{key:<{width}}  {turns} turn{'s' if turns != 1 else ''}\n")
     return EXIT_OK
 
 
@@ -34,7 +39,7 @@ async def show_session(store: SessionStore, key: SessionKey, out: TextIO) -> int
     """Every turn of the session, message by message; exit 1 if it holds none."""
     history = await store.history(key)
     if not history:
-        out.write(f"Session {key} has no turns.\n")
+        out.write(f"Session {printable(str(key))} has no turns.\n")
         return EXIT_EMPTY
     for number, record in enumerate(history, start=1):
         out.write(f"--- turn {number} ---\n")
@@ -46,30 +51,34 @@ async def show_session(store: SessionStore, key: SessionKey, out: TextIO) -> int
 async def clear_session(store: SessionStore, key: SessionKey, out: TextIO) -> int:
     """Forgets the session's history; says how many turns went."""
     removed = await store.clear(key)
-    out.write(f"Cleared {removed} turn{'s' if removed != 1 else ''} from {key}.\n")
+    out.write(f"Cleared {removed} turn{'s' if removed != 1 else ''} from {printable(str(key))}.\n")
     return EXIT_OK
 
 
 def format_message(message: Message) -> str:
     """One message as a line or a few: who said it, then what (long texts cut)."""
     if message.role == "tool":
-        return f"tool [{message.tool_call_id}]: {_preview(message.content)}"
+        return f"tool [{printable(message.tool_call_id or '')}]: {_preview(message.content)}"
     lines = []
     if message.content or not message.tool_calls:
         lines.append(f"{message.role}: {_preview(message.content)}")
     lines += [
-        f"{message.role} -> {call.name}({_preview(call.arguments)}) [{call.id}]"
+        f"{message.role} -> {printable(call.name)}({_preview(call.arguments)}) "
+        f"[{printable(call.id)}]"
         for call in message.tool_calls
     ]
     return "\n".join(lines)
 
 
 def _preview(text: str | None) -> str:
+    """A message's text on the terminal: cut when long, its control characters (escape
+    sequences, carriage returns) shown as escapes, never acted on by the terminal."""
     if text is None:
         return ""
     if len(text) <= _PREVIEW_CHARS:
-        return text
-    return f"{text[:_PREVIEW_CHARS]}... [{len(text) - _PREVIEW_CHARS} more chars]"
+        return printable(text, keep=_LAYOUT)
+    cut = printable(text[:_PREVIEW_CHARS], keep=_LAYOUT)
+    return f"{cut}... [{len(text) - _PREVIEW_CHARS} more chars]"
 
 
 def without_sessions(action: str, key: SessionKey | None, out: TextIO) -> int:

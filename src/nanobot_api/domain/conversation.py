@@ -72,16 +72,48 @@ class Usage:
         )
 
 
-def bounded_history(history: History, max_messages: int) -> History:
-    """The most recent whole turns that together hold at most ``max_messages`` messages.
+# What history may send upstream, whatever its count of messages: one huge turn must
+# not make every later request of its session too large for the provider.
+MAX_HISTORY_BYTES = 2 * 1024 * 1024
 
-    Cutting only between turns keeps every tool call beside its result.
+
+def turn_size(record: TurnRecord) -> int:
+    """About how many bytes a turn adds to a model request: its texts and tool
+    arguments in UTF-8 (the JSON around them is left out)."""
+    size = 0
+    for message in record.messages:
+        if message.content:
+            size += _utf8_size(message.content)
+        for call in message.tool_calls:
+            size += _utf8_size(call.arguments) + len(call.name)
+    return size
+
+
+def _utf8_size(text: str) -> int:
+    # isascii() is a flag CPython keeps on every str: most texts are never encoded here.
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def bounded_history(
+    history: History, max_messages: int | None = None, max_bytes: int | None = None
+) -> History:
+    """The most recent whole turns that together hold at most ``max_messages`` messages
+    and about ``max_bytes`` bytes (see :func:`turn_size`); the oldest go first.
+
+    Cutting only between turns keeps every tool call beside its result. The turns kept
+    are the same objects, a slice of ``history``.
     """
-    kept: list[TurnRecord] = []
     count = 0
-    for record in reversed(history):
+    size = 0
+    start = len(history)
+    while start > 0:
+        record = history[start - 1]
         count += len(record.messages)
-        if count > max_messages:
+        if max_messages is not None and count > max_messages:
             break
-        kept.append(record)
-    return tuple(reversed(kept))
+        if max_bytes is not None:
+            size += turn_size(record)
+            if size > max_bytes:
+                break
+        start -= 1
+    return history[start:]

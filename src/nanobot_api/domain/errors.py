@@ -3,14 +3,21 @@
     NanobotError
     ├── InvalidRequest          the request itself is wrong (a field, a model, a session id)
     │   └── NotFound            no such route or resource
+    ├── ConversationConflict    a turn continues a conversation from a turn not its latest
     ├── MethodNotAllowed        the route exists, the method does not
     ├── AuthenticationFailed    missing or wrong API key
     ├── PayloadTooLarge         a body, a file, or the number of files is over its limit
     ├── UnsupportedMediaType    a file whose bytes are of no supported kind
     ├── TurnTimedOut            the turn ran past its time budget
+    ├── IdempotencyKeyReused    an Idempotency-Key sent again with another body
+    ├── RetryLater              not now; come back after ``retry_after_s``
+    │   ├── RateLimited         a key, an address or the server is over its limit
+    │   └── ServerShuttingDown  the server is draining before it stops
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
-    └── ConfigError             a configuration value is unusable (start-up only)
+    ├── ConfigError             a configuration value is unusable (start-up only)
+    └── StartupFailed           the server cannot start (a port in use, a workspace it
+                                cannot write, a storage file it cannot read)
 
 Errors carry a message meant for the client and, where one field is at fault, the
 ``param`` that names it. They carry no HTTP status: the HTTP adapter maps them.
@@ -39,6 +46,11 @@ class NotFound(InvalidRequest):
     """Raised when a route or a named resource (a model id, a session) does not exist."""
 
 
+class ConversationConflict(NanobotError):
+    """Raised when a request continues a conversation from a response that is not its
+    latest turn (the conversation went on since, or that response still runs)."""
+
+
 class MethodNotAllowed(NanobotError):
     """Raised when a route exists but does not answer the request's method."""
 
@@ -65,6 +77,33 @@ class TurnTimedOut(NanobotError):
 
 class UpstreamFailed(NanobotError):
     """Raised when the model provider refused, failed, timed out or broke off mid-answer."""
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    """Raised when an Idempotency-Key already used by this API key comes with another body."""
+
+
+class RetryLater(NanobotError):
+    """Raised when a request is refused for now; ``retry_after_s`` says when to come back
+    (the HTTP adapter sends it as ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after_s: float, param: str | None = None) -> None:
+        super().__init__(message, param)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(RetryLater):
+    """Raised when a key's requests per minute or turns at once, the server's turns at
+    once, or an address's failed keys are over their limit."""
+
+
+class ServerShuttingDown(RetryLater):
+    """Raised when a new turn arrives, or a running one outlives the grace period, while
+    the server drains before stopping."""
+
+
+class StartupFailed(NanobotError):
+    """Raised when the server cannot start; the message names the cause and what to do."""
 
 
 class ConfigError(NanobotError):

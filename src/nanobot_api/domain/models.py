@@ -102,7 +102,9 @@ class ModelRequest:
     for all of it as one sequence).
 
     ``stream`` says whether the caller reads the answer's text as it arrives; when it
-    does not, the model may deliver the text in one piece.
+    does not, the model may deliver the text in one piece. ``max_reply_chars`` bounds
+    the answer: a model adapter stops reading past it and returns what it has (with
+    ``finish_reason`` "length"), so a runaway reply never fills the server's memory.
     """
 
     messages: tuple[ModelMessage, ...]
@@ -110,6 +112,7 @@ class ModelRequest:
     stream: bool = True
     history: History = ()
     system: Message | None = None
+    max_reply_chars: int | None = None
 
     @property
     def conversation(self) -> tuple[ModelMessage, ...]:
@@ -133,8 +136,11 @@ class ToolContext:
     """What a tool may know about the turn that calls it.
 
     ``reply`` is the turn's reply: a tool that answers the current caller (the
-    ``message`` tool without a channel) sends its text there.
+    ``message`` tool without a channel) sends its text there. ``tally`` is the turn's
+    own scratch counts, fresh each turn, for tools that bound what one turn may do (the
+    ``message`` tool counts its sends there).
     """
 
     session: SessionKey
     reply: Reply = attrs.field(eq=False)
+    tally: dict[str, int] = attrs.field(factory=dict, eq=False, repr=False)

@@ -21,6 +21,9 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.redaction import Redactor
+
 OutboxStatus: TypeAlias = Literal["queued", "pending", "failed", "delivered"]
 OUTBOX_STATUSES: tuple[OutboxStatus, ...] = ("queued", "pending", "failed", "delivered")
 
@@ -80,6 +83,14 @@ class OutboxEvent:
     next_attempt_at: float | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    # ``attempts`` counts every attempt ever made; an operator's retry starts a fresh
+    # budget of attempts from here instead of resetting the count.
+    retried_from: int = 0
+
+    @property
+    def attempts_left_from(self) -> int:
+        """The attempts counted against the retry policy: those since the last retry."""
+        return self.attempts - self.retried_from
 
     @classmethod
     def pending(cls, message: OutboundMessage, now: float) -> OutboxEvent:
@@ -127,11 +138,9 @@ class Claim:
 
 
 def redact(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every non-empty secret in ``secrets`` replaced by ``***`` (longest
-    first, so a secret containing another is not left half visible)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """``text`` with every secret in ``secrets`` replaced by ``***``, by the rules of the
+    one :class:`~nanobot_api.domain.redaction.Redactor`."""
+    return Redactor(tuple(secrets))(text)
 
 
 def shorten(text: str, limit: int) -> str:
@@ -213,13 +222,14 @@ def failed_attempt(
     remain; else failed for good. ``progress`` (steps delivered so far) never goes back.
     """
     done = max(event.progress, progress or 0)
-    if retryable and event.attempts < policy.max_attempts:
-        wait = policy.delay(event.attempts, random, retry_after_s)
+    counted = event.attempts_left_from
+    if retryable and counted < policy.max_attempts:
+        wait = policy.delay(counted, random, retry_after_s)
         return attrs.evolve(
             event, status="pending", next_attempt_at=now + wait, last_error=error, progress=done
         )
     if retryable:
-        error = f"{error} (gave up after {event.attempts} attempts)"
+        error = f"{error} (gave up after {counted} attempts)"
     return attrs.evolve(
         event, status="failed", next_attempt_at=None, last_error=error, progress=done
     )
@@ -232,20 +242,26 @@ def parked(event: OutboxEvent) -> OutboxEvent:
     )
 
 
-def retried(event: OutboxEvent, now: float) -> OutboxEvent:
-    """The event after an operator asks for it again: pending, due now, attempts afresh.
+def retried(event: OutboxEvent, now: float, *, force: bool = False) -> OutboxEvent:
+    """The event after an operator asks for it again: pending, due now, with a fresh
+    budget of attempts; the attempts made so far stay counted, its last error stays.
 
-    A failed event resumes after the steps already delivered; a delivered one is sent
-    again whole (asking again for a delivered message means wanting it again).
+    A failed event resumes after the steps already delivered. A delivered one is
+    refused (InvalidRequest), since the chat already has it, unless ``force``: then it
+    is sent again whole.
     """
+    if event.status == "delivered" and not force:
+        raise InvalidRequest(
+            f"Event {event.id} was already delivered; retry it with --force to send it again",
+            "id",
+        )
     progress = 0 if event.status == "delivered" else event.progress
     return attrs.evolve(
         event,
         status="pending",
-        attempts=0,
+        retried_from=event.attempts,
         progress=progress,
         next_attempt_at=now,
-        delivered_at=None,
     )
 
 

@@ -7,11 +7,19 @@ cancellation exception and must be let through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
+from nanobot_api.domain.conversations import (
+    ConversationItem,
+    ConversationRecord,
+    ConversationView,
+    Metadata,
+    Order,
+    SessionSummary,
+)
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
 from nanobot_api.domain.outbox import (
@@ -21,6 +29,7 @@ from nanobot_api.domain.outbox import (
     OutboxEvent,
     OutboxStatus,
 )
+from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
@@ -99,10 +108,11 @@ class Attachments(Protocol):
     """Turns uploads into what the agent receives: images, and documents as text."""
 
     async def accept(
-        self, uploads: Sequence[Upload]
+        self, uploads: Sequence[Upload], session: SessionKey | None = None
     ) -> tuple[tuple[Image, ...], tuple[Document, ...]]:
         """Checks, stores and converts every upload, or raises PayloadTooLarge,
-        UnsupportedMediaType or InvalidRequest naming the first file refused."""
+        UnsupportedMediaType or InvalidRequest naming the first file refused. The copies
+        are kept as ``session``'s uploads (see SessionUploads)."""
 
 
 class DocumentReader(Protocol):
@@ -123,14 +133,50 @@ class DocumentReader(Protocol):
 class MediaStore(Protocol):
     """Keeps a copy of every accepted file."""
 
-    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
         """Stores ``data`` and returns the path of the copy.
 
         The copy gets a fresh, unguessable name with ``kind``'s extension; the client's
-        ``original_name`` is kept only as metadata, never as part of a path. The copy is
-        complete when this returns, or absent: it never exists half written. A disk that
-        refuses the write raises OSError (a server fault, not the client's).
+        ``original_name`` is kept only as metadata, never as part of a path, and so is the
+        ``session`` it was uploaded in. The copy is complete when this returns, or
+        absent: it never exists half written. A disk that refuses the write raises
+        OSError (a server fault, not the client's). The copy is in use by its turn
+        until released or discarded.
         """
+
+    async def release(self, paths: Iterable[str]) -> None:
+        """The turn that saved these copies committed: they stay, and may be removed
+        (oldest first) once the store is over its size bound."""
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The turn that saved these copies failed: they are removed."""
+
+
+class SessionUploads(Protocol):
+    """The files a session's clients uploaded, as the ``message`` tool may attach them."""
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        """The path of a copy uploaded in ``session`` that ``name`` designates: its path
+        or stored name as ``save`` returned it, or the name the client gave it (the
+        latest such upload). None for anything else, a file of another session or any
+        file outside the uploads included: nothing outside them is ever opened.
+        """
+
+
+@runtime_checkable
+class SettlesUploads(Protocol):
+    """Attachments that keep a turn's files only if the turn is kept."""
+
+    async def turn_ended(
+        self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool
+    ) -> None:
+        """Keeps (``kept``) or removes the stored copies of a turn's files."""
 
 
 class ChatTurns(Protocol):
@@ -222,9 +268,140 @@ class OutboxAdmin(Protocol):
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event (or those with ``status``), oldest first."""
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        """Makes the event pending and due now with its attempts afresh
-        (``domain.outbox.retried``); raises NotFound for an unknown id."""
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        """Makes the event pending and due now with a fresh budget of attempts, its past
+        attempts still counted (``domain.outbox.retried``); raises NotFound for an
+        unknown id, InvalidRequest for a delivered event unless ``force``."""
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""
+
+
+class ResponseStore(Protocol):
+    """Responses kept for later reading (``store``), and for a background one, its steps."""
+
+    async def put(self, record: ResponseRecord) -> None:
+        """Stores ``record`` in place of any earlier state of the same id; durable on
+        return. A cancellation asked for meanwhile (``request_cancel``) stays asked."""
+
+    async def get(self, response_id: str) -> ResponseRecord | None:
+        """The response as last put (with ``cancel_requested`` if asked); None if unknown
+        or deleted."""
+
+    async def delete(self, response_id: str) -> bool:
+        """Forgets the response and its steps; False if there was none."""
+
+    async def request_cancel(self, response_id: str) -> ResponseRecord | None:
+        """Marks a running response to be cancelled by whichever process runs it;
+        returns the record (None if unknown). A finished one is left as it is."""
+
+    async def latest(self, session: SessionKey) -> ResponseRecord | None:
+        """The session's most recently created response, if any."""
+
+
+class ResponseLog(Protocol):
+    """The steps of a background response, in order, readable from any process."""
+
+    async def append(self, response_id: str, first: int, steps: Sequence[ResponseStep]) -> None:
+        """Stores ``steps`` numbered from ``first`` (the count already stored); durable
+        on return. Numbers are never reused: a step already stored under one is kept."""
+
+    async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
+        """The steps numbered above ``after``, in order (all of them for -1)."""
+
+
+class ConversationStore(Protocol):
+    """What a conversation adds to its session: creation time and metadata."""
+
+    async def put(self, record: ConversationRecord) -> None:
+        """Stores or replaces the session's conversation record; durable on return."""
+
+    async def get(self, session: SessionKey) -> ConversationRecord | None:
+        """The record, or None when the session never had one."""
+
+    async def delete(self, session: SessionKey) -> bool:
+        """Forgets the record; False if there was none."""
+
+    async def records(self, channel: str) -> tuple[ConversationRecord, ...]:
+        """Every record of sessions in ``channel``."""
+
+
+class SessionCatalog(Protocol):
+    """The sessions of a channel, for listings."""
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` that holds a turn, most recently changed first."""
+
+
+class ResponseRun(Protocol):
+    """A response once accepted: how it began, and how it stands now."""
+
+    first: ResponseRecord
+    record: ResponseRecord
+    failure: BaseException | None
+
+    async def finished(self) -> ResponseRecord:
+        """The record once the response has ended."""
+
+
+class ResponseTurns(Protocol):
+    """The Responses use case as the HTTP adapter sees it.
+
+    ``channel`` is the caller's session channel: a response of another channel is
+    answered as unknown (NotFound), never shown.
+    """
+
+    @property
+    def model(self) -> str:
+        """The model id served."""
+
+    async def create(self, request: ResponseRequest, channel: str) -> ResponseRun:
+        """Accepts and starts a response, or raises the error refusing it (a stale
+        ``previous_response_id`` is ConversationConflict). A foreground, unstreamed one
+        has ended on return; any other runs on."""
+
+    def follow(
+        self, run: ResponseRun | str, channel: str, idle_s: float = 0
+    ) -> AsyncIterator[ResponseStep | None]:
+        """Every step of the response from its first, then the live ones until its end
+        (from any process); None after ``idle_s`` of silence (0: never)."""
+
+    def abandon(self, run: ResponseRun) -> None:
+        """The client of a streamed foreground response left: its turn is cancelled."""
+
+    async def retrieve(self, response_id: str, channel: str) -> ResponseRecord:
+        """The response as it stands; NotFound if unknown or deleted."""
+
+    async def cancel(self, response_id: str, channel: str) -> ResponseRecord:
+        """Cancels a background response wherever it runs; returns it as it ended."""
+
+    async def delete(self, response_id: str, channel: str) -> None:
+        """Forgets the stored response (its conversation keeps the turn)."""
+
+
+class Conversations(Protocol):
+    """The Conversations use case as the HTTP adapter sees it."""
+
+    async def create(
+        self, channel: str, metadata: Metadata, items: Sequence[Message] = ()
+    ) -> ConversationRecord:
+        """A new conversation holding ``items``; InvalidRequest for items it cannot hold."""
+
+    async def get(self, session: SessionKey) -> ConversationView:
+        """The conversation; NotFound for a session with neither record nor turns."""
+
+    async def update(self, session: SessionKey, metadata: Metadata) -> ConversationRecord:
+        """Replaces its metadata."""
+
+    async def delete(self, session: SessionKey) -> None:
+        """Forgets the conversation and its history."""
+
+    async def items(
+        self, session: SessionKey, *, after: str | None, limit: int, order: Order
+    ) -> tuple[tuple[ConversationItem, ...], bool]:
+        """A page of its history as items, and whether more follow."""
+
+    async def listing(
+        self, channel: str, *, after: str | None, limit: int
+    ) -> tuple[tuple[ConversationView, ...], bool]:
+        """A page of the channel's conversations, most recently changed first."""

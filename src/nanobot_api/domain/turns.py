@@ -14,6 +14,24 @@ EMPTY_REPLY_FALLBACK = (
     "Please try again or narrow the task."
 )
 DEFAULT_UPLOAD_PROMPT = "Please analyze the uploaded file(s)."
+DEFAULT_MAX_REPLY_CHARS = 100_000
+
+
+@attrs.frozen
+class ReplyBound:
+    """The most characters one turn's reply may hold; past it the reply is cut and ends
+    with ``marker``, so a runaway model neither fills the server's memory nor makes its
+    session too large to send upstream again."""
+
+    max_chars: int = DEFAULT_MAX_REPLY_CHARS
+
+    @property
+    def marker(self) -> str:
+        return f"\n\n[reply cut: it reached the limit of {self.max_chars:,} characters]"
+
+    def cut(self, text: str) -> str:
+        """``text`` itself if within the bound, else its start and the marker."""
+        return text if len(text) <= self.max_chars else text[: self.max_chars] + self.marker
 
 
 @attrs.frozen

@@ -167,7 +167,18 @@ async def read_media(channel: str, path: str) -> tuple[str, bytes]:
         raise DeliveryFailed(
             f"{channel}: media file '{name}' can no longer be read", retryable=False
         ) from None
-    return name, data
+    return await _uploaded_name(path) or name, data
+
+
+async def _uploaded_name(path: str) -> str | None:
+    """The name the client gave an upload (kept beside the copy, see the media store),
+    so a recipient sees ``report.pdf`` rather than the copy's random name."""
+    try:
+        meta = json.loads(await anyio.Path(f"{path}.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    name = meta.get("original_name") if isinstance(meta, dict) else None
+    return Path(name).name or None if isinstance(name, str) else None
 
 
 async def deliver_steps(

@@ -2,8 +2,9 @@
 
     nanobot --version
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [--api-key KEY] [-c CONFIG] [-w WORKSPACE] [-v]
+                  [--log-format text|json]
     nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
-    nanobot outbox list [--status S] | retry ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
@@ -45,6 +46,7 @@ class ServeCommand:
     timeout: float | None = None
     verbose: bool = False
     api_key: str | None = None
+    log_format: Literal["text", "json"] | None = None
 
 
 @attrs.frozen
@@ -66,6 +68,7 @@ class OutboxCommand:
     event_id: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    force: bool = False
 
 
 Command = ServeCommand | SessionsCommand | OutboxCommand
@@ -149,7 +152,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default: $NANOBOT_API_KEY, else api.apiKey, else none). "
         "The variable keeps the key out of the process list",
     )
-    serve.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
+    )
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON"
+    )
     _add_locations(serve)
 
     sessions = commands.add_parser("sessions", help="inspect or clear conversations")
@@ -170,6 +178,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
         sub = outbox_actions.add_parser(action, help=text)
         sub.add_argument("event_id", metavar="ID")
+        if action == "retry":
+            sub.add_argument(
+                "--force", action="store_true", help="send it again even if it was delivered"
+            )
         _add_locations(sub)
     return parser
 
@@ -191,6 +203,7 @@ def parse_args(argv: Sequence[str]) -> Command:
             timeout=ns.timeout,
             verbose=ns.verbose,
             api_key=ns.api_key,
+            log_format=ns.log_format,
         )
     if ns.command == "sessions":
         return SessionsCommand(
@@ -202,4 +215,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         event_id=getattr(ns, "event_id", None),
         config=config,
         workspace=workspace,
+        force=getattr(ns, "force", False),
     )

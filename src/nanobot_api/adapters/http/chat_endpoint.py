@@ -29,7 +29,7 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from werkzeug.http import parse_options_header
 
 from nanobot_api.adapters.http.answers import completion_json, json_bytes
-from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.errors import failure_body, failure_headers
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.middleware import (
@@ -72,6 +72,8 @@ _REQUEST_ID_KEY: Final = REQUEST_ID.lower()
 _SESSION_KEY: Final = SESSION_HEADER.lower()
 _CHAT_ID_KEYS: Final = tuple(name.lower() for name in CHAT_ID_HEADERS)
 _TASK_KEY: Final = TASK_HEADER.lower()
+# Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
+_OPEN_WEBUI_KEYS: Final = ("x-openwebui-chat-id", "x-openwebui-user-id")
 _REQUEST_ID: Final = _REQUEST_ID_KEY.encode()
 _SESSION_ID: Final = _SESSION_KEY.encode()
 _SSE_HEADERS: Final = [
@@ -120,6 +122,10 @@ class ChatEndpoint:
             # Refused halfway through its body (too large, malformed, a file refused),
             # the client may still be sending: read on a little so it sees the answer.
             await exchange.discard_some()
+            exchange.extra += [
+                (name.lower().encode(), value.encode())
+                for name, value in failure_headers(error).items()
+            ]
             await exchange.respond_json(status, body)
 
     async def _answer(self, headers: Mapping[str, str], exchange: _Exchange) -> None:
@@ -191,6 +197,7 @@ async def read_chat_request(
         history=settings.history,
         headers=session_headers,
         task=headers.get(_TASK_KEY),
+        from_open_webui=any(key in headers for key in _OPEN_WEBUI_KEYS),
         lifted=lifted,
     )
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Final
 
 from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.domain.errors import (
     AuthenticationFailed,
+    ConversationConflict,
+    IdempotencyKeyReused,
     InvalidRequest,
     MethodNotAllowed,
     NanobotError,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     RequestTimedOut,
+    RetryLater,
+    ServerShuttingDown,
     TurnTimedOut,
     UnsupportedMediaType,
     UpstreamFailed,
@@ -23,8 +29,12 @@ log = logging.getLogger(__name__)
 
 _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     InvalidRequest: (400, "invalid_request_error"),
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    RateLimited: (429, "rate_limit_exceeded"),
+    ServerShuttingDown: (503, "server_shutdown"),
     NotFound: (404, "invalid_request_error"),
     MethodNotAllowed: (405, "invalid_request_error"),
+    ConversationConflict: (409, "conversation_conflict"),
     AuthenticationFailed: (401, "authentication_error"),
     RequestTimedOut: (408, "invalid_request_error"),
     PayloadTooLarge: (413, "invalid_request_error"),
@@ -55,3 +65,11 @@ def failure_body(error: BaseException) -> tuple[int, dict[str, object]]:
         return status, error_json(error.message, kind, error.param, status)
     log.error("unhandled error", exc_info=error)
     return 500, error_json(INTERNAL_ERROR, "server_error", None, 500)
+
+
+def failure_headers(error: BaseException) -> dict[str, str]:
+    """Headers an error answer carries besides its body: ``Retry-After`` (whole seconds,
+    at least 1) for a refusal that says when to come back (a 429, a 503)."""
+    if isinstance(error, RetryLater):
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    return {}

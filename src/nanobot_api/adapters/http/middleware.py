@@ -10,7 +10,7 @@ from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from nanobot_api.adapters.http.answers import error_json, json_bytes
-from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.errors import failure_body, failure_headers
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.domain.errors import AuthenticationFailed, MethodNotAllowed, NanobotError, NotFound
@@ -100,7 +100,9 @@ def install_error_handlers(app: Quart) -> None:
 
 def error_response(error: BaseException) -> Response:
     status, body = failure_body(error)
-    return json_response(body, status)
+    response = json_response(body, status)
+    response.headers.update(failure_headers(error))
+    return response
 
 
 def json_response(payload: object, status: int = 200) -> Response:

@@ -19,6 +19,7 @@ from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
 from nanobot_api.domain.sessions import SessionHeaders, api_session, requested_session
 from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT, ChatRequest
 
@@ -213,6 +214,7 @@ def parse_chat_json(
     history: HistoryMode = "reject",
     headers: SessionHeaders | None = None,
     task: str | None = None,
+    from_open_webui: bool = False,
     lifted: Mapping[str, LiftedFile] | None = None,
 ) -> ChatRequest:
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
@@ -220,7 +222,8 @@ def parse_chat_json(
     ``lifted`` holds the files cut out of the body before parsing, by placeholder.
 
     ``history="latest"`` accepts a whole conversation whose last message is the turn;
-    ``task`` (a front end's auxiliary request) accepts any plain conversation.
+    ``task`` is the task header's value; a request that is an auxiliary task (see
+    ``domain.front_ends.auxiliary_task``) accepts any plain conversation.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
@@ -231,6 +234,7 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
+    task = auxiliary_task(task, _shape(messages, body.get("tools"), stream, from_open_webui))
     if task is not None:
         conversation = _plain_conversation(messages)
         text = next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
@@ -269,6 +273,20 @@ def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[
     if len(messages) > 1 and not named:
         raise InvalidRequest(NAME_A_SESSION, "session_id")
     return len(messages) - 1, sum(1 for m in messages if _is_user(m))
+
+
+def _shape(messages: object, tools: object, stream: bool, from_open_webui: bool) -> PlainShape:
+    """What tells a task from a turn, read leniently: the turn's own parsing checks types."""
+    pairs: list[tuple[str, str]] = []
+    for raw in messages if isinstance(messages, list) else ():
+        role = raw.get("role") if isinstance(raw, dict) else None
+        content = raw.get("content") if isinstance(raw, dict) else None
+        if isinstance(content, list):
+            parts = [p.get("text") for p in content if isinstance(p, dict)]
+            content = "\n".join(t for t in parts if isinstance(t, str))
+        text = content if isinstance(content, str) else ""
+        pairs.append((role if isinstance(role, str) else "", text))
+    return PlainShape(tuple(pairs), stream, bool(tools), from_open_webui)
 
 
 def _is_user(message: object) -> bool:

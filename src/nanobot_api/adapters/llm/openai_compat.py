@@ -29,15 +29,25 @@ from nanobot_api.adapters.llm.sse import SseDecoder
 from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.models import ModelRequest, ModelResponse
+from nanobot_api.domain.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 _MAX_ERROR_BODY = 16 * 1024
 _MAX_QUOTE = 300
+# A whole (non-streamed) answer this much larger than the reply bound, in bytes per
+# character plus room for the JSON around it, is asked for again as a stream, which
+# can be cut: a document cannot be parsed from its first part.
+_BYTES_PER_CHAR = 4
+_DOCUMENT_SLACK = 64 * 1024
 # Time kept back from the caller's deadline: a retry that would end with the deadline
 # gives the caller a timeout instead of the upstream's real answer, so do not start it.
 _DEADLINE_MARGIN_S = 0.25
+
+
+class _TooLarge(Exception):
+    """A whole answer grew past the reply bound before it was read."""
 
 
 class _Retry(Exception):
@@ -75,11 +85,14 @@ class OpenAICompatChatModel:
         max_retries: int = 4,
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._url = api_base.rstrip("/") + "/chat/completions"
-        self._secret = api_key or ""
+        # Its own credentials are always masked; ``redactor`` adds the server's others.
+        own = Redactor.of([api_key or ""], (extra_headers or {}).values())
+        self._redact = own.joined(redactor) if redactor else own
         self._model = model
         self._stream = stream
         self._encoder = RequestEncoder()
@@ -137,7 +150,15 @@ class OpenAICompatChatModel:
         attempt = 0
         while True:
             try:
-                return await self._attempt(body, headers, on_delta)
+                return await self._attempt(body, headers, on_delta, request.max_reply_chars)
+            except _TooLarge as exc:
+                if headers is self._stream_headers:
+                    # Asked for a stream, it sent a document that large all the same.
+                    raise UpstreamFailed(
+                        "Upstream model error: the answer is larger than the reply bound"
+                    ) from exc
+                body = self._encoder.encode(self._model, request, stream=True)
+                headers = self._stream_headers
             except _Retry as retry:
                 delay = self._backoff(attempt, retry.delay)
                 attempt += 1
@@ -155,7 +176,11 @@ class OpenAICompatChatModel:
         return min(self._retry_base_s * 2.0**attempt, self._retry_max_s)
 
     async def _attempt(
-        self, body: bytes, headers: Mapping[str, str], on_delta: Callable[[str], Awaitable[None]]
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        on_delta: Callable[[str], Awaitable[None]],
+        max_chars: int | None,
     ) -> ModelResponse:
         delivered = False
 
@@ -171,9 +196,9 @@ class OpenAICompatChatModel:
                 if resp.status != 200:
                     raise await self._status_failure(resp)
                 if resp.content_type == "text/event-stream":
-                    return await self._read_stream(resp, deliver)
+                    return await self._read_stream(resp, deliver, max_chars)
                 # Asked to stream or not, a server may answer with one JSON document.
-                response = response_of(json.loads(await resp.read()))
+                response = response_of(json.loads(await _whole(resp, max_chars)))
                 if response.message.content:
                     await deliver(response.message.content)
                 return response
@@ -223,13 +248,21 @@ class OpenAICompatChatModel:
         return failure
 
     async def _read_stream(
-        self, resp: aiohttp.ClientResponse, on_delta: Callable[[str], Awaitable[None]]
+        self,
+        resp: aiohttp.ClientResponse,
+        on_delta: Callable[[str], Awaitable[None]],
+        max_chars: int | None,
     ) -> ModelResponse:
         decoder = SseDecoder()
         acc = StreamAccumulator()
         async for chunk in resp.content.iter_any():
             for data in decoder.feed(chunk):
                 await self._event(data, acc, on_delta)
+            if max_chars is not None and acc.size > max_chars:
+                # Not read on to the end: the connection is dropped instead of pooled,
+                # which costs far less than the rest of a runaway answer.
+                log.warning("upstream answer cut at %d characters", max_chars)
+                return acc.cut_response(max_chars)
         for data in decoder.close():
             await self._event(data, acc, on_delta)
         if not acc.done and acc.finish_reason is None:
@@ -255,7 +288,22 @@ class OpenAICompatChatModel:
             await on_delta(text)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return self._redact(text)
+
+
+async def _whole(resp: aiohttp.ClientResponse, max_chars: int | None) -> bytes:
+    """A whole answer's body; raises _TooLarge once it is past what ``max_chars`` needs."""
+    if max_chars is None:
+        return await resp.read()
+    cap = max_chars * _BYTES_PER_CHAR + _DOCUMENT_SLACK
+    if (resp.content_length or 0) > cap:
+        raise _TooLarge
+    raw = bytearray()
+    async for piece in resp.content.iter_any():
+        raw += piece
+        if len(raw) > cap:
+            raise _TooLarge
+    return bytes(raw)
 
 
 def _fits_deadline(delay: float) -> bool:

@@ -172,6 +172,8 @@ class StreamAccumulator:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
+        # Characters of text and tool arguments so far, to stop a runaway answer.
+        self.size = 0
 
     def add(self, data: str, chunk: object) -> str:
         """Takes one decoded chunk; returns the answer text it adds ("" if none)."""
@@ -199,6 +201,7 @@ class StreamAccumulator:
         content = delta.get("content")
         if isinstance(content, str) and content:
             self._text.append(content)
+            self.size += len(content)
             return content
         return ""
 
@@ -222,6 +225,13 @@ class StreamAccumulator:
         arguments = function.get("arguments")
         if isinstance(arguments, str):
             partial.arguments.append(arguments)
+            self.size += len(arguments)
+
+    def cut_response(self, max_chars: int) -> ModelResponse:
+        """The answer so far cut to ``max_chars`` of text, without its (unfinished) tool
+        calls, ending for "length": what is left of an answer that grew too long."""
+        text = "".join(self._text)[:max_chars]
+        return ModelResponse(Message.assistant(text or None), self.usage or Usage(), "length")
 
     def response(self) -> ModelResponse:
         """The assistant message built so far, with its tool calls in index order."""

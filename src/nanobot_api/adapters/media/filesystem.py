@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
 
+from nanobot_api.adapters.storage.private import private_dir
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.sessions import SessionKey
+
+_SIDECAR = ".json"
 
 
 class FilesystemMediaStore:
@@ -18,34 +24,177 @@ class FilesystemMediaStore:
     The name comes from ``secrets`` and the extension from the kind detected in the
     bytes, so nothing a client sends reaches a path. Each file is written to a
     temporary name, fsynced and renamed into place, so a reader (or a crash) never
-    sees half a file. Its original name, MIME type and size go to a sidecar
-    ``<name>.json`` written the same way first. ``root`` is created on first save.
+    sees half a file. Its original name, MIME type, size and session go to a sidecar
+    ``<name>.json`` written the same way first. ``root`` is created (0700) on first save.
+
+    With ``max_bytes``, the folder is bounded: a save that takes it over the bound
+    removes the oldest files first, never one that a turn still running uses (saved and
+    not yet released or discarded).
+
+    It is also the SessionUploads port: a file is found for a session only through its
+    sidecar in ``root``, so no path a model writes can reach anything else (the
+    workspace's databases above all: opening and closing one of their files in-process
+    would drop SQLite's locks).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
         self._root = root
+        self._max_bytes = max_bytes
+        self._in_use: Counter[str] = Counter()
+        self._usage: int | None = None  # bytes in the folder, counted on first need
 
     @classmethod
-    def in_workspace(cls, workspace: Path) -> FilesystemMediaStore:
+    def in_workspace(cls, workspace: Path, *, max_bytes: int | None = None) -> FilesystemMediaStore:
         """The store of API uploads: ``<workspace>/media/api/``."""
-        return cls(workspace / "media" / "api")
+        return cls(workspace / "media" / "api", max_bytes=max_bytes)
 
     @property
     def root(self) -> Path:
         return self._root
 
-    async def save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        return await anyio.to_thread.run_sync(self._save, data, kind, original_name)
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
+        path = await anyio.to_thread.run_sync(self._save, data, kind, original_name, session)
+        self._in_use[path] += 1
+        if self._max_bytes is not None:
+            await anyio.to_thread.run_sync(self._account, len(data))
+        return path
 
-    def _save(self, data: bytes, kind: FileKind, original_name: str | None) -> str:
-        self._root.mkdir(parents=True, exist_ok=True)
+    async def release(self, paths: Iterable[str]) -> None:
+        """The files' turn has ended and kept them: they may go when the folder is full."""
+        for path in paths:
+            self._forget(path)
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The files' turn failed: they are removed with their metadata."""
+        gone = [path for path in paths if self._forget(path)]
+        await anyio.to_thread.run_sync(self._remove, gone)
+
+    def _forget(self, path: str) -> bool:
+        if self._in_use[path] <= 1:
+            self._in_use.pop(path, None)
+            return True
+        self._in_use[path] -= 1
+        return False
+
+    def _remove(self, paths: list[str]) -> None:
+        for path in paths:
+            freed = _unlink(Path(path)) + _unlink(Path(path + ".json"))
+            if self._usage is not None:
+                self._usage -= freed
+
+    def _account(self, added: int) -> None:
+        if self._usage is None:
+            self._usage = sum(size for _, size, _ in _files(self._root))
+        else:
+            self._usage += added
+        limit = self._max_bytes
+        if limit is None or self._usage <= limit:
+            return
+        # Oldest first; the sidecar (.json) goes with its file.
+        for _mtime, _size, path in sorted(_files(self._root)):
+            if self._usage <= limit:
+                break
+            if str(path) in self._in_use or path.suffix == ".json":
+                continue
+            self._usage -= _unlink(path) + _unlink(path.with_name(path.name + ".json"))
+
+    def _save(
+        self, data: bytes, kind: FileKind, original_name: str | None, session: SessionKey | None
+    ) -> str:
+        private_dir(self._root)
         name = secrets.token_hex(16) + kind.extension
-        meta = {"original_name": original_name, "mime": kind.mime, "size": len(data)}
-        _write_atomically(self._root / f"{name}.json", json.dumps(meta).encode())
+        meta = {
+            "original_name": original_name,
+            "mime": kind.mime,
+            "size": len(data),
+            "session": None if session is None else str(session),
+        }
+        _write_atomically(self._root / f"{name}{_SIDECAR}", json.dumps(meta).encode())
         target = self._root / name
         _write_atomically(target, data)
         _fsync_directory(self._root)
         return str(target)
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        return await anyio.to_thread.run_sync(self._find, str(session), name)
+
+    def _find(self, session: str, name: str) -> str | None:
+        stored = Path(name).name
+        if stored and not stored.startswith(".") and not stored.endswith(_SIDECAR):
+            meta = _sidecar(self._root / f"{stored}{_SIDECAR}")
+            if meta is not None and meta.get("session") == session:
+                return self._checked(stored)
+        # Else the name the client gave it: the latest of this session's uploads so named.
+        found: tuple[float, str] | None = None
+        try:
+            sidecars = list(self._root.glob(f"*{_SIDECAR}"))
+        except OSError:
+            return None
+        for path in sidecars:
+            meta = _sidecar(path)
+            if meta is None or meta.get("session") != session:
+                continue
+            if meta.get("original_name") != name:
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if found is None or mtime > found[0]:
+                found = (mtime, path.name.removesuffix(_SIDECAR))
+        return None if found is None else self._checked(found[1])
+
+    def _checked(self, stored: str) -> str | None:
+        """The copy's path, if it is a regular file right in ``root`` (no symlink)."""
+        path = self._root / stored
+        try:
+            if path.is_symlink() or not path.is_file():
+                return None
+        except OSError:
+            return None
+        return str(path)
+
+
+def _sidecar(path: Path) -> dict[str, object] | None:
+    if path.is_symlink():
+        return None
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _files(root: Path) -> Iterator[tuple[float, int, Path]]:
+    """(modified time, size, path) of every file in ``root`` but temporaries."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield info.st_mtime, info.st_size, Path(entry.path)
+
+
+def _unlink(path: Path) -> int:
+    """Removes ``path``; the bytes freed (0 if it was already gone)."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

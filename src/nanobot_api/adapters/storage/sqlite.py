@@ -29,6 +29,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
     connect_wal,
 )
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
+from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
@@ -114,7 +115,7 @@ class SqliteSessionStore(SqliteFile):
     ) -> None:
         """Appends the turn (or replaces the latest) in one transaction; durable on return."""
         name = str(key)
-        payload = json.dumps([_message_json(m) for m in record.messages], ensure_ascii=False)
+        payload = json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
         token = self._recent.writing(name)
         args = (name, len(record.messages), payload, replace_last)
         try:
@@ -155,6 +156,14 @@ class SqliteSessionStore(SqliteFile):
         """Every session holding a turn, with its count of turns."""
         rows = await self._run(self._sessions)
         return {SessionKey.parse(key): count for key, count in rows}
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        """Every session of ``channel`` holding a turn, most recently changed first."""
+        rows = await self._run(self._summaries, channel)
+        return tuple(
+            SessionSummary(SessionKey.parse(key), int(count), float(first), float(last))
+            for key, count, first, last in rows
+        )
 
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
         # Every use also reads data_version: a change means another process wrote.
@@ -275,6 +284,17 @@ class SqliteSessionStore(SqliteFile):
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
 
     @staticmethod
+    def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
+        # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
+        cursor = conn.execute(
+            "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
+            "WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
+            "ORDER BY MAX(created_at) DESC, session_key",
+            (f"{channel}:", f"{channel};"),
+        )
+        return list(cursor)
+
+    @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
         cursor = conn.execute(
             "SELECT session_key, COUNT(*) FROM turns GROUP BY session_key ORDER BY session_key"
@@ -334,7 +354,8 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return conn
 
 
-def _message_json(message: Message) -> dict[str, object]:
+def message_json(message: Message) -> dict[str, object]:
+    """A message as stored (also by the response store, so both read it the same way)."""
     item: dict[str, object] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
@@ -344,10 +365,11 @@ def _message_json(message: Message) -> dict[str, object]:
 
 
 def _record(payload: str) -> TurnRecord:
-    return TurnRecord(tuple(_message(item) for item in json.loads(payload)))
+    return TurnRecord(tuple(message_from_json(item) for item in json.loads(payload)))
 
 
-def _message(item: dict[str, object]) -> Message:
+def message_from_json(item: dict[str, object]) -> Message:
+    """A stored message read back; ValueError for a role no message has."""
     role = _ROLES.get(item.get("role"))
     if role is None:
         raise ValueError(f"stored message has an unknown role {item.get('role')!r}")

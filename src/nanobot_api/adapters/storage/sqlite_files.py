@@ -13,6 +13,8 @@ from typing import Literal, Self, TypeVar
 import anyio
 import anyio.to_thread
 
+from nanobot_api.adapters.storage.private import narrow_files, private_dir, private_file
+
 _T = TypeVar("_T")
 Synchronous = Literal["FULL", "NORMAL"]
 BUSY_TIMEOUT_MS = 5000
@@ -32,7 +34,10 @@ def connect_wal(
     BEGIN opens one, and a read never leaves one open that would pin the WAL. A file
     written by a newer schema is refused rather than misread.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
+    # Created 0600 before SQLite opens it: SQLite gives -wal and -shm the same mode.
+    private_file(path)
+    narrow_files(path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
         _prepare(

@@ -40,7 +40,8 @@ from nanobot_api.domain.outbox import (
 )
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 1
+# 2: retried_from (an operator's retry keeps the attempts counted so far).
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id              TEXT PRIMARY KEY,
@@ -54,13 +55,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     progress        INTEGER NOT NULL,
     next_attempt_at REAL,
     last_error      TEXT,
-    delivered_at    REAL
+    delivered_at    REAL,
+    retried_from    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
 _COLUMNS = (
     "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
-    "next_attempt_at, last_error, delivered_at"
+    "next_attempt_at, last_error, delivered_at, retried_from"
 )
 
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
@@ -106,9 +108,10 @@ class SqliteOutbox(SqliteFile):
         """Every event, or those with ``status``, oldest first."""
         return await self._run(_select, status)
 
-    async def retry(self, event_id: str, now: float) -> OutboxEvent:
-        """The event made pending and due now; NotFound for an unknown id."""
-        return await self._run(_retry, event_id, now)
+    async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
+        """The event made pending and due now; NotFound for an unknown id,
+        InvalidRequest for a delivered one unless ``force``."""
+        return await self._run(_retry, event_id, now, force)
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event, returning it; NotFound for an unknown id."""
@@ -124,9 +127,13 @@ class SqliteOutbox(SqliteFile):
 
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    return connect_wal(
+    conn = connect_wal(
         path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
     )
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    if "retried_from" not in columns:  # a file of schema 1
+        conn.execute("ALTER TABLE outbox ADD COLUMN retried_from INTEGER NOT NULL DEFAULT 0")
+    return conn
 
 
 @contextmanager
@@ -155,12 +162,13 @@ def _row(event: OutboxEvent) -> tuple[object, ...]:
         event.next_attempt_at,
         event.last_error,
         event.delivered_at,
+        event.retried_from,
     )
 
 
 def _event(row: tuple[Any, ...]) -> OutboxEvent:
     ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
-    next_at, error, delivered_at = row[9:]
+    next_at, error, delivered_at, retried_from = row[9:]
     known = _STATUSES.get(status)
     if known is None:
         raise ValueError(f"stored outbox event has an unknown status {status!r}")
@@ -177,17 +185,18 @@ def _event(row: tuple[Any, ...]) -> OutboxEvent:
         None if next_at is None else float(next_at),
         None if error is None else str(error),
         None if delivered_at is None else float(delivered_at),
+        int(retried_from),
     )
 
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent) -> None:
-    conn.execute(f"INSERT INTO outbox ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _row(event))
+    conn.execute(f"INSERT INTO outbox ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", _row(event))
 
 
 def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
     cursor = conn.execute(
         "UPDATE outbox SET status = ?, attempts = ?, progress = ?, next_attempt_at = ?, "
-        "last_error = ?, delivered_at = ? WHERE id = ?",
+        "last_error = ?, delivered_at = ?, retried_from = ? WHERE id = ?",
         (
             event.status,
             event.attempts,
@@ -195,6 +204,7 @@ def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
             event.next_attempt_at,
             event.last_error,
             event.delivered_at,
+            event.retried_from,
             event.id,
         ),
     )
@@ -240,9 +250,9 @@ def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
     return _event(row)
 
 
-def _retry(conn: sqlite3.Connection, event_id: str, now: float) -> OutboxEvent:
+def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
     with _transaction(conn):
-        event = retried(_get(conn, event_id), now)
+        event = retried(_get(conn, event_id), now, force=force)
         _update(conn, event)
     return event
 

@@ -1,0 +1,78 @@
+"""Responses, their steps and conversation records in process memory: the fakes of
+ResponseStore, ResponseLog and ConversationStore (they really work, for tests and for
+servers that need no durability)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from nanobot_api.domain.conversations import ConversationRecord
+from nanobot_api.domain.responses import ResponseRecord, ResponseStep
+from nanobot_api.domain.sessions import SessionKey
+
+
+class InMemoryResponseStore:
+    """A ResponseStore and ResponseLog in dicts."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ResponseRecord] = {}
+        self._steps: dict[str, list[ResponseStep]] = {}
+        self._order: dict[str, int] = {}
+        self._count = 0
+
+    async def put(self, record: ResponseRecord) -> None:
+        old = self._records.get(record.id)
+        if old is not None and old.cancel_requested:
+            record = attrs.evolve(record, cancel_requested=True)
+        if old is None:
+            self._count += 1
+            self._order[record.id] = self._count
+        self._records[record.id] = record
+
+    async def get(self, response_id: str) -> ResponseRecord | None:
+        return self._records.get(response_id)
+
+    async def delete(self, response_id: str) -> bool:
+        self._steps.pop(response_id, None)
+        self._order.pop(response_id, None)
+        return self._records.pop(response_id, None) is not None
+
+    async def request_cancel(self, response_id: str) -> ResponseRecord | None:
+        record = self._records.get(response_id)
+        if record is not None and record.running:
+            record = self._records[response_id] = attrs.evolve(record, cancel_requested=True)
+        return record
+
+    async def latest(self, session: SessionKey) -> ResponseRecord | None:
+        mine = [r for r in self._records.values() if r.session == session]
+        return max(mine, key=lambda r: self._order[r.id], default=None)
+
+    async def append(self, response_id: str, first: int, steps: Sequence[ResponseStep]) -> None:
+        stored = self._steps.setdefault(response_id, [])
+        for number, step in enumerate(steps, start=first):
+            if number == len(stored):
+                stored.append(step)
+
+    async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
+        return tuple(self._steps.get(response_id, ())[after + 1 :])
+
+
+class InMemoryConversationStore:
+    """A ConversationStore in a dict."""
+
+    def __init__(self) -> None:
+        self._records: dict[SessionKey, ConversationRecord] = {}
+
+    async def put(self, record: ConversationRecord) -> None:
+        self._records[record.session] = record
+
+    async def get(self, session: SessionKey) -> ConversationRecord | None:
+        return self._records.get(session)
+
+    async def delete(self, session: SessionKey) -> bool:
+        return self._records.pop(session, None) is not None
+
+    async def records(self, channel: str) -> tuple[ConversationRecord, ...]:
+        return tuple(r for r in self._records.values() if r.session.channel == channel)

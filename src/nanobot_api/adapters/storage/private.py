@@ -1,0 +1,64 @@
+"""Files at rest are the server user's alone: folders 0700, files 0600.
+
+The workspace holds every conversation and upload in clear, so nothing in it is
+readable by other local users, whatever the process's umask. Folders and files that
+an older version created more openly are narrowed when the server opens them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder, created with its missing parents as 0700 (blocking).
+
+    ``Path.mkdir(parents=True)`` would give the parents the umask's mode; each level is
+    made here instead. A folder that already exists keeps its mode, except ``path``
+    itself, which is narrowed to 0700 when this user owns it.
+    """
+    missing = []
+    level = path
+    while not level.exists():
+        missing.append(level)
+        if level.parent == level:
+            break
+        level = level.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            folder.mkdir(mode=DIR_MODE)
+    _narrow(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty as 0600 if it does not exist, else narrowed to 0600
+    (blocking). A store then opens it: SQLite gives its ``-wal`` and ``-shm`` files the
+    database file's mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        _narrow(path, FILE_MODE)
+    else:
+        os.close(fd)
+    return path
+
+
+def narrow_files(*paths: Path) -> None:
+    """Each of ``paths`` that exists narrowed to 0600 (blocking)."""
+    for path in paths:
+        _narrow(path, FILE_MODE)
+
+
+def _narrow(path: Path, mode: int) -> None:
+    try:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o777 & ~mode:
+            path.chmod(mode)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,99 @@
+"""Wiring the Responses and Conversations APIs into a built app."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from quart import Quart
+
+from nanobot_api.adapters.http.ids import new_id
+from nanobot_api.adapters.http.responses_json import response_error
+from nanobot_api.adapters.http.responses_routes import install_conversations, install_responses
+from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.storage.sqlite_responses import (
+    SqliteConversationStore,
+    SqliteResponseStore,
+    responses_path,
+)
+from nanobot_api.app.conversations import ConversationsService
+from nanobot_api.app.responses import ResponsesService
+from nanobot_api.domain.conversations import SessionSummary
+from nanobot_api.domain.ports import (
+    ChatTurns,
+    ConversationStore,
+    ResponseLog,
+    ResponseStore,
+    SessionCatalog,
+    SessionStore,
+)
+
+
+class _CountsCatalog:
+    """A SessionCatalog for a session store that keeps no times: its sessions, unordered."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
+        counts = await self._store.sessions()
+        return tuple(
+            SessionSummary(key, count, 0.0, 0.0)
+            for key, count in counts.items()
+            if key.channel == channel
+        )
+
+
+def catalog_of(store: SessionStore) -> SessionCatalog:
+    """The store itself when it lists its sessions with times, else a plain listing."""
+    if callable(getattr(store, "summaries", None)):
+        return store  # type: ignore[return-value]
+    return _CountsCatalog(store)
+
+
+def install_responses_api(
+    app: Quart,
+    turns: ChatTurns,
+    sessions: SessionStore,
+    settings: HttpSettings,
+    *,
+    workspace: Path,
+    responses: ResponseStore | None = None,
+    steps: ResponseLog | None = None,
+    conversations: ConversationStore | None = None,
+) -> None:
+    """Adds ``/v1/responses`` and ``/v1/conversations`` to ``app``, over ``turns`` and
+    ``sessions``. The stores default to ``<workspace>/responses.sqlite3``."""
+    path = responses_path(workspace)
+    files: list[SqliteResponseStore | SqliteConversationStore] = []
+    if responses is None:
+        sqlite = SqliteResponseStore(path)
+        files.append(sqlite)
+        responses = sqlite
+        steps = steps or sqlite
+    if steps is None:
+        raise ValueError("a ResponseStore given without its ResponseLog")
+    if conversations is None:
+        conversations = SqliteConversationStore(path)
+        files.append(conversations)
+    service = ResponsesService(
+        turns,
+        sessions,
+        responses,
+        steps,
+        spawn=app.add_background_task,
+        new_id=lambda: new_id("resp_"),
+        describe_failure=response_error,
+    )
+    install_responses(app, service, settings)
+    install_conversations(
+        app,
+        ConversationsService(
+            sessions,
+            catalog_of(sessions),
+            conversations,
+            new_id=lambda: "conv_" + secrets.token_hex(16),
+        ),
+    )
+    for file in files:
+        app.after_serving(file.close)

@@ -1,0 +1,133 @@
+"""Files at rest are private, failed turns leave no upload, the media folder is bounded,
+and text from clients reaches a terminal or a log line escaped (spec/README.md)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import httpx2
+
+from nanobot_api.adapters.observability.logs import TextFormatter
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.app.bootstrap import build
+from nanobot_api.app.config import Config
+from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.harness import running_server
+from nanobot_api.app.sessions_admin import show_session
+from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.errors import UpstreamFailed
+from nanobot_api.domain.ports import Agent
+from nanobot_api.domain.sessions import SessionKey
+from tests.fakes import FailingAgent
+
+NOTE = base64.b64encode(b"private notes\n").decode()
+
+
+def _upload(text: str, session: str) -> dict[str, object]:
+    part = {
+        "type": "file",
+        "file": {"filename": "n.txt", "file_data": f"data:text/plain;base64,{NOTE}"},
+    }
+    content = [{"type": "text", "text": text}, part]
+    return {"messages": [{"role": "user", "content": content}], "session_id": session}
+
+
+@asynccontextmanager
+async def _client(config: Config, agent: Agent) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of the real server for ``config`` on a socket, while the block runs."""
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        yield client
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_the_workspace_folders_are_0700_and_its_files_0600_wal_and_shm_included(
+    config: Config,
+) -> None:
+    async with _client(config, EchoAgent()) as client:
+        answer = await client.post("/v1/chat/completions", json=_upload("keep", "files"))
+        assert answer.status_code == 200, answer.text
+        workspace = config.workspace
+        # Looked at while the server runs, so SQLite's -wal and -shm files exist.
+        files = [workspace / f"sessions.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")]
+        files += list((workspace / "media" / "api").iterdir())
+        assert len(files) == 5  # the database, its -wal and -shm, an upload and its sidecar
+        assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+        folders = [workspace, workspace / "media", workspace / "media" / "api"]
+        assert [_mode(folder) for folder in folders] == [0o700] * 3
+
+
+async def test_the_uploads_of_a_failed_turn_are_removed(config: Config) -> None:
+    agent = FailingAgent(UpstreamFailed("Upstream returned HTTP 502"))
+    async with _client(config, agent) as client:
+        for _ in range(2):
+            answer = await client.post("/v1/chat/completions", json=_upload("x", "fails"))
+            assert answer.status_code == 502
+    media = config.workspace / "media" / "api"
+    assert not media.exists() or list(media.iterdir()) == []
+
+
+async def test_the_media_folder_keeps_under_max_media_mb_dropping_the_oldest(
+    config: Config,
+) -> None:
+    config = attrs.evolve(config, api=attrs.evolve(config.api, max_media_mb=1))
+    big = base64.b64encode(b"x" * 400_000).decode()
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "big"},
+                    {
+                        "type": "file",
+                        "file": {"filename": "b.txt", "file_data": f"data:text/plain;base64,{big}"},
+                    },
+                ],
+            }
+        ]
+    }
+    async with _client(config, EchoAgent()) as client:
+        names = []
+        for _ in range(4):
+            answer = await client.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200, answer.text
+            media = config.workspace / "media" / "api"
+            names.append({p.name for p in media.iterdir() if p.suffix == ".txt"})
+    total = sum(p.stat().st_size for p in media.iterdir())
+    assert total <= 1024 * 1024
+    assert len(names[-1]) == 2  # two of 400 KB fit in 1 MiB, the oldest went
+    assert names[0] & names[-1] == set()
+
+
+async def test_sessions_show_prints_escape_sequences_escaped(config: Config) -> None:
+    key = SessionKey("api", "tty")
+    async with SqliteSessionStore(config.workspace / "sessions.sqlite3") as store:
+        hostile = "red \x1b[31mtext\x1b[0m\rover\nnext line"
+        await store.commit(key, TurnRecord((Message.user(hostile), Message.assistant("ok"))))
+        out = io.StringIO()
+        await show_session(store, key, out)
+    shown = out.getvalue()
+    assert "\x1b" not in shown
+    assert "\r" not in shown
+    assert "red \\x1b[31mtext\\x1b[0m\\rover\nnext line" in shown
+
+
+def test_a_newline_in_client_text_cannot_forge_a_log_line() -> None:
+    record = logging.LogRecord(
+        "nanobot_api.x", logging.INFO, __file__, 1, "sent to %s", ("c1\n2026 INFO forged",), None
+    )
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert "c1\\n2026 INFO forged" in line

@@ -1,0 +1,199 @@
+"""The Responses API on a real socket, driven by the official openai SDK (async)."""
+
+from __future__ import annotations
+
+import anyio
+import openai
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.app.bootstrap import build
+from nanobot_api.app.config import Config
+from nanobot_api.app.harness import RunningServer, running_server
+from nanobot_api.domain.conversation import Message, ToolCall
+from nanobot_api.domain.errors import UpstreamFailed
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.sessions import api_session
+from nanobot_api.domain.turns import Turn
+from tests.fakes import FailingAgent, GatedAgent
+
+
+def sdk(server: RunningServer) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
+
+
+async def test_create_retrieve_and_chain_with_previous_response_id(config: Config) -> None:
+    async with running_server(build(config)) as server, sdk(server) as client:
+        first = await client.responses.create(model="nanobot-echo", input="hello there")
+        assert first.status == "completed"
+        assert first.output_text == "echo: hello there"
+        assert first.id.startswith("resp_")
+        assert first.usage is not None
+        assert first.usage.total_tokens > 0
+        again = await client.responses.retrieve(first.id)
+        assert again.output_text == first.output_text
+        second = await client.responses.create(input="more", previous_response_id=first.id)
+        assert second.previous_response_id == first.id
+        assert second.output_text == "echo: more"
+        # The first is no longer the latest of its conversation.
+        with pytest.raises(openai.ConflictError) as info:
+            await client.responses.create(input="fork", previous_response_id=first.id)
+        assert info.value.status_code == 409
+        items = await client.responses.input_items.list(second.id)
+        assert [i.type for i in items.data] == ["message"]
+        await client.responses.delete(first.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(first.id)
+
+
+async def test_the_stream_helper_sees_named_events_in_order(config: Config) -> None:
+    async with running_server(build(config)) as server, sdk(server) as client:
+        async with client.responses.stream(model="nanobot-echo", input="one two") as stream:
+            kinds = []
+            numbers = []
+            async for event in stream:
+                kinds.append(event.type)
+                numbers.append(event.sequence_number)
+            final = await stream.get_final_response()
+        assert numbers == list(range(len(numbers)))
+        assert kinds[:2] == ["response.created", "response.in_progress"]
+        assert kinds[-1] == "response.completed"
+        assert "response.output_text.delta" in kinds
+        assert final.output_text == "echo: one two"
+
+
+async def test_a_background_response_is_resumed_after_a_cut_stream(config: Config) -> None:
+    async with running_server(build(config)) as server, sdk(server) as client:
+        started = await client.responses.create(input="a b c d", background=True)
+        assert started.status in ("queued", "in_progress")
+        stream = await client.responses.retrieve(started.id, stream=True)
+        seen = []
+        async for event in stream:
+            seen.append(event)
+            if len(seen) == 3:
+                break
+        await stream.close()
+        rest = await client.responses.retrieve(
+            started.id, stream=True, starting_after=seen[-1].sequence_number
+        )
+        later = [event async for event in rest]
+        numbers = [e.sequence_number for e in seen + later]
+        assert numbers == list(range(len(numbers)))
+        assert later[-1].type == "response.completed"
+        done = await client.responses.retrieve(started.id)
+        assert done.status == "completed"
+        assert done.output_text == "echo: a b c d"
+
+
+async def test_conversations_are_sessions(config: Config) -> None:
+    async with running_server(build(config)) as server, sdk(server) as client:
+        conversation = await client.conversations.create(metadata={"topic": "t"})
+        assert conversation.id.startswith("conv_")
+        await client.responses.create(input="from responses", conversation=conversation.id)
+        await client.chat.completions.create(
+            model="nanobot-echo",
+            messages=[{"role": "user", "content": "from chat"}],
+            extra_body={"session_id": conversation.id},
+        )
+        items = await client.conversations.items.list(conversation.id, order="asc")
+        texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+        assert texts == ["from responses", "echo: from responses", "from chat", "echo: from chat"]
+        fetched = await client.conversations.retrieve(conversation.id)
+        assert fetched.metadata == {"topic": "t"}
+        await client.conversations.delete(conversation.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.conversations.retrieve(conversation.id)
+
+
+async def test_a_background_response_is_cancelled_and_leaves_no_trace(config: Config) -> None:
+    agent = GatedAgent()
+    store = InMemorySessionStore()
+    async with (
+        running_server(build(config, agent=agent, store=store)) as server,
+        sdk(server) as client,
+    ):
+        started = await client.responses.create(input="wait", background=True, conversation="c1")
+        await agent.started_event("wait").wait()
+        cancelled = await client.responses.cancel(started.id)
+        assert cancelled.status == "cancelled"
+        assert (await client.responses.retrieve(started.id)).status == "cancelled"
+        events = [e async for e in await client.responses.retrieve(started.id, stream=True)]
+        assert events[-1].type == "response.failed"
+        assert not any(e.type == "response.completed" for e in events)
+    assert await store.history(api_session("c1")) == ()
+
+
+async def test_a_failed_turn_streams_response_failed_never_completed(config: Config) -> None:
+    agent = FailingAgent(UpstreamFailed("Upstream model returned 503"), model="nanobot-echo")
+    async with running_server(build(config, agent=agent)) as server, sdk(server) as client:
+        stream = await client.responses.create(input="x", stream=True)
+        kinds = [event.type async for event in stream]
+        assert kinds[-1] == "response.failed"
+        assert "response.completed" not in kinds
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.responses.create(input="x")
+        assert info.value.status_code == 502
+
+
+class _ToolAgent:
+    """Runs one server tool step (as the LLM agent records it), then answers."""
+
+    model = "nanobot-echo"
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        call = ToolCall("call_1", "search", '{"q": "weather"}')
+        reply.remember(Message.assistant(None, (call,)))
+        reply.remember(Message.tool_result("call_1", "sunny"))
+        reply.remember(Message.assistant("it is sunny"))
+        await reply.send("it is sunny")
+
+
+async def test_tool_progress_is_shown_only_to_streams_that_ask(config: Config) -> None:
+    async with running_server(build(config, agent=_ToolAgent())) as server, sdk(server) as client:
+        plain = [e.type async for e in await client.responses.create(input="x", stream=True)]
+        assert not any(kind.startswith("nanobot.") for kind in plain)
+        stream = await client.responses.create(
+            input="x",
+            stream=True,
+            include=["nanobot.tool_events"],  # type: ignore[list-item]
+        )
+        tool = [e.type async for e in stream if e.type.startswith("nanobot.")]
+        assert tool == ["nanobot.tool.started", "nanobot.tool.done"]
+        done = await client.responses.create(input="y")
+        assert [o.type for o in done.output] == ["message"]  # server tools never show
+
+
+def _sync_scenario(base_url: str) -> None:
+    """Every endpoint once through the blocking client (run in a worker thread)."""
+    with OpenAI(base_url=base_url, api_key="dummy", max_retries=0) as client:
+        conversation = client.conversations.create(items=[{"role": "user", "content": "hi"}])
+        first = client.responses.create(input="one", conversation=conversation.id)
+        assert first.output_text == "echo: one"
+        with client.responses.stream(
+            model="nanobot-echo", input="two", previous_response_id=first.id
+        ) as stream:
+            final = stream.get_final_response()
+        assert final.output_text == "echo: two"
+        background = client.responses.create(input="three", background=True)
+        events = list(client.responses.retrieve(background.id, stream=True, starting_after=1))
+        assert events[0].sequence_number == 2
+        assert events[-1].type == "response.completed"
+        assert client.responses.cancel(background.id).status == "completed"
+        inputs = client.responses.input_items.list(first.id)
+        assert [i.type for i in inputs.data] == ["message"]
+        items = client.conversations.items.list(conversation.id, limit=2)
+        assert items.has_more
+        assert [i.id for i in items.data] == ["msg_3_1", "msg_3_0"]
+        assert client.conversations.update(conversation.id, metadata={"a": "b"}).metadata == {
+            "a": "b"
+        }
+        client.responses.delete(first.id)
+        client.conversations.delete(conversation.id)
+        with pytest.raises(openai.NotFoundError):
+            client.conversations.items.list(conversation.id)
+
+
+async def test_the_sync_client_drives_every_endpoint(config: Config) -> None:
+    async with running_server(build(config)) as server:
+        await anyio.to_thread.run_sync(_sync_scenario, server.base_url)

@@ -1,0 +1,140 @@
+"""Starting `nanobot serve` and the library's serve(): what it says, and how it fails.
+
+Every start-up failure is one line on stderr and exit status 2, never a traceback;
+"listening" is said only once the socket is bound and the stores are open.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+NANOBOT = [sys.executable, "-m", "nanobot_api.main"]
+pytestmark = pytest.mark.slow
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("NANOBOT_CONFIG", None)
+    return env
+
+
+def _refused(args: list[str], home: Path) -> str:
+    """Runs a start-up that must fail; its one stderr line."""
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=30, env=_env(home), check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("nanobot: ")
+    return line
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _library_serve(port: int, workspace: Path) -> list[str]:
+    script = textwrap.dedent(
+        f"""
+        from nanobot_api import serve
+
+        async def shout(turn):
+            return turn.text.upper()
+
+        serve(shout, port={port}, workspace={str(workspace)!r})
+        """
+    )
+    return [sys.executable, "-c", script]
+
+
+def test_a_busy_port_is_one_line_and_exit_2_from_the_cli_and_the_library(tmp_path: Path) -> None:
+    with _busy_port() as port:
+        cli = _refused([*NANOBOT, "serve", "--port", str(port)], tmp_path)
+        library = _refused(_library_serve(port, tmp_path / "ws"), tmp_path)
+    for line in (cli, library):
+        assert f"127.0.0.1:{port}" in line
+        assert "in use" in line
+        assert "--port" in line
+
+
+def test_a_corrupt_sessions_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "sessions.sqlite3").write_bytes(b"not a database, " * 512)
+    line = _refused(
+        [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)], tmp_path
+    )
+    assert "sessions" in line
+    assert "not a readable SQLite database" in line
+    assert "backup" in line
+
+
+def test_a_workspace_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # Root may write anywhere, so the workspace lies under a file (a read-only mount
+    # is refused the same way).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    workspace = blocker / "ws"
+    for args in (
+        [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)],
+        _library_serve(_free_port(), workspace),
+    ):
+        line = _refused(args, tmp_path)
+        assert f"workspace {workspace} cannot be written" in line
+        assert "--workspace" in line
+
+
+def test_the_start_up_lines_name_model_provider_storage_workers_and_listen_once_bound(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"providers": {"custom": {"apiBase": "http://127.0.0.1:9/v1", "apiKey": "sk-secret-1"}},'
+        ' "agents": {"defaults": {"model": "tiny-model"}}}'
+    )
+    server = subprocess.Popen(
+        [*NANOBOT, "serve", "-p", str(_free_port()), "-c", str(config), "-w", str(tmp_path / "ws")],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(tmp_path),
+    )
+    assert server.stderr is not None
+    lines: list[str] = []
+    try:
+        while not lines or "listening on" not in lines[-1]:
+            line = server.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        url = lines[-1].split("listening on ", 1)[1].split()[0]
+        # Said only once bound: the very next request is answered.
+        assert requests.get(url.removesuffix("/v1") + "/health", timeout=5).ok
+    finally:
+        server.terminate()
+        rest = server.communicate(timeout=30)[1]
+    said = "".join(lines)
+    assert "model tiny-model at http://127.0.0.1:9/v1 (provider custom)" in said
+    assert "storage: SQLite in" in said
+    assert "1 worker" in said
+    assert "sk-secret-1" not in said + rest
+    assert server.returncode == 0

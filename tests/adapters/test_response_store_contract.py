@@ -1,0 +1,188 @@
+"""The ResponseStore, ResponseLog and ConversationStore contracts, against the fakes and
+SQLite alike (and a second connection to the same file, as another process would read)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.adapters.storage.memory_responses import (
+    InMemoryConversationStore,
+    InMemoryResponseStore,
+)
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.storage.sqlite_responses import (
+    SqliteConversationStore,
+    SqliteResponseStore,
+)
+from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord, Usage
+from nanobot_api.domain.conversations import ConversationRecord
+from nanobot_api.domain.responses import (
+    ClientCall,
+    Ended,
+    ResponseError,
+    ResponseRecord,
+    TextDelta,
+    ToolProgress,
+)
+from nanobot_api.domain.sessions import SessionKey
+
+Responses = InMemoryResponseStore | SqliteResponseStore
+Records = InMemoryConversationStore | SqliteConversationStore
+Sessions = InMemorySessionStore | SqliteSessionStore
+
+
+@pytest.fixture(name="responses", params=["memory", "sqlite"])
+async def _responses(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Responses]:
+    if request.param == "memory":
+        yield InMemoryResponseStore()
+        return
+    async with SqliteResponseStore(tmp_path / "responses.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture(name="records", params=["memory", "sqlite"])
+async def _records(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Records]:
+    if request.param == "memory":
+        yield InMemoryConversationStore()
+        return
+    async with SqliteConversationStore(tmp_path / "responses.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture(name="sessions", params=["memory", "sqlite"])
+async def _sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sessions]:
+    if request.param == "memory":
+        yield InMemorySessionStore()
+        return
+    async with SqliteSessionStore(tmp_path / "sessions.sqlite3") as store:
+        yield store
+
+
+def record(n: int, session: str = "s", **changes: object) -> ResponseRecord:
+    base = ResponseRecord(
+        id=f"resp_{n}",
+        session=SessionKey("api", session),
+        model="m",
+        created_at=1000.0 + n,
+        background=True,
+        named=True,
+        previous_response_id=None,
+        instructions="be brief",
+        input=(Message("system", "be brief"), Message.user("hi"), Message.tool_result("c", "r")),
+    )
+    return attrs.evolve(base, **changes)
+
+
+async def test_a_record_reads_back_whole(responses: Responses) -> None:
+    done = record(
+        1,
+        status="completed",
+        output_text="héllo",
+        calls=(ToolCall("c1", "f", '{"a": 1}'),),
+        usage=Usage(3, 4),
+        error=ResponseError("server_error", "x"),
+        turn_no=2,
+    )
+    await responses.put(done)
+    assert await responses.get("resp_1") == done
+    assert await responses.get("resp_2") is None
+
+
+async def test_a_put_replaces_but_never_clears_a_cancel_request(responses: Responses) -> None:
+    await responses.put(record(1))
+    marked = await responses.request_cancel("resp_1")
+    assert marked is not None
+    assert marked.cancel_requested
+    await responses.put(record(1, output_text="more"))
+    again = await responses.get("resp_1")
+    assert again is not None
+    assert again.cancel_requested
+    assert again.output_text == "more"
+
+
+async def test_a_finished_response_is_not_marked_for_cancel(responses: Responses) -> None:
+    await responses.put(record(1, status="completed"))
+    marked = await responses.request_cancel("resp_1")
+    assert marked is not None
+    assert not marked.cancel_requested
+    assert await responses.request_cancel("resp_9") is None
+
+
+async def test_latest_is_the_session_s_newest(responses: Responses) -> None:
+    await responses.put(record(1))
+    await responses.put(record(2))
+    await responses.put(record(3, session="other"))
+    await responses.put(record(1, status="completed"))  # an update keeps its place
+    latest = await responses.latest(SessionKey("api", "s"))
+    assert latest is not None
+    assert latest.id == "resp_2"
+    assert await responses.latest(SessionKey("api", "none")) is None
+
+
+async def test_steps_are_kept_in_order_and_never_renumbered(responses: Responses) -> None:
+    steps = [
+        TextDelta("a"),
+        ToolProgress("c1", "search", "started", "q"),
+        ClientCall(ToolCall("c2", "f", "{}")),
+        TextDelta("b"),
+        Ended("completed", Usage(1, 2)),
+    ]
+    await responses.put(record(1))
+    await responses.append("resp_1", 0, steps[:2])
+    await responses.append("resp_1", 1, [TextDelta("ignored"), *steps[2:4]])
+    await responses.append("resp_1", 4, steps[4:])
+    assert await responses.read("resp_1") == tuple(steps)
+    assert await responses.read("resp_1", after=2) == tuple(steps[3:])
+    assert await responses.read("resp_1", after=4) == ()
+
+
+async def test_delete_forgets_the_record_and_its_steps(responses: Responses) -> None:
+    await responses.put(record(1))
+    await responses.append("resp_1", 0, [TextDelta("a")])
+    assert await responses.delete("resp_1")
+    assert await responses.get("resp_1") is None
+    assert await responses.read("resp_1") == ()
+    assert not await responses.delete("resp_1")
+
+
+async def test_another_connection_reads_what_one_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "responses.sqlite3"
+    async with SqliteResponseStore(path) as one, SqliteResponseStore(path) as two:
+        await one.put(record(1))
+        await one.append("resp_1", 0, [TextDelta("x")])
+        assert await two.get("resp_1") == record(1)
+        assert await two.read("resp_1") == (TextDelta("x"),)
+        await two.request_cancel("resp_1")
+        seen = await one.get("resp_1")
+        assert seen is not None
+        assert seen.cancel_requested
+
+
+async def test_conversation_records_by_session_and_channel(records: Records) -> None:
+    one = ConversationRecord(SessionKey("api", "conv_1"), 5.0, (("k", "v"), ("ü", "x")))
+    two = ConversationRecord(SessionKey("api", "conv_2"), 6.0)
+    elsewhere = ConversationRecord(SessionKey("apix", "conv_3"), 7.0)
+    for r in (one, two, elsewhere):
+        await records.put(r)
+    assert await records.get(one.session) == one
+    assert set(await records.records("api")) == {one, two}
+    await records.put(attrs.evolve(one, metadata=()))
+    assert await records.get(one.session) == attrs.evolve(one, metadata=())
+    assert await records.delete(one.session)
+    assert await records.get(one.session) is None
+    assert not await records.delete(one.session)
+
+
+async def test_session_summaries_list_a_channel_newest_first(sessions: Sessions) -> None:
+    turn = TurnRecord((Message.user("u"), Message.assistant("a")))
+    for name in ("a", "b", "a"):
+        await sessions.commit(SessionKey("api", name), turn)
+    await sessions.commit(SessionKey("apix", "c"), turn)
+    summaries = await sessions.summaries("api")
+    assert [(s.session.session_id, s.turns) for s in summaries] == [("a", 2), ("b", 1)]
+    assert summaries[0].created_at <= summaries[0].updated_at
