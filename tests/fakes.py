@@ -11,6 +11,7 @@ import anyio
 from nanobot_api.domain.attachments import Document, Image, Upload
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import DeliveryFailed, NotFound, UnsupportedMediaType
+from nanobot_api.domain.idempotency import Claimed, KeyClaim, StoredAnswer, decide
 from nanobot_api.domain.outbox import (
     Claim,
     DeliveryReceipt,
@@ -221,3 +222,58 @@ class CollectingReply:
 
     def remember(self, message: Message) -> None:
         raise AssertionError(f"unexpected remember({message!r}): history is the server's")
+
+
+class InMemoryRequestRecords:
+    """IdempotencyStore and LimitCounters in dicts, for one process."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], tuple[str, float, float, StoredAnswer | None]] = {}
+        self.counts: dict[str, tuple[float, int]] = {}
+        self.slots: dict[str, dict[str, float]] = {}
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
+    ) -> KeyClaim:
+        self.records = {k: v for k, v in self.records.items() if v[1] >= now - ttl_s}
+        found = self.records.get((scope, key))
+        if found is None:
+            self.records[scope, key] = (fingerprint, now, now + lease_s, None)
+            return Claimed()
+        stored, created, lease_until, answer = found
+        decision = decide(stored, fingerprint, answer, lease_until, now)
+        if isinstance(decision, Claimed):
+            self.records[scope, key] = (stored, created, now + lease_s, None)
+        return decision
+
+    async def finish(self, scope: str, key: str, answer: StoredAnswer) -> None:
+        stored, created, lease_until, _ = self.records[scope, key]
+        self.records[scope, key] = (stored, created, lease_until, answer)
+
+    async def abandon(self, scope: str, key: str) -> None:
+        found = self.records.get((scope, key))
+        if found is not None and found[3] is None:
+            del self.records[scope, key]
+
+    async def add(self, bucket: str, window_start: float) -> int:
+        start, count = self.counts.get(bucket, (window_start, 0))
+        count = count + 1 if start == window_start else 1
+        self.counts[bucket] = (window_start, count)
+        return count
+
+    async def count(self, bucket: str, window_start: float) -> int:
+        start, count = self.counts.get(bucket, (window_start, 0))
+        return count if start == window_start else 0
+
+    async def take_slot(
+        self, bucket: str, token: str, limit: int, *, now: float, lease_s: float
+    ) -> bool:
+        held = {t: until for t, until in self.slots.get(bucket, {}).items() if until > now}
+        self.slots[bucket] = held
+        if len(held) >= limit:
+            return False
+        held[token] = now + lease_s
+        return True
+
+    async def free_slot(self, bucket: str, token: str) -> None:
+        self.slots.get(bucket, {}).pop(token, None)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import (
     Document,
     ExtractedText,
@@ -18,7 +19,7 @@ from nanobot_api.domain.attachments import (
     decode_text,
 )
 from nanobot_api.domain.filetypes import FileKind, detect_kind
-from nanobot_api.domain.ports import DocumentReader, MediaStore
+from nanobot_api.domain.ports import DocumentReader, MediaStore, Telemetry
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -44,7 +45,9 @@ class AttachmentIntake:
         limits: UploadLimits,
         *,
         extraction: ExtractionLimits | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._readers = readers
         self._media = media
         self._limits = limits
@@ -63,6 +66,7 @@ class AttachmentIntake:
         documents: list[Document] = []
         for item, text in zip(checked, texts, strict=True):
             upload, kind = item.upload, item.kind
+            self._telemetry.upload_accepted(kind.name.lower())
             path = await self._media.save(upload.data, kind, upload.filename, session)
             if text is None:
                 images.append(Image(upload.data, kind.mime, path, upload.filename))

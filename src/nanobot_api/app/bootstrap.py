@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from quart import Quart
 
 from nanobot_api.adapters.documents import DocumentReaderByKind
 from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.operations import Operations
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.observability.metrics import Metrics
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
+from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.lifecycle import Opener, add_opener
+from nanobot_api.app.health import Health
+from nanobot_api.app.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.llm_agent import LlmAgent
 from nanobot_api.app.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.responses_wiring import install_responses_api
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
-from nanobot_api.domain.ports import Agent, Attachments, SessionStore, Tool
+from nanobot_api.domain.ports import (
+    Agent,
+    Attachments,
+    OutboxAdmin,
+    SessionStore,
+    Telemetry,
+    Tool,
+)
 from nanobot_api.domain.redaction import Redactor
 
 
@@ -52,6 +66,9 @@ def build(
 ) -> Quart:
     """The whole server for ``config``; each keyword replaces the part it names."""
     limits = upload_limits(config)
+    metrics = Metrics()
+    gate = TurnGate()
+    health = Health(gate)
     redactor = configured_redactor(config)
     model: OpenAICompatChatModel | None = None
     # The message tool and its outbox come with the LLM agent; enabled channels alone
@@ -59,7 +76,9 @@ def build(
     with_llm = agent is None and config.provider is not None
     outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
     if with_llm:
-        agent, model = llm_agent(config, tools=() if outgoing is None else (outgoing.tool,))
+        agent, model = llm_agent(
+            config, tools=() if outgoing is None else (outgoing.tool,), telemetry=metrics
+        )
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
@@ -74,6 +93,7 @@ def build(
             ),
             limits,
             extraction=extraction,
+            telemetry=metrics,
         )
     service = ChatService(
         agent=agent or EchoAgent(),
@@ -81,6 +101,8 @@ def build(
         attachments=attachments,
         timeout_s=config.api.timeout,
         max_history_messages=config.agents.defaults.max_history_messages,
+        gate=gate,
+        telemetry=metrics,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
     )
@@ -92,15 +114,18 @@ def build(
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
     )
-    app = create_quart_app(service, settings)
+    app = create_quart_app(service, settings, Operations(health, metrics))
+    set_gate(app, gate)
     _redact_logs_while_serving(app, redactor)
     install_responses_api(app, service, store, settings, workspace=config.workspace)
     if outgoing is not None:
         outgoing.install(app)
+        metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
         add_opener(app, Opener("sessions", store_file.path, store_file.open))
+        health.add_check("storage", store_file.ping)
 
         @app.before_serving
         async def _open_store() -> None:
@@ -112,7 +137,22 @@ def build(
     return app
 
 
-def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, OpenAICompatChatModel]:
+async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
+    """Sets the outbox gauges from the store, as a scrape begins. Delivered events are
+    left out: they accumulate, and a scrape must not read them all."""
+    now = time.time()
+    oldest = 0.0
+    for status in ("queued", "pending", "failed"):
+        events = await outbox.events(status)
+        metrics.outbox_events.labels(status).set(len(events))
+        if events and status != "failed":
+            oldest = max(oldest, now - events[0].created_at)
+    metrics.outbox_oldest_seconds.set(oldest)
+
+
+def llm_agent(
+    config: Config, tools: Sequence[Tool] = (), telemetry: Telemetry = NO_TELEMETRY
+) -> tuple[LlmAgent, OpenAICompatChatModel]:
     """The LLM agent for the configured provider, and its model (to close at shutdown)."""
     provider = config.provider
     if provider is None:
@@ -140,6 +180,7 @@ def llm_agent(config: Config, tools: Sequence[Tool] = ()) -> tuple[LlmAgent, Ope
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
+        telemetry=telemetry,
         max_reply_chars=defaults.max_reply_chars,
     )
     return agent, model

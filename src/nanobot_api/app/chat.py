@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import attrs
 
+from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.sessions import SessionLocks
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import (
     MAX_HISTORY_BYTES,
@@ -22,6 +26,7 @@ from nanobot_api.domain.ports import (
     Reply,
     SessionStore,
     SettlesUploads,
+    Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.turns import (
@@ -54,11 +59,15 @@ class ChatService:
         *,
         timeout_s: float,
         max_history_messages: int | None = None,
+        gate: TurnGate | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
         max_history_bytes: int | None = MAX_HISTORY_BYTES,
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         redactor: Redactor | None = None,
     ) -> None:
         self._agent = agent
+        self._gate = gate or TurnGate()
+        self._telemetry = telemetry
         self._store = store
         self._attachments = attachments
         self._timeout_s = timeout_s
@@ -72,7 +81,13 @@ class ChatService:
     def model(self) -> str:
         return self._agent.model
 
+    @property
+    def gate(self) -> TurnGate:
+        """Where the server's drain closes to new turns and cancels late ones."""
+        return self._gate
+
     async def prepare(self, request: ChatRequest) -> PreparedTurn:
+        self._gate.admit()  # before any upload is stored
         check_model(request.model, self.model)
         images, documents = await self._attachments.accept(request.uploads, request.session)
         return PreparedTurn(
@@ -88,10 +103,27 @@ class ChatService:
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         kept = False
+        recorder = _TurnRecorder(reply, self._bound, self._redactor)
+        outcome = "cancelled"
+        self._telemetry.turn_started()
         try:
-            result = await self._run(turn, reply)
+            async with self._gate.turn():
+                try:
+                    result = await self._run(turn, recorder)
+                except Exception:
+                    outcome = "error"
+                    raise
             kept = True
+            outcome = "ok"
         finally:
+            first_s = None if recorder.first_at is None else recorder.first_at - recorder.started
+            usage = recorder.usage
+            self._telemetry.turn_ended(
+                time.monotonic() - recorder.started,
+                first_s,
+                outcome,
+                usage.prompt_tokens + usage.completion_tokens,
+            )
             if (turn.images or turn.documents) and isinstance(self._attachments, SettlesUploads):
                 # A failed or cancelled turn leaves no upload behind; shielded, so a
                 # cancellation still removes them.
@@ -99,15 +131,16 @@ class ChatService:
                     await self._attachments.turn_ended(turn.images, turn.documents, kept=kept)
         return result
 
-    async def _run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
-        recorder = _TurnRecorder(reply, self._bound, self._redactor)
+    async def _run(self, turn: PreparedTurn, recorder: _TurnRecorder) -> TurnResult:
         try:
             # The budget covers the wait for the session too: a client sees one deadline.
             with anyio.fail_after(self._timeout_s):
                 if turn.task is not None:
                     await self._answer_auxiliary(turn, recorder)
                 else:
+                    waiting = time.monotonic()
                     async with self._locks.hold(turn.session):
+                        self._telemetry.session_waited(time.monotonic() - waiting)
                         await self._run_turn(turn, recorder)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
@@ -191,6 +224,8 @@ class _TurnRecorder:
         self._messages: list[Message] = []
         self._fallback = False
         self.usage = Usage()
+        self.started = time.monotonic()
+        self.first_at: float | None = None
 
     @property
     def text(self) -> str:
@@ -207,6 +242,8 @@ class _TurnRecorder:
 
     async def _write(self, text: str) -> None:
         if text:
+            if self.first_at is None:
+                self.first_at = time.monotonic()
             self._parts.append(text)
             self._length += len(text)
             await self._outer.send(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -43,7 +44,11 @@ _URL = "an http(s) URL"
 class ApiKeyConfig:
     """One named API key: a tenant with its own sessions and its own limits (0: none)."""
 
-    name: str = checked(attrs.NOTHING, bool, "a name")
+    name: str = checked(
+        attrs.NOTHING,
+        lambda v: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)),
+        "a name of 1-64 letters, digits, '.', '_' or '-'",
+    )
     key: str = checked(attrs.NOTHING, bool, "a key")
     rpm: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")
     max_concurrent: int = checked(0, lambda v: v >= 0, "an integer >= 0 (0: no limit)")

@@ -1,4 +1,4 @@
-"""What the composition root tells the serving code about start-up.
+"""What the composition root tells the serving code about start-up and shutdown.
 
 Each store that keeps a file registers an :class:`Opener`. ``nanobot serve`` (and the
 library's ``serve()``) open them all before the server starts, so a corrupt or
@@ -16,7 +16,10 @@ from typing import Final
 import attrs
 from quart import Quart
 
+from nanobot_api.app.drain import TurnGate
+
 _OPENERS: Final = "nanobot_api.openers"
+_GATE: Final = "nanobot_api.gate"
 
 
 @attrs.frozen
@@ -34,3 +37,13 @@ def add_opener(app: Quart, opener: Opener) -> None:
 
 def openers(app: Quart) -> tuple[Opener, ...]:
     return tuple(app.extensions.get(_OPENERS, ()))
+
+
+def set_gate(app: Quart, gate: TurnGate) -> None:
+    """The drain gate of the app's turns, for the serving code's signal handling."""
+    app.extensions[_GATE] = gate
+
+
+def gate_of(app: Quart) -> TurnGate | None:
+    gate = app.extensions.get(_GATE)
+    return gate if isinstance(gate, TurnGate) else None

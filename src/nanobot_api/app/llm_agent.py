@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
+import anyio
+
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.tools import ToolBox
 from nanobot_api.domain.conversation import Message
-from nanobot_api.domain.models import ModelMessage, ModelRequest, ToolContext, UserContent
-from nanobot_api.domain.ports import ChatModel, Reply, Tool
+from nanobot_api.domain.models import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolContext,
+    UserContent,
+)
+from nanobot_api.domain.ports import ChatModel, Reply, Telemetry, Tool
 from nanobot_api.domain.turns import Turn
+
+log = logging.getLogger(__name__)
 
 # Between the texts of two model calls of one turn, so they do not run together.
 _CALL_SEPARATOR = "\n\n"
@@ -45,6 +58,7 @@ class LlmAgent:
         system_prompt: str | None = None,
         max_tool_iterations: int = 8,
         *,
+        telemetry: Telemetry = NO_TELEMETRY,
         max_reply_chars: int | None = None,
     ) -> None:
         if max_tool_iterations < 0:
@@ -55,6 +69,7 @@ class LlmAgent:
         # One message for the agent's life, so the wire encodes it once like history.
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
+        self._telemetry = telemetry
         self._max_reply_chars = max_reply_chars
 
     @property
@@ -88,7 +103,7 @@ class LlmAgent:
                 system=self._system,
                 max_reply_chars=self._max_reply_chars,
             )
-            response = await self._model.complete(request, on_delta)
+            response = await self._call_model(request, on_delta, rounds + 1)
             reply.add_usage(response.usage)
             answer = response.message
             if not answer.tool_calls:
@@ -100,7 +115,16 @@ class LlmAgent:
             reply.remember(answer)
             messages.append(answer)
             for call in answer.tool_calls:
-                result = Message.tool_result(call.id, await self._tools.run(call, context))
+                started = time.monotonic()
+                text = await self._tools.run(call, context)
+                log.debug(
+                    "tool %s [%s]: %.0f ms, %d chars of result",
+                    call.name,
+                    call.id,
+                    (time.monotonic() - started) * 1000,
+                    len(text),
+                )
+                result = Message.tool_result(call.id, text)
                 reply.remember(result)
                 messages.append(result)
             rounds += 1
@@ -114,5 +138,38 @@ class LlmAgent:
         """One plain model call on exactly ``messages``: no system prompt, no history, no
         tools (for a front end's auxiliary requests: titles, tags, follow-ups)."""
         request = ModelRequest(tuple(messages), max_reply_chars=self._max_reply_chars)
-        response = await self._model.complete(request, reply.send)
+        response = await self._call_model(request, reply.send, 1)
         reply.add_usage(response.usage)
+
+    async def _call_model(
+        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]], number: int
+    ) -> ModelResponse:
+        """One model call, timed: a debug line (``-v``) and the model-call metrics."""
+        started = time.monotonic()
+        try:
+            response = await self._model.complete(request, on_delta)
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "error"
+            self._observe_call(number, status, started, type(exc).__name__)
+            raise
+        usage = response.usage
+        self._observe_call(
+            number,
+            "ok",
+            started,
+            f"{usage.prompt_tokens}+{usage.completion_tokens} tokens, "
+            f"{len(response.message.tool_calls)} tool call(s)",
+        )
+        return response
+
+    def _observe_call(self, number: int, status: str, started: float, detail: str) -> None:
+        seconds = time.monotonic() - started
+        self._telemetry.model_called(status, seconds)
+        log.debug(
+            "model call %d to %s: %s in %.0f ms (%s)",
+            number,
+            self._model_id,
+            status,
+            seconds * 1000,
+            detail,
+        )

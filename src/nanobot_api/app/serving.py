@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
 from nanobot_api.app.bootstrap import build, session_store_path
 from nanobot_api.app.config import ApiConfig, Config
+from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import ECHO_MODEL
-from nanobot_api.app.lifecycle import openers
+from nanobot_api.app.lifecycle import gate_of, openers
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,44 @@ async def _serve(
         # Registered last, so said once every other start-up step has succeeded.
         say(listening, out, config.api.log_format)
 
-    await serve_app(app, sock=sock)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as watching:
+        watching.start_soon(_stop_on_signals, gate_of(app), config.api.shutdown_grace_s, stop)
+        try:
+            await serve_app(app, sock=sock, shutdown_trigger=stop.wait)
+        finally:
+            stop.set()  # ends the watch
+    log.info("stopped")
+
+
+async def _stop_on_signals(gate: TurnGate | None, grace_s: float, stop: anyio.Event) -> None:
+    """The first SIGTERM or SIGINT drains (see ``app/drain.py``) and then stops the
+    server; a second one cancels the turns still running and stops at once. Returns
+    once ``stop`` is set."""
+    async with anyio.create_task_group() as group:
+
+        async def end_with_stop() -> None:
+            await stop.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(end_with_stop)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for signum in received:
+                name = signal.Signals(signum).name
+                if gate is None:
+                    stop.set()
+                elif gate.draining:
+                    log.warning("%s again: stopping now", name)
+                    gate.cancel_all()
+                    stop.set()
+                else:
+                    log.info("%s: draining (up to %gs for turns in flight)", name, grace_s)
+                    group.start_soon(_drain_then_stop, gate, grace_s, stop)
+
+
+async def _drain_then_stop(gate: TurnGate, grace_s: float, stop: anyio.Event) -> None:
+    await gate.drain(grace_s)
+    stop.set()
 
 
 def say(lines: list[str], out: TextIO, log_format: LogFormat) -> None:

@@ -8,6 +8,7 @@ cancellation exception and must be let through.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
@@ -21,6 +22,7 @@ from nanobot_api.domain.conversations import (
     SessionSummary,
 )
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.idempotency import KeyClaim, StoredAnswer
 from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
 from nanobot_api.domain.outbox import (
     Claim,
@@ -31,6 +33,7 @@ from nanobot_api.domain.outbox import (
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.tenants import Tenant
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
 
@@ -277,6 +280,79 @@ class OutboxAdmin(Protocol):
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""
 
 
+class IdempotencyStore(Protocol):
+    """Idempotency-Key records, durable, shared by every worker using the same storage."""
+
+    async def claim(
+        self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
+    ) -> KeyClaim:
+        """In one transaction: forgets records older than ``ttl_s``; then, with no record
+        for (``scope``, ``key``), stores one held by the caller until ``now + lease_s``
+        and returns Claimed; else ``decide``s (the stored answer, Running, or Claimed
+        when the holder's lease ran out). Raises IdempotencyKeyReused for another body."""
+
+    async def finish(self, scope: str, key: str, answer: StoredAnswer) -> None:
+        """Keeps the answer of the claimed request; durable on return."""
+
+    async def abandon(self, scope: str, key: str) -> None:
+        """Forgets the claim of a request whose turn failed, so a retry runs again."""
+
+
+class LimitCounters(Protocol):
+    """Counts behind the rate limits, shared by every worker using the same storage."""
+
+    async def add(self, bucket: str, window_start: float) -> int:
+        """Counts one more event in ``bucket``'s window that began at ``window_start``
+        and returns the window's count; earlier windows of the bucket are forgotten."""
+
+    async def count(self, bucket: str, window_start: float) -> int:
+        """The window's count so far, without adding to it."""
+
+    async def take_slot(
+        self, bucket: str, token: str, limit: int, *, now: float, lease_s: float
+    ) -> bool:
+        """Takes one of ``limit`` slots for ``token`` until ``now + lease_s`` (a holder
+        that dies frees its slot then); False when all are taken."""
+
+    async def free_slot(self, bucket: str, token: str) -> None:
+        """Frees ``token``'s slot (nothing if it has none)."""
+
+
+class Telemetry(Protocol):
+    """Where the use cases report what operators count (metrics); never any text,
+    session id or key."""
+
+    def turn_started(self) -> None:
+        """A turn began running."""
+
+    def turn_ended(
+        self, seconds: float, first_token_s: float | None, outcome: str, tokens: int
+    ) -> None:
+        """A turn ended: ``outcome`` is ``ok``, ``error`` or ``cancelled``; ``tokens``
+        is what its model calls used, prompt and completion together."""
+
+    def session_waited(self, seconds: float) -> None:
+        """A turn waited this long for its session's previous turn."""
+
+    def model_called(self, status: str, seconds: float) -> None:
+        """One model call ended: ``status`` is ``ok`` or the kind of its failure."""
+
+    def upload_accepted(self, kind: str) -> None:
+        """A file of the detected ``kind`` was accepted."""
+
+
+class ServerHealth(Protocol):
+    """What the health routes report about the running server."""
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is draining before it stops (no new turns)."""
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency (``storage``, ...) -> ``"ok"`` or why it is not; the server
+        is ready when all are ``"ok"`` and it is not draining. Never raises."""
+
+
 class ResponseStore(Protocol):
     """Responses kept for later reading (``store``), and for a background one, its steps."""
 
@@ -405,3 +481,20 @@ class Conversations(Protocol):
         self, channel: str, *, after: str | None, limit: int
     ) -> tuple[tuple[ConversationView, ...], bool]:
         """A page of the channel's conversations, most recently changed first."""
+
+
+class RequestLimiter(Protocol):
+    """The rate limits as the HTTP side applies them; each refusal is RateLimited."""
+
+    async def check_address(self, address: str) -> None:
+        """Refuses an address over its failed keys this minute, before keys are compared."""
+
+    async def auth_failed(self, address: str) -> None:
+        """Counts one failed key from ``address``."""
+
+    async def count_request(self, tenant: Tenant) -> None:
+        """Counts a request of ``tenant``; refuses it over the key's requests per minute."""
+
+    def turn_slot(self, tenant: Tenant) -> AbstractAsyncContextManager[None]:
+        """Holds a turn's place under the key's and the server's turns at once while the
+        block runs; refuses at once when either is full."""

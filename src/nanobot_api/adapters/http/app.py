@@ -12,13 +12,17 @@ from nanobot_api.adapters.http.middleware import (
     json_response,
 )
 from nanobot_api.adapters.http.openapi import install_openapi
+from nanobot_api.adapters.http.operations import Operations, install_operations_routes
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.ports import ChatTurns
 
 
-def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
-    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn)."""
+def create_quart_app(
+    turns: ChatTurns, settings: HttpSettings, operations: Operations | None = None
+) -> Quart:
+    """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn).
+    With ``operations``, also the health probes and ``/metrics``."""
     app = Quart("nanobot_api")
     # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
     # sent to one anyway is still not buffered past the request limit.
@@ -30,6 +34,9 @@ def create_quart_app(turns: ChatTurns, settings: HttpSettings) -> Quart:
     @app.get("/health")
     async def health() -> Response:
         return json_response({"status": "ok"})
+
+    if operations is not None:
+        install_operations_routes(app, operations)
 
     @app.get("/v1/models")
     async def list_models() -> Response:

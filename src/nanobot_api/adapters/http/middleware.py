@@ -38,7 +38,7 @@ def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
         if request.method == "OPTIONS" and origin is not None:
             # A browser's preflight carries no credentials; it only asks what is allowed.
             return Response(status=204, headers=PREFLIGHT_HEADERS)
-        if settings.api_key and request.path != "/health":
+        if settings.api_key and request.path not in ("/health", "/health/live", "/health/ready"):
             check_bearer(request.headers.get("Authorization", ""), settings.api_key)
         return None
 

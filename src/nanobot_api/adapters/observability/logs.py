@@ -10,11 +10,14 @@ line; the JSON format's encoder escapes it anyway.
 from __future__ import annotations
 
 import contextvars
+import datetime
 import json
 import logging
 import sys
 from collections.abc import Mapping
 from typing import Final, Literal, TextIO
+
+import attrs
 
 from nanobot_api.domain.text import printable
 
@@ -28,6 +31,19 @@ ACCESS_LOGGER: Final = "nanobot_api.access"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "nanobot_request_id", default=None
+)
+
+
+@attrs.define
+class RequestFacts:
+    """What a request's access line says beyond its HTTP side, gathered while it runs."""
+
+    model_s: float = 0.0
+    tokens: int = 0
+
+
+request_facts_var: contextvars.ContextVar[RequestFacts | None] = contextvars.ContextVar(
+    "nanobot_request_facts", default=None
 )
 
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
@@ -61,7 +77,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": self.formatTime(record),
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", None) or request_id_var.get(),

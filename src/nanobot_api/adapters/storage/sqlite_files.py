@@ -175,6 +175,10 @@ class SqliteFile:
         await self._db.get()
         return self
 
+    async def ping(self) -> None:
+        """Raises unless the file is open and answers a query (for readiness)."""
+        await self._db.run(_ping)
+
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""
         await self._db.close()
@@ -189,3 +193,7 @@ class SqliteFile:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()

@@ -1,0 +1,173 @@
+"""SIGTERM during 20 streams: a real `nanobot serve`, drained, loses no completed turn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import attrs
+import httpx2
+import pytest
+
+from tests.upstream import ScriptedUpstream, Text
+
+pytestmark = pytest.mark.slow
+STREAMS = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@attrs.define
+class Served:
+    process: anyio.abc.Process
+    origin: str
+    stderr: bytes = b""
+
+
+@asynccontextmanager
+async def _serve(home: Path, upstream: ScriptedUpstream, grace_s: float) -> AsyncIterator[Served]:
+    config = {
+        "api": {"shutdownGraceS": grace_s, "timeout": 60},
+        "agents": {"defaults": {"provider": "local", "model": "m1"}},
+        "providers": {"local": {"apiBase": upstream.base_url, "apiKey": "sk-x"}},
+    }
+    (home / "config.json").write_text(json.dumps(config))
+    port = _free_port()
+    argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-c", str(home / "config.json")]
+    argv += ["-w", str(home / "ws"), "-p", str(port)]
+    process = await anyio.open_process(
+        argv, env={**os.environ, "HOME": str(home)}, stdout=subprocess.DEVNULL
+    )
+    served = Served(process, f"http://127.0.0.1:{port}")
+    try:
+        async with httpx2.AsyncClient() as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if (await client.get(f"{served.origin}/health/ready")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    assert time.monotonic() < deadline, "nanobot serve did not start"
+                    await anyio.sleep(0.05)
+        yield served
+    finally:
+        if process.returncode is None:
+            process.kill()
+        assert process.stderr is not None
+        served.stderr = b"".join([chunk async for chunk in process.stderr])
+        await process.wait()
+
+
+async def _stream(origin: str, n: int, events: dict[int, list[str]]) -> None:
+    body = {"messages": [{"role": "user", "content": f"turn {n}"}], "session_id": f"s{n}"}
+    body["stream"] = True
+    async with (
+        httpx2.AsyncClient(timeout=60) as client,
+        client.stream("POST", f"{origin}/v1/chat/completions", json=body) as answer,
+    ):
+        assert answer.status_code == 200
+        async for line in answer.aiter_lines():
+            if line.startswith("data: "):
+                events.setdefault(n, []).append(line.removeprefix("data: "))
+
+
+async def _turns(home: Path) -> int:
+    """The turns kept in the workspace, as `nanobot sessions list` counts them."""
+    listed = await anyio.run_process(
+        [sys.executable, "-m", "nanobot_api.main", "sessions", "list", "-w", str(home / "ws")],
+        env={**os.environ, "HOME": str(home)},
+    )
+    lines = listed.stdout.decode().splitlines()
+    return sum(int(line.split()[1]) for line in lines if " turn" in line)
+
+
+async def _until(ready: Callable[[], Awaitable[bool]], timeout_s: float = 20) -> None:
+    with anyio.fail_after(timeout_s):
+        while True:
+            if await ready():
+                return
+            await anyio.sleep(0.02)
+
+
+def _events_at_least(events: dict[int, list[str]], count: int) -> Callable[[], Awaitable[bool]]:
+    async def enough() -> bool:
+        return sum(len(e) for e in events.values()) >= count
+
+    return enough
+
+
+async def test_sigterm_drains_twenty_streams_refuses_new_turns_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    gate = asyncio.Event()
+    events: dict[int, list[str]] = {}
+    async with (
+        ScriptedUpstream([Text("first second", gate=gate)] * STREAMS) as up,
+        _serve(tmp_path, up, grace_s=30) as served,
+    ):
+        async with anyio.create_task_group() as streams:
+            for n in range(STREAMS):
+                streams.start_soon(_stream, served.origin, n, events)
+            # Each stream has its role and first piece: every turn is in flight.
+            await _until(_events_at_least(events, 2 * STREAMS))
+            served.process.send_signal(signal.SIGTERM)
+            async with httpx2.AsyncClient(timeout=10) as client:
+
+                async def unready() -> bool:
+                    ready = await client.get(f"{served.origin}/health/ready")
+                    return ready.status_code == 503
+
+                await _until(unready)
+                late = await client.post(
+                    f"{served.origin}/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "late"}]},
+                )
+            assert late.status_code == 503
+            assert late.json()["error"]["type"] == "server_shutdown"
+            assert int(late.headers["Retry-After"]) >= 1
+            gate.set()  # the model finishes every turn within the grace
+        with anyio.fail_after(30):
+            assert await served.process.wait() == 0
+    assert all(events[n][-1] == "[DONE]" for n in range(STREAMS))
+    assert b"Traceback" not in served.stderr
+    assert b"CancelledError" not in served.stderr
+    assert await _turns(tmp_path) == STREAMS
+
+
+async def test_turns_outliving_the_grace_end_with_an_error_event_and_commit_nothing(
+    tmp_path: Path,
+) -> None:
+    events: dict[int, list[str]] = {}
+    never = asyncio.Event()
+    async with (
+        ScriptedUpstream([Text("first second", gate=never)] * 3) as up,
+        _serve(tmp_path, up, grace_s=0.5) as served,
+    ):
+        async with anyio.create_task_group() as streams:
+            for n in range(3):
+                streams.start_soon(_stream, served.origin, n, events)
+            await _until(_events_at_least(events, 6))
+            served.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await served.process.wait() == 0
+    for n in range(3):
+        error = json.loads(events[n][-1])["error"]
+        assert error["type"] == "server_shutdown"
+        assert "[DONE]" not in events[n]
+    assert b"Traceback" not in served.stderr
+    assert await _turns(tmp_path) == 0

@@ -1,0 +1,158 @@
+"""What an operator's tools see: health probes and a Prometheus scrape, over a socket."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import attrs
+import httpx2
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nanobot_api.app.bootstrap import build
+from nanobot_api.app.config import Config, ProviderConfig
+from nanobot_api.app.harness import running_server
+from tests.upstream import Calls, ScriptedUpstream, Text
+
+
+def _with_upstream(config: Config, upstream: ScriptedUpstream, **api: object) -> Config:
+    return attrs.evolve(
+        config,
+        api=attrs.evolve(config.api, **api),
+        providers={"custom": ProviderConfig(api_base=upstream.base_url, api_key="sk-up")},
+    )
+
+
+@asynccontextmanager
+async def _client(config: Config) -> AsyncIterator[httpx2.AsyncClient]:
+    async with (
+        running_server(build(config)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        yield client
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, parsed by Prometheus' own parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_the_health_probes_answer_without_a_key(config: Config) -> None:
+    config = attrs.evolve(config, api=attrs.evolve(config.api, api_key="sk-operations-key"))
+    async with _client(config) as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
+        metrics = await client.get("/metrics")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"storage": "ok"}}
+    assert metrics.status_code == 401  # /metrics follows the key rules
+
+
+async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_private(
+    config: Config,
+) -> None:
+    async with (
+        ScriptedUpstream([Text("hello there")]) as up,
+        _client(_with_upstream(config, up)) as client,
+    ):
+        before = _samples((await client.get("/metrics")).text)
+        note = base64.b64encode(b"secret notes").decode()
+        body = {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "private words"},
+                        {
+                            "type": "file",
+                            "file": {
+                                "filename": "n.txt",
+                                "file_data": f"data:text/plain;base64,{note}",
+                            },
+                        },
+                    ],
+                }
+            ],
+            "session_id": "secret-session",
+        }
+        answer = await client.post("/v1/chat/completions", json=body)
+        assert answer.status_code == 200
+        scrape = await client.get("/metrics")
+    assert scrape.headers["content-type"].startswith("text/plain")
+    after = _samples(scrape.text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("nanobot_turn_duration_seconds_count", outcome="ok") == 1
+    assert grew("nanobot_turn_time_to_first_token_seconds_count") == 1
+    assert grew("nanobot_model_calls_total", status="ok") == 1
+    assert grew("nanobot_model_call_duration_seconds_count") == 1
+    assert grew("nanobot_session_wait_seconds_count") == 1
+    assert grew("nanobot_uploads_total", kind="text") == 1
+    assert after[("nanobot_turns_in_flight", ())] == 0
+    assert after[("nanobot_outbox_events", (("status", "pending"),))] == 0
+    assert after[("nanobot_outbox_oldest_pending_age_seconds", ())] == 0
+    for private in ("secret-session", "private words", "secret notes", "sk-up"):
+        assert private not in scrape.text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_path: Path) -> None:
+    steps = [Calls((("no_such_tool", "{}"),)), Text("done")]
+    async with ScriptedUpstream(steps) as up:
+        config = {
+            "agents": {"defaults": {"provider": "local", "model": "m1"}},
+            "providers": {"local": {"apiBase": up.base_url, "apiKey": "sk-x"}},
+        }
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        port = _free_port()
+        argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-v", "-p", str(port)]
+        argv += ["-c", str(tmp_path / "config.json"), "-w", str(tmp_path / "ws")]
+        env = {**os.environ, "HOME": str(tmp_path)}
+        process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
+        try:
+            async with httpx2.AsyncClient(timeout=30) as client:
+                with anyio.fail_after(20):
+                    while True:
+                        try:
+                            await client.get(f"http://127.0.0.1:{port}/health")
+                            break
+                        except httpx2.TransportError:
+                            await anyio.sleep(0.05)
+                answer = await client.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "go"}]},
+                )
+                assert answer.status_code == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.stderr is not None
+            logged = b"".join([chunk async for chunk in process.stderr]).decode()
+            await process.wait()
+    assert "model call 1 to m1: ok in " in logged
+    assert "model call 2 to m1: ok in " in logged
+    assert "tool no_such_tool [" in logged
+    assert " ms, " in logged
