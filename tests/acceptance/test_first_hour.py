@@ -102,6 +102,9 @@ def test_serve_help_shows_every_default(tmp_path: Path) -> None:
 def test_port_0_serves_on_the_free_port_it_announces(tmp_path: Path) -> None:
     with serving(tmp_path) as origin:
         assert requests.get(f"{origin}/health", timeout=5).json() == {"status": "ok"}
+        page = requests.get(f"{origin}/", timeout=5)  # the chat page, no longer a 404
+        assert page.status_code == 200
+        assert "<title>nanobot chat</title>" in page.text
 
 
 @pytest.mark.slow

@@ -113,6 +113,7 @@ def build(
         body_timeout_s=max(60.0, config.api.timeout),
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        chat_page=config.api.chat_page,
     )
     app = create_quart_app(service, settings, Operations(health, metrics))
     set_gate(app, gate)

@@ -71,6 +71,7 @@ class ApiConfig:
         "reject", lambda v: v in ("reject", "latest"), '"reject" or "latest"', base=str
     )
     cors_origins: tuple[str, ...] = ()
+    chat_page: bool = True
     # ---- operations (operations.md): logs, keys and limits, retries, restarts
     log_format: Literal["text", "json"] = checked(
         "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str

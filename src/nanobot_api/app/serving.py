@@ -108,6 +108,8 @@ async def _serve(
             raise failure from None
     port = int(sock.getsockname()[1])
     listening = [*lines, f"listening on {api_url(config.api, port)}"]
+    if config.api.chat_page:
+        listening.append(f"chat in the browser at {api_url(config.api, port).removesuffix('v1')}")
 
     @app.before_serving
     async def _announce() -> None:

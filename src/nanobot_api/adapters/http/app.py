@@ -6,6 +6,7 @@ from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import model_json
 from nanobot_api.adapters.http.chat_endpoint import CHAT_PATH, ChatEndpoint
+from nanobot_api.adapters.http.chat_page import install_chat_page
 from nanobot_api.adapters.http.middleware import (
     install_error_handlers,
     install_request_hooks,
@@ -30,6 +31,8 @@ def create_quart_app(
     install_request_hooks(app, settings)
     install_error_handlers(app)
     install_openapi(app, turns.model, settings)
+    if settings.chat_page:
+        install_chat_page(app)
 
     @app.get("/health")
     async def health() -> Response:

@@ -10,6 +10,7 @@ from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from nanobot_api.adapters.http.answers import error_json, json_bytes
+from nanobot_api.adapters.http.chat_page import is_page_path
 from nanobot_api.adapters.http.errors import failure_body, failure_headers
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.settings import HttpSettings
@@ -38,7 +39,8 @@ def install_request_hooks(app: Quart, settings: HttpSettings) -> None:
         if request.method == "OPTIONS" and origin is not None:
             # A browser's preflight carries no credentials; it only asks what is allowed.
             return Response(status=204, headers=PREFLIGHT_HEADERS)
-        if settings.api_key and request.path not in ("/health", "/health/live", "/health/ready"):
+        public = request.path in ("/health", "/health/live", "/health/ready")
+        if settings.api_key and not public and not is_page_path(request.path):
             check_bearer(request.headers.get("Authorization", ""), settings.api_key)
         return None
 

@@ -19,3 +19,5 @@ class HttpSettings:
     body_timeout_s: float = 120.0
     history: HistoryMode = "reject"
     cors_origins: frozenset[str] = frozenset()
+    # The chat page at ``/`` (api.chatPage); off, ``/`` is a 404 like any unserved path.
+    chat_page: bool = True
