@@ -150,6 +150,13 @@ async def test_a_conversation_in_the_browser(browser: Browser, tmp_path: Path) -
         await say(page, "read this")
         assert (await last_answer(page)).startswith("echo: read this [notes.txt: 31 chars]")
 
+        # A file the API refuses is shown as the API's error, not as an answer.
+        mystery = {"name": "mystery.bin", "mimeType": "application/octet-stream"}
+        await page.locator("#files").set_input_files({**mystery, "buffer": b"\x00\x01\xff"})
+        await say(page, "and this")
+        await expect(page.locator(".message.error").last).to_contain_text("415")
+        await expect(page.locator(".message.error").last).to_contain_text("mystery.bin")
+
         # A second conversation, then back: each shows its own history, from the server.
         await page.get_by_role("button", name="New conversation").click()
         await expect(page.locator(".message")).to_have_count(0)
@@ -160,12 +167,12 @@ async def test_a_conversation_in_the_browser(browser: Browser, tmp_path: Path) -
         await expect(listed.first).to_have_text("other topic")  # newest first
         await listed.nth(1).click()
         await expect(page.locator(".message.user .body").first).to_have_text("slowly")
-        await expect(page.locator(".message")).to_have_count(6)
+        await expect(page.locator(".message.assistant")).to_have_count(3)
 
         # A reload keeps the conversations and the one that was open.
         await page.reload()
         await expect(page.locator("#conversations .open")).to_have_count(2)
-        await expect(page.locator(".message")).to_have_count(6)
+        await expect(page.locator(".message.assistant")).to_have_count(3)
 
         # Stop ends a long answer, and the turn on the server with it.
         await say(page, "forever")
