@@ -30,8 +30,8 @@ import attrs
 from aiohttp import web
 
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
-from nanobot_api.app.channels import Outgoing
 from nanobot_api.app.config import ChannelsConfig, WebhookConfig
+from nanobot_api.app.wiring.channels import Outgoing
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
 
 sys.path.insert(0, str(Path(__file__).parent))

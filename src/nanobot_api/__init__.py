@@ -21,7 +21,7 @@ an app is first created.
 from __future__ import annotations
 
 from nanobot_api.app.function_agent import agent
-from nanobot_api.app.library import create_app, serve
+from nanobot_api.app.wiring.library import create_app, serve
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, UpstreamFailed

@@ -12,7 +12,7 @@ from nanobot_api.domain.errors import NanobotError
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a `nanobot` command; a usage or configuration error is one line and exit code 2."""
-    from nanobot_api.app.commands import run
+    from nanobot_api.app.wiring.commands import run
 
     try:
         return run(parse_args(sys.argv[1:] if argv is None else argv), os.environ)

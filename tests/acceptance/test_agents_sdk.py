@@ -7,9 +7,9 @@ from agents import Agent, OpenAIResponsesModel, RunConfig, Runner
 from openai import AsyncOpenAI
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 
 
 async def test_a_multi_turn_agent_keeps_its_conversation(config: Config) -> None:

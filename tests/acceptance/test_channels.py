@@ -18,7 +18,6 @@ import pytest
 from openai import AsyncOpenAI
 
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import (
     AgentDefaults,
     AgentsConfig,
@@ -31,7 +30,8 @@ from nanobot_api.app.config import (
     TelegramConfig,
     WebhookConfig,
 )
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.outbox import OutboxEvent
 from tests.platforms import (
     DISCORD_TOKEN,

@@ -17,10 +17,10 @@ import anyio
 import attrs
 import pytest
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.harness import RunningServer, running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.turns import Turn

@@ -33,6 +33,8 @@ def run_nanobot(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         ({"api": {"port": "abc"}}, [], 'api.port: expected an integer 0-65535, got "abc"'),
         ({"api": {"bogus": 1}}, [], "api.bogus"),
         ({}, ["--host", "0.0.0.0"], "api.host"),
+        ({"api": {"apiKey": " "}}, ["--host", "0.0.0.0"], "api.apiKey: binding 0.0.0.0"),
+        ({"api": {"host": "::", "apiKey": "short"}}, [], "api.apiKey: binding ::"),
         ({}, ["--port", "99999"], "--port"),
         ("{broken", [], "config"),
     ],

@@ -16,11 +16,11 @@ import httpx2
 
 from nanobot_api.adapters.observability.logs import TextFormatter
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.harness import running_server
 from nanobot_api.app.sessions_admin import show_session
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Agent

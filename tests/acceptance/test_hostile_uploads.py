@@ -14,9 +14,9 @@ import aiohttp
 import anyio
 import pytest
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from tests.acceptance.upload_kit import (
     CLIENT_ERROR,
     MEDIA,

@@ -13,9 +13,9 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from tests.upstream import Break, Calls, ScriptedUpstream, Status, Text, closed_port
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"

@@ -13,9 +13,9 @@ import requests
 from openai import AsyncOpenAI
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import RunningServer, running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from nanobot_api.domain.sessions import api_session
 from tests.fakes import GatedAgent
 

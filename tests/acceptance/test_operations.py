@@ -19,9 +19,9 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 

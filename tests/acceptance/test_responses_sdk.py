@@ -8,9 +8,9 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import RunningServer, running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from nanobot_api.domain.conversation import Message, ToolCall
 from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Reply

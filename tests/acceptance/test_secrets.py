@@ -13,7 +13,6 @@ import pytest
 from openai import APIError, APIStatusError, AsyncOpenAI
 
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import (
     AgentDefaults,
     AgentsConfig,
@@ -25,8 +24,9 @@ from nanobot_api.app.config import (
     TelegramConfig,
     WebhookConfig,
 )
-from nanobot_api.app.harness import running_server
-from nanobot_api.app.redaction import configured_redactor
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
+from nanobot_api.app.wiring.redaction import configured_redactor
 from nanobot_api.domain.sessions import SessionKey
 from tests.upstream import ScriptedUpstream, Status, Text
 

@@ -8,10 +8,10 @@ import re
 import pytest
 from openai import AsyncOpenAI
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from tests.acceptance.upload_kit import (
     MEDIA,
     RecordingAgent,

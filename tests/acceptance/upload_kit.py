@@ -19,7 +19,7 @@ from nanobot_api import Document, Image, Reply, Turn
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.harness import RunningServer
+from nanobot_api.app.wiring.live_server import RunningServer
 from nanobot_api.testing import ChatResult, Harness, HttpResult
 from tests.files import encode_multipart
 

@@ -22,7 +22,7 @@ from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.echo import EchoAgent
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.ports import Agent, Reply
 from nanobot_api.domain.sessions import api_session
 from nanobot_api.domain.turns import Turn
@@ -67,7 +67,8 @@ def _complete(answer: bytes) -> bool:
 
 def post(body: bytes, *, length: int | None = None) -> bytes:
     return (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length)
     ) + body
 
@@ -116,7 +117,7 @@ async def test_a_client_leaving_before_its_body_is_whole_leaves_the_server_well(
 async def test_other_methods_on_the_path_get_405_json(method: bytes) -> None:
     async with server_of(GatedAgent(), InMemorySessionStore()) as server:
         answer = await exchange(
-            server.port, method + b" /v1/chat/completions HTTP/1.1\r\nHost: t\r\n\r\n"
+            server.port, method + b" /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\r\n"
         )
     assert answer.startswith(b"HTTP/1.1 405")
     assert b'"code":405' in answer
@@ -129,7 +130,7 @@ async def test_a_body_refused_halfway_is_read_on_so_its_sender_gets_the_answer()
     rest = b"x" * (256 * 1024)
     head = b"not a multipart part\r\n"
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
         b"Content-Type: multipart/form-data; boundary=b\r\n"
         b"Content-Length: %d\r\n\r\n" % (len(head) + len(rest))
     ) + head

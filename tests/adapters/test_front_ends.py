@@ -16,10 +16,10 @@ from werkzeug.datastructures import Headers
 
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.adapters.http.wire import HistoryMode
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.domain.requests import HistoryMode
 from nanobot_api.domain.sessions import SessionKey
 from tests.fakes import TextOnlyAttachments
 
@@ -211,6 +211,7 @@ async def test_cors_preflight_for_an_allowed_origin(reject: FrontEndServer) -> N
     assert set(response.headers["Access-Control-Allow-Methods"].split(", ")) == {
         "GET",
         "POST",
+        "DELETE",
         "OPTIONS",
     }
     allowed = {h.lower() for h in response.headers["Access-Control-Allow-Headers"].split(", ")}
@@ -227,8 +228,10 @@ async def test_cors_headers_on_a_streamed_answer_and_none_for_other_origins(
     assert {"X-Session-Id", "X-Request-ID"} <= set(exposed.split(", "))
     assert (await allowed.get_data()).rstrip().endswith(b"[DONE]")
     other = await reject.client.post(CHAT, json=body, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403
     assert "Access-Control-Allow-Origin" not in other.headers
     preflight = await reject.client.options(CHAT, headers={"Origin": "https://evil.example"})
+    assert preflight.status_code == 403
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 

@@ -103,3 +103,30 @@ def test_any_payload_gives_the_same_outcome_either_way(
         return
     ordinary, lifted, _ = both_ways(raw)
     assert lifted == ordinary
+
+
+def test_base64_with_spaces_is_lifted_as_its_bytes() -> None:
+    encoded = base64.b64encode(BIG).decode()
+    spaced = " ".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    body = body_with(file(f"data:image/png;base64,{spaced}"))
+    rest, lifted = lift_data_urls(body, LIMITS)
+    assert len(lifted) == 1
+    request = parse_chat_json(json.loads(rest), LIMITS, lifted=lifted)
+    assert request.uploads[0].data == BIG
+
+
+def test_a_data_url_head_of_endless_parameters_is_scanned_in_bounded_memory() -> None:
+    """2 MB of ";a" once cost ~80 MB of backtracking records (60 MB of it: 2.5 GB)."""
+    import tracemalloc
+
+    body = bytearray(b'{"messages": [{"role": "user", "content": [{"type": "image_url", ')
+    body += b'"image_url": {"url": "data:image/png' + b";a" * 1_000_000 + b'"}}]}]}'
+    tracemalloc.start()
+    try:
+        lift_data_urls(body, LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(body)
+    with pytest.raises(NanobotError):
+        parse_chat_json(json.loads(bytes(body)), LIMITS)

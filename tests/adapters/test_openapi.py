@@ -18,6 +18,7 @@ from nanobot_api import Turn, UpstreamFailed, agent
 from nanobot_api.adapters.http import wire
 from nanobot_api.adapters.http.openapi import openapi_document
 from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.domain.requests import HistoryMode
 from nanobot_api.testing import ChatResult, Harness, HttpResult
 
 Document = dict[str, Any]
@@ -73,7 +74,7 @@ def _data(answer: ChatResult) -> list[str]:
 
 @pytest.mark.parametrize("history", ["reject", "latest"])
 @pytest.mark.parametrize("api_key", ["", "sk-doc"])
-def test_the_document_is_valid_openapi_3_1(history: wire.HistoryMode, api_key: str) -> None:
+def test_the_document_is_valid_openapi_3_1(history: HistoryMode, api_key: str) -> None:
     document = openapi_document("m", HttpSettings(api_key=api_key, history=history))
     validate_spec(document)
     assert document["openapi"] == "3.1.0"

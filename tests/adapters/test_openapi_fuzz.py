@@ -27,9 +27,9 @@ from schemathesis.checks import (
 )
 from schemathesis.core.result import Ok
 
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 
 CHECKS = [
     not_a_server_error,

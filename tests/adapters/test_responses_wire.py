@@ -79,7 +79,7 @@ def test_a_remote_image_is_refused_as_in_chat() -> None:
 
 
 def test_the_conversation_and_the_session_header_must_agree() -> None:
-    headers = SessionHeaders(session_id="other")
+    headers = SessionHeaders(("X-Session-Id", "other"))
     with pytest.raises(InvalidRequest, match="differ"):
         parse_response_json({"input": "x", "conversation": "c"}, LIMITS, headers=headers)
     named = parse_response_json({"input": "x"}, LIMITS, headers=headers).named

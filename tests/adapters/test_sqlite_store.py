@@ -47,6 +47,24 @@ async def _store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield store
 
 
+async def test_bounded_reads_hand_out_the_same_turn_objects_again(store: SessionStore) -> None:
+    """The identity contract of SessionStore.history, which the request encoder's
+    cache of encoded windows relies on for its speed."""
+    key = SessionKey("api", "same")
+    await store.commit(key, turn("one"))
+    await store.history(key, 6)  # a store may learn its file's state on the first read
+    first = await store.history(key, 6)
+    await store.commit(key, turn("two"))
+    second = await store.history(key, 6)
+    third = await store.history(key, 6)
+    assert second[0] is first[0]
+    assert all(a is b for a, b in zip(second, third, strict=True))
+    await store.commit(key, turn("three", tools=1))
+    fourth = await store.history(key, 6)  # "one" falls out of the bound (same bound)
+    assert [t.user_text for t in fourth] == ["two", "three"]
+    assert fourth[0] is second[1]
+
+
 async def test_a_new_session_is_empty(store: SessionStore) -> None:
     assert await store.history(A) == ()
     assert await store.sessions() == {}

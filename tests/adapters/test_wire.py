@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanobot_api.adapters.http.wire import SINGLE_USER_MESSAGE, parse_chat_json, parse_form
+from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.attachments import REMOTE_URL_REFUSED, Upload, UploadLimits
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, PayloadTooLarge
-from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT
+from nanobot_api.domain.requests import DEFAULT_UPLOAD_PROMPT, SINGLE_USER_MESSAGE
 
 LIMITS = UploadLimits(max_file_bytes=1000, max_files=2)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import attrs
 import pytest
 
-from nanobot_api.app.channels import Outgoing, channel_plans, channel_secrets, outgoing_for
 from nanobot_api.app.config import (
     ChannelsConfig,
     Config,
@@ -19,6 +18,7 @@ from nanobot_api.app.config import (
     WebhookConfig,
 )
 from nanobot_api.app.tools import ToolBox
+from nanobot_api.app.wiring.channels import Outgoing, channel_plans, channel_secrets, outgoing_for
 from nanobot_api.domain.conversation import ToolCall
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.models import ToolContext

@@ -317,9 +317,21 @@ def test_a_loopback_host_needs_no_api_key(host: str) -> None:
 
 
 def test_a_non_loopback_host_with_an_api_key_is_accepted() -> None:
-    config = parse_config({"api": {"host": "0.0.0.0", "apiKey": "${K}"}}, {"K": "secret"})
+    key = "sk-0123456789abcdef"
+    config = parse_config({"api": {"host": "0.0.0.0", "apiKey": "${K}"}}, {"K": key})
 
-    assert (config.api.host, config.api.api_key) == ("0.0.0.0", "secret")
+    assert (config.api.host, config.api.api_key) == ("0.0.0.0", key)
+
+
+@pytest.mark.parametrize("key", [" ", "x", "short", "fifteen-chars-k", "sixteen chars ok"])
+def test_a_short_or_whitespace_key_is_refused_for_a_non_loopback_bind(key: str) -> None:
+    """A whitespace key can never match a Bearer token: it would lock every client out."""
+    error = refused({"api": {"host": "0.0.0.0", "apiKey": key}})
+
+    assert str(error) == (
+        "api.apiKey: binding 0.0.0.0 needs a key of at least 16 characters without whitespace"
+    )
+    assert parse_config({"api": {"apiKey": key}}, HOME).api.api_key == key  # loopback: any
 
 
 # ---- load_config ------------------------------------------------------------------------

@@ -46,16 +46,16 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from nanobot_api.adapters.http.openapi import openapi_document
 from nanobot_api.adapters.http.settings import HttpSettings
-from nanobot_api.app.bootstrap import build
 from nanobot_api.app.config import Config, parse_config
 from nanobot_api.app.echo import ECHO_MODEL
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 SAMPLES = ROOT / "examples" / "files"
-API_KEY = "sk-docs-example"
+API_KEY = "sk-docs-0123456789abcdef"
 SHOWN = {"text", "sse", "http", "console"}
 RUN = {"python", "bash"}
 CONFIG_SECTIONS = {"api", "agents", "providers", "channels"}

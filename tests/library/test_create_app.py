@@ -17,7 +17,7 @@ import requests
 
 from nanobot_api import NanobotError, Turn, create_app
 from nanobot_api.app.config import Config
-from nanobot_api.app.library import app_workspace
+from nanobot_api.app.wiring.library import app_workspace
 from nanobot_api.testing import Harness
 
 

@@ -23,7 +23,7 @@ from nanobot_api import (
     Usage,
     create_app,
 )
-from nanobot_api.app.harness import running_server
+from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.testing import Harness
 
 

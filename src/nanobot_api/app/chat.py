@@ -29,6 +29,7 @@ from nanobot_api.domain.ports import (
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.requests import is_regenerate
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
     EMPTY_REPLY_FALLBACK,
@@ -173,15 +174,10 @@ class ChatService:
             await self._store.commit(turn.session, record, replace_last=redo)
 
     async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
-        """A front end resending its conversation up to the latest turn asks to redo it."""
         if turn.user_turns is None:
-            return False
+            return False  # spares the store a read: only a whole conversation may redo
         count, last = await self._store.last_turn(turn.session)
-        return (
-            last is not None
-            and count == turn.user_turns
-            and last.messages[0].content == user.content
-        )
+        return is_regenerate(turn.user_turns, count, last, user)
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""

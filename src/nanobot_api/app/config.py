@@ -72,6 +72,10 @@ class ApiConfig:
     )
     cors_origins: tuple[str, ...] = ()
     chat_page: bool = True
+    # Host names a server without a key answers to, beside localhost, the loopback
+    # addresses and the bound host (a page reaching it by DNS rebinding is refused).
+    allowed_hosts: tuple[str, ...] = ()
+    body_timeout_s: float = checked(60.0, lambda v: 0 < v < math.inf, "a number > 0")
     # ---- operations (operations.md): logs, keys and limits, retries, restarts
     log_format: Literal["text", "json"] = checked(
         "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str
@@ -252,7 +256,8 @@ def parse_config(raw: object, environ: Mapping[str, str]) -> Config:
 
     ``workspace`` is ``$HOME/.nanobot/workspace`` (``HOME`` from ``environ`` when present).
     Raises ConfigError (one line, ``param`` = the key path) on any unknown key, wrong type,
-    bad value, unset ``${VAR}``, or a non-loopback ``api.host`` without ``api.apiKey``.
+    bad value, unset ``${VAR}``, or a non-loopback ``api.host`` without a strong ``api.apiKey``
+    (16 characters or more, no whitespace).
     """
     converter = make_config_converter(environ)
     try:
@@ -297,6 +302,25 @@ def _check_whole(config: Config) -> None:
             "api.host",
             f"binding {host} needs api.apiKey (a non-loopback address is reachable by others)",
         )
+    if _is_loopback(host):
+        return
+    given = [("api.apiKey", config.api.api_key)] if config.api.api_key else []
+    given += [(f"api.keys[{n}].key", entry.key) for n, entry in enumerate(config.api.keys)]
+    for param, key in given:
+        if len(key) < MIN_KEY_CHARS or _has_space(key):
+            # A whitespace key can never match a Bearer token: it locks every client out.
+            raise config_error(
+                param,
+                f"binding {host} needs a key of at least {MIN_KEY_CHARS} characters "
+                "without whitespace",
+            )
+
+
+MIN_KEY_CHARS = 16
+
+
+def _has_space(text: str) -> bool:
+    return any(char.isspace() for char in text)
 
 
 def _check_provider(config: Config) -> None:

@@ -6,6 +6,8 @@
     ├── ConversationConflict    a turn continues a conversation from a turn not its latest
     ├── MethodNotAllowed        the route exists, the method does not
     ├── AuthenticationFailed    missing or wrong API key
+    ├── ForbiddenOrigin         a web page from an untrusted origin sent the request
+    ├── ForbiddenHost           a keyless server was reached under a foreign host name
     ├── PayloadTooLarge         a body, a file, or the number of files is over its limit
     ├── UnsupportedMediaType    a file whose bytes are of no supported kind
     ├── TurnTimedOut            the turn ran past its time budget
@@ -57,6 +59,16 @@ class MethodNotAllowed(NanobotError):
 
 class AuthenticationFailed(NanobotError):
     """Raised when an API key is required and the request's is missing or wrong."""
+
+
+class ForbiddenOrigin(NanobotError):
+    """Raised when a request carries an ``Origin`` that is neither the server's own nor
+    a configured one: a web page the user visits must not drive the agent."""
+
+
+class ForbiddenHost(NanobotError):
+    """Raised when a server without a key is asked under a host name it does not
+    answer to (a page reaching it by DNS rebinding would be)."""
 
 
 class PayloadTooLarge(NanobotError):

@@ -86,6 +86,15 @@ class SessionStore(Protocol):
 
         With ``max_messages``, only the most recent whole turns holding at most that
         many messages.
+
+        Identity: once a bounded read of a session has been repeated (a store may
+        decline to keep its first), every turn it handed out is handed out again as the
+        same ``TurnRecord`` object by later reads with the same bound, and a turn committed since as
+        the object given to ``commit``, while the session stays among the store's most
+        recently used (``cached_sessions``, set by the
+        composition root, one bound for every history cache). Callers may key caches
+        on it (the request encoder does); they must stay correct without it, since a
+        session pushed out of the cache comes back as new objects, at one full cost.
         """
 
     async def commit(

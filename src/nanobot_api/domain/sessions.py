@@ -48,39 +48,37 @@ def api_session(session_id: object, param: str = "session_id") -> SessionKey:
     return SessionKey(API_CHANNEL, validate_session_id(session_id, param))
 
 
-SESSION_HEADER = "X-Session-Id"
-CHAT_ID_HEADERS = ("X-OpenWebUI-Chat-Id", "X-Chat-Id")
-
-
 @attrs.frozen
 class SessionHeaders:
-    """The request headers that may name a session, as sent (None when absent)."""
+    """Session ids a request carries beside its body (HTTP headers, for the HTTP
+    adapter, which names them), each as ``(name, value)``.
 
-    session_id: str | None = None
-    openwebui_chat_id: str | None = None
-    chat_id: str | None = None
+    ``session`` names the session outright and must agree with a body field;
+    ``chat_ids`` are front ends' chat ids, used in order when nothing else names one.
+    """
+
+    session: tuple[str, str] | None = None
+    chat_ids: tuple[tuple[str, str], ...] = ()
 
     def named(self) -> tuple[str, str] | None:
-        """The first header present, as (header name, value), in precedence order."""
-        names = (SESSION_HEADER, *CHAT_ID_HEADERS)
-        values = (self.session_id, self.openwebui_chat_id, self.chat_id)
-        for name, value in zip(names, values, strict=True):
-            if value is not None:
-                return name, value
-        return None
+        """The first one present, as (name, value), in precedence order."""
+        if self.session is not None:
+            return self.session
+        return self.chat_ids[0] if self.chat_ids else None
 
 
 def requested_session(body_id: object, headers: SessionHeaders) -> SessionKey | None:
     """The API session a request names by body field or header; None if it names none.
 
-    The body field wins over the chat-id headers; a body field and an ``X-Session-Id``
-    that disagree are refused, since either could be the caller's intent.
+    The body field wins over the chat ids; a body field and a ``session`` header that
+    disagree are refused, since either could be the caller's intent.
     """
     if body_id is not None:
         key = api_session(body_id)
-        if headers.session_id is not None and headers.session_id != key.session_id:
+        given = headers.session
+        if given is not None and given[1] != key.session_id:
             raise InvalidRequest(
-                f"session_id in the body and the {SESSION_HEADER} header differ", "session_id"
+                f"session_id in the body and the {given[0]} header differ", "session_id"
             )
         return key
     named = headers.named()

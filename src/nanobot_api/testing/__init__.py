@@ -14,7 +14,7 @@ keeps the workspace under the test's ``tmp_path``.
 
 from __future__ import annotations
 
-from nanobot_api.testing.harness import (
+from nanobot_api.testing.in_process import (
     ApiError,
     ChatFailed,
     ChatResult,

@@ -21,15 +21,15 @@ import pytest
 
 if TYPE_CHECKING:
     from nanobot_api.app.config import Config
-    from nanobot_api.app.library import AgentLike
-    from nanobot_api.testing.harness import Harness, HarnessFactory
+    from nanobot_api.app.wiring.library import AgentLike
+    from nanobot_api.testing.in_process import Harness, HarnessFactory
 
 
 @pytest.fixture(name="nanobot_harness")
 def _nanobot_harness(tmp_path: Path) -> HarnessFactory:
     """Makes Harness objects whose workspaces live under this test's ``tmp_path``."""
     # Imported here so that merely having nanobot-api installed costs pytest nothing.
-    from nanobot_api.testing.harness import Harness
+    from nanobot_api.testing.in_process import Harness
 
     numbers = itertools.count(1)
 

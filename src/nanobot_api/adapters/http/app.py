@@ -1,19 +1,26 @@
-"""The Quart application: every endpoint of SPEC.md over the ChatTurns port."""
+"""The Quart application: every endpoint of SPEC.md over the ChatTurns port, behind
+the one request pipeline (``pipeline/``)."""
 
 from __future__ import annotations
 
 from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import model_json
-from nanobot_api.adapters.http.chat_endpoint import CHAT_PATH, ChatEndpoint
+from nanobot_api.adapters.http.chat_endpoint import ChatEndpoint
 from nanobot_api.adapters.http.chat_page import install_chat_page
-from nanobot_api.adapters.http.middleware import (
-    install_error_handlers,
-    install_request_hooks,
-    json_response,
-)
 from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.operations import Operations, install_operations_routes
+from nanobot_api.adapters.http.pipeline import Pipeline, Stage
+from nanobot_api.adapters.http.pipeline.authentication import AuthenticationStage
+from nanobot_api.adapters.http.pipeline.body import BodyStage
+from nanobot_api.adapters.http.pipeline.error_rendering import (
+    ErrorRenderingStage,
+    install_quart_error_rendering,
+    json_response,
+)
+from nanobot_api.adapters.http.pipeline.origin import OriginStage
+from nanobot_api.adapters.http.pipeline.request_id import RequestIdStage
+from nanobot_api.adapters.http.pipeline.routing import CHAT_PATH, Router
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.ports import ChatTurns
@@ -25,11 +32,11 @@ def create_quart_app(
     """The HTTP API in front of ``turns``; serve it with an ASGI server (Hypercorn).
     With ``operations``, also the health probes and ``/metrics``."""
     app = Quart("nanobot_api")
-    # No Quart route reads a body (the chat endpoint answers the POSTs), but a body
-    # sent to one anyway is still not buffered past the request limit.
+    # The body stage bounds every body before Quart sees it; Quart's own bound is the same.
     app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_request_bytes)
-    install_request_hooks(app, settings)
-    install_error_handlers(app)
+    # "/v1//chat/completions" is not a route, rather than a 308 built from the Host.
+    app.url_map.merge_slashes = False
+    install_quart_error_rendering(app)
     install_openapi(app, turns.model, settings)
     if settings.chat_page:
         install_chat_page(app)
@@ -53,10 +60,23 @@ def create_quart_app(
 
     @app.post(CHAT_PATH)
     async def chat_completions() -> Response:
-        # Never reached: ChatEndpoint answers these POSTs before Quart routes them. The
+        # Never reached: the pipeline's router hands these POSTs to ChatEndpoint. The
         # rule is here so other methods on the path get Quart's 405 and OPTIONS answer.
         raise RuntimeError("POST /v1/chat/completions is served by ChatEndpoint")
 
+    router = Router(ChatEndpoint(turns, settings), app.asgi_app)
     # Quart's documented place for ASGI middleware: its test client goes through it too.
-    app.asgi_app = ChatEndpoint(app.asgi_app, turns, settings)  # type: ignore[method-assign]
+    app.asgi_app = Pipeline(app.asgi_app, standard_stages(settings), router)  # type: ignore[method-assign]
     return app
+
+
+def standard_stages(settings: HttpSettings) -> list[Stage]:
+    """The pipeline's stages, in the order every request passes them."""
+    limits = settings.limits
+    return [
+        RequestIdStage(),
+        ErrorRenderingStage(),
+        OriginStage(settings.cors_origins, None if settings.api_key else settings.allowed_hosts),
+        AuthenticationStage(settings.api_key),
+        BodyStage(limits.max_request_bytes, limits.body_too_large, settings.body_timeout_s),
+    ]

@@ -31,11 +31,6 @@ _HEADERS = {
 }
 
 
-def is_page_path(path: str) -> bool:
-    """True for ``/`` and the page's static files: routes that never need a key."""
-    return path == "/" or path.startswith("/static/")
-
-
 def install_chat_page(app: Quart) -> None:
     """Adds ``GET /`` (the page) and ``GET /static/<name>`` (its script and style)."""
 

@@ -10,6 +10,8 @@ from nanobot_api.adapters.http.answers import error_json
 from nanobot_api.domain.errors import (
     AuthenticationFailed,
     ConversationConflict,
+    ForbiddenHost,
+    ForbiddenOrigin,
     IdempotencyKeyReused,
     InvalidRequest,
     MethodNotAllowed,
@@ -36,6 +38,8 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     MethodNotAllowed: (405, "invalid_request_error"),
     ConversationConflict: (409, "conversation_conflict"),
     AuthenticationFailed: (401, "authentication_error"),
+    ForbiddenOrigin: (403, "forbidden_origin"),
+    ForbiddenHost: (403, "forbidden_host"),
     RequestTimedOut: (408, "invalid_request_error"),
     PayloadTooLarge: (413, "invalid_request_error"),
     UnsupportedMediaType: (415, "invalid_request_error"),

@@ -29,7 +29,11 @@ from nanobot_api.domain.attachments import (
 from nanobot_api.domain.errors import InvalidRequest
 
 LIFT_ABOVE = 64 * 1024  # bytes of base64: smaller ones cost little the ordinary way
-_OPENING = re.compile(rb'"(?:url|file_data)"\s*:\s*"(data:[^";,\\]*(?:;[^";,\\]*)*;base64,)')
+# Bounded like the domain's data URL head: an unbounded repetition of parameters
+# backtracked through a whole 60 MB body of ";a" (gigabytes, seconds).
+_OPENING = re.compile(
+    rb'"(?:url|file_data)"\s{0,64}:\s{0,64}"(data:[^";,\\]{0,255}(?:;[^";,\\]{0,255}){0,16};base64,)'
+)
 
 
 @attrs.frozen
@@ -88,6 +92,9 @@ def _lift(head: str, body: bytearray, start: int, end: int, limits: UploadLimits
     size = end - start
     if least_decoded_size(size) > limits.max_file_bytes:
         return LiftedFile(mime, size, None)  # refused when named, never decoded
+    if body.find(b" ", start, end) >= 0:
+        # RFC 2045 base64 may hold spaces (a JSON string cannot hold a raw line break).
+        return _lift_spaced(mime, bytes(body[start:end]).replace(b" ", b""))
     # Padding may only end the payload; a slice alone cannot tell.
     if body.find(b"=", start, max(start, end - 2)) >= 0:
         return LiftedFile(mime, size, None)
@@ -98,3 +105,12 @@ def _lift(head: str, body: bytearray, start: int, end: int, limits: UploadLimits
         except binascii.Error:
             return LiftedFile(mime, size, None)
     return LiftedFile(mime, size, data)
+
+
+def _lift_spaced(mime: str | None, payload: bytes) -> LiftedFile:
+    if payload.find(b"=", 0, max(0, len(payload) - 2)) >= 0:
+        return LiftedFile(mime, len(payload), None)
+    try:
+        return LiftedFile(mime, len(payload), binascii.a2b_base64(payload, strict_mode=True))
+    except binascii.Error:
+        return LiftedFile(mime, len(payload), None)

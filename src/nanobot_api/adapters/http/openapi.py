@@ -15,11 +15,12 @@ from quart import Quart, Response
 
 from nanobot_api.adapters.http import wire
 from nanobot_api.adapters.http.answer_schemas import answer_schemas
+from nanobot_api.adapters.http.headers import CHAT_ID_HEADERS, SESSION_HEADER
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.typeschema import REF, Schema, SchemaBuilder
 from nanobot_api.domain.attachments import MIB, REMOTE_URL_REFUSED
-from nanobot_api.domain.sessions import CHAT_ID_HEADERS, SESSION_HEADER, SESSION_ID_MAX_CHARS
-from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT
+from nanobot_api.domain.requests import DEFAULT_UPLOAD_PROMPT
+from nanobot_api.domain.sessions import SESSION_ID_MAX_CHARS
 
 # ---- requests: generated from wire.py's classes ---------------------------------------
 

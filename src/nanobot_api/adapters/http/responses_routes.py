@@ -13,8 +13,9 @@ from typing import Any, Final
 from quart import Quart, Response, request
 
 from nanobot_api.adapters.http.errors import failure_body
+from nanobot_api.adapters.http.headers import quart_session_headers
 from nanobot_api.adapters.http.lifted import lift_data_urls
-from nanobot_api.adapters.http.middleware import json_response
+from nanobot_api.adapters.http.pipeline.error_rendering import json_response
 from nanobot_api.adapters.http.responses_json import (
     EventStream,
     conversation_json,
@@ -35,13 +36,7 @@ from nanobot_api.domain.conversations import check_metadata, check_page
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import Conversations, ResponseRun, ResponseTurns
 from nanobot_api.domain.responses import ResponseRecord, check_response_id
-from nanobot_api.domain.sessions import (
-    CHAT_ID_HEADERS,
-    SESSION_HEADER,
-    SessionHeaders,
-    SessionKey,
-    api_session,
-)
+from nanobot_api.domain.sessions import SessionKey, api_session
 
 RESPONSES_PATH: Final = "/v1/responses"
 CONVERSATIONS_PATH: Final = "/v1/conversations"
@@ -78,11 +73,7 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
             body = json.loads(rest)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest("Request body must be valid JSON") from exc
-        headers = SessionHeaders(
-            request.headers.get(SESSION_HEADER),
-            request.headers.get(CHAT_ID_HEADERS[0]),
-            request.headers.get(CHAT_ID_HEADERS[1]),
-        )
+        headers = quart_session_headers(request.headers)
         parsed = parse_response_json(
             body, settings.limits, history=settings.history, headers=headers, lifted=lifted
         )

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from nanobot_api.adapters.http.lifted import LiftedFile
-from nanobot_api.adapters.http.wire import HistoryMode, parse_chat_json
+from nanobot_api.adapters.http.wire import parse_chat_json
 from nanobot_api.domain.attachments import UploadLimits
 from nanobot_api.domain.conversation import Message, ToolCall
 from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.requests import HistoryMode
 from nanobot_api.domain.responses import ResponseRequest
 from nanobot_api.domain.sessions import SessionHeaders, requested_session
 

@@ -20,6 +20,10 @@ def hypercorn_config(binds: list[str], *, graceful_timeout_s: float = 5.0) -> Hy
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout_s
     config.keep_alive_timeout = 75
+    # Hypercorn's default of 100 pending connections overflowed when a thousand clients
+    # connected at once, and the kernel's SYN retries added seconds to their turns
+    # (bench/inflight.py); the kernel caps it at net.core.somaxconn.
+    config.backlog = 4096
     # No "server: hypercorn-h11" on every response: it tells clients nothing they need.
     config.include_server_header = False
     return config

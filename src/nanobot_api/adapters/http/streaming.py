@@ -23,6 +23,30 @@ def sse(payload: dict[str, object]) -> bytes:
     return b"data: " + json_bytes(payload) + b"\n\n"
 
 
+_MARK = "nanobot-delta-mark"
+
+
+class ContentEvents:
+    """A stream's content events, each the same bytes ``sse(chunk_json(...))`` gives.
+
+    Every delta of a stream shares all but its text, so the rest is rendered once, and
+    a delta costs the encoding of its text alone (it is paid once per token of every
+    stream in flight).
+    """
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._ids = (completion_id, created, model)
+        whole = sse(chunk_json(completion_id, created, model, {"content": _MARK}))
+        head, mark, tail = whole.partition(json_bytes(_MARK))
+        # A model name holding the mark itself would make the split ambiguous.
+        self._parts = (head, tail) if mark and whole.count(_MARK.encode()) == 1 else None
+
+    def content(self, text: str) -> bytes:
+        if self._parts is None:
+            return sse(chunk_json(*self._ids, {"content": text}))
+        return self._parts[0] + json_bytes(text) + self._parts[1]
+
+
 class SilentReply:
     """A Reply that shows nothing as it is written: the HTTP side reads the turn's
     result (its text and usage), and history is the use case's business."""
@@ -82,12 +106,12 @@ class EventWriter:
 class _StreamReply(SilentReply):
     """A Reply that writes each delta to the response as soon as it is written."""
 
-    def __init__(self, stream: EventWriter, chunk: Callable[[dict[str, str]], bytes]) -> None:
+    def __init__(self, stream: EventWriter, events: ContentEvents) -> None:
         self._stream = stream
-        self._chunk = chunk
+        self._events = events
 
     async def send(self, delta: str) -> None:
-        await self._stream.write(self._chunk({"content": delta}))
+        await self._stream.write(self._events.content(delta))
         # A pass of the event loop after each delta: if the client has gone, the server
         # notices and the turn is cancelled here, rather than writing a burst of deltas
         # into a closed connection (which asyncio logs as a warning from the sixth
@@ -119,7 +143,8 @@ async def stream_turn(
     try:
         await stream.write(chunk({"role": "assistant"}))
         try:
-            result = await turns.run(turn, _StreamReply(stream, chunk))
+            events = ContentEvents(completion_id, created, turns.model)
+            result = await turns.run(turn, _StreamReply(stream, events))
         except Exception as exc:
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))

@@ -7,7 +7,7 @@ type of every field we read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
@@ -17,14 +17,20 @@ from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
-from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
+from nanobot_api.domain.requests import (
+    HistoryMode,
+    auxiliary_conversation,
+    auxiliary_text,
+    check_text,
+    turn_position,
+    turn_text,
+)
 from nanobot_api.domain.sessions import SessionHeaders, api_session, requested_session
-from nanobot_api.domain.turns import DEFAULT_UPLOAD_PROMPT, ChatRequest
+from nanobot_api.domain.turns import ChatRequest
 
 _T = TypeVar("_T")
-SINGLE_USER_MESSAGE: Final = "Only a single user message is supported"
 
 
 @attrs.frozen
@@ -198,15 +204,6 @@ def _describe(param: str, leaf: BaseException) -> str:
     return f"{param} is invalid"
 
 
-HistoryMode = Literal["reject", "latest"]
-NAME_A_SESSION: Final = (
-    "A conversation of several messages needs a session: send session_id in the body "
-    "or an X-Session-Id header (Open WebUI: set ENABLE_FORWARD_USER_INFO_HEADERS=true, "
-    "or add the connection header X-Session-Id: {{CHAT_ID}})"
-)
-LAST_MESSAGE_USER: Final = "The last message must be a user message"
-
-
 def parse_chat_json(
     body: object,
     limits: UploadLimits,
@@ -220,10 +217,11 @@ def parse_chat_json(
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
 
     ``lifted`` holds the files cut out of the body before parsing, by placeholder.
-
-    ``history="latest"`` accepts a whole conversation whose last message is the turn;
-    ``task`` is the task header's value; a request that is an auxiliary task (see
-    ``domain.front_ends.auxiliary_task``) accepts any plain conversation.
+    Which message is the turn, and what else may come with it, is the domain's
+    (``domain/requests.py``): ``history="latest"`` accepts a whole conversation whose
+    last message is the turn; ``task`` is the task header's value, and a request that
+    is an auxiliary task (``domain.front_ends.auxiliary_task``) accepts any plain
+    conversation.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
@@ -236,43 +234,36 @@ def parse_chat_json(
     include_usage = bool(options and options.include_usage)
     task = auxiliary_task(task, _shape(messages, body.get("tools"), stream, from_open_webui))
     if task is not None:
-        conversation = _plain_conversation(messages)
-        text = next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
+        conversation = auxiliary_conversation(_plain_messages(messages))
         return ChatRequest(
             session,
-            text,
+            auxiliary_text(conversation),
             model=fields.model,
             stream=stream,
             include_usage=include_usage,
             task=task,
             conversation=conversation,
         )
-    index, user_turns = _turn_message(messages, history, named is not None)
-    assert isinstance(messages, list)  # checked by _turn_message
-    message = _structure(messages[index], UserMessage, f"messages[{index}]")
-    text, uploads = _content(message.content, limits, f"messages[{index}]", lifted or {})
+    if not isinstance(messages, list):
+        messages = []
+    at = turn_position([_role(m) for m in messages], history, named is not None)
+    where = f"messages[{at.index}]"
+    message = _structure(messages[at.index], UserMessage, where)
+    texts, uploads = _content(message.content, limits, where, lifted or {})
     return ChatRequest(
         session,
-        text,
+        turn_text(texts, len(uploads)),
         uploads,
         model=fields.model,
         stream=stream,
         include_usage=include_usage,
-        user_turns=user_turns,
+        user_turns=at.user_turns,
     )
 
 
-def _turn_message(messages: object, history: HistoryMode, named: bool) -> tuple[int, int | None]:
-    """Where the turn's user message is, and how many user messages the request holds."""
-    if history == "reject":
-        if not isinstance(messages, list) or len(messages) != 1 or not _is_user(messages[0]):
-            raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
-        return 0, None
-    if not isinstance(messages, list) or not messages or not _is_user(messages[-1]):
-        raise InvalidRequest(LAST_MESSAGE_USER, "messages")
-    if len(messages) > 1 and not named:
-        raise InvalidRequest(NAME_A_SESSION, "session_id")
-    return len(messages) - 1, sum(1 for m in messages if _is_user(m))
+def _role(message: object) -> str | None:
+    role = message.get("role") if isinstance(message, dict) else None
+    return role if isinstance(role, str) else None
 
 
 def _shape(messages: object, tools: object, stream: bool, from_open_webui: bool) -> PlainShape:
@@ -289,25 +280,18 @@ def _shape(messages: object, tools: object, stream: bool, from_open_webui: bool)
     return PlainShape(tuple(pairs), stream, bool(tools), from_open_webui)
 
 
-def _is_user(message: object) -> bool:
-    return isinstance(message, dict) and message.get("role") == "user"
-
-
-def _plain_conversation(messages: object) -> tuple[Message, ...]:
-    """An auxiliary request's messages as plain text; attachments are not read."""
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty list", "messages")
-    conversation = []
+def _plain_messages(messages: object) -> list[tuple[object, str]]:
+    """An auxiliary request's messages as (role, text); attachments are not read."""
+    if not isinstance(messages, list):
+        return []
+    plain: list[tuple[object, str]] = []
     for index, raw in enumerate(messages):
         message = _structure(raw, PlainMessage, f"messages[{index}]")
-        if message.role not in ("system", "user", "assistant"):
-            param = f"messages[{index}].role"
-            raise InvalidRequest(f"{param} must be system, user or assistant", param)
         content = message.content
         if isinstance(content, list):
             content = "\n".join(part.text for part in content if isinstance(part, TextPart))
-        conversation.append(Message(message.role, content or ""))  # type: ignore[arg-type]
-    return tuple(conversation)
+        plain.append((message.role, content or ""))
+    return plain
 
 
 def _content(
@@ -315,23 +299,22 @@ def _content(
     limits: UploadLimits,
     where: str,
     lifted: Mapping[str, LiftedFile],
-) -> tuple[str, tuple[Upload, ...]]:
+) -> tuple[list[str], tuple[Upload, ...]]:
     if isinstance(content, str):
-        return content, ()
+        return [check_text(content, f"{where}.content")], ()
     texts: list[str] = []
     uploads: list[Upload] = []
     for index, part in enumerate(content):
         param = f"{where}.content[{index}]"
         match part:
             case TextPart(text=text):
-                texts.append(text)
+                texts.append(check_text(text, f"{param}.text"))
             case ImagePart(image_url=ImageUrl(url=url)):
                 uploads.append(_upload(url, None, f"{param}.image_url.url", limits, lifted))
             case FilePart(file=FileData(file_data=data, filename=name)):
                 uploads.append(_upload(data, name, f"{param}.file.file_data", limits, lifted))
         check_file_count(len(uploads), limits)
-    text = "\n".join(texts)
-    return (text or DEFAULT_UPLOAD_PROMPT if uploads else text), tuple(uploads)
+    return texts, tuple(uploads)
 
 
 def _upload(
@@ -356,13 +339,10 @@ def parse_form(
     stream = fields.get("stream", "false").strip().lower()
     if stream not in FORM_BOOLEANS:
         raise InvalidRequest("stream must be true or false", "stream")
-    text = fields.get("message", "")
-    if not text.strip() and uploads:
-        text = DEFAULT_UPLOAD_PROMPT
     return ChatRequest(
         session=requested_session(fields.get("session_id"), headers or SessionHeaders())
         or api_session(None),
-        text=text,
+        text=turn_text([fields.get("message", "")], len(uploads)),
         uploads=uploads,
         model=fields.get("model") or None,
         stream=FORM_BOOLEANS[stream],

@@ -85,6 +85,7 @@ class OpenAICompatChatModel:
         max_retries: int = 4,
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
+        cached_sessions: int = 256,
         redactor: Redactor | None = None,
     ) -> None:
         self._session = session
@@ -95,7 +96,8 @@ class OpenAICompatChatModel:
         self._redact = own.joined(redactor) if redactor else own
         self._model = model
         self._stream = stream
-        self._encoder = RequestEncoder()
+        # As many encoded windows as the store keeps histories: one bound for both.
+        self._encoder = RequestEncoder(cached_sessions)
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",

@@ -10,9 +10,10 @@ when it is new; a window that matches nothing kept (a regenerated turn, a restar
 session not seen lately) is encoded whole.
 
 Windows are found by identity: the store hands out the same ``TurnRecord`` objects
-turn after turn, and a window holds the turns it describes, so a reused ``id`` cannot
-fool it. An agent offers the same system message and tuple of tool specs every time, so
-each is kept in one slot the same way.
+turn after turn (the contract of ``SessionStore.history``, tested on every store), and
+a window holds the turns it describes, so a reused ``id`` cannot fool it. An agent
+offers the same system message and tuple of tool specs every time, so each is kept in
+one slot the same way.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RequestEncoder:
     simpler than an LRU and costs one full encoding per session.
     """
 
-    def __init__(self, max_windows: int = 512) -> None:
+    def __init__(self, max_windows: int = 256) -> None:
         self._max_windows = max_windows
         # Keyed by the id of the window's newest turn, which the next window's
         # second-newest turn is.

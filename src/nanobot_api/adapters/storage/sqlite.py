@@ -81,12 +81,14 @@ class SqliteSessionStore(SqliteFile):
     ``_CHECKPOINT_EVERY`` commits, instead of inside a commit.
     """
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+    def __init__(
+        self, path: Path, *, synchronous: Synchronous = "NORMAL", cached_sessions: int = 256
+    ) -> None:
         super().__init__(
             path, LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
         )
         self._synchronous: Synchronous = synchronous
-        self._recent = RecentHistory()
+        self._recent = RecentHistory(cached_sessions)
         self._data_version: int | None = None
         self._commits_since_checkpoint = 0
 

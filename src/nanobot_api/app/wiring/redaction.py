@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nanobot_api.app.channels import channel_secrets
 from nanobot_api.app.config import Config
+from nanobot_api.app.wiring.channels import channel_secrets
 from nanobot_api.domain.redaction import Redactor
 
 

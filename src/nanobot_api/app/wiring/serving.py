@@ -24,11 +24,11 @@ from quart import Quart
 from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
-from nanobot_api.app.bootstrap import build, session_store_path
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import ECHO_MODEL
-from nanobot_api.app.lifecycle import gate_of, openers
+from nanobot_api.app.wiring.bootstrap import build, session_store_path
+from nanobot_api.app.wiring.lifecycle import gate_of, openers
 
 log = logging.getLogger(__name__)
 

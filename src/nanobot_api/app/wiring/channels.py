@@ -19,9 +19,9 @@ from nanobot_api.adapters.channels.plugins import BUILT_IN, ChannelFactory, plug
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
-from nanobot_api.app.lifecycle import Opener, add_opener
 from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
+from nanobot_api.app.wiring.lifecycle import Opener, add_opener
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.ports import OutboundChannel

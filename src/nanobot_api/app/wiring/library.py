@@ -103,7 +103,7 @@ def serve(
     problem (a bad value, a port in use, a workspace it cannot write, a corrupt
     sessions file) is printed as one line on stderr and raises ``SystemExit(2)``.
     """
-    from nanobot_api.app.serving import log_to_stderr, serve_until_stopped, startup_lines
+    from nanobot_api.app.wiring.serving import log_to_stderr, serve_until_stopped, startup_lines
     from nanobot_api.domain.errors import NanobotError
 
     if host is not None:
@@ -132,7 +132,7 @@ def app_workspace(model: str, home: Path | None = None) -> Path:
 def build_app(
     agent: Agent, config: Config | None, overrides: dict[str, Any]
 ) -> tuple[Quart, Config]:
-    from nanobot_api.app.bootstrap import build
+    from nanobot_api.app.wiring.bootstrap import build
 
     store: SessionStore | None = overrides.pop("store", None)
     attachments: Attachments | None = overrides.pop("attachments", None)

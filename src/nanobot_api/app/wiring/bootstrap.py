@@ -19,17 +19,17 @@ from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.observability.metrics import Metrics
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.attachments import AttachmentIntake
-from nanobot_api.app.channels import outgoing_for
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
-from nanobot_api.app.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.app.redaction import configured_redactor, redacted_logs
-from nanobot_api.app.responses_wiring import install_responses_api
 from nanobot_api.app.telemetry import NO_TELEMETRY
+from nanobot_api.app.wiring.channels import outgoing_for
+from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
+from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import (
@@ -41,6 +41,11 @@ from nanobot_api.domain.ports import (
     Tool,
 )
 from nanobot_api.domain.redaction import Redactor
+
+# Sessions whose recent history is kept in memory, by the store and by the model
+# adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
+# reports the memory it allows).
+HISTORY_CACHE_SESSIONS = 256
 
 
 def upload_limits(config: Config) -> UploadLimits:
@@ -82,7 +87,9 @@ def build(
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
     if store is None:
-        store = sqlite = SqliteSessionStore(session_store_path(config))
+        store = sqlite = SqliteSessionStore(
+            session_store_path(config), cached_sessions=HISTORY_CACHE_SESSIONS
+        )
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
         extraction = ExtractionLimits()
@@ -110,10 +117,11 @@ def build(
         api_key=config.api.api_key,
         limits=limits,
         sse_keepalive_s=config.api.sse_keepalive_s,
-        body_timeout_s=max(60.0, config.api.timeout),
+        body_timeout_s=config.api.body_timeout_s,
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
         chat_page=config.api.chat_page,
+        allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
     app = create_quart_app(service, settings, Operations(health, metrics))
     set_gate(app, gate)
@@ -173,6 +181,7 @@ def llm_agent(
         settings.api_key,
         config.model,
         settings.extra_headers,
+        cached_sessions=HISTORY_CACHE_SESSIONS,
         redactor=configured_redactor(config),
     )
     agent = LlmAgent(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast
 
 import attrs
 
-from nanobot_api.app.library import AgentLike, as_agent, build_app
+from nanobot_api.app.wiring.library import AgentLike, as_agent, build_app
 from nanobot_api.domain.conversation import Usage
 
 if TYPE_CHECKING:

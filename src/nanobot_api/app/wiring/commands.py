@@ -11,17 +11,17 @@ import attrs
 
 from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.bootstrap import session_store_path
-from nanobot_api.app.channels import outbox_path
 from nanobot_api.app.config import Config, ConfigOverrides, load_config
-from nanobot_api.app.outbox_admin import run_outbox_command, without_outbox
-from nanobot_api.app.serving import run_server
 from nanobot_api.app.sessions_admin import (
     clear_session,
     list_sessions,
     show_session,
     without_sessions,
 )
+from nanobot_api.app.wiring.bootstrap import session_store_path
+from nanobot_api.app.wiring.channels import outbox_path
+from nanobot_api.app.wiring.outbox_admin import run_outbox_command, without_outbox
+from nanobot_api.app.wiring.serving import run_server
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 

@@ -1,0 +1,137 @@
+"""Many streamed turns in flight at once: what the server adds to each.
+
+A stand-in model (its own process) streams ``--tokens`` deltas ``--gap-ms`` apart for
+every request. ``--turns`` streamed turns start at once, each in its own session,
+first straight to the model and then through `nanobot serve` pointed at it; each
+turn's time is from its request to its ``[DONE]``. Both rounds run in one go, side by
+side, so they share the machine's mood.
+
+    .venv/bin/python bench/inflight.py [--turns 1000] [--tokens 50] [--gap-ms 20]
+
+Target (issue 12): turn p50 through nanobot at most 1.5x the model's own at the same
+load. The machine's other jobs move both columns; the ratio is the figure to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _server import free_port, nanobot_server, percentiles
+
+BACKLOG = 4096  # 1,000 connects at once overflow the usual 100-128 (then SYN retries)
+
+
+def run_model(port: int, tokens: int, gap_s: float) -> None:
+    """An OpenAI-shaped model: ``tokens`` deltas ``gap_s`` apart, then usage and [DONE]."""
+    from aiohttp import web
+
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+        body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    usage = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n'
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(chunk({"role": "assistant"}))
+        for n in range(tokens):
+            await asyncio.sleep(gap_s)
+            await response.write(chunk({"content": f"tok{n} "}))
+        await response.write(chunk({}, "stop") + usage + b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=BACKLOG)
+
+
+async def one_turn(session: aiohttp.ClientSession, url: str, n: int) -> float:
+    body = {
+        "messages": [{"role": "user", "content": "hello"}],
+        "session_id": f"inflight-{n}",
+        "stream": True,
+    }
+    start = time.perf_counter()
+    async with session.post(url, json=body) as response:
+        tail = b""
+        async for data in response.content.iter_any():
+            tail = (tail + data)[-64:]
+        if response.status != 200 or b"[DONE]" not in tail:
+            raise RuntimeError(f"HTTP {response.status}: no [DONE]")
+    return time.perf_counter() - start
+
+
+async def burst(url: str, turns: int) -> list[float]:
+    """``turns`` streamed turns started together; each one's seconds to [DONE]."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await one_turn(session, url, -1)  # warm: connections, imports, the first session
+        return list(await asyncio.gather(*(one_turn(session, url, n) for n in range(turns))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--gap-ms", type=float, default=20.0)
+    parser.add_argument("--model-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.model_port:
+        run_model(args.model_port, args.tokens, args.gap_ms / 1000)
+        return
+    port = free_port()
+    model = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--model-port",
+            str(port),
+            "--tokens",
+            str(args.tokens),
+            "--gap-ms",
+            str(args.gap_ms),
+        ]
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        config: dict[str, object] = {
+            "agents": {"defaults": {"provider": "local", "model": "bench-model"}},
+            "providers": {"local": {"apiBase": base, "apiKey": "sk-bench"}},
+            "api": {"timeout": 300},
+        }
+        with nanobot_server(config) as (nanobot_port, _, _):
+            direct = asyncio.run(burst(f"{base}/chat/completions", args.turns))
+            proxied = asyncio.run(
+                burst(f"http://127.0.0.1:{nanobot_port}/v1/chat/completions", args.turns)
+            )
+    finally:
+        model.terminate()
+        model.wait()
+    (d50, d99), (p50, p99) = percentiles(direct), percentiles(proxied)
+    print(
+        f"{args.turns} streamed turns at once, {args.tokens} tokens {args.gap_ms:g} ms apart "
+        f"({os.cpu_count()} cores, shared with other jobs)"
+    )
+    print("                 turn p50 (s)  turn p99 (s)")
+    print(f" model directly   {d50:12.2f}  {d99:12.2f}")
+    print(f" through nanobot  {p50:12.2f}  {p99:12.2f}")
+    print(f" ratio            {p50 / d50:12.2f}  {p99 / d99:12.2f}   (target: p50 <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

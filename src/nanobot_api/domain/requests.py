@@ -1,0 +1,112 @@
+"""What a conversation request may contain, decided over values already parsed.
+
+``adapters/http/wire.py`` turns bytes into roles, texts and uploads; the rules here
+say which message is the turn, whether a whole conversation is accepted, what a
+front end's auxiliary request reads, when a request asks to redo the last turn, and
+what a turn with files but no words says. JSON and multipart bodies meet the same
+rules because both call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Literal
+
+import attrs
+
+from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.errors import InvalidRequest
+
+HistoryMode = Literal["reject", "latest"]
+"""``reject``: a request holds exactly one user message (the server keeps the past).
+``latest``: a whole conversation is accepted and its last message is the turn."""
+
+DEFAULT_UPLOAD_PROMPT: Final = "Please analyze the uploaded file(s)."
+SINGLE_USER_MESSAGE: Final = "Only a single user message is supported"
+LAST_MESSAGE_USER: Final = "The last message must be a user message"
+NAME_A_SESSION: Final = (
+    "A conversation of several messages needs a session: send session_id in the body "
+    "or an X-Session-Id header (Open WebUI: set ENABLE_FORWARD_USER_INFO_HEADERS=true, "
+    "or add the connection header X-Session-Id: {{CHAT_ID}})"
+)
+AUXILIARY_ROLES: Final = ("system", "user", "assistant")
+
+
+@attrs.frozen
+class TurnPosition:
+    """Where a request's turn is among its messages.
+
+    ``user_turns`` is the count of user messages when a whole conversation was sent
+    (it tells a regenerate from a new turn), None for a single message.
+    """
+
+    index: int
+    user_turns: int | None = None
+
+
+def turn_position(roles: Sequence[str | None], mode: HistoryMode, named: bool) -> TurnPosition:
+    """The turn's message among ``roles`` (None: a message that is not an object).
+
+    Raises InvalidRequest: in ``reject`` mode unless there is exactly one user message;
+    in ``latest`` mode unless the last message is a user's, or when several messages
+    come without a session to keep them apart (``named`` is False).
+    """
+    if mode == "reject":
+        if len(roles) != 1 or roles[0] != "user":
+            raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
+        return TurnPosition(0)
+    if not roles or roles[-1] != "user":
+        raise InvalidRequest(LAST_MESSAGE_USER, "messages")
+    if len(roles) > 1 and not named:
+        raise InvalidRequest(NAME_A_SESSION, "session_id")
+    return TurnPosition(len(roles) - 1, sum(1 for role in roles if role == "user"))
+
+
+def turn_text(texts: Sequence[str], uploads: int) -> str:
+    """A turn's words: its text parts one per line; with files but no words (nothing,
+    or only whitespace), the default prompt that asks to look at them."""
+    text = "\n".join(texts)
+    if uploads and not text.strip():
+        return DEFAULT_UPLOAD_PROMPT
+    return text
+
+
+def auxiliary_conversation(messages: Sequence[tuple[object, str]]) -> tuple[Message, ...]:
+    """An auxiliary request's messages (a front end's title or tag request) as plain
+    text: ``(role, text)`` pairs, each role one of system, user and assistant."""
+    if not messages:
+        raise InvalidRequest("messages must be a non-empty list", "messages")
+    conversation = []
+    for index, (role, text) in enumerate(messages):
+        if role not in AUXILIARY_ROLES:
+            param = f"messages[{index}].role"
+            raise InvalidRequest(f"{param} must be system, user or assistant", param)
+        conversation.append(Message(role, check_text(text, f"messages[{index}].content")))
+    return tuple(conversation)
+
+
+def auxiliary_text(conversation: Sequence[Message]) -> str:
+    """What an agent without plain completion answers: the last user message's text."""
+    return next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
+
+
+def is_regenerate(
+    user_turns: int | None, stored_turns: int, last: TurnRecord | None, user: Message
+) -> bool:
+    """A front end resending its conversation up to the latest turn asks to redo it:
+    as many user messages as the session has turns, the last one the same words."""
+    if user_turns is None or last is None:
+        return False
+    return stored_turns == user_turns and last.messages[0].content == user.content
+
+
+def check_text(text: str, param: str) -> str:
+    """``text`` if it is valid Unicode; InvalidRequest for a lone surrogate
+    (``"\\ud800"`` in JSON), which no store, model or answer could encode."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{param} is not valid Unicode (a lone surrogate)", param) from exc
+    return text

@@ -1,0 +1,112 @@
+"""What a conversation request may contain: the domain's rules over parsed values."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.requests import (
+    DEFAULT_UPLOAD_PROMPT,
+    LAST_MESSAGE_USER,
+    NAME_A_SESSION,
+    SINGLE_USER_MESSAGE,
+    HistoryMode,
+    auxiliary_conversation,
+    auxiliary_text,
+    check_text,
+    is_regenerate,
+    turn_position,
+    turn_text,
+)
+
+roles = st.lists(st.sampled_from(["user", "assistant", "system", "tool", None]), max_size=8)
+modes = st.sampled_from(["reject", "latest"])
+
+
+@given(roles, modes, st.booleans())
+def test_any_roles_give_a_position_on_a_user_message_or_invalid_request(
+    given_roles: list[str | None], mode: HistoryMode, named: bool
+) -> None:
+    try:
+        at = turn_position(given_roles, mode, named)
+    except InvalidRequest:
+        return
+    assert given_roles[at.index] == "user"
+    assert at.index == len(given_roles) - 1
+    if mode == "reject":
+        assert given_roles == ["user"]
+        assert at.user_turns is None
+    else:
+        assert at.user_turns == given_roles.count("user")
+
+
+def test_reject_mode_takes_exactly_one_user_message() -> None:
+    with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE):
+        turn_position(["user", "user"], "reject", named=True)
+    with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE):
+        turn_position(["assistant"], "reject", named=True)
+
+
+def test_latest_mode_needs_a_user_turn_last_and_a_session_for_a_conversation() -> None:
+    with pytest.raises(InvalidRequest, match=LAST_MESSAGE_USER):
+        turn_position(["user", "assistant"], "latest", named=True)
+    with pytest.raises(InvalidRequest) as refused:
+        turn_position(["user", "assistant", "user"], "latest", named=False)
+    assert refused.value.message == NAME_A_SESSION
+    assert refused.value.param == "session_id"
+    assert turn_position(["user"], "latest", named=False).user_turns == 1
+
+
+@given(st.lists(st.text(max_size=5), max_size=4), st.integers(0, 3))
+def test_words_or_the_default_prompt_when_files_come_without_words(
+    texts: list[str], uploads: int
+) -> None:
+    text = turn_text(texts, uploads)
+    joined = "\n".join(texts)
+    if uploads and not joined.strip():
+        assert text == DEFAULT_UPLOAD_PROMPT
+    else:
+        assert text == joined
+
+
+def test_whitespace_and_a_file_is_the_default_prompt_however_it_came() -> None:
+    """JSON content parts and a multipart message field reach the same rule."""
+    assert turn_text(["  "], 1) == DEFAULT_UPLOAD_PROMPT  # multipart: the message field
+    assert turn_text([" ", "\t"], 2) == DEFAULT_UPLOAD_PROMPT  # JSON: its text parts
+    assert turn_text(["  "], 0) == "  "
+
+
+@given(st.lists(st.tuples(st.one_of(st.text(max_size=10), st.integers()), st.text()), max_size=5))
+def test_an_auxiliary_conversation_is_plain_messages_or_invalid_request(
+    messages: list[tuple[object, str]],
+) -> None:
+    try:
+        conversation = auxiliary_conversation(messages)
+    except InvalidRequest:
+        return
+    assert [(m.role, m.content) for m in conversation] == messages
+    users = [text for role, text in messages if role == "user"]
+    assert auxiliary_text(conversation) == (users[-1] if users else "")
+
+
+@given(st.one_of(st.none(), st.integers(0, 4)), st.integers(0, 4), st.booleans(), st.booleans())
+def test_a_regenerate_resends_as_many_user_messages_as_turns_with_the_same_words(
+    user_turns: int | None, stored: int, has_last: bool, same: bool
+) -> None:
+    last = TurnRecord((Message.user("hi"), Message.assistant("ho"))) if has_last else None
+    redo = is_regenerate(user_turns, stored, last, Message.user("hi" if same else "other"))
+    assert redo == (user_turns is not None and has_last and stored == user_turns and same)
+
+
+@given(st.text())
+def test_text_is_kept_whole_or_refused_for_a_lone_surrogate(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        with pytest.raises(InvalidRequest, match="lone surrogate"):
+            check_text(text, "p")
+    else:
+        assert check_text(text, "p") == text
