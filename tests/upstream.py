@@ -2,7 +2,8 @@
 
 Each request takes the next step of its script (an answer or a fault) and is recorded
 whole (body, headers), so a test can check exactly what nanobot sent upstream. With the
-script empty it answers ``echo: <last user text>``. Answers stream as SSE when the
+script empty it answers with its ``default`` step for the request, else
+``echo: <last user text>``. Answers stream as SSE when the
 request says ``stream: true``, else come as one JSON document, as OpenAI does.
 """
 
@@ -14,7 +15,7 @@ import json
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -99,8 +100,11 @@ class Received:
 class ScriptedUpstream:
     """``async with ScriptedUpstream(steps) as up:`` serves at ``up.base_url`` (``.../v1``)."""
 
-    def __init__(self, steps: Iterable[Step] = ()) -> None:
+    def __init__(
+        self, steps: Iterable[Step] = (), *, default: Callable[[Received], Step] | None = None
+    ) -> None:
         self.script: deque[Step] = deque(steps)
+        self._default = default
         self.received: list[Received] = []
         self._stopping = asyncio.Event()
         self._arrived = asyncio.Event()
@@ -143,6 +147,8 @@ class ScriptedUpstream:
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
         step = self.script.popleft() if self.script else None
+        if step is None and self._default is not None:
+            step = self._default(self.received[-1])
         if step is None:
             step = Text("echo: " + self.received[-1].last_user_text)
         stream = bool(body.get("stream"))

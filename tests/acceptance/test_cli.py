@@ -19,8 +19,8 @@ import requests
 NANOBOT = [sys.executable, "-m", "nanobot_api.main"]
 
 
-def run_nanobot(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(home)}
+def run_nanobot(*args: str, home: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), **environ}
     env.pop("NANOBOT_CONFIG", None)
     return subprocess.run(
         [*NANOBOT, *args], capture_output=True, text=True, timeout=30, env=env, check=False

@@ -60,6 +60,10 @@ def test_serve_takes_short_and_long_flags(argv: list[str]) -> None:
         (["sessions", "list"], SessionsCommand(action="list")),
         (["sessions", "show", "api:default"], SessionsCommand(action="show", key="api:default")),
         (
+            ["sessions", "show", "api:x", "--all"],
+            SessionsCommand(action="show", key="api:x", all=True),
+        ),
+        (
             ["sessions", "clear", "api:x", "-c", "c.json", "-w", "ws"],
             SessionsCommand(
                 action="clear", key="api:x", config=Path("c.json"), workspace=Path("ws")

@@ -108,6 +108,7 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
     # Regenerate: the same conversation again redoes the last turn instead of adding one.
     status, _, again = await latest.post(second, chat)
     assert (status, again) == (200, more)
+    assert len(await latest.store.turns(SessionKey("api", "owui-chat-1"))) == 3
 
     title = {
         "model": "nanobot-echo",
@@ -125,12 +126,37 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
 async def test_a_regenerate_after_a_new_turn_only_replaces_the_last(latest: FrontEndServer) -> None:
     chat = {"X-Session-Id": "r"}
     await latest.post({"messages": [user("a")]}, chat)
-    await latest.post({"messages": [user("a"), assistant("x"), user("b")]}, chat)
-    await latest.post({"messages": [user("a"), assistant("x"), user("b")]}, chat)
+    await latest.post({"messages": [user("a"), assistant("echo: a"), user("b")]}, chat)
+    await latest.post({"messages": [user("a"), assistant("echo: a"), user("b")]}, chat)
     await latest.post(
-        {"messages": [user("a"), assistant("x"), user("b"), assistant("y"), user("b")]}, chat
+        {
+            "messages": [
+                *(user("a"), assistant("echo: a"), user("b"), assistant("echo: b")),
+                user("b"),
+            ]
+        },
+        chat,
     )
     assert [t for t, _ in await latest.turns("r")] == ["a", "b", "b"]
+
+
+async def test_a_client_sending_only_new_messages_never_regenerates(
+    latest: FrontEndServer,
+) -> None:
+    """Without a front end's headers, one user message is a new turn, even the same text."""
+    for _ in range(2):
+        await latest.post({"messages": [user("same")]}, {"X-Session-Id": "n"})
+    assert await latest.turns("n") == [("same", "echo: same")] * 2
+
+
+async def test_an_earlier_turn_the_session_never_stored_is_taken_from_the_request(
+    latest: FrontEndServer,
+) -> None:
+    """An answer edited in place in the front end: the model sees the request's text."""
+    chat = {"X-Session-Id": "edited"}
+    await latest.post({"messages": [user("a")]}, chat)
+    await latest.post({"messages": [user("a"), assistant("changed by hand"), user("b")]}, chat)
+    assert await latest.turns("edited") == [("a", "changed by hand"), ("b", "echo: b")]
 
 
 async def test_a_conversation_without_a_session_is_refused_with_instructions(
@@ -153,7 +179,11 @@ async def test_latest_mode_needs_a_user_message_last(latest: FrontEndServer) -> 
 async def test_reject_mode_still_refuses_conversations(reject: FrontEndServer) -> None:
     body = {"messages": [user("a"), assistant("b"), user("c")], "session_id": "x"}
     status, _, message = await reject.post(body)
-    assert (status, message) == (400, "Only a single user message is supported")
+    assert status == 400
+    # The default mode names the fix (spec/README.md, "The default mode's refusal").
+    assert message.startswith("Only a single user message is supported")
+    assert 'api.history = "latest"' in message
+    assert "X-Session-Id" in message
 
 
 @pytest.mark.parametrize(

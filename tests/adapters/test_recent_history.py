@@ -21,14 +21,10 @@ def test_a_kept_tail_extended_by_commits_equals_bounding_the_whole_history(
 ) -> None:
     whole = tuple(record(n, i) for i, n in enumerate(sizes))
     recent = RecentHistory()
-    recent.put(
-        "k", max_messages, bounded_history(whole, max_messages), len(whole), recent.token("k")
-    )
+    recent.put("k", max_messages, bounded_history(whole, max_messages), recent.token("k"))
     for n in appended:
         new = record(n, len(whole))
         recent.appended("k", new, recent.writing("k"))
         whole = (*whole, new)
         kept = bounded_history(whole, max_messages)
         assert recent.get("k", max_messages) == kept
-        # The latest turn and the count come from memory whenever the tail holds it.
-        assert recent.last_turn("k") == ((len(whole), whole[-1]) if kept else None)

@@ -8,8 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.domain.branches import NO_IDS, MessageIds, StoredTurn
 from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord
 from nanobot_api.domain.ports import SessionStore
 from nanobot_api.domain.sessions import SessionKey
@@ -101,22 +102,63 @@ async def test_max_messages_keeps_only_recent_whole_turns(store: SessionStore) -
     assert await store.history(A, 1) == ()
 
 
-async def test_last_turn_counts_and_returns_the_latest(store: SessionStore) -> None:
+async def test_turns_are_numbered_and_each_follows_the_one_before(store: SessionStore) -> None:
+    assert await store.turns(A) == ()
+    await store.commit(A, turn("1"))
+    await store.commit(A, turn("2", tools=1))
+    await store.commit(B, turn("b"))
+    assert await store.turns(A) == (
+        StoredTurn(1, None, turn("1")),
+        StoredTurn(2, 1, turn("2", tools=1)),
+    )
+
+
+async def test_last_turn_counts_and_returns_the_latest_of_the_active_branch(
+    store: SessionStore,
+) -> None:
     assert await store.last_turn(A) == (0, None)
     await store.commit(A, turn("1"))
     await store.commit(A, turn("2", tools=1))
     await store.commit(B, turn("b"))
     assert await store.last_turn(A) == (2, turn("2", tools=1))
+    await store.commit_branch(A, [1], [], turn("2 again"), NO_IDS)
+    assert await store.last_turn(A) == (2, turn("2 again"))
 
 
-async def test_replace_last_puts_a_turn_in_place_of_the_latest(store: SessionStore) -> None:
-    await store.commit(A, turn("1"), replace_last=True)  # nothing to replace: appended
-    await store.commit(A, turn("2"))
-    await store.commit(A, turn("2 again", tools=1), replace_last=True)
+async def test_a_branch_commit_supersedes_the_rest_and_switching_back_restores_it(
+    store: SessionStore,
+) -> None:
+    """Regenerate turn 2, edit turn 1, then switch back to the first branch."""
+    ids = MessageIds("u", "m", "p")
+    for text in ("1", "2"):
+        await store.commit(A, turn(text))
+    await store.commit_branch(A, [1], [], turn("2 again"), ids)
     assert [r.user_text for r in await store.history(A)] == ["1", "2 again"]
-    assert await store.last_turn(A) == (2, turn("2 again", tools=1))
-    await store.commit(A, turn("3"))
-    assert [r.user_text for r in await store.history(A)] == ["1", "2 again", "3"]
+    await store.commit_branch(A, [], [], turn("1 edited"), NO_IDS)
+    assert [r.user_text for r in await store.history(A)] == ["1 edited"]
+    await store.commit_branch(A, [1, 3], [turn("only in the request")], turn("3"), NO_IDS)
+    assert [r.user_text for r in await store.history(A)] == [
+        "1",
+        "2 again",
+        "only in the request",
+        "3",
+    ]
+    stored = await store.turns(A)
+    assert [(t.no, t.parent, t.superseded) for t in stored] == [
+        (1, None, False),
+        (2, 1, True),
+        (3, 1, False),
+        (4, None, True),
+        (5, 3, False),
+        (6, 5, False),
+    ]
+    assert stored[2].ids == ids
+    assert stored[5].ids == NO_IDS
+    assert await store.sessions() == {A: 4}
+    # A plain commit follows the active branch; clearing counts every stored turn.
+    await store.commit(A, turn("4"))
+    assert (await store.turns(A))[-1] == StoredTurn(7, 6, turn("4"))
+    assert await store.clear(A) == 7
 
 
 async def test_clear_forgets_one_session_and_counts_its_turns(store: SessionStore) -> None:
@@ -129,6 +171,19 @@ async def test_clear_forgets_one_session_and_counts_its_turns(store: SessionStor
     assert await store.sessions() == {B: 1}
     await store.commit(A, turn("again"))
     assert [r.user_text for r in await store.history(A)] == ["again"]
+
+
+async def test_idle_sessions_under_a_prefix_are_forgotten_whole(store: SessionStore) -> None:
+    temporary = [SessionKey("api", "temporary:a"), SessionKey("api", "temporary:b")]
+    for key in temporary:
+        await store.commit(key, turn("1"))
+        await store.commit_branch(key, [], [], turn("1 edited"), NO_IDS)
+    await store.commit(A, turn("kept"))
+    assert await store.forget_idle("api:temporary:", time.time() - 60) == 0
+    assert await store.forget_idle("api:temporary:", time.time() + 1) == 2
+    assert await store.sessions() == {A: 1}
+    assert await store.turns(temporary[0]) == ()
+    assert await store.forget_idle("api:", time.time() + 1) == 1
 
 
 async def test_concurrent_commits_to_many_sessions_all_land(store: SessionStore) -> None:
@@ -154,6 +209,27 @@ async def test_committed_turns_survive_reopening(tmp_path: Path) -> None:
         await store.commit(A, turn("kept", tools=1))
     async with SqliteSessionStore(path) as store:
         assert await store.history(A) == (turn("kept", tools=1),)
+
+
+async def test_a_file_of_the_first_schema_keeps_its_turns_as_one_branch(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE turns (session_key TEXT NOT NULL, turn_no INTEGER NOT NULL, "
+            "n_messages INTEGER NOT NULL, messages TEXT NOT NULL, created_at REAL NOT NULL, "
+            "PRIMARY KEY (session_key, turn_no)) WITHOUT ROWID"
+        )
+        for no, text in enumerate(["one", "two"], start=1):
+            payload = f'[{{"role": "user", "content": "{text}"}}, '
+            payload += f'{{"role": "assistant", "content": "answer to {text}"}}]'
+            conn.execute("INSERT INTO turns VALUES ('api:a', ?, 2, ?, 0)", (no, payload))
+        conn.execute("PRAGMA user_version=1")
+    conn.close()
+    async with SqliteSessionStore(path) as store:
+        assert await store.history(A) == (turn("one"), turn("two"))
+        assert [(t.no, t.parent) for t in await store.turns(A)] == [(1, None), (2, 1)]
+        await store.commit(A, turn("three"))
+        assert (await store.turns(A))[-1].parent == 2
 
 
 async def test_the_file_is_in_wal_mode_with_an_index_on_session_and_turn(tmp_path: Path) -> None:
@@ -257,6 +333,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.path = self.tmp / "sessions.sqlite3"
         self.store = anyio.run(SqliteSessionStore(self.path).open)
         self.counter = 0
+        self.stored: dict[SessionKey, int] = {}  # turns stored, superseded included
 
     @rule(key=st.sampled_from(KEYS), tools=st.integers(0, 2))
     def commit(self, key: SessionKey, tools: int) -> None:
@@ -264,19 +341,21 @@ class StoreMachine(RuleBasedStateMachine):
         record = turn(f"{key}#{self.counter}", tools=tools)
         anyio.run(self.store.commit, key, record)
         self.model.setdefault(key, []).append(record)
+        self.stored[key] = self.stored.get(key, 0) + 1
 
-    @rule(key=st.sampled_from(KEYS))
-    def regenerate(self, key: SessionKey) -> None:
+    @rule(key=st.sampled_from(KEYS), cut=st.integers(0, 3), imported=st.integers(0, 2))
+    def follow_another_branch(self, key: SessionKey, cut: int, imported: int) -> None:
+        """A regenerate or an edit: the branch's first turns, some only the request had."""
         self.counter += 1
+        active = [t for t in anyio.run(self.store.turns, key) if not t.superseded]
+        kept = active[: max(len(active) - cut, 0)]
+        extra = [turn(f"{key}#{self.counter} shown {i}") for i in range(imported)]
         record = turn(f"{key}#{self.counter} again")
-        anyio.run(partial(self.store.commit, key, record, replace_last=True))
-        turns = self.model.setdefault(key, [])
-        if turns:
-            turns[-1] = record
-        else:
-            turns.append(record)
-        count, last = anyio.run(self.store.last_turn, key)
-        assert (count, last) == (len(turns), record)
+        anyio.run(
+            self.store.commit_branch, key, [t.no for t in kept], extra, record, MessageIds("u")
+        )
+        self.model[key] = [t.record for t in kept] + extra + [record]
+        self.stored[key] = self.stored.get(key, 0) + imported + 1
 
     @rule(key=st.sampled_from(KEYS))
     def failed_turn(self, key: SessionKey) -> None:
@@ -312,8 +391,10 @@ class StoreMachine(RuleBasedStateMachine):
         anyio.run(elsewhere)
         if clear:
             self.model.pop(key, None)
+            self.stored.pop(key, None)
         else:
             self.model.setdefault(key, []).append(record)
+            self.stored[key] = self.stored.get(key, 0) + 1
 
     @rule(key=st.sampled_from(KEYS))
     def bounded_read_twice(self, key: SessionKey) -> None:
@@ -322,14 +403,6 @@ class StoreMachine(RuleBasedStateMachine):
             got = list(anyio.run(self.store.history, key, 6))
             expected = self.model.get(key, [])
             assert got == expected[len(expected) - len(got) :]
-
-    @rule(key=st.sampled_from(KEYS))
-    def last_turn_after_a_bounded_read(self, key: SessionKey) -> None:
-        """After a bounded read, the count and latest turn may come from memory."""
-        anyio.run(self.store.history, key, 6)
-        expected = self.model.get(key, [])
-        got = anyio.run(self.store.last_turn, key)
-        assert got == (len(expected), expected[-1] if expected else None)
 
     @rule()
     def restart(self) -> None:
@@ -340,7 +413,8 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS))
     def clear(self, key: SessionKey) -> None:
         removed = anyio.run(self.store.clear, key)
-        assert removed == len(self.model.pop(key, []))
+        self.model.pop(key, None)
+        assert removed == self.stored.pop(key, 0)
 
     @rule(key=st.sampled_from(KEYS), limit=st.integers(0, 12))
     def bounded(self, key: SessionKey, limit: int) -> None:

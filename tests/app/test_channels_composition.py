@@ -140,7 +140,7 @@ async def test_a_plugin_channel_delivers_what_the_tool_sends(tmp_path: Path) -> 
         result = await ToolBox([outgoing.tool]).run(ToolCall("1", "message", arguments), context)
     finally:
         await outgoing.stop()
-    assert result.startswith("Message delivered to recorder:c1")
+    assert result.text.startswith("Message delivered to recorder:c1")
     ((settings, message),) = nanobot_recorder.SENT
     assert settings["room"] == "#ops"
     assert (message.channel, message.chat_id, message.content) == ("recorder", "c1", "hi")
@@ -153,5 +153,5 @@ async def test_start_and_stop_without_channels_keep_the_outbox_usable(tmp_path: 
     arguments = json.dumps({"content": "later", "channel": "telegram", "chat_id": "1"})
     result = await ToolBox([outgoing.tool]).run(ToolCall("1", "message", arguments), context)
     await outgoing.stop()
-    assert "Channel 'telegram' is not enabled" in result
+    assert "Channel 'telegram' is not enabled" in result.text
     assert (tmp_path / "ws" / "outbox.sqlite3").exists()

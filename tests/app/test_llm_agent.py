@@ -254,8 +254,8 @@ async def test_several_calls_per_response_run_in_order_and_mistakes_become_tool_
     results = [m["content"] for m in h.up.received[1].messages if m["role"] == "tool"]
     assert results[0] == "5"
     assert "not valid JSON" in results[1]
-    assert "arguments.a must be integer, got a string" in results[2]
-    assert "arguments.b is required" in results[3]
+    assert "arguments.a: 'two' is not of type 'integer'" in results[2]
+    assert "arguments: 'b' is a required property" in results[3]
     assert "no tool named 'nope'" in results[4]
     assert results[5] == "Error: broken failed with an internal error."
     assert results[6] == "Error: refuse failed: not allowed here"

@@ -62,7 +62,8 @@ class Rig:
         self.context = ToolContext(SESSION, self.reply)
 
     async def call(self, **arguments: object) -> str:
-        return await self.box.run(ToolCall("c1", "message", json.dumps(arguments)), self.context)
+        call = ToolCall("c1", "message", json.dumps(arguments))
+        return (await self.box.run(call, self.context)).text
 
 
 SESSION = SessionKey("api", "s1")
@@ -187,7 +188,7 @@ async def test_a_channel_without_chat_id_is_an_error_for_the_model(rig: Rig) -> 
 
 
 async def test_missing_or_empty_content_is_an_error(rig: Rig) -> None:
-    assert "content is required" in await rig.call(channel="telegram", chat_id="1")
+    assert "'content' is a required property" in await rig.call(channel="telegram", chat_id="1")
     assert "content is empty" in await rig.call(content="  ", channel="telegram", chat_id="1")
 
 

@@ -6,6 +6,7 @@ import io
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
+from nanobot_api.domain.branches import NO_IDS
 from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord
 from nanobot_api.domain.sessions import SessionKey
 
@@ -72,3 +73,25 @@ async def test_clear_forgets_the_session_and_says_how_much() -> None:
     assert out.getvalue() == "Cleared 2 turns from api:my-session.\n"
     assert await store.history(A) == ()
     assert list(await store.sessions()) == [SessionKey("api", "b")]
+
+
+async def test_show_all_lists_superseded_turns_with_the_turn_each_follows() -> None:
+    store = InMemorySessionStore()
+    await store.commit(A, TurnRecord((Message.user("q"), Message.assistant("a1"))))
+    await store.commit_branch(
+        A, [], [], TurnRecord((Message.user("q"), Message.assistant("a2"))), NO_IDS
+    )
+    out = io.StringIO()
+    assert await show_session(store, A, out, every=True) == 0
+    assert out.getvalue().splitlines() == [
+        "--- #1 (superseded, first) ---",
+        "user: q",
+        "assistant: a1",
+        "--- #2 (active, first) ---",
+        "user: q",
+        "assistant: a2",
+    ]
+    out = io.StringIO()
+    assert await show_session(store, A, out) == 0
+    assert out.getvalue().splitlines() == ["--- turn 1 ---", "user: q", "assistant: a2"]
+    assert await show_session(store, SessionKey("api", "none"), io.StringIO(), every=True) == 1

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
-from tests.fixtures.openwebui import recorded
+from tests.fixtures.openwebui import RECIPE, recorded
 
 TASK_TEXT = "### Task:\nGenerate a concise title.\n<chat_history>\nUSER: hi\n</chat_history>"
 
@@ -39,6 +39,18 @@ def test_every_recorded_open_webui_request_is_told_apart_without_the_task_header
     assert names[5] == "tags_generation"
     assert names[18] == "query_generation"
     assert names[19] is None
+
+
+def test_the_shape_rule_agrees_with_open_webuis_own_task_header() -> None:
+    """In the recording with the recipe, Open WebUI named each task itself: the shape
+    alone tells exactly the same requests apart, with the same names."""
+    chats = [r for r in recorded(RECIPE) if r.is_chat]
+    assert len(chats) == 21
+    for request in chats:
+        assert request.body is not None
+        named = request.headers["X-OpenWebUI-Task"] or None
+        assert auxiliary_task(None, _shape(request.body)) == named, request.seq
+        assert auxiliary_task(named, _shape(request.body)) == named
 
 
 def test_a_task_shape_from_a_client_that_is_not_open_webui_is_a_chat_turn() -> None:

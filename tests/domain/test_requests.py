@@ -6,18 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.requests import (
     DEFAULT_UPLOAD_PROMPT,
     LAST_MESSAGE_USER,
     NAME_A_SESSION,
+    SEND_ONE_MESSAGE,
     SINGLE_USER_MESSAGE,
     HistoryMode,
     auxiliary_conversation,
     auxiliary_text,
     check_text,
-    is_regenerate,
     turn_position,
     turn_text,
 )
@@ -38,14 +37,13 @@ def test_any_roles_give_a_position_on_a_user_message_or_invalid_request(
     assert at.index == len(given_roles) - 1
     if mode == "reject":
         assert given_roles == ["user"]
-        assert at.user_turns is None
-    else:
-        assert at.user_turns == given_roles.count("user")
 
 
-def test_reject_mode_takes_exactly_one_user_message() -> None:
-    with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE):
-        turn_position(["user", "user"], "reject", named=True)
+def test_reject_mode_takes_exactly_one_user_message_and_names_the_fix() -> None:
+    with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE) as refused:
+        turn_position(["user", "assistant", "user"], "reject", named=True)
+    assert refused.value.message == SEND_ONE_MESSAGE
+    assert 'api.history = "latest"' in refused.value.message
     with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE):
         turn_position(["assistant"], "reject", named=True)
 
@@ -57,7 +55,7 @@ def test_latest_mode_needs_a_user_turn_last_and_a_session_for_a_conversation() -
         turn_position(["user", "assistant", "user"], "latest", named=False)
     assert refused.value.message == NAME_A_SESSION
     assert refused.value.param == "session_id"
-    assert turn_position(["user"], "latest", named=False).user_turns == 1
+    assert turn_position(["user"], "latest", named=False).index == 0
 
 
 @given(st.lists(st.text(max_size=5), max_size=4), st.integers(0, 3))
@@ -90,15 +88,6 @@ def test_an_auxiliary_conversation_is_plain_messages_or_invalid_request(
     assert [(m.role, m.content) for m in conversation] == messages
     users = [text for role, text in messages if role == "user"]
     assert auxiliary_text(conversation) == (users[-1] if users else "")
-
-
-@given(st.one_of(st.none(), st.integers(0, 4)), st.integers(0, 4), st.booleans(), st.booleans())
-def test_a_regenerate_resends_as_many_user_messages_as_turns_with_the_same_words(
-    user_turns: int | None, stored: int, has_last: bool, same: bool
-) -> None:
-    last = TurnRecord((Message.user("hi"), Message.assistant("ho"))) if has_last else None
-    redo = is_regenerate(user_turns, stored, last, Message.user("hi" if same else "other"))
-    assert redo == (user_turns is not None and has_last and stored == user_turns and same)
 
 
 @given(st.text())

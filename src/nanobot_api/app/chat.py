@@ -11,6 +11,7 @@ from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
+from nanobot_api.domain.branches import Followed, follow
 from nanobot_api.domain.conversation import (
     MAX_HISTORY_BYTES,
     Message,
@@ -29,7 +30,6 @@ from nanobot_api.domain.ports import (
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
-from nanobot_api.domain.requests import is_regenerate
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
     EMPTY_REPLY_FALLBACK,
@@ -96,7 +96,7 @@ class ChatService:
             request.text,
             images,
             documents,
-            user_turns=request.user_turns,
+            shown=request.shown,
             task=request.task,
             conversation=request.conversation,
             stream=request.stream,
@@ -156,11 +156,14 @@ class ChatService:
         return TurnResult(recorder.text, recorder.usage)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
-        record_user = user_message(turn)
-        redo = await self._is_regenerate(turn, record_user)
-        history = await self._store.history(turn.session, self._max_history_messages)
-        if redo and history:
-            history = history[:-1]
+        shown = turn.shown
+        followed: Followed | None = None
+        if shown.whole or shown.ids.any:
+            # The request says which branch it continues (domain/branches.py).
+            followed = follow(shown, await self._store.turns(turn.session))
+            history = bounded_history(followed.history, self._max_history_messages)
+        else:
+            history = await self._store.history(turn.session, self._max_history_messages)
         if self._max_history_bytes is not None:
             history = bounded_history(history, max_bytes=self._max_history_bytes)
         await self._agent.respond(Turn.from_prepared(turn, history), recorder)
@@ -170,14 +173,14 @@ class ChatService:
         # Once the answer is complete it is kept, even if the deadline
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
-            record = recorder.record(record_user)
-            await self._store.commit(turn.session, record, replace_last=redo)
-
-    async def _is_regenerate(self, turn: PreparedTurn, user: Message) -> bool:
-        if turn.user_turns is None:
-            return False  # spares the store a read: only a whole conversation may redo
-        count, last = await self._store.last_turn(turn.session)
-        return is_regenerate(turn.user_turns, count, last, user)
+            record = recorder.record(user_message(turn))
+            if followed is None:
+                await self._store.commit(turn.session, record)
+            else:
+                kept = [t.no for t in followed.kept]
+                await self._store.commit_branch(
+                    turn.session, kept, followed.imported, record, shown.ids
+                )
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""

@@ -30,6 +30,7 @@ from nanobot_api.app.config_rules import (
     make_config_converter,
     show,
 )
+from nanobot_api.app.mcp_config import ToolsConfig, check_tools
 from nanobot_api.domain.errors import ConfigError
 
 
@@ -76,6 +77,7 @@ class ApiConfig:
     # addresses and the bound host (a page reaching it by DNS rebinding is refused).
     allowed_hosts: tuple[str, ...] = ()
     body_timeout_s: float = checked(60.0, lambda v: 0 < v < math.inf, "a number > 0")
+    temporary_ttl_s: float = checked(3600.0, lambda v: 0 < v < math.inf, "a number > 0")
     # ---- operations (operations.md): logs, keys and limits, retries, restarts
     log_format: Literal["text", "json"] = checked(
         "text", lambda v: v in ("text", "json"), '"text" or "json"', base=str
@@ -218,6 +220,7 @@ class Config:
     agents: AgentsConfig = AgentsConfig()
     providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
     channels: ChannelsConfig = ChannelsConfig()
+    tools: ToolsConfig = attrs.field(factory=ToolsConfig)
     workspace: Path = attrs.field(factory=_default_workspace, metadata={FROM_FILE: False})
 
     @property
@@ -295,6 +298,7 @@ def _check_whole(config: Config) -> None:
     webhook = config.channels.webhook
     if webhook.enabled and not _is_url(webhook.url):
         raise config_error("channels.webhook.url", f"expected {_URL} when the webhook is enabled")
+    check_tools(config.tools)
     _check_keys(config.api)
     host = config.api.host
     if not config.api.keyed and not _is_loopback(host):

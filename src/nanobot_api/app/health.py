@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from nanobot_api.app.drain import TurnGate
+from nanobot_api.domain.ports import ReadinessCheck
 
 log = logging.getLogger(__name__)
 
@@ -16,12 +17,26 @@ _CHECK_TIMEOUT_S = 2.0
 
 
 class Health:
-    """The ServerHealth port: the drain gate, and a check per dependency (a store that
-    must be reachable, a migration that must have run)."""
+    """The ServerHealth port: the drain gate, a check per dependency (a store that
+    must be reachable, a migration that must have run), and parts that may be down
+    while the server serves (MCP servers)."""
 
     def __init__(self, gate: TurnGate) -> None:
         self._gate = gate
         self._checks: dict[str, Check] = {}
+        self._parts: list[ReadinessCheck] = []
+
+    def add_part(self, part: ReadinessCheck) -> None:
+        """A part whose components may be down without the server being unready."""
+        self._parts.append(part)
+
+    def degraded(self) -> dict[str, str]:
+        return {
+            name: state
+            for part in self._parts
+            for name, state in part.readiness().items()
+            if state != "ok"
+        }
 
     def add_check(self, name: str, check: Check) -> None:
         """``check`` raises (or takes over two seconds) when ``name`` is not usable."""

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
-from nanobot_api.app.tools import ToolBox
+from nanobot_api.app.tools import ToolBox, ToolSource
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.models import (
+    ContentPart,
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    TextPart,
     ToolContext,
     UserContent,
 )
@@ -48,6 +50,9 @@ class LlmAgent:
     after the user's (tool calls, tool results, the answer) is given to
     ``reply.remember``, and each model call's usage to ``reply.add_usage``. The agent
     keeps no state between turns: history lives in the session store.
+
+    ``tool_sources`` add tools that come and go (those of MCP servers); a turn uses the
+    tools offered when it starts. A tool's images reach the model within the turn only.
     """
 
     def __init__(
@@ -60,12 +65,13 @@ class LlmAgent:
         *,
         telemetry: Telemetry = NO_TELEMETRY,
         max_reply_chars: int | None = None,
+        tool_sources: Sequence[ToolSource] = (),
     ) -> None:
         if max_tool_iterations < 0:
             raise ValueError("max_tool_iterations must be 0 or more")
         self._model = model
         self._model_id = model_id
-        self._tools = ToolBox(tools)
+        self._tools = ToolBox(tools, tool_sources)
         # One message for the agent's life, so the wire encodes it once like history.
         self._system = Message("system", system_prompt) if system_prompt else None
         self._max_tool_iterations = max_tool_iterations
@@ -80,8 +86,10 @@ class LlmAgent:
         # This turn's messages; the system prompt and history go beside them.
         messages: list[ModelMessage] = [UserContent.of_turn(turn.text, turn.images, turn.documents)]
         context = ToolContext(turn.session, reply)
+        # One set of tools for the whole turn, though MCP servers may come and go.
+        tools = self._tools.current()
         # With no rounds allowed the model is not told about tools at all.
-        specs = self._tools.specs if self._max_tool_iterations else ()
+        specs = tools.specs if self._max_tool_iterations else ()
         sent_any = False
         rounds = 0
         while True:
@@ -114,19 +122,27 @@ class LlmAgent:
                 return
             reply.remember(answer)
             messages.append(answer)
+            images: list[ContentPart] = []
             for call in answer.tool_calls:
                 started = time.monotonic()
-                text = await self._tools.run(call, context)
+                output = await tools.run(call, context)
                 log.debug(
                     "tool %s [%s]: %.0f ms, %d chars of result",
                     call.name,
                     call.id,
                     (time.monotonic() - started) * 1000,
-                    len(text),
+                    len(output.text),
                 )
-                result = Message.tool_result(call.id, text)
+                result = Message.tool_result(call.id, output.text)
                 reply.remember(result)
                 messages.append(result)
+                if output.images:
+                    images += [TextPart(f"Images returned by {call.name} ({call.id}):")]
+                    images += output.images
+            if images:
+                # Providers take images in user messages only, after all the results of
+                # the round. History keeps the results' text, which names the images.
+                messages.append(UserContent(tuple(images)))
             rounds += 1
             if rounds >= self._max_tool_iterations:
                 text = iteration_limit_text(rounds)

@@ -1,4 +1,4 @@
-"""``nanobot sessions list|show KEY|clear KEY``: look at and reset stored history.
+"""``nanobot sessions list|show KEY [--all]|clear KEY``: look at and reset stored history.
 
 Each command takes the session store and a text stream to write to, and returns the
 process exit code: 0 done, 1 nothing to show. A key that is not ``<channel>:<id>`` is
@@ -7,6 +7,7 @@ refused before the store is opened (``SessionKey.parse``), as a usage error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
 from nanobot_api.domain.conversation import Message
@@ -35,17 +36,36 @@ async def list_sessions(store: SessionStore, out: TextIO) -> int:
     return EXIT_OK
 
 
-async def show_session(store: SessionStore, key: SessionKey, out: TextIO) -> int:
-    """Every turn of the session, message by message; exit 1 if it holds none."""
+async def show_session(
+    store: SessionStore, key: SessionKey, out: TextIO, *, every: bool = False
+) -> int:
+    """Every turn of the session's conversation, message by message; exit 1 if it holds
+    none. With ``every``, also the superseded turns (a regenerate, an edit or a branch
+    switch left them), each marked with the turn it follows."""
+    if every:
+        stored = await store.turns(key)
+        if not stored:
+            out.write(f"Session {key} has no turns.\n")
+            return EXIT_EMPTY
+        for turn in stored:
+            state = "superseded" if turn.superseded else "active"
+            after = f", after #{turn.parent}" if turn.parent is not None else ", first"
+            out.write(f"--- #{turn.no} ({state}{after}) ---\n")
+            _write_messages(turn.record.messages, out)
+        return EXIT_OK
     history = await store.history(key)
     if not history:
         out.write(f"Session {printable(str(key))} has no turns.\n")
         return EXIT_EMPTY
     for number, record in enumerate(history, start=1):
         out.write(f"--- turn {number} ---\n")
-        for message in record.messages:
-            out.write(format_message(message) + "\n")
+        _write_messages(record.messages, out)
     return EXIT_OK
+
+
+def _write_messages(messages: Sequence[Message], out: TextIO) -> None:
+    for message in messages:
+        out.write(format_message(message) + "\n")
 
 
 async def clear_session(store: SessionStore, key: SessionKey, out: TextIO) -> int:

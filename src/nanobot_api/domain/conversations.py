@@ -139,7 +139,7 @@ def check_page(limit: object, order: object) -> tuple[int, Order]:
         count = PAGE_DEFAULT
     else:
         text = str(limit)
-        if not text.isdigit() or not 1 <= int(text) <= PAGE_MAX:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= PAGE_MAX:
             raise InvalidRequest(f"limit must be an integer 1-{PAGE_MAX}", "limit")
         count = int(text)
     if order is None:

@@ -17,6 +17,7 @@
     │   └── ServerShuttingDown  the server is draining before it stops
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
+    ├── ToolServerFailed        an MCP server could not be started, reached or kept
     ├── ConfigError             a configuration value is unusable (start-up only)
     └── StartupFailed           the server cannot start (a port in use, a workspace it
                                 cannot write, a storage file it cannot read)
@@ -145,3 +146,10 @@ class DeliveryFailed(NanobotError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.progress = progress
+
+
+class ToolServerFailed(NanobotError):
+    """Raised when a tool server (an MCP server) could not be started or reached, or its
+    connection broke during a call. The message says what happened in words a model or
+    an operator can act on, never a configured secret. Never reaches a client as an
+    error: a failed tool call becomes the call's result."""

@@ -13,6 +13,8 @@ from typing import Final
 
 import attrs
 
+# Open WebUI names a temporary chat (one it keeps nowhere) ``temporary:<socket id>``.
+TEMPORARY_CHAT: Final = "temporary:"
 TASK_MARK: Final = "### Task:"
 # Every task template of Open WebUI quotes the conversation in this block; the one
 # chat-turn template that also starts with TASK_MARK (answering from uploaded files'

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
+from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, Message, TurnRecord, Usage
 from nanobot_api.domain.conversations import (
     ConversationItem,
@@ -34,6 +35,7 @@ from nanobot_api.domain.outbox import (
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.tenants import Tenant
+from nanobot_api.domain.tools import ToolOutput
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
 
 
@@ -79,10 +81,15 @@ class PlainCompletion(Protocol):
 
 
 class SessionStore(Protocol):
-    """Durable per-session history."""
+    """Durable per-session history.
+
+    A session's turns form branches (``domain.branches``): each stored turn follows
+    another or starts the conversation, and the turns of one branch are active; the
+    rest are superseded, kept but never part of ``history``.
+    """
 
     async def history(self, key: SessionKey, max_messages: int | None = None) -> History:
-        """Committed turns, oldest first; empty for a new key.
+        """The active branch's turns, oldest first; empty for a new key.
 
         With ``max_messages``, only the most recent whole turns holding at most that
         many messages.
@@ -97,23 +104,42 @@ class SessionStore(Protocol):
         session pushed out of the cache comes back as new objects, at one full cost.
         """
 
-    async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
-    ) -> None:
-        """Appends a turn, or with ``replace_last`` puts it in place of the latest one.
+    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+        """Appends a turn to the active branch.
 
         Durable on return: a restart, even after kill -9, still sees it; all of its
         messages or none are ever seen.
         """
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest of them (None if none)."""
+        """How many turns the active branch holds, and its latest (None if none)."""
+
+    async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
+        """Every turn the session holds, superseded ones included, by ascending ``no``."""
+
+    async def commit_branch(
+        self,
+        key: SessionKey,
+        kept: Sequence[int],
+        imported: Sequence[TurnRecord],
+        record: TurnRecord,
+        ids: MessageIds,
+    ) -> None:
+        """Makes the stored turns numbered ``kept`` (a branch, oldest first) the active
+        ones, every other turn of the session superseded, and appends ``imported`` then
+        ``record`` (which keeps ``ids``) after them as active turns; all in one
+        transaction, durable on return (as ``commit``)."""
 
     async def clear(self, key: SessionKey) -> int:
-        """Forgets a session; returns how many turns it held."""
+        """Forgets a session; returns how many turns it held, superseded ones included."""
 
     async def sessions(self) -> dict[SessionKey, int]:
-        """Every session that holds a turn, with its count of turns."""
+        """Every session that holds a turn, with its count of active turns."""
+
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
+        and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
+        returns how many sessions went."""
 
 
 class Attachments(Protocol):
@@ -232,10 +258,43 @@ class Tool(Protocol):
     def spec(self) -> ToolSpec:
         """Its name, its description and the JSON schema of its arguments."""
 
-    async def call(self, arguments: JsonObject, context: ToolContext) -> str:
-        """Does the work with arguments already checked against ``spec.parameters``;
-        returns the text the model reads as the result. A refusal the model should
-        see is returned as text (or raised as a NanobotError, whose message it sees)."""
+    async def call(self, arguments: JsonObject, context: ToolContext) -> str | ToolOutput:
+        """Does the work with arguments already checked against ``spec.parameters``
+        (by a JSON Schema validator); returns the text (or text and images) the model
+        reads as the result. A refusal the model should see is returned (or raised as a
+        NanobotError, whose message it sees)."""
+
+
+class ReadinessCheck(Protocol):
+    """A part of the server that may be down while the API still serves (MCP servers)."""
+
+    def readiness(self) -> dict[str, str]:
+        """Each component this part names (``mcp.files``) and ``"ok"``, or a short
+        reason it is not (never holding a configured secret). Cheap: read on every
+        ``/health/ready``; never raises."""
+
+
+class ToolServer(Protocol):
+    """A live connection to a server of tools (an MCP server), opened by a
+    ``ToolServerConnector`` and usable from any task until that closes it."""
+
+    async def list_tools(self) -> tuple[ToolSpec, ...]:
+        """Every tool the server offers, under its own (raw) name, with its description
+        and input JSON Schema. Raises ToolServerFailed if the server cannot answer."""
+
+    async def call_tool(self, name: str, arguments: JsonObject) -> ToolOutput:
+        """Runs the tool; its result, bounded (the server's own errors as ``is_error``
+        results). Raises ToolServerFailed when the connection is lost or broken, and
+        lets cancellation (a timeout around it) through."""
+
+
+class ToolServerConnector(Protocol):
+    """Starts (a command) or reaches (a URL) one configured tool server."""
+
+    def connect(self) -> AbstractAsyncContextManager[ToolServer]:
+        """A connection, ready on entry, closed (its process stopped) on exit; entry and
+        exit happen in the same task. Entry raises ToolServerFailed if the server cannot
+        be started or reached, or does not complete the handshake."""
 
 
 class OutboundChannel(Protocol):
@@ -360,6 +419,11 @@ class ServerHealth(Protocol):
     async def readiness(self) -> dict[str, str]:
         """Each dependency (``storage``, ...) -> ``"ok"`` or why it is not; the server
         is ready when all are ``"ok"`` and it is not draining. Never raises."""
+
+    def degraded(self) -> dict[str, str]:
+        """Parts that are down while the server still serves (an MCP server that did
+        not start) -> why. They make readiness ``degraded``, still 200: a load balancer
+        keeps the replica. Never raises."""
 
 
 class ResponseStore(Protocol):

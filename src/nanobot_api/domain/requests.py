@@ -2,9 +2,9 @@
 
 ``adapters/http/wire.py`` turns bytes into roles, texts and uploads; the rules here
 say which message is the turn, whether a whole conversation is accepted, what a
-front end's auxiliary request reads, when a request asks to redo the last turn, and
-what a turn with files but no words says. JSON and multipart bodies meet the same
-rules because both call these functions.
+front end's auxiliary request reads, and what a turn with files but no words says
+(which stored turns a whole conversation continues is ``domain/branches.py``'s).
+JSON and multipart bodies meet the same rules because both call these functions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import attrs
 
-from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 
 HistoryMode = Literal["reject", "latest"]
@@ -24,6 +24,13 @@ HistoryMode = Literal["reject", "latest"]
 DEFAULT_UPLOAD_PROMPT: Final = "Please analyze the uploaded file(s)."
 SINGLE_USER_MESSAGE: Final = "Only a single user message is supported"
 LAST_MESSAGE_USER: Final = "The last message must be a user message"
+SEND_ONE_MESSAGE: Final = (
+    f"{SINGLE_USER_MESSAGE}: this server keeps the conversation itself. To send whole "
+    'conversations (chat front ends), run it with api.history = "latest" and name the '
+    "session with an X-Session-Id header (Open WebUI: set "
+    "ENABLE_FORWARD_USER_INFO_HEADERS=true, or add the connection header "
+    "X-Session-Id: {{CHAT_ID}})"
+)
 NAME_A_SESSION: Final = (
     "A conversation of several messages needs a session: send session_id in the body "
     "or an X-Session-Id header (Open WebUI: set ENABLE_FORWARD_USER_INFO_HEADERS=true, "
@@ -34,32 +41,29 @@ AUXILIARY_ROLES: Final = ("system", "user", "assistant")
 
 @attrs.frozen
 class TurnPosition:
-    """Where a request's turn is among its messages.
-
-    ``user_turns`` is the count of user messages when a whole conversation was sent
-    (it tells a regenerate from a new turn), None for a single message.
-    """
+    """Where a request's turn is among its messages."""
 
     index: int
-    user_turns: int | None = None
 
 
 def turn_position(roles: Sequence[str | None], mode: HistoryMode, named: bool) -> TurnPosition:
     """The turn's message among ``roles`` (None: a message that is not an object).
 
-    Raises InvalidRequest: in ``reject`` mode unless there is exactly one user message;
-    in ``latest`` mode unless the last message is a user's, or when several messages
-    come without a session to keep them apart (``named`` is False).
+    Raises InvalidRequest: in ``reject`` mode unless there is exactly one user message
+    (several messages are told how to send a whole conversation); in ``latest`` mode
+    unless the last message is a user's, or when several messages come without a
+    session to keep them apart (``named`` is False).
     """
     if mode == "reject":
         if len(roles) != 1 or roles[0] != "user":
-            raise InvalidRequest(SINGLE_USER_MESSAGE, "messages")
+            several = len(roles) > 1
+            raise InvalidRequest(SEND_ONE_MESSAGE if several else SINGLE_USER_MESSAGE, "messages")
         return TurnPosition(0)
     if not roles or roles[-1] != "user":
         raise InvalidRequest(LAST_MESSAGE_USER, "messages")
     if len(roles) > 1 and not named:
         raise InvalidRequest(NAME_A_SESSION, "session_id")
-    return TurnPosition(len(roles) - 1, sum(1 for role in roles if role == "user"))
+    return TurnPosition(len(roles) - 1)
 
 
 def turn_text(texts: Sequence[str], uploads: int) -> str:
@@ -88,16 +92,6 @@ def auxiliary_conversation(messages: Sequence[tuple[object, str]]) -> tuple[Mess
 def auxiliary_text(conversation: Sequence[Message]) -> str:
     """What an agent without plain completion answers: the last user message's text."""
     return next((m.content or "" for m in reversed(conversation) if m.role == "user"), "")
-
-
-def is_regenerate(
-    user_turns: int | None, stored_turns: int, last: TurnRecord | None, user: Message
-) -> bool:
-    """A front end resending its conversation up to the latest turn asks to redo it:
-    as many user messages as the session has turns, the last one the same words."""
-    if user_turns is None or last is None:
-        return False
-    return stored_turns == user_turns and last.messages[0].content == user.content
 
 
 def check_text(text: str, param: str) -> str:

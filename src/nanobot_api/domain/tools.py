@@ -1,25 +1,33 @@
-"""Checking a tool call's arguments before the tool runs.
+"""Tool calls as the agent handles them: arguments, names, results and their bounds.
 
 A model writes tool arguments as JSON text, and models get it wrong: broken JSON, a
 missing field, a number where a string belongs. None of that is the caller's fault, so
-none of it raises: ``parse_arguments`` returns either the arguments or an
+none of it raises: ``decode_arguments`` returns either a JSON object or an
 ``ArgumentProblem`` whose text the model reads as the tool result and can correct.
+Whether the object fits the tool's JSON Schema is decided by a real validator in the
+adapters (``adapters.tools.json_schema``): the domain only parses.
 
-The schema subset understood: ``type`` (one name or a list: object, string, integer,
-number, boolean, array, null), ``properties``, ``required``, ``additionalProperties``
-(false forbids unknown keys), ``items``, ``enum``. Anything else in a schema is ignored.
+Tools from MCP servers are offered as ``mcp_<server>_<tool>``, cut to the providers'
+name rules (``tool_name``); what they return reaches the model bounded
+(``bounded_output``): text cut with a visible marker, a few images at most.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Collection
 
 import attrs
 
-from nanobot_api.domain.models import JsonObject, JsonValue
+from nanobot_api.domain.attachments import MIB, size_label, truncation_marker
+from nanobot_api.domain.models import ImagePart, JsonObject
 
-_MAX_DEPTH = 32
+# OpenAI's rule for function names (most providers copy it): ^[a-zA-Z0-9_-]{1,64}$.
+MAX_TOOL_NAME = 64
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+_DIGEST_CHARS = 8
 
 
 @attrs.frozen
@@ -29,8 +37,8 @@ class ArgumentProblem:
     message: str
 
 
-def parse_arguments(raw: str, schema: Mapping[str, JsonValue]) -> JsonObject | ArgumentProblem:
-    """The arguments as a JSON object that satisfies ``schema``, or what is wrong with them.
+def decode_arguments(raw: str) -> JsonObject | ArgumentProblem:
+    """The arguments as a JSON object, or what is wrong with the text.
 
     Empty text counts as ``{}``: some models send nothing for a tool without parameters.
     """
@@ -40,96 +48,12 @@ def parse_arguments(raw: str, schema: Mapping[str, JsonValue]) -> JsonObject | A
     except (ValueError, RecursionError) as exc:
         return ArgumentProblem(f"arguments are not valid JSON ({exc})")
     if not isinstance(value, dict):
-        return ArgumentProblem(f"arguments must be a JSON object, got {_type_name(value)}")
-    problem = check_value(value, schema)
-    if problem is not None:
-        return ArgumentProblem(problem)
+        return ArgumentProblem(f"arguments must be a JSON object, got {json_type_name(value)}")
     return value
 
 
-def check_value(value: JsonValue, schema: Mapping[str, JsonValue], path: str = "") -> str | None:
-    """The first way ``value`` breaks ``schema``, naming where; None when it fits."""
-    return _check(value, schema, path or "arguments", 0)
-
-
-def _check(value: JsonValue, schema: Mapping[str, JsonValue], path: str, depth: int) -> str | None:
-    if depth > _MAX_DEPTH:
-        return f"{path} is nested too deeply"
-    expected = _types(schema.get("type"))
-    if expected and not any(_is_type(value, name) for name in expected):
-        return f"{path} must be {' or '.join(expected)}, got {_type_name(value)}"
-    enum = schema.get("enum")
-    if isinstance(enum, list) and not any(_same(value, option) for option in enum):
-        options = ", ".join(json.dumps(option) for option in enum)
-        return f"{path} must be one of {options}"
-    if isinstance(value, dict):
-        return _check_object(value, schema, path, depth)
-    items = schema.get("items")
-    if isinstance(value, list) and isinstance(items, dict):
-        for index, item in enumerate(value):
-            problem = _check(item, items, f"{path}[{index}]", depth + 1)
-            if problem is not None:
-                return problem
-    return None
-
-
-def _check_object(
-    value: dict[str, JsonValue], schema: Mapping[str, JsonValue], path: str, depth: int
-) -> str | None:
-    properties = schema.get("properties")
-    props = properties if isinstance(properties, dict) else {}
-    required = schema.get("required")
-    for name in required if isinstance(required, list) else ():
-        if isinstance(name, str) and name not in value:
-            return f"{_join(path, name)} is required"
-    if schema.get("additionalProperties") is False:
-        unknown = sorted(set(value) - set(props))
-        if unknown:
-            return f"{_join(path, unknown[0])} is not a known argument"
-    for name, item in value.items():
-        sub = props.get(name)
-        if isinstance(sub, dict):
-            problem = _check(item, sub, _join(path, name), depth + 1)
-            if problem is not None:
-                return problem
-    return None
-
-
-def _types(declared: JsonValue) -> list[str]:
-    if isinstance(declared, str):
-        return [declared]
-    if isinstance(declared, list):
-        return [name for name in declared if isinstance(name, str)]
-    return []
-
-
-def _is_type(value: JsonValue, name: str) -> bool:
-    # bool is an int in Python but never an integer or a number in JSON schema.
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    checks = {
-        "object": isinstance(value, dict),
-        "array": isinstance(value, list),
-        "string": isinstance(value, str),
-        "boolean": isinstance(value, bool),
-        "null": value is None,
-        "integer": _is_integer(value),
-        "number": number,
-    }
-    return checks.get(name, True)
-
-
-def _is_integer(value: JsonValue) -> bool:
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _same(value: JsonValue, option: JsonValue) -> bool:
-    # 1 == True in Python; an enum of [1] must not accept true.
-    return isinstance(value, bool) == isinstance(option, bool) and value == option
-
-
-def _type_name(value: object) -> str:
+def json_type_name(value: object) -> str:
+    """``value``'s JSON type with its article, as a model reads it (``an array``)."""
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     if value is None:
         return "null"
@@ -138,5 +62,95 @@ def _type_name(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}"
+# ---- names -----------------------------------------------------------------------
+
+
+def tool_name(server: str, tool: str) -> str:
+    """``mcp_<server>_<tool>`` within the providers' rules: characters outside
+    ``[A-Za-z0-9_-]`` become ``_``; a name over 64 characters is cut and ends in a digest
+    of the exact pair, so two long names that share a beginning still differ."""
+    name = _NOT_NAME.sub("_", f"mcp_{server}_{tool}")
+    if len(name) <= MAX_TOOL_NAME:
+        return name
+    return name[: MAX_TOOL_NAME - _DIGEST_CHARS - 1] + "_" + _digest(server, tool)
+
+
+def distinct_tool_name(server: str, tool: str, taken: Collection[str]) -> str:
+    """``tool_name``, or when that is ``taken`` (two raw names that differ only in the
+    characters replaced) the same name ending in the pair's digest."""
+    name = tool_name(server, tool)
+    if name not in taken:
+        return name
+    return name[: MAX_TOOL_NAME - _DIGEST_CHARS - 1] + "_" + _digest(server, tool)
+
+
+def _digest(server: str, tool: str) -> str:
+    return hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:_DIGEST_CHARS]
+
+
+def is_enabled(enabled: Collection[str], raw: str, wrapped: str) -> bool:
+    """Whether a server's ``enabledTools`` lets a tool through: ``"*"`` lets all, else the
+    tool's raw name (as the server calls it) or its wrapped name must be listed."""
+    return "*" in enabled or raw in enabled or wrapped in enabled
+
+
+# ---- results ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ToolOutput:
+    """What a tool call gave the model: text, and images it may look at this turn.
+
+    ``is_error`` marks a refusal or a failure (the text says which); the turn goes on
+    either way, and the model reads it like any result.
+    """
+
+    text: str
+    images: tuple[ImagePart, ...] = ()
+    is_error: bool = False
+
+    @classmethod
+    def error(cls, text: str) -> ToolOutput:
+        return cls(text, is_error=True)
+
+
+@attrs.frozen
+class ResultLimits:
+    """Bounds on one tool result: text characters, image count, bytes per image."""
+
+    max_chars: int = 16_000
+    max_images: int = 4
+    max_image_bytes: int = 5 * MIB
+
+
+def bounded_output(
+    texts: list[str],
+    images: list[ImagePart],
+    limits: ResultLimits,
+    *,
+    is_error: bool = False,
+) -> ToolOutput:
+    """A result made of ``texts`` (joined by blank lines) and ``images``, within ``limits``.
+
+    Text past ``max_chars`` is cut and ends with ``[... truncated: N more characters]``;
+    an image over ``max_image_bytes`` or past ``max_images`` is left out and named in a
+    line of text, so the model knows something was there.
+    """
+    notes: list[str] = []
+    kept: list[ImagePart] = []
+    for image in images:
+        if len(image.data) > limits.max_image_bytes:
+            shown = size_label(limits.max_image_bytes)
+            notes.append(f"[image left out: {image.mime} over {shown}]")
+        elif len(kept) >= limits.max_images:
+            notes.append(f"[image left out: more than {limits.max_images} images]")
+        else:
+            kept.append(image)
+    text = "\n\n".join(part for part in texts if part)
+    if len(text) > limits.max_chars:
+        rest = len(text) - limits.max_chars
+        text = text[: limits.max_chars] + "\n" + truncation_marker(f"{rest:,} more characters")
+    if kept:
+        notes.append(f"[{len(kept)} image(s) attached below, visible to you in this turn only]")
+    text = "\n".join([text, *notes]) if text else "\n".join(notes)
+    return ToolOutput(text or "(no output)", tuple(kept), is_error)

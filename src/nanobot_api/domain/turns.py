@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from nanobot_api.domain.attachments import Document, Image, Upload
+from nanobot_api.domain.branches import NOTHING_SHOWN, Shown
 from nanobot_api.domain.conversation import History, Message, Usage
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.sessions import SessionKey
@@ -38,10 +39,11 @@ class ReplyBound:
 class ChatRequest:
     """What a client asked for, already checked for shape.
 
-    ``user_turns`` is set when a front end sent its whole conversation: the number of
-    user messages in it, which tells a regenerate from a new turn. ``task`` marks an
-    auxiliary request (a front end's title or tag generation) answered from
-    ``conversation`` alone, outside any session.
+    ``shown`` is what the request says of the conversation before its new message
+    (``domain.branches``): a regenerate, an edit or a branch switch shows another
+    branch than the session's active one. ``task`` marks an auxiliary request (a
+    front end's title or tag generation) answered from ``conversation`` alone, outside
+    any session.
     """
 
     session: SessionKey
@@ -50,7 +52,7 @@ class ChatRequest:
     model: str | None = None
     stream: bool = False
     include_usage: bool = False
-    user_turns: int | None = None
+    shown: Shown = NOTHING_SHOWN
     task: str | None = None
     conversation: tuple[Message, ...] = ()
 
@@ -63,7 +65,7 @@ class PreparedTurn:
     text: str
     images: tuple[Image, ...] = ()
     documents: tuple[Document, ...] = ()
-    user_turns: int | None = None
+    shown: Shown = NOTHING_SHOWN
     task: str | None = None
     conversation: tuple[Message, ...] = ()
     stream: bool = True

@@ -3,8 +3,9 @@
     nanobot --version
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [--api-key KEY] [-c CONFIG] [-w WORKSPACE] [-v]
                   [--log-format text|json]
-    nanobot sessions list | show KEY | clear KEY   [-c CONFIG] [-w WORKSPACE]
+    nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot tools list   [-c CONFIG] [-w WORKSPACE]
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
@@ -51,10 +52,12 @@ class ServeCommand:
 
 @attrs.frozen
 class SessionsCommand:
-    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``."""
+    """``nanobot sessions``; ``key`` is set for ``show`` and ``clear``; ``all`` (for
+    ``show``) includes the superseded turns."""
 
     action: SessionsAction
     key: str | None = None
+    all: bool = False
     config: Path | None = None
     workspace: Path | None = None
 
@@ -71,7 +74,16 @@ class OutboxCommand:
     force: bool = False
 
 
-Command = ServeCommand | SessionsCommand | OutboxCommand
+@attrs.frozen
+class ToolsCommand:
+    """``nanobot tools list``: each MCP server, its state and its tools."""
+
+    action: Literal["list"] = "list"
+    config: Path | None = None
+    workspace: Path | None = None
+
+
+Command = ServeCommand | SessionsCommand | OutboxCommand | ToolsCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,6 +179,12 @@ def _build_parser() -> argparse.ArgumentParser:
     for action, text in (("show", "print a session's history"), ("clear", "forget a session")):
         sub = session_actions.add_parser(action, help=text)
         sub.add_argument("key", metavar="KEY")
+        if action == "show":
+            sub.add_argument(
+                "--all",
+                action="store_true",
+                help="also print turns a regenerate, an edit or a branch switch superseded",
+            )
         _add_locations(sub)
 
     outbox = commands.add_parser("outbox", help="inspect the outbox of undelivered messages")
@@ -183,6 +201,11 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--force", action="store_true", help="send it again even if it was delivered"
             )
         _add_locations(sub)
+
+    tools = commands.add_parser("tools", help="list the tools the agent offers")
+    _add_locations(tools)
+    tool_actions = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(tool_actions.add_parser("list", help="start each MCP server and list its tools"))
     return parser
 
 
@@ -207,8 +230,14 @@ def parse_args(argv: Sequence[str]) -> Command:
         )
     if ns.command == "sessions":
         return SessionsCommand(
-            action=ns.action, key=getattr(ns, "key", None), config=config, workspace=workspace
+            action=ns.action,
+            key=getattr(ns, "key", None),
+            all=getattr(ns, "all", False),
+            config=config,
+            workspace=workspace,
         )
+    if ns.command == "tools":
+        return ToolsCommand(config=config, workspace=workspace)
     return OutboxCommand(
         action=ns.action,
         status=getattr(ns, "status", None),

@@ -37,6 +37,15 @@ def answer_schemas(model: str) -> dict[str, Schema]:
     served = {"type": "string", "const": model}
     return {
         "Health": _obj({"status": {"const": "ok"}}),
+        "Readiness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"enum": ["ready", "degraded", "draining", "unavailable"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+                "degraded": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
         "Model": _obj(
             {
                 "id": served,

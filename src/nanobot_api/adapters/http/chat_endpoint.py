@@ -20,7 +20,13 @@ import anyio
 import attrs
 
 from nanobot_api.adapters.http.answers import completion_json
-from nanobot_api.adapters.http.headers import SESSION_HEADER, TASK_HEADER, session_headers
+from nanobot_api.adapters.http.headers import (
+    MESSAGE_ID_HEADERS,
+    OPEN_WEBUI_HEADERS,
+    SESSION_HEADER,
+    TASK_HEADER,
+    session_headers,
+)
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.multipart import multipart_boundary, read_multipart
@@ -29,6 +35,7 @@ from nanobot_api.adapters.http.pipeline.exchange import ClientGone, Exchange, Re
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
+from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import ChatTurns
 from nanobot_api.domain.sessions import SessionHeaders
@@ -38,8 +45,8 @@ from nanobot_api.domain.turns import ChatRequest
 # _DisconnectWatch).
 WATCH_AFTER_S = 0.1
 _TASK_KEY: Final = TASK_HEADER.lower()
-# Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
-_OPEN_WEBUI_KEYS: Final = ("x-openwebui-chat-id", "x-openwebui-user-id")
+_OPEN_WEBUI_KEYS: Final = tuple(name.lower() for name in OPEN_WEBUI_HEADERS)
+_ID_KEYS: Final = tuple(name.lower() for name in MESSAGE_ID_HEADERS)
 # Bodies this large are parsed off the event loop (a 60 MB one took seconds on it).
 OFF_LOOP_BYTES = 512 * 1024
 _SESSION_ID: Final = SESSION_HEADER.lower().encode()
@@ -97,7 +104,11 @@ async def read_chat_request(
     async for chunk in chunks:
         raw += chunk
     size = len(raw)
-    task = _Task(headers.get(_TASK_KEY), any(key in headers for key in _OPEN_WEBUI_KEYS))
+    task = _Task(
+        headers.get(_TASK_KEY),
+        any(key in headers for key in _OPEN_WEBUI_KEYS),
+        MessageIds.from_headers(*(headers.get(key) for key in _ID_KEYS)),
+    )
     parse = partial(_parse_json, [raw], settings, sessions, task)
     del raw  # the holder list is the body's last reference: the parse may drop it
     if size < OFF_LOOP_BYTES:
@@ -109,11 +120,13 @@ async def read_chat_request(
 
 @attrs.frozen
 class _Task:
-    """What the headers say about an auxiliary task: the task header, and whether Open
-    WebUI's forwarding headers came (see ``domain.front_ends.auxiliary_task``)."""
+    """What the headers say about a front end's request: the task header, whether Open
+    WebUI's forwarding headers came (see ``domain.front_ends.auxiliary_task``), and
+    the recipe's message ids (``domain.branches``)."""
 
     header: str | None
     from_open_webui: bool
+    ids: MessageIds
 
 
 def _parse_json(
@@ -138,6 +151,7 @@ def _parse_json(
             headers=sessions,
             task=task.header,
             from_open_webui=task.from_open_webui,
+            ids=task.ids,
             lifted=lifted,
         )
     except RecursionError as exc:

@@ -11,6 +11,15 @@ REQUEST_ID: Final = "X-Request-ID"
 SESSION_HEADER: Final = "X-Session-Id"
 CHAT_ID_HEADERS: Final = ("X-OpenWebUI-Chat-Id", "X-Chat-Id")
 TASK_HEADER: Final = "X-OpenWebUI-Task"
+# The recipe's message-id headers (docs/how-to/front-ends.md), in the order
+# MessageIds.from_headers takes them: user message, answer, the answer before.
+MESSAGE_ID_HEADERS: Final = (
+    "X-OpenWebUI-User-Message-Id",
+    "X-OpenWebUI-Message-Id",
+    "X-OpenWebUI-User-Message-Parent-Id",
+)
+# Headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true (and only it).
+OPEN_WEBUI_HEADERS: Final = ("X-OpenWebUI-Chat-Id", "X-OpenWebUI-User-Id")
 
 
 def session_headers(headers: Mapping[str, str]) -> SessionHeaders:

@@ -156,6 +156,19 @@ def _paths(secured: bool) -> Schema:
                 **open_route,
             }
         },
+        "/health/ready": {
+            "get": {
+                **_operation(
+                    "Readiness: ready, degraded naming what is down (still 200), or not",
+                    {
+                        200: _ok("Serving.", "Readiness"),
+                        503: _ok("Draining or a dependency is unusable.", "Readiness"),
+                    },
+                    False,
+                ),
+                **open_route,
+            }
+        },
         "/v1/models": {
             "get": _operation("The served model", {200: _ok("One model.", "ModelList")}, secured)
         },

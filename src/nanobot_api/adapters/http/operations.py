@@ -38,6 +38,10 @@ def install_operations_routes(app: Quart, operations: Operations) -> None:
             return _json({"status": "draining", "checks": checks}, 503)
         if any(state != "ok" for state in checks.values()):
             return _json({"status": "unavailable", "checks": checks}, 503)
+        degraded = health.degraded()
+        if degraded:
+            # Still 200: the API serves (without those parts), so keep the replica.
+            return _json({"status": "degraded", "checks": checks, "degraded": degraded})
         return _json({"status": "ready", "checks": checks})
 
     metrics = operations.metrics

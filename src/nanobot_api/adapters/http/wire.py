@@ -17,6 +17,7 @@ from cattrs.strategies import configure_tagged_union
 
 from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
+from nanobot_api.domain.branches import NO_IDS, MessageIds, Shown, shown_conversation
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
 from nanobot_api.domain.requests import (
@@ -212,6 +213,7 @@ def parse_chat_json(
     headers: SessionHeaders | None = None,
     task: str | None = None,
     from_open_webui: bool = False,
+    ids: MessageIds = NO_IDS,
     lifted: Mapping[str, LiftedFile] | None = None,
 ) -> ChatRequest:
     """A JSON chat completion body as a ChatRequest, or the InvalidRequest that refuses it.
@@ -219,9 +221,11 @@ def parse_chat_json(
     ``lifted`` holds the files cut out of the body before parsing, by placeholder.
     Which message is the turn, and what else may come with it, is the domain's
     (``domain/requests.py``): ``history="latest"`` accepts a whole conversation whose
-    last message is the turn; ``task`` is the task header's value, and a request that
-    is an auxiliary task (``domain.front_ends.auxiliary_task``) accepts any plain
-    conversation.
+    last message is the turn, and the turns before it say which branch it continues
+    (``domain/branches.py``; ``from_open_webui``: a front end that always sends its
+    whole conversation; ``ids``: the message ids it sent in headers); ``task`` is the
+    task header's value, and a request that is an auxiliary task
+    (``domain.front_ends.auxiliary_task``) accepts any plain conversation.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
@@ -232,7 +236,8 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
-    task = auxiliary_task(task, _shape(messages, body.get("tools"), stream, from_open_webui))
+    shape = _shape(messages, body.get("tools"), stream, from_open_webui)
+    task = auxiliary_task(task, shape)
     if task is not None:
         conversation = auxiliary_conversation(_plain_messages(messages))
         return ChatRequest(
@@ -250,6 +255,11 @@ def parse_chat_json(
     where = f"messages[{at.index}]"
     message = _structure(messages[at.index], UserMessage, where)
     texts, uploads = _content(message.content, limits, where, lifted or {})
+    if history == "latest":
+        earlier = shape.messages[: at.index]
+        shown = shown_conversation(earlier, front_end=from_open_webui, ids=ids)
+    else:
+        shown = Shown(ids=ids)
     return ChatRequest(
         session,
         turn_text(texts, len(uploads)),
@@ -257,7 +267,7 @@ def parse_chat_json(
         model=fields.model,
         stream=stream,
         include_usage=include_usage,
-        user_turns=at.user_turns,
+        shown=shown,
     )
 
 

@@ -3,9 +3,7 @@
 Every turn reads its session's bounded history before it calls the model. Decoding up
 to ``maxHistoryMessages`` messages from the file and handing the work to a thread took
 about 1 ms a turn; the answer only changes when the session gets a turn, which this
-process writes itself. So the tail is kept here and extended on commit, with the
-session's count of turns (which a front end resending its conversation needs, to tell
-a regenerate from a new turn).
+process writes itself. So the tail is kept here and extended on commit.
 
 Correctness rests on two guards. A read stores its result only if no write to that
 session began while it ran (each write stamps the session with a fresh number). And a
@@ -28,8 +26,8 @@ class RecentHistory:
     def __init__(self, capacity: int = 256, max_stamps: int = 100_000) -> None:
         self._capacity = capacity
         self._max_stamps = max_stamps
-        # key -> (max_messages, bounded history, its message count, the session's turns)
-        self._entries: OrderedDict[str, tuple[int, History, int, int]] = OrderedDict()
+        # key -> (max_messages, bounded history, its message count)
+        self._entries: OrderedDict[str, tuple[int, History, int]] = OrderedDict()
         self._stamps: dict[str, int] = {}
         self._tick = 0
         self._resets = 0
@@ -41,23 +39,15 @@ class RecentHistory:
         self._entries.move_to_end(key)
         return entry[1]
 
-    def last_turn(self, key: str) -> tuple[int, TurnRecord] | None:
-        """The session's count of turns and its latest, if kept (under any bound)."""
-        entry = self._entries.get(key)
-        if entry is None or not entry[1]:
-            return None  # not kept, or its latest turn alone is over the bound
-        self._entries.move_to_end(key)
-        return entry[3], entry[1][-1]
-
     def token(self, key: str) -> Token:
         """Taken before a read; the read's result is kept only if it is still current."""
         return self._resets, self._stamps.get(key, 0)
 
-    def put(self, key: str, max_messages: int, history: History, turns: int, token: Token) -> None:
-        """Keeps a bounded read of a session that holds ``turns`` turns in all."""
+    def put(self, key: str, max_messages: int, history: History, token: Token) -> None:
+        """Keeps a bounded read of a session's active branch."""
         if token != self.token(key):
             return  # a write to this session began during the read: the result may be old
-        self._entries[key] = (max_messages, history, _count(history), turns)
+        self._entries[key] = (max_messages, history, _count(history))
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
@@ -78,9 +68,9 @@ class RecentHistory:
         if token != self.token(key):
             del self._entries[key]
             return
-        max_messages, history, count, turns = entry
+        max_messages, history, count = entry
         kept, kept_count = _with_turn(history, count, record, max_messages)
-        self._entries[key] = (max_messages, kept, kept_count, turns + 1)
+        self._entries[key] = (max_messages, kept, kept_count)
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -28,12 +28,15 @@ from nanobot_api.adapters.storage.sqlite_files import (
     Unavailable,
     connect_wal,
 )
+from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# parent_no: the turn before this one on its branch; superseded: 1 once a front end
+# showed another branch (see domain/branches.py); ids: the front end's message ids.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
     session_key TEXT NOT NULL,
@@ -41,9 +44,19 @@ CREATE TABLE IF NOT EXISTS turns (
     n_messages  INTEGER NOT NULL,
     messages    TEXT NOT NULL,
     created_at  REAL NOT NULL,
+    parent_no   INTEGER,
+    superseded  INTEGER NOT NULL DEFAULT 0,
+    ids         TEXT,
     PRIMARY KEY (session_key, turn_no)
 ) WITHOUT ROWID;
 """
+# A file of schema 1 held one branch per session, numbered 1..n.
+_FROM_SCHEMA_1 = (
+    "ALTER TABLE turns ADD COLUMN parent_no INTEGER",
+    "ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE turns ADD COLUMN ids TEXT",
+    "UPDATE turns SET parent_no = turn_no - 1 WHERE turn_no > 1",
+)
 _ROLES: dict[object, Role] = {
     "system": "system",
     "user": "user",
@@ -107,19 +120,17 @@ class SqliteSessionStore(SqliteFile):
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history, turns = await self._run(self._history, name, max_messages)
+        history = await self._run(self._history, name, max_messages)
         if max_messages is not None:
-            self._recent.put(name, max_messages, history, turns, token)
+            self._recent.put(name, max_messages, history, token)
         return history
 
-    async def commit(
-        self, key: SessionKey, record: TurnRecord, *, replace_last: bool = False
-    ) -> None:
-        """Appends the turn (or replaces the latest) in one transaction; durable on return."""
+    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+        """Appends the turn to the active branch in one transaction; durable on return."""
         name = str(key)
-        payload = json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
+        payload = _payload(record)
         token = self._recent.writing(name)
-        args = (name, len(record.messages), payload, replace_last)
+        args = (name, len(record.messages), payload)
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
@@ -129,21 +140,37 @@ class SqliteSessionStore(SqliteFile):
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
             raise
-        if replace_last:
-            self._recent.drop(name)
-        else:
-            self._recent.appended(name, record, token)
+        self._recent.appended(name, record, token)
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
-        """How many turns the session holds, and the latest (None if none).
+        """How many turns the active branch holds, and its latest (None if none)."""
+        return await self._run(self._last_turn, str(key))
 
-        From memory when the session's recent history is kept: a front end that resends
-        its conversation asks this on every turn."""
+    async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
+        """Every turn of the session, superseded ones included, oldest first."""
+        return await self._run(self._turns, str(key))
+
+    async def commit_branch(
+        self,
+        key: SessionKey,
+        kept: Sequence[int],
+        imported: Sequence[TurnRecord],
+        record: TurnRecord,
+        ids: MessageIds,
+    ) -> None:
+        """Makes ``kept`` the active branch and appends ``imported`` and ``record`` to it,
+        in one transaction; durable on return."""
         name = str(key)
-        cached = self._recent.last_turn(name)
-        if cached is not None and self._unchanged_elsewhere():
-            return cached
-        return await self._run(self._last_turn, name)
+        rows: list[tuple[int, str, str | None]] = [
+            (len(r.messages), _payload(r), None) for r in imported
+        ]
+        rows.append((len(record.messages), _payload(record), _ids_json(ids)))
+        self._recent.writing(name)
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._run(self._commit_branch, name, json.dumps(list(kept)), rows)
+        finally:
+            self._recent.drop(name)
 
     async def clear(self, key: SessionKey) -> int:
         """Deletes every turn of the session; returns how many there were."""
@@ -153,6 +180,13 @@ class SqliteSessionStore(SqliteFile):
             return await self._run(self._clear, name)
         finally:
             self._recent.drop(name)
+
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+        """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
+        try:
+            return await self._run(self._forget_idle, key_prefix, idle_since)
+        finally:
+            self._recent.reset()
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session holding a turn, with its count of turns."""
@@ -173,9 +207,7 @@ class SqliteSessionStore(SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(
-        self, name: str, n_messages: int, payload: str, replace_last: bool
-    ) -> bool:
+    async def _commit_on_loop(self, name: str, n_messages: int, payload: str) -> bool:
         """Commits right here if that cannot block; False leaves it to the thread.
 
         While a worker thread has the connection (a history read, a checkpoint), this
@@ -186,9 +218,7 @@ class SqliteSessionStore(SqliteFile):
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(
-                _commit_without_waiting, name, n_messages, payload, replace_last
-            )
+            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload)
             if done is not Unavailable.BUSY:
                 return done is True
             await anyio.sleep(_LOOP_WAIT_S)
@@ -228,69 +258,119 @@ class SqliteSessionStore(SqliteFile):
         return False
 
     @staticmethod
-    def _history(
-        conn: sqlite3.Connection, key: str, max_messages: int | None
-    ) -> tuple[History, int]:
-        """The (bounded) history and the session's count of turns."""
+    def _history(conn: sqlite3.Connection, key: str, max_messages: int | None) -> History:
+        """The active branch, or its most recent whole turns within ``max_messages``."""
         if max_messages is None:
             cursor = conn.execute(
-                "SELECT messages FROM turns WHERE session_key = ? ORDER BY turn_no", (key,)
+                "SELECT messages FROM turns WHERE session_key = ? AND superseded = 0 "
+                "ORDER BY turn_no",
+                (key,),
             )
-            history = tuple(_record(row[0]) for row in cursor)
-            return history, len(history)
+            return tuple(_record(row[0]) for row in cursor)
         kept: list[TurnRecord] = []
         count = 0
-        turns = 0
         cursor = conn.execute(
-            "SELECT turn_no, n_messages, messages FROM turns WHERE session_key = ? "
+            "SELECT n_messages, messages FROM turns WHERE session_key = ? AND superseded = 0 "
             "ORDER BY turn_no DESC",
             (key,),
         )
-        for turn_no, n_messages, payload in cursor:
-            # Numbers run 1..n without gaps (see _commit): the newest is the count.
-            turns = max(turns, turn_no)
+        for n_messages, payload in cursor:
             count += n_messages
             if count > max_messages:
                 break
             kept.append(_record(payload))
         cursor.close()
-        return tuple(reversed(kept)), turns
+        return tuple(reversed(kept))
 
     @staticmethod
-    def _commit(
-        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, replace_last: bool
-    ) -> None:
+    def _commit(conn: sqlite3.Connection, key: str, n_messages: int, payload: str) -> None:
         # One statement in autocommit mode is one transaction: the whole turn or
         # nothing. The turn number comes from the primary key's index inside that
-        # statement, so two writers could never take the same one. Numbers run 1..n
-        # without gaps (turns are only ever removed a whole session at a time), so the
-        # highest number is also the count; replacing reuses it (or 1 for no turns).
-        next_no = "COALESCE(MAX(turn_no), 1)" if replace_last else "COALESCE(MAX(turn_no), 0) + 1"
+        # statement, so two writers could never take the same one; the turn follows
+        # the latest active one.
         conn.execute(
-            "INSERT OR REPLACE INTO turns (session_key, turn_no, n_messages, messages, "
-            f"created_at) SELECT ?1, {next_no}, ?2, ?3, ?4 FROM turns WHERE session_key = ?1",
+            "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at, "
+            "parent_no) SELECT ?1, COALESCE(MAX(turn_no), 0) + 1, ?2, ?3, ?4, "
+            "(SELECT MAX(turn_no) FROM turns WHERE session_key = ?1 AND superseded = 0) "
+            "FROM turns WHERE session_key = ?1",
             (key, n_messages, payload, time.time()),
         )
 
     @staticmethod
     def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
         row = conn.execute(
-            "SELECT turn_no, messages FROM turns WHERE session_key = ? "
-            "ORDER BY turn_no DESC LIMIT 1",
+            "SELECT COUNT(*), (SELECT messages FROM turns WHERE session_key = ?1 AND "
+            "superseded = 0 ORDER BY turn_no DESC LIMIT 1) FROM turns "
+            "WHERE session_key = ?1 AND superseded = 0",
             (key,),
         ).fetchone()
-        return (0, None) if row is None else (int(row[0]), _record(row[1]))
+        return int(row[0]), (None if row[1] is None else _record(row[1]))
+
+    @staticmethod
+    def _turns(conn: sqlite3.Connection, key: str) -> tuple[StoredTurn, ...]:
+        cursor = conn.execute(
+            "SELECT turn_no, parent_no, superseded, ids, messages FROM turns "
+            "WHERE session_key = ? ORDER BY turn_no",
+            (key,),
+        )
+        return tuple(
+            StoredTurn(int(no), parent, _record(payload), bool(superseded), _ids(ids))
+            for no, parent, superseded, ids, payload in cursor
+        )
+
+    @staticmethod
+    def _commit_branch(
+        conn: sqlite3.Connection, key: str, kept: str, rows: list[tuple[int, str, str | None]]
+    ) -> None:
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Only the turns whose state changes are written (none, for a new turn
+            # on the active branch).
+            conn.execute(
+                "UPDATE turns SET superseded = 1 - superseded WHERE session_key = ?1 AND "
+                "superseded != (turn_no NOT IN (SELECT value FROM json_each(?2)))",
+                (key, kept),
+            )
+            parent = max(json.loads(kept), default=None)
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(turn_no), 0) FROM turns WHERE session_key = ?", (key,)
+            ).fetchone()
+            for n_messages, payload, ids in rows:
+                last += 1
+                conn.execute(
+                    "INSERT INTO turns (session_key, turn_no, n_messages, messages, "
+                    "created_at, parent_no, ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, last, n_messages, payload, now, parent, ids),
+                )
+                parent = last
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _clear(conn: sqlite3.Connection, key: str) -> int:
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
 
     @staticmethod
+    def _forget_idle(conn: sqlite3.Connection, prefix: str, idle_since: float) -> int:
+        # A range over the primary key finds the prefix's sessions without a scan.
+        end = prefix + "\U0010ffff"
+        cursor = conn.execute(
+            "DELETE FROM turns WHERE session_key IN (SELECT session_key FROM turns "
+            "WHERE session_key >= ?1 AND session_key < ?2 GROUP BY session_key "
+            "HAVING MAX(created_at) < ?3) RETURNING session_key",
+            (prefix, end, idle_since),
+        )
+        return len({row[0] for row in cursor})
+
+    @staticmethod
     def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
         # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
         cursor = conn.execute(
-            "SELECT session_key, COUNT(*), MIN(created_at), MAX(created_at) FROM turns "
-            "WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
+            "SELECT session_key, SUM(1 - superseded), MIN(created_at), MAX(created_at) "
+            "FROM turns WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
             "ORDER BY MAX(created_at) DESC, session_key",
             (f"{channel}:", f"{channel};"),
         )
@@ -299,7 +379,8 @@ class SqliteSessionStore(SqliteFile):
     @staticmethod
     def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
         cursor = conn.execute(
-            "SELECT session_key, COUNT(*) FROM turns GROUP BY session_key ORDER BY session_key"
+            "SELECT session_key, COUNT(*) FROM turns WHERE superseded = 0 "
+            "GROUP BY session_key ORDER BY session_key"
         )
         return [(str(key), int(count)) for key, count in cursor]
 
@@ -310,14 +391,14 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 
 
 def _commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, replace_last: bool
+    conn: sqlite3.Connection, name: str, n_messages: int, payload: str
 ) -> bool:
     """Commits unless another process holds the file's write lock (then False).
 
     The connection's busy timeout is 0 outside the worker thread, so this never waits.
     """
     try:
-        SqliteSessionStore._commit(conn, name, n_messages, payload, replace_last)
+        SqliteSessionStore._commit(conn, name, n_messages, payload)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
@@ -352,6 +433,12 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     # Whatever uses the connection on the event loop must never wait on the file; the
     # worker thread sets a timeout around each of its calls. Toggling it around every
     # loop commit instead cost two statements per turn.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
+    if "superseded" not in columns:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _FROM_SCHEMA_1:
+            conn.execute(statement)
+        conn.execute("COMMIT")
     conn.execute("PRAGMA busy_timeout=0")
     return conn
 
@@ -364,6 +451,21 @@ def message_json(message: Message) -> dict[str, object]:
     if message.tool_call_id is not None:
         item["tool_call_id"] = message.tool_call_id
     return item
+
+
+def _payload(record: TurnRecord) -> str:
+    return json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
+
+
+def _ids_json(ids: MessageIds) -> str | None:
+    return json.dumps([ids.user, ids.answer, ids.parent]) if ids.any else None
+
+
+def _ids(text: str | None) -> MessageIds:
+    if text is None:
+        return MessageIds()
+    user, answer, parent = json.loads(text)
+    return MessageIds(user, answer, parent)
 
 
 def _record(payload: str) -> TurnRecord:

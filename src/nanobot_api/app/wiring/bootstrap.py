@@ -25,7 +25,10 @@ from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
 from nanobot_api.app.llm_agent import LlmAgent
+from nanobot_api.app.mcp import mcp_tools_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
+from nanobot_api.app.temporary import TemporaryChats
+from nanobot_api.app.tools import ToolSource
 from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
@@ -80,9 +83,14 @@ def build(
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
     outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
+    # MCP servers give the LLM agent tools; the echo agent calls none.
+    mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None
     if with_llm:
         agent, model = llm_agent(
-            config, tools=() if outgoing is None else (outgoing.tool,), telemetry=metrics
+            config,
+            tools=() if outgoing is None else (outgoing.tool,),
+            tool_sources=() if mcp is None else (mcp,),
+            telemetry=metrics,
         )
     # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
     sqlite = None
@@ -130,6 +138,10 @@ def build(
     if outgoing is not None:
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
+    if mcp is not None:
+        mcp.install(app)
+        health.add_part(mcp)
+    temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
         store_file = sqlite  # narrowed, for the closure
 
@@ -140,7 +152,12 @@ def build(
         async def _open_store() -> None:
             await store_file.open()  # a bad file stops start-up, not the first turn
 
-        app.after_serving(store_file.close)
+    # Hooks run in the order given: the sweeps start once the store is open, and
+    # stop before it closes.
+    app.before_serving(temporary.start)
+    app.after_serving(temporary.stop)
+    if sqlite is not None:
+        app.after_serving(sqlite.close)
     if model is not None:
         app.after_serving(model.close)
     return app
@@ -160,7 +177,10 @@ async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
 
 
 def llm_agent(
-    config: Config, tools: Sequence[Tool] = (), telemetry: Telemetry = NO_TELEMETRY
+    config: Config,
+    tools: Sequence[Tool] = (),
+    tool_sources: Sequence[ToolSource] = (),
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> tuple[LlmAgent, OpenAICompatChatModel]:
     """The LLM agent for the configured provider, and its model (to close at shutdown)."""
     provider = config.provider
@@ -190,6 +210,7 @@ def llm_agent(
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,
+        tool_sources=tool_sources,
         telemetry=telemetry,
         max_reply_chars=defaults.max_reply_chars,
     )

@@ -9,7 +9,13 @@ from pathlib import Path
 import anyio
 import attrs
 
-from nanobot_api.adapters.cli.args import Command, OutboxCommand, ServeCommand, SessionsCommand
+from nanobot_api.adapters.cli.args import (
+    Command,
+    OutboxCommand,
+    ServeCommand,
+    SessionsCommand,
+    ToolsCommand,
+)
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.config import Config, ConfigOverrides, load_config
 from nanobot_api.app.sessions_admin import (
@@ -22,6 +28,7 @@ from nanobot_api.app.wiring.bootstrap import session_store_path
 from nanobot_api.app.wiring.channels import outbox_path
 from nanobot_api.app.wiring.outbox_admin import run_outbox_command, without_outbox
 from nanobot_api.app.wiring.serving import run_server
+from nanobot_api.app.wiring.tools_admin import list_tools
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 
@@ -56,6 +63,10 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
                 _require_workspace(config.workspace)
                 return without_outbox(command, sys.stdout)
             return run_outbox_command(command, path)
+        case ToolsCommand():
+            flags = ConfigOverrides(workspace=command.workspace)
+            config = load_config(command.config, environ, flags)
+            return anyio.run(list_tools, config, sys.stdout, backend="asyncio")
 
 
 def session_key(text: str) -> SessionKey:
@@ -71,7 +82,7 @@ def _sessions_command(command: SessionsCommand, config: Config) -> int:
         # Nothing was ever kept here: say so, and create nothing (a mistyped -w stays a typo).
         _require_workspace(config.workspace)
         return without_sessions(command.action, key, sys.stdout)
-    return anyio.run(_sessions, command.action, key, path)
+    return anyio.run(_sessions, command, key, path)
 
 
 def _require_workspace(workspace: Path) -> None:
@@ -82,10 +93,10 @@ def _require_workspace(workspace: Path) -> None:
         )
 
 
-async def _sessions(action: str, key: SessionKey | None, path: Path) -> int:
+async def _sessions(command: SessionsCommand, key: SessionKey | None, path: Path) -> int:
     async with SqliteSessionStore(path) as store:
         if key is None:
             return await list_sessions(store, sys.stdout)
-        if action == "show":
-            return await show_session(store, key, sys.stdout)
+        if command.action == "show":
+            return await show_session(store, key, sys.stdout, every=command.all)
         return await clear_session(store, key, sys.stdout)

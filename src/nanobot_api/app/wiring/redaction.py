@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from nanobot_api.app.config import Config
+from nanobot_api.app.mcp_config import mcp_secrets
 from nanobot_api.app.wiring.channels import channel_secrets
 from nanobot_api.domain.redaction import Redactor
 
@@ -21,12 +22,14 @@ from nanobot_api.domain.redaction import Redactor
 def configured_redactor(config: Config) -> Redactor:
     """Every secret in ``config``: the server's API key, every provider's API key and
     every value of its extra headers (Azure's ``api-key`` lives there), every channel
-    token, the webhook's URL and signing secret, and long plugin settings."""
+    token, the webhook's URL and signing secret, long plugin settings, and every MCP
+    server's ``env`` and ``headers`` value."""
     values: list[str] = [config.api.api_key]
     for provider in config.providers.values():
         values.append(provider.api_key)
         values += provider.extra_headers.values()
     values += channel_secrets(config.channels)
+    values += mcp_secrets(config.tools)
     return Redactor.of(values)
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from nanobot_api.adapters.http.headers import (
     CHAT_ID_HEADERS,
+    MESSAGE_ID_HEADERS,
     REQUEST_ID,
     SESSION_HEADER,
     TASK_HEADER,
@@ -41,6 +42,7 @@ ALLOWED_HEADERS: Final = (
     SESSION_HEADER,
     *CHAT_ID_HEADERS,
     TASK_HEADER,
+    *MESSAGE_ID_HEADERS,
 )
 EXPOSED_HEADERS: Final = (REQUEST_ID, SESSION_HEADER, "Retry-After", "X-Attachments-Truncated")
 LOCAL_HOSTS: Final = ("localhost",)

@@ -1,0 +1,1 @@
+"""Adapters for tools: JSON Schema checks of their arguments, MCP servers."""

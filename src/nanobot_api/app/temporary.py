@@ -1,0 +1,68 @@
+"""Temporary chats leave nothing behind: their sessions go once idle for a while.
+
+Open WebUI keeps a temporary chat nowhere, and names it ``temporary:<socket id>``; the
+server must not keep it for ever either. Every session under that name is deleted,
+superseded turns included, once no turn has been stored in it for ``api.temporaryTtlS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+
+from nanobot_api.domain.front_ends import TEMPORARY_CHAT
+from nanobot_api.domain.ports import SessionStore
+from nanobot_api.domain.sessions import API_CHANNEL
+
+TEMPORARY_KEYS: Final = f"{API_CHANNEL}:{TEMPORARY_CHAT}"
+# A sweep is one indexed range query; running it this often keeps a temporary chat
+# at most this long past its time.
+MAX_SWEEP_EVERY_S: Final = 30.0
+log = logging.getLogger(__name__)
+
+
+class TemporaryChats:
+    """Sweeps idle temporary chats out of ``store`` while the server runs."""
+
+    def __init__(
+        self, store: SessionStore, ttl_s: float, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self.every_s = min(ttl_s / 4, MAX_SWEEP_EVERY_S)
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self) -> int:
+        """Deletes the temporary chats idle for the TTL; returns how many went."""
+        return await self._store.forget_idle(TEMPORARY_KEYS, self._clock() - self._ttl_s)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                gone = await self.sweep()
+            except Exception:
+                # A store that fails now may answer next time; the server goes on.
+                log.exception("temporary chats: sweep failed")
+            else:
+                if gone:
+                    log.info("temporary chats: forgot %d idle session(s)", gone)
+            await anyio.sleep(self.every_s)
+
+    async def start(self) -> None:
+        """Sweeps now and then every ``every_s``, in a task of its own."""
+        # A plain asyncio task: it must outlive before_serving, and Quart runs on asyncio.
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
