@@ -146,7 +146,10 @@ async def test_a_client_sending_only_new_messages_never_regenerates(
     """Without a front end's headers, one user message is a new turn, even the same text."""
     for _ in range(2):
         await latest.post({"messages": [user("same")]}, {"X-Session-Id": "n"})
-    assert await latest.turns("n") == [("same", "echo: same")] * 2
+    assert await latest.turns("n") == [
+        ("same", "echo: same"),
+        ("same", 'echo: same (turn 2; earlier: "same")'),
+    ]
 
 
 async def test_an_earlier_turn_the_session_never_stored_is_taken_from_the_request(
@@ -156,7 +159,10 @@ async def test_an_earlier_turn_the_session_never_stored_is_taken_from_the_reques
     chat = {"X-Session-Id": "edited"}
     await latest.post({"messages": [user("a")]}, chat)
     await latest.post({"messages": [user("a"), assistant("changed by hand"), user("b")]}, chat)
-    assert await latest.turns("edited") == [("a", "changed by hand"), ("b", "echo: b")]
+    assert await latest.turns("edited") == [
+        ("a", "changed by hand"),
+        ("b", 'echo: b (turn 2; earlier: "a")'),
+    ]
 
 
 async def test_a_conversation_without_a_session_is_refused_with_instructions(
