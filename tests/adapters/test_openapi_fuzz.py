@@ -80,3 +80,8 @@ async def test_generated_requests_get_documented_answers_and_no_5xx(
     assert [key for key in statuses if key.split()[-1].startswith("5")] == []
     assert statuses.get("POST /v1/chat/completions 200", 0) > 0
     assert statuses.get("POST /v1/chat/completions 400", 0) > 0
+    # The Responses and Conversations APIs are in the document, and fuzzed with the rest.
+    assert statuses.get("POST /v1/responses 200", 0) > 0
+    assert statuses.get("POST /v1/responses 400", 0) > 0
+    assert statuses.get("POST /v1/conversations 200", 0) > 0
+    assert statuses.get("GET /v1/conversations/{conversation_id}/items 404", 0) > 0

@@ -173,7 +173,10 @@ class ResponsesService:
             instructions=request.instructions,
             input=request.input,
         )
-        if request.store:
+        if request.background:
+            # Stored before the answer, so any process can read and follow it at once.
+            # A foreground response is read from here while it runs (and its record
+            # is stored when it ends), which keeps a store write off its first event.
             await self._store.put(record)
         run = LiveRun(record, persist=request.background)
         store = request.store
@@ -194,12 +197,22 @@ class ResponsesService:
         if request.previous_response_id is None:
             # No conversation named: a new one, named after this response, so that a
             # chain of previous_response_id is one conversation.
-            return request.named or SessionKey(channel, response_id)
+            named = request.named
+            return SessionKey(channel, named.session_id if named else response_id)
+        live = self._live.get(request.previous_response_id)
+        if live is not None and live.steps and isinstance(live.steps[-1], Ended):
+            await live.finished()  # its stream has ended: its record is a moment away
         previous = await self.retrieve(
             request.previous_response_id, channel, param="previous_response_id"
         )
-        count, last = await self._sessions.last_turn(previous.session)
-        return check_continuation(previous, request.named, count, _last_answer(last))
+        count, answer = await self._session_state(previous.session)
+        named = request.named and SessionKey(channel, request.named.session_id)
+        return check_continuation(previous, named, count, answer)
+
+    async def _session_state(self, session: SessionKey) -> tuple[int, str | None]:
+        """The session's count of (active) turns and its latest turn's answer."""
+        history = await self._sessions.history(session)
+        return len(history), _last_answer(history[-1] if history else None)
 
     async def retrieve(
         self, response_id: str, channel: str, param: str = "response_id"
@@ -236,7 +249,10 @@ class ResponsesService:
                 continue
             while seen < len(run.steps):
                 seen += 1
-                yield run.steps[seen - 1]
+                step = run.steps[seen - 1]
+                yield step
+                if isinstance(step, Ended):
+                    return  # its record is being kept; the stream need not wait for it
             if run.done and seen == len(run.steps):
                 return
 
@@ -322,27 +338,32 @@ class ResponsesService:
         except anyio.get_cancelled_exc_class():
             # The client of a foreground response left, or the server is stopping.
             with anyio.CancelScope(shield=True):
-                await self._end(run, Ended("failed", Usage(), INTERRUPTED), None, store=store)
+                await self._end(run, Ended("failed", Usage(), INTERRUPTED), store=store)
             raise
         except Exception as exc:  # a store write of the run's own failed
             failure = exc
         with anyio.CancelScope(shield=True):
             if result is not None:
                 # Finished, even if a cancel landed after it: its turn is committed.
-                count, _ = await self._sessions.last_turn(prepared.session)
-                await self._end(run, Ended("completed", result.usage), count, store=store)
+                completed = Ended("completed", result.usage)
+                await self._end(run, completed, prepared.session, store=store)
             elif failure is not None:
                 run.failure = failure
-                await self._end(
-                    run, Ended("failed", error=self._describe(failure)), None, store=store
-                )
+                await self._end(run, Ended("failed", error=self._describe(failure)), store=store)
             else:
-                await self._end(run, Ended("cancelled", error=CANCELLED), None, store=store)
+                await self._end(run, Ended("cancelled", error=CANCELLED), store=store)
 
-    async def _end(self, run: LiveRun, end: Ended, turn_no: int | None, *, store: bool) -> None:
+    async def _end(
+        self, run: LiveRun, end: Ended, committed: SessionKey | None = None, *, store: bool
+    ) -> None:
+        """Ends the run: its last step first (its stream ends at once), then its record
+        (with the number of its turn in ``committed``, if it committed one)."""
         run.add(end)
-        record = ended(run.record, end, turn_no)
+        record = ended(run.record, end)
         try:
+            if store and committed is not None:
+                count, _ = await self._session_state(committed)
+                record = attrs.evolve(record, turn_no=count)
             if run.persist:
                 await self._write_steps(run)
             if store:

@@ -34,6 +34,7 @@ from nanobot_api.adapters.http.pipeline.body import body_type
 from nanobot_api.adapters.http.pipeline.exchange import ClientGone, Exchange, Receive
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
+from nanobot_api.adapters.http.tenancy import tenant_of
 from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
 from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.errors import InvalidRequest
@@ -62,6 +63,8 @@ class ChatEndpoint:
     async def __call__(self, exchange: Exchange) -> None:
         settings = self._settings
         chat = await read_chat_request(exchange.headers, exchange.body(), settings)
+        # The key's tenant owns the session: the same id under another key is another one.
+        chat = attrs.evolve(chat, session=tenant_of(exchange.scope).scope(chat.session))
         turns = self._turns
         prepared = await turns.prepare(chat)
         completion_id = new_id("chatcmpl-")

@@ -16,6 +16,7 @@ from quart import Quart, Response
 from nanobot_api.adapters.http import wire
 from nanobot_api.adapters.http.answer_schemas import answer_schemas
 from nanobot_api.adapters.http.headers import CHAT_ID_HEADERS, SESSION_HEADER
+from nanobot_api.adapters.http.responses_openapi import responses_paths, responses_schemas
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.typeschema import REF, Schema, SchemaBuilder
 from nanobot_api.domain.attachments import MIB, REMOTE_URL_REFUSED
@@ -109,6 +110,8 @@ _ERRORS: Final = {
     401: "Missing or wrong `Authorization: Bearer <api key>`.",
     404: "No such route or model.",
     405: "The route does not answer this method.",
+    409: "previous_response_id is not the latest response of its conversation "
+    "(type conversation_conflict).",
     413: "A file, the number of files or the whole body is over its limit.",
     415: "A file whose bytes are of no supported type.",
     500: "Internal server error (details in the server log only).",
@@ -242,9 +245,9 @@ def openapi_document(model: str, settings: HttpSettings) -> Schema:
             f"{limits.max_request_bytes // MIB} MiB per body. Any other route answers "
             "404, a wrong method 405, both with the Error body.",
         },
-        "paths": _paths(secured),
+        "paths": {**_paths(secured), **responses_paths(_operation, _error, _ok, secured)},
         "components": {
-            "schemas": {**builder.components, **answer_schemas(model)},
+            "schemas": {**builder.components, **answer_schemas(model), **responses_schemas()},
             "headers": _HEADERS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },

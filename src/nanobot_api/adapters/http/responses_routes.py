@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import attrs
 from quart import Quart, Response, request
 
 from nanobot_api.adapters.http.errors import failure_body
@@ -32,6 +33,7 @@ from nanobot_api.adapters.http.responses_wire import (
 )
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import KEEPALIVE
+from nanobot_api.adapters.http.tenancy import tenant_of
 from nanobot_api.domain.conversations import check_metadata, check_page
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import Conversations, ResponseRun, ResponseTurns
@@ -44,13 +46,15 @@ _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def caller_channel() -> str:
-    """The session channel of the caller: whose sessions and responses it may see."""
-    return api_session(None).channel
+    """The session channel of the caller (its key's tenant): whose sessions and
+    responses it may see."""
+    return tenant_of(request.scope).channel
 
 
 def caller_session(session_id: object, param: str = "conversation_id") -> SessionKey:
-    """The caller's session of that id (the same rules as ``session_id``)."""
-    return api_session(session_id, param)
+    """The caller's session of that id (the same rules as ``session_id``), under its
+    key's tenant: another key's session of the same id is another session."""
+    return tenant_of(request.scope).scope(api_session(session_id, param))
 
 
 async def json_body() -> Any:
@@ -77,6 +81,8 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
         parsed = parse_response_json(
             body, settings.limits, history=settings.history, headers=headers, lifted=lifted
         )
+        if parsed.named is not None:
+            parsed = attrs.evolve(parsed, named=tenant_of(request.scope).scope(parsed.named))
         channel = caller_channel()
         run = await responses.create(parsed, channel)
         if parsed.stream:
@@ -190,7 +196,8 @@ def _starting_after() -> int:
     value = request.args.get("starting_after")
     if value is None:
         return -1
-    if not value.lstrip("-").isdigit():
+    digits = value.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
         raise InvalidRequest("starting_after must be an integer", "starting_after")
     return int(value)
 

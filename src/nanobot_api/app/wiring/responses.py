@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from quart import Quart
@@ -61,6 +62,7 @@ def install_responses_api(
     responses: ResponseStore | None = None,
     steps: ResponseLog | None = None,
     conversations: ConversationStore | None = None,
+    redact: Callable[[str], str] = str,
 ) -> None:
     """Adds ``/v1/responses`` and ``/v1/conversations`` to ``app``, over ``turns`` and
     ``sessions``. The stores default to ``<workspace>/responses.sqlite3``."""
@@ -84,6 +86,7 @@ def install_responses_api(
         spawn=app.add_background_task,
         new_id=lambda: new_id("resp_"),
         describe_failure=response_error,
+        redact=redact,
     )
     install_responses(app, service, settings)
     install_conversations(
@@ -95,5 +98,7 @@ def install_responses_api(
             new_id=lambda: "conv_" + secrets.token_hex(16),
         ),
     )
+    # Opened on first use, not at start-up: a server whose clients never use these
+    # APIs keeps no file for them in its workspace.
     for file in files:
         app.after_serving(file.close)

@@ -1,0 +1,65 @@
+"""Two servers on one store: a background response started on one is followed, resumed
+and cancelled from the other, which reads its steps from the store (not from memory)."""
+
+from __future__ import annotations
+
+import anyio
+from openai import AsyncOpenAI
+
+from nanobot_api.app.config import Config
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import RunningServer, running_server
+from tests.fakes import GatedAgent
+
+
+def sdk(server: RunningServer) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
+
+
+async def test_a_background_response_is_resumed_on_another_replica(config: Config) -> None:
+    agent = GatedAgent(model="nanobot-echo")
+    async with (
+        running_server(build(config, agent=agent)) as one,
+        running_server(build(config)) as two,
+        sdk(one) as first,
+        sdk(two) as second,
+    ):
+        started = await first.responses.create(input="slow", background=True)
+        await agent.started_event("slow").wait()
+        # Seen from the other replica while it runs there.
+        assert (await second.responses.retrieve(started.id)).status == "in_progress"
+        stream = await second.responses.retrieve(started.id, stream=True)
+        head = []
+        async for event in stream:
+            head.append(event)
+            if event.type == "response.in_progress":
+                break
+        await stream.close()
+        agent.gate("slow").set()
+        rest = await second.responses.retrieve(
+            started.id, stream=True, starting_after=head[-1].sequence_number
+        )
+        tail = [event async for event in rest]
+        numbers = [e.sequence_number for e in head + tail]
+        assert numbers == list(range(len(numbers)))
+        assert tail[-1].type == "response.completed"
+        assert (await second.responses.retrieve(started.id)).output_text == "done slow"
+
+
+async def test_a_cancel_on_another_replica_stops_the_turn(config: Config) -> None:
+    agent = GatedAgent(model="nanobot-echo")
+    async with (
+        running_server(build(config, agent=agent)) as one,
+        running_server(build(config)) as two,
+        sdk(one) as first,
+        sdk(two) as second,
+    ):
+        started = await first.responses.create(input="stuck", background=True)
+        await agent.started_event("stuck").wait()
+        cancelled = await second.responses.cancel(started.id)
+        assert cancelled.status == "cancelled"
+        with anyio.fail_after(5):
+            await agent.ended_event("stuck").wait()
+        events = [e async for e in await second.responses.retrieve(started.id, stream=True)]
+        assert events[-1].type == "response.failed"
+        assert events[-1].response.status == "cancelled"
