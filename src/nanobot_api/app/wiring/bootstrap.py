@@ -28,12 +28,12 @@ from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
 from nanobot_api.app.limits import KeyLimits, RequestLimits
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.app.mcp import mcp_tools_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.temporary import TemporaryChats
 from nanobot_api.app.tools import ToolSource
 from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
@@ -149,7 +149,7 @@ def build(
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if mcp is not None:
-        mcp.install(app)
+        install_mcp(app, mcp)
         health.add_part(mcp)
     temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
