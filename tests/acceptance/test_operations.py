@@ -141,6 +141,7 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
                 answer = await client.post(
                     f"http://127.0.0.1:{port}/v1/chat/completions",
                     json={"messages": [{"role": "user", "content": "go"}]},
+                    headers={"X-Request-ID": "verbose-1"},
                 )
                 assert answer.status_code == 200
         finally:
@@ -149,6 +150,11 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
             logged = b"".join([chunk async for chunk in process.stderr]).decode()
             await process.wait()
     assert "model call 1 to m1: ok in " in logged
+    # Every line about the request carries its id: the model call's, the tool's, the access line.
+    about = [line for line in logged.splitlines() if "model call" in line or "tool no_such" in line]
+    assert about
+    assert all("[verbose-1]" in line for line in about)
+    assert "[verbose-1] nanobot_api.access: POST /v1/chat/completions 200" in logged
     assert "model call 2 to m1: ok in " in logged
     assert "tool no_such_tool [" in logged
     assert " ms, " in logged
