@@ -14,8 +14,7 @@ a crash in the middle of the attempt.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +32,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
     SqliteFile,
     Synchronous,
     connect_wal,
+    immediate_transaction,
 )
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
@@ -151,18 +151,6 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return conn
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock at once, so a read-then-write cannot be overtaken.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
     conn.execute(
         f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -195,7 +183,7 @@ def _claim(
     # One write transaction: the attempts and the claim are written in the same commit
     # that takes the events, so no reader (nor another process, nor a restart) sees an
     # event taken without them.
-    with _transaction(conn):
+    with immediate_transaction(conn):
         cursor = conn.execute(
             f"SELECT {_COLUMNS}, claimed_until FROM outbox WHERE status = 'pending' "
             "ORDER BY next_attempt_at, rowid"
@@ -243,14 +231,14 @@ def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
 
 
 def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
-    with _transaction(conn):
+    with immediate_transaction(conn):
         event = retried(_get(conn, event_id), now, force=force)
         _update(conn, event)
     return event
 
 
 def _drop(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
-    with _transaction(conn):
+    with immediate_transaction(conn):
         event = _get(conn, event_id)
         conn.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
     return event

@@ -16,13 +16,24 @@ _ROLES: dict[object, Role] = {
 
 
 def encode_turn(record: TurnRecord) -> str:
-    """The turn's messages as one JSON array (tool calls as ``[id, name, arguments]``)."""
-    return json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
+    """The turn's messages as one JSON array (tool calls as ``[id, name, arguments]``),
+    or for a turn paused on the client's tool calls ``{"messages": [...], "paused_at":
+    t}`` (so rows of earlier versions read the same)."""
+    messages = [message_json(m) for m in record.messages]
+    if record.paused_at is None:
+        return json.dumps(messages, ensure_ascii=False)
+    return json.dumps({"messages": messages, "paused_at": record.paused_at}, ensure_ascii=False)
 
 
 def decode_turn(payload: str) -> TurnRecord:
     """The turn :func:`encode_turn` wrote; ValueError for a row no version wrote."""
-    return TurnRecord(tuple(message_from_json(item) for item in json.loads(payload)))
+    data = json.loads(payload)
+    paused_at = None
+    if isinstance(data, dict):
+        stamp = data.get("paused_at")
+        paused_at = float(stamp) if isinstance(stamp, int | float) else None
+        data = data.get("messages", [])
+    return TurnRecord(tuple(message_from_json(item) for item in data), paused_at=paused_at)
 
 
 def message_json(message: Message) -> dict[str, object]:

@@ -122,7 +122,7 @@ async def _open_storage_once(config: Config) -> None:
 
 
 def app_model(config: Config) -> str:
-    return ECHO_MODEL if config.provider is None else config.agents.defaults.model
+    return ECHO_MODEL if config.provider is None else config.model
 
 
 def serve_until_stopped(
@@ -160,6 +160,8 @@ async def _serve(
             raise failure from None
     port = int(sock.getsockname()[1])
     listening = [*lines, f"listening on {api_url(config.api, port)}"]
+    if config.api.chat_page:
+        listening.append(f"chat in the browser at {api_url(config.api, port).removesuffix('v1')}")
 
     @app.before_serving
     async def _announce() -> None:
