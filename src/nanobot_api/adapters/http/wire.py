@@ -82,6 +82,8 @@ class PlainMessage:
 @attrs.frozen
 class StreamOptions:
     include_usage: bool | None = None
+    # Not OpenAI's: adds `event: nanobot.tool` events for the agent's own tool steps.
+    include_tool_events: bool | None = None
 
 
 @attrs.frozen
@@ -236,6 +238,7 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
+    tool_events = bool(options and options.include_tool_events)
     shape = _shape(messages, body.get("tools"), stream, from_open_webui)
     task = auxiliary_task(task, shape)
     if task is not None:
@@ -267,6 +270,7 @@ def parse_chat_json(
         model=fields.model,
         stream=stream,
         include_usage=include_usage,
+        tool_events=tool_events,
         shown=shown,
     )
 
