@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -160,11 +161,103 @@ async def wait_http(url: str, timeout_s: float) -> None:
 # ---- the browser -------------------------------------------------------------------
 
 
-async def run_steps(owui_url: str, recorder: Recorder, shots: Path) -> None:
-    """The steps of tests/fixtures/README.md, as a person does them in the browser."""
-    import re
+class Browser:
+    """One Open WebUI page, used as a person uses it."""
 
-    from playwright.async_api import async_playwright
+    def __init__(self, page: Any, recorder: Recorder, shots: Path) -> None:
+        self.page = page
+        self.recorder = recorder
+        self.shots = shots
+
+    def step(self, name: str) -> None:
+        self.recorder.step = name
+
+    async def settle(self) -> None:
+        # Open WebUI's task requests (title, tags, follow-ups) come after the answer.
+        await self.page.wait_for_timeout(6000)
+        await self.page.screenshot(path=str(self.shots / f"{self.recorder.step}.png"))
+
+    async def answer(self, text: str) -> None:
+        await self.page.get_by_text(text).first.wait_for(timeout=90_000)
+
+    async def send(self, text: str) -> None:
+        await self.page.locator("#chat-input").click()
+        await self.page.keyboard.type(text)
+        await self.page.keyboard.press("Enter")
+
+    async def button(self, name: str, *, first: bool = True, force: bool = False) -> None:
+        found = self.page.get_by_role("button", name=name, exact=True)
+        await (found.first if first else found.last).click(force=force)
+
+    async def open_home(self, url: str) -> None:
+        await self.page.goto(url, wait_until="load", timeout=120_000)
+        await self.page.locator("#chat-input").wait_for(timeout=120_000)
+        # The release notes pop up once, a moment after the page is ready.
+        welcome = self.page.get_by_role("button", name=re.compile("Okay"))
+        for _ in range(20):
+            if await welcome.count():
+                await welcome.first.click()
+                return
+            await self.page.wait_for_timeout(500)
+
+
+async def chat_steps(b: Browser, home: str) -> None:
+    """Steps 1-6: two messages, a regenerate, an edit of the first, a switch back."""
+    b.step("0-load")
+    await b.open_home(home)
+    b.step("1-send-first")
+    await b.send("first message alpha")
+    await b.answer("ECHO[1]: first message alpha")
+    await b.settle()
+    b.step("2-send-second")
+    await b.send("second message beta")
+    await b.answer("ECHO[2]: second message beta")
+    await b.settle()
+    b.step("3-regenerate")
+    await b.button("Regenerate", first=False)
+    await b.button("Try Again")
+    await b.page.get_by_role("button", name="Previous message").first.wait_for(timeout=90_000)
+    await b.settle()
+    b.step("4-edit-first")
+    await b.button("Edit", force=True)
+    await b.page.locator("textarea[id^=message-edit-]").first.fill("edited first")
+    await b.button("Send")
+    await b.answer("ECHO[1]: edited first")
+    await b.settle()
+    b.step("5-switch-back")
+    await b.button("Previous message", force=True)
+    await b.answer("ECHO[2]: second message beta")
+    await b.settle()
+    b.step("6-send-third")
+    await b.send("third after switch")
+    await b.answer("ECHO[3]: third after switch")
+    await b.settle()
+
+
+async def file_and_temporary_steps(b: Browser, home: str) -> None:
+    """Steps 7-8: a new chat with an uploaded file, then a temporary chat."""
+    b.step("7-file-chat")
+    await b.open_home(home)
+    notes = b.shots / "notes.txt"
+    notes.write_text("PAPAYA\n", encoding="utf-8")
+    await b.page.locator("input[type=file]").first.set_input_files(str(notes))
+    await b.page.get_by_text("notes.txt").first.wait_for(timeout=60_000)
+    await b.page.wait_for_timeout(3000)  # the upload is processed before it can be sent
+    await b.send("what fruit is in the file?")
+    # The answer quotes Open WebUI's template, whose [1] it shows as a citation: the
+    # answer's toolbar tells it is complete.
+    await b.page.get_by_role("button", name="Regenerate").first.wait_for(timeout=90_000)
+    await b.settle()
+    b.step("8-temp-chat")
+    await b.open_home(home.rstrip("/") + "/?temporary-chat=true")
+    await b.send("temp hello")
+    await b.answer("ECHO[1]: temp hello")
+    await b.settle()
+
+
+async def run_steps(home: str, recorder: Recorder, shots: Path) -> None:
+    """The steps of tests/fixtures/README.md in headless Chromium."""
+    from playwright.async_api import async_playwright  # the Open WebUI venv's
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -172,86 +265,9 @@ async def run_steps(owui_url: str, recorder: Recorder, shots: Path) -> None:
             args=["--no-sandbox"],
         )
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
-
-        async def settle(step: str) -> None:
-            # Open WebUI's task requests (title, tags, follow-ups) come after the answer.
-            await page.wait_for_timeout(6000)
-            await page.screenshot(path=str(shots / f"{step}.png"))
-
-        async def answer(text: str) -> None:
-            await page.get_by_text(text).first.wait_for(timeout=90_000)
-
-        async def send(text: str) -> None:
-            await page.locator("#chat-input").click()
-            await page.keyboard.type(text)
-            await page.keyboard.press("Enter")
-
-        async def open_home(url: str) -> None:
-            await page.goto(url, wait_until="load", timeout=120_000)
-            await page.locator("#chat-input").wait_for(timeout=120_000)
-            # The release notes pop up once, a moment after the page is ready.
-            welcome = page.get_by_role("button", name=re.compile("Okay"))
-            for _ in range(20):
-                if await welcome.count():
-                    await welcome.first.click()
-                    break
-                await page.wait_for_timeout(500)
-
-        recorder.step = "0-load"
-        await open_home(owui_url)
-
-        recorder.step = "1-send-first"
-        await send("first message alpha")
-        await answer("ECHO[1]: first message alpha")
-        await settle(recorder.step)
-
-        recorder.step = "2-send-second"
-        await send("second message beta")
-        await answer("ECHO[2]: second message beta")
-        await settle(recorder.step)
-
-        recorder.step = "3-regenerate"
-        await page.get_by_role("button", name="Regenerate").last.click()
-        await page.get_by_role("button", name="Try Again").click()
-        await page.get_by_role("button", name="Previous message").first.wait_for(timeout=90_000)
-        await settle(recorder.step)
-
-        recorder.step = "4-edit-first"
-        await page.get_by_role("button", name="Edit").first.click(force=True)
-        editor = page.locator("textarea[id^=message-edit-]").first
-        await editor.fill("edited first")
-        await page.get_by_role("button", name="Send", exact=True).click()
-        await answer("ECHO[1]: edited first")
-        await settle(recorder.step)
-
-        recorder.step = "5-switch-back"
-        await page.get_by_role("button", name="Previous message").first.click(force=True)
-        await answer("ECHO[2]: second message beta")
-        await settle(recorder.step)
-
-        recorder.step = "6-send-third"
-        await send("third after switch")
-        await answer("ECHO[3]: third after switch")
-        await settle(recorder.step)
-
-        recorder.step = "7-file-chat"
-        await open_home(owui_url)
-        notes = shots / "notes.txt"
-        notes.write_text("PAPAYA\n", encoding="utf-8")
-        await page.locator("input[type=file]").first.set_input_files(str(notes))
-        await page.get_by_text("notes.txt").first.wait_for(timeout=60_000)
-        await page.wait_for_timeout(3000)  # the upload is processed before it can be sent
-        await send("what fruit is in the file?")
-        # The answer quotes Open WebUI's template, whose [1] it shows as a citation:
-        # the answer's toolbar tells it is complete.
-        await page.get_by_role("button", name="Regenerate").first.wait_for(timeout=90_000)
-        await settle(recorder.step)
-
-        recorder.step = "8-temp-chat"
-        await open_home(owui_url.rstrip("/") + "/?temporary-chat=true")
-        await send("temp hello")
-        await answer("ECHO[1]: temp hello")
-        await settle(recorder.step)
+        b = Browser(page, recorder, shots)
+        await chat_steps(b, home)
+        await file_and_temporary_steps(b, home)
         await browser.close()
 
 
@@ -315,73 +331,82 @@ def _abridged(text: str) -> str:
     return "".join(f"{line}\n" for line in kept)
 
 
-async def main(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Run:
+    """Where one run keeps its files, and the ports its servers listen on."""
+
+    args: argparse.Namespace
+    out: Path
+    work: Path
+    ports: dict[str, int]
+
+    @property
+    def config(self) -> Path:
+        return self.work / "config.json"
+
+    @property
+    def workspace(self) -> Path:
+        return self.work / "workspace"
+
+    @property
+    def recording(self) -> Path:
+        name = "openwebui-0.12.4-recipe.jsonl" if self.args.recipe else "forwarding.jsonl"
+        return self.out / name
+
+
+def prepare(args: argparse.Namespace) -> Run:
+    """Folders, ports and nanobot's config, before anything starts."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="owui-run-"))
-    model_port, nanobot_port, proxy_port, owui_port = (free_port() for _ in range(4))
-    config = work / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "api": {"history": "latest", "port": nanobot_port},
-                "agents": {"defaults": {"provider": "custom", "model": MODEL}},
-                "providers": {
-                    "custom": {"apiBase": f"http://127.0.0.1:{model_port}/v1", "apiKey": "x"}
-                },
-            }
-        ),
-        encoding="utf-8",
-    )
-    workspace = work / "workspace"
-    recording = out / ("openwebui-0.12.4-recipe.jsonl" if args.recipe else "forwarding.jsonl")
-    recording.unlink(missing_ok=True)
+    run = Run(args, out, Path(tempfile.mkdtemp(prefix="owui-run-")), {})
+    run.ports = {name: free_port() for name in ("model", "nanobot", "proxy", "owui")}
+    settings = {
+        "api": {"history": "latest", "port": run.ports["nanobot"]},
+        "agents": {"defaults": {"provider": "custom", "model": MODEL}},
+        "providers": {
+            "custom": {"apiBase": f"http://127.0.0.1:{run.ports['model']}/v1", "apiKey": "x"}
+        },
+    }
+    run.config.write_text(json.dumps(settings), encoding="utf-8")
+    run.recording.unlink(missing_ok=True)
+    return run
 
+
+async def start(command: list[str], log: Path, **options: Any) -> asyncio.subprocess.Process:
+    with log.open("w") as file:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            *command, stdout=file, stderr=asyncio.subprocess.STDOUT, **options
+        )
+
+
+async def main(run: Run) -> None:
+    ports = run.ports
     model = web.Application()
     model.router.add_post("/v1/chat/completions", _stand_in)
     model.router.add_get("/v1/models", _models)
-    runners = [await serve(model, model_port)]
-    recorder = Recorder(f"http://127.0.0.1:{nanobot_port}", recording)
+    runners = [await serve(model, ports["model"])]
+    recorder = Recorder(f"http://127.0.0.1:{ports['nanobot']}", run.recording)
     proxy = web.Application()
     proxy.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runners.append(await serve(proxy, proxy_port))
+    runners.append(await serve(proxy, ports["proxy"]))
     recorder.session = ClientSession(timeout=ClientTimeout(total=300))
-
-    logs = (out / "nanobot.log").open("w"), (out / "open-webui.log").open("w")
-    server = subprocess.Popen(
-        [args.nanobot, "serve", "-c", str(config), "-w", str(workspace)],
-        stdout=logs[0],
-        stderr=subprocess.STDOUT,
-    )
-    owui = subprocess.Popen(
-        [
-            str(Path(args.owui) / "bin" / "open-webui"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(owui_port),
-        ],
-        env=owui_env(args, work / "owui-data", proxy_port, owui_port),
-        stdout=logs[1],
-        stderr=subprocess.STDOUT,
-        cwd=work,
-    )
+    nanobot = [run.args.nanobot, "serve", "-c", str(run.config), "-w", str(run.workspace)]
+    server = await start(nanobot, run.out / "nanobot.log")
+    owui_command = [str(Path(run.args.owui) / "bin" / "open-webui"), "serve"]
+    owui_command += ["--host", "127.0.0.1", "--port", str(ports["owui"])]
+    env = owui_env(run.args, run.work / "owui-data", ports["proxy"], ports["owui"])
+    owui = await start(owui_command, run.out / "open-webui.log", env=env, cwd=run.work)
     try:
-        await wait_http(f"http://127.0.0.1:{nanobot_port}/health", 60)
-        await wait_http(f"http://127.0.0.1:{owui_port}/health", 900)
-        await run_steps(f"http://127.0.0.1:{owui_port}/", recorder, out)
+        await wait_http(f"http://127.0.0.1:{ports['nanobot']}/health", 60)
+        await wait_http(f"http://127.0.0.1:{ports['owui']}/health", 900)
+        await run_steps(f"http://127.0.0.1:{ports['owui']}/", recorder, run.out)
     finally:
         for process in (owui, server):
             process.terminate()
-            process.wait(timeout=60)
+            await process.wait()
         await recorder.session.close()
         for runner in runners:
             await runner.cleanup()
-    print(f"# Open WebUI 0.12.4, {'with the recipe' if args.recipe else 'forwarding only'}")
-    print(f"# requests recorded in {recording}")
-    show_sessions(args.nanobot, config, workspace)
-    return 0
 
 
 if __name__ == "__main__":
@@ -390,4 +415,10 @@ if __name__ == "__main__":
     parser.add_argument("--nanobot", default=".venv/bin/nanobot", help="the nanobot command")
     parser.add_argument("--out", required=True, help="folder for the recording and screenshots")
     parser.add_argument("--recipe", action="store_true", help="add the recipe's headers")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    prepared = prepare(parser.parse_args())
+    asyncio.run(main(prepared))
+    print(
+        f"# Open WebUI 0.12.4, {'with the recipe' if prepared.args.recipe else 'forwarding only'}"
+    )
+    print(f"# requests recorded in {prepared.recording}")
+    show_sessions(prepared.args.nanobot, prepared.config, prepared.workspace)
