@@ -31,7 +31,7 @@ def wait_healthy(port: int, timeout_s: float = 20.0) -> float:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
                     return time.perf_counter() - start
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # still starting
             time.sleep(0.005)
     raise RuntimeError("server did not become healthy")
 

@@ -102,11 +102,12 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
     assert headers["X-Session-Id"] == "owui-chat-1"
 
     second = {**first, "messages": [SYSTEM, user("hello"), assistant(text), user("more")]}
-    assert (await latest.post(second, chat))[2] == "echo: more"
+    more = 'echo: more (turn 2; earlier: "hello")'  # the echo agent shows what it remembers
+    assert (await latest.post(second, chat))[2] == more
 
     # Regenerate: the same conversation again redoes the last turn instead of adding one.
     status, _, again = await latest.post(second, chat)
-    assert (status, again) == (200, "echo: more")
+    assert (status, again) == (200, more)
     assert len(await latest.store.turns(SessionKey("api", "owui-chat-1"))) == 3
 
     title = {
@@ -119,7 +120,7 @@ async def test_open_webui_conversation_keeps_exactly_the_real_turns(
     assert status == 200
     assert title_text.startswith("echo: ### Task:")
 
-    assert await latest.turns("owui-chat-1") == [("hello", "echo: hello"), ("more", "echo: more")]
+    assert await latest.turns("owui-chat-1") == [("hello", "echo: hello"), ("more", more)]
 
 
 async def test_a_regenerate_after_a_new_turn_only_replaces_the_last(latest: FrontEndServer) -> None:
@@ -145,7 +146,10 @@ async def test_a_client_sending_only_new_messages_never_regenerates(
     """Without a front end's headers, one user message is a new turn, even the same text."""
     for _ in range(2):
         await latest.post({"messages": [user("same")]}, {"X-Session-Id": "n"})
-    assert await latest.turns("n") == [("same", "echo: same")] * 2
+    assert await latest.turns("n") == [
+        ("same", "echo: same"),
+        ("same", 'echo: same (turn 2; earlier: "same")'),
+    ]
 
 
 async def test_an_earlier_turn_the_session_never_stored_is_taken_from_the_request(
@@ -155,7 +159,10 @@ async def test_an_earlier_turn_the_session_never_stored_is_taken_from_the_reques
     chat = {"X-Session-Id": "edited"}
     await latest.post({"messages": [user("a")]}, chat)
     await latest.post({"messages": [user("a"), assistant("changed by hand"), user("b")]}, chat)
-    assert await latest.turns("edited") == [("a", "changed by hand"), ("b", "echo: b")]
+    assert await latest.turns("edited") == [
+        ("a", "changed by hand"),
+        ("b", 'echo: b (turn 2; earlier: "a")'),
+    ]
 
 
 async def test_a_conversation_without_a_session_is_refused_with_instructions(

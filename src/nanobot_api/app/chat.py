@@ -110,7 +110,8 @@ class ChatService:
         try:
             async with self._gate.turn():
                 try:
-                    result = await self._run(turn, recorder)
+                    with self._telemetry.span("turn"):
+                        result = await self._run(turn, recorder)
                 except Exception:
                     outcome = "error"
                     raise
@@ -174,13 +175,14 @@ class ChatService:
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
             record = recorder.record(user_message(turn))
-            if followed is None:
-                await self._store.commit(turn.session, record)
-            else:
-                kept = [t.no for t in followed.kept]
-                await self._store.commit_branch(
-                    turn.session, kept, followed.imported, record, shown.ids
-                )
+            with self._telemetry.span("store commit"):
+                if followed is None:
+                    await self._store.commit(turn.session, record)
+                else:
+                    kept = [t.no for t in followed.kept]
+                    await self._store.commit_branch(
+                        turn.session, kept, followed.imported, record, shown.ids
+                    )
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""

@@ -125,7 +125,8 @@ class LlmAgent:
             images: list[ContentPart] = []
             for call in answer.tool_calls:
                 started = time.monotonic()
-                output = await tools.run(call, context)
+                with self._telemetry.span(f"tool {call.name}"):
+                    output = await tools.run(call, context)
                 log.debug(
                     "tool %s [%s]: %.0f ms, %d chars of result",
                     call.name,
@@ -163,7 +164,8 @@ class LlmAgent:
         """One model call, timed: a debug line (``-v``) and the model-call metrics."""
         started = time.monotonic()
         try:
-            response = await self._model.complete(request, on_delta)
+            with self._telemetry.span("model call"):
+                response = await self._model.complete(request, on_delta)
         except BaseException as exc:
             status = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "error"
             self._observe_call(number, status, started, type(exc).__name__)

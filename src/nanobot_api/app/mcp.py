@@ -24,13 +24,10 @@ import time
 import anyio
 import attrs
 import tenacity
-from quart import Quart
 
-from nanobot_api.app.mcp_config import ToolsConfig
 from nanobot_api.domain.errors import ToolServerFailed
 from nanobot_api.domain.models import JsonObject, ToolContext, ToolSpec
 from nanobot_api.domain.ports import Tool, ToolServer, ToolServerConnector
-from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.tools import ToolOutput, distinct_tool_name, is_enabled
 
 log = logging.getLogger(__name__)
@@ -122,16 +119,22 @@ class _Supervisor:
         while True:
             retrying = tenacity.AsyncRetrying(
                 retry=tenacity.retry_if_exception_type(ToolServerFailed),
+                # initial * 2^n, at most max_s, plus up to one initial of random jitter.
                 wait=tenacity.wait_exponential_jitter(
-                    initial=supervision.backoff_initial_s,
+                    multiplier=supervision.backoff_initial_s,
                     max=supervision.backoff_max_s,
                     jitter=supervision.backoff_initial_s,
                 ),
                 sleep=anyio.sleep,
             )
-            async for attempt in retrying:
-                with attempt:
-                    await self._connect_and_watch()
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._connect_and_watch()
+            except Exception as exc:  # a bug of ours must not stop the supervision
+                log.exception("MCP server %s: supervision failed; starting over", self.name)
+                self._fail(f"internal error ({type(exc).__name__})")
+                await anyio.sleep(supervision.backoff_max_s)
 
     async def _connect_and_watch(self) -> None:
         """Returns after a connection that lived long enough died (the backoff starts
@@ -229,7 +232,7 @@ class McpTools:
 
     :meth:`start` starts the supervisors and waits, at most ``start_timeout_s``, until
     each server is ready or has failed once; :meth:`stop` stops them (and so every
-    stdio server). :meth:`install` ties both to a Quart app's serving.
+    stdio server).
     """
 
     def __init__(
@@ -302,33 +305,3 @@ class McpTools:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-    def install(self, app: Quart) -> None:
-        """Starts with the app's serving and stops with it."""
-        app.before_serving(self.start)
-        app.after_serving(self.stop)
-
-
-def mcp_tools_for(
-    config: ToolsConfig, redactor: Redactor, supervision: Supervision | None = None
-) -> McpTools:
-    """Supervisors for every server in ``tools.mcpServers`` (none started yet);
-    ``redactor`` (the server's one, holding these servers' secrets) masks what they say."""
-    from nanobot_api.adapters.tools.mcp_sdk import McpSdkConnector, McpServerTarget
-
-    plans = []
-    for name, server in config.mcp_servers.items():
-        target = McpServerTarget(
-            server.transport,
-            command=server.command,
-            args=server.args,
-            env=server.env,
-            cwd=server.cwd,
-            url=server.url,
-            headers=server.headers,
-        )
-        connector = McpSdkConnector(
-            name, target, redactor=redactor, call_timeout_s=server.tool_timeout
-        )
-        plans.append(McpServerPlan(name, connector, server.tool_timeout, server.enabled_tools))
-    return McpTools(plans, supervision or Supervision())

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 import anyio
 from anyio.abc import TaskGroup
 
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.errors import DeliveryFailed
 from nanobot_api.domain.outbox import (
     DeliveryReceipt,
@@ -30,7 +31,7 @@ from nanobot_api.domain.outbox import (
     redact,
     shorten,
 )
-from nanobot_api.domain.ports import OutboundChannel, Outbox
+from nanobot_api.domain.ports import OutboundChannel, Outbox, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,10 @@ class Courier:
         clock: Callable[[], float] = time.time,
         secrets: Collection[str] = (),
         attempt_timeout_s: float = 300.0,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.outbox = outbox
+        self._telemetry = telemetry
         self.channels = channels
         self.policy = policy
         self.in_flight: set[str] = set()
@@ -87,7 +90,8 @@ class Courier:
             if channel is None:
                 after = parked(event)
             else:
-                receipt, after = await self._attempt(channel, event)
+                with self._telemetry.span("channel delivery"):
+                    receipt, after = await self._attempt(channel, event)
             # Once the platform has answered, the answer is recorded even if we are being
             # cancelled (shutdown, a caller gone): forgetting it would send it again.
             with anyio.CancelScope(shield=True):

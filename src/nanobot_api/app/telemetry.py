@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 
 class NoTelemetry:
     """A Telemetry that keeps nothing (a library user's app without /metrics)."""
@@ -22,6 +24,9 @@ class NoTelemetry:
 
     def upload_accepted(self, kind: str) -> None:
         pass
+
+    def span(self, name: str) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 NO_TELEMETRY = NoTelemetry()

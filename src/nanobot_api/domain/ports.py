@@ -8,7 +8,7 @@ cancellation exception and must be let through.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from nanobot_api.domain.attachments import Document, ExtractedText, Image, Upload
@@ -408,6 +408,10 @@ class Telemetry(Protocol):
     def upload_accepted(self, kind: str) -> None:
         """A file of the detected ``kind`` was accepted."""
 
+    def span(self, name: str) -> AbstractContextManager[None]:
+        """A trace span around a step (a turn, a model call, a tool step, a commit, a
+        delivery), when tracing is on."""
+
 
 class ServerHealth(Protocol):
     """What the health routes report about the running server."""
@@ -558,6 +562,10 @@ class Conversations(Protocol):
 
 class RequestLimiter(Protocol):
     """The rate limits as the HTTP side applies them; each refusal is RateLimited."""
+
+    @property
+    def limits_turns(self) -> bool:
+        """Whether any limit on turns at once is set (else ``turn_slot`` is not needed)."""
 
     async def check_address(self, address: str) -> None:
         """Refuses an address over its failed keys this minute, before keys are compared."""

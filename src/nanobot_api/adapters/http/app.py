@@ -7,16 +7,20 @@ from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import model_json
 from nanobot_api.adapters.http.chat_endpoint import ChatEndpoint
+from nanobot_api.adapters.http.chat_page import install_chat_page
 from nanobot_api.adapters.http.openapi import install_openapi
-from nanobot_api.adapters.http.operations import Operations, install_operations_routes
+from nanobot_api.adapters.http.operations import NoHealth, Operations, install_operations_routes
 from nanobot_api.adapters.http.pipeline import Pipeline, Stage
-from nanobot_api.adapters.http.pipeline.authentication import AuthenticationStage
+from nanobot_api.adapters.http.pipeline.access_log import AccessLogStage
+from nanobot_api.adapters.http.pipeline.authentication import ApiKey, AuthenticationStage
 from nanobot_api.adapters.http.pipeline.body import BodyStage
 from nanobot_api.adapters.http.pipeline.error_rendering import (
     ErrorRenderingStage,
     install_quart_error_rendering,
     json_response,
 )
+from nanobot_api.adapters.http.pipeline.idempotency import IdempotencyStage
+from nanobot_api.adapters.http.pipeline.limits import TurnLimitStage
 from nanobot_api.adapters.http.pipeline.origin import OriginStage
 from nanobot_api.adapters.http.pipeline.request_id import RequestIdStage
 from nanobot_api.adapters.http.pipeline.routing import CHAT_PATH, Router
@@ -37,6 +41,8 @@ def create_quart_app(
     app.url_map.merge_slashes = False
     install_quart_error_rendering(app)
     install_openapi(app, turns.model, settings)
+    if settings.chat_page:
+        install_chat_page(app)
 
     @app.get("/health")
     async def health() -> Response:
@@ -63,17 +69,32 @@ def create_quart_app(
 
     router = Router(ChatEndpoint(turns, settings), app.asgi_app)
     # Quart's documented place for ASGI middleware: its test client goes through it too.
-    app.asgi_app = Pipeline(app.asgi_app, standard_stages(settings), router)  # type: ignore[method-assign]
+    stages = standard_stages(settings, operations or Operations(NoHealth()))
+    app.asgi_app = Pipeline(app.asgi_app, stages, router)  # type: ignore[method-assign]
     return app
 
 
-def standard_stages(settings: HttpSettings) -> list[Stage]:
+def standard_stages(settings: HttpSettings, operations: Operations) -> list[Stage]:
     """The pipeline's stages, in the order every request passes them."""
     limits = settings.limits
-    return [
+    keys = operations.keys or (ApiKey(settings.api_key),)
+    keyed = any(key.key for key in keys)
+    stages: list[Stage] = [
         RequestIdStage(),
+        AccessLogStage(operations.metrics),
         ErrorRenderingStage(),
-        OriginStage(settings.cors_origins, None if settings.api_key else settings.allowed_hosts),
-        AuthenticationStage(settings.api_key),
+        OriginStage(settings.cors_origins, None if keyed else settings.allowed_hosts),
+        AuthenticationStage(keys, operations.limiter, operations.trusted_proxies),
         BodyStage(limits.max_request_bytes, limits.body_too_large, settings.body_timeout_s),
     ]
+    if operations.idempotency is not None:
+        stages.append(
+            IdempotencyStage(
+                operations.idempotency,
+                ttl_s=operations.idempotency_ttl_s,
+                lease_s=operations.turn_lease_s,
+            )
+        )
+    if operations.limiter is not None and operations.limiter.limits_turns:
+        stages.append(TurnLimitStage(operations.limiter))
+    return stages

@@ -10,7 +10,6 @@ server-sent events. Why this route is not a Quart one: docs/discussion/chat-endp
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -34,7 +33,8 @@ from nanobot_api.adapters.http.pipeline.body import body_type
 from nanobot_api.adapters.http.pipeline.exchange import ClientGone, Exchange, Receive
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
-from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
+from nanobot_api.adapters.http.tenancy import tenant_of
+from nanobot_api.adapters.http.wire import load_json_body, parse_chat_json, parse_form
 from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import ChatTurns
@@ -62,6 +62,8 @@ class ChatEndpoint:
     async def __call__(self, exchange: Exchange) -> None:
         settings = self._settings
         chat = await read_chat_request(exchange.headers, exchange.body(), settings)
+        # The key's tenant owns the session: the same id under another key is another one.
+        chat = attrs.evolve(chat, session=tenant_of(exchange.scope).scope(chat.session))
         turns = self._turns
         prepared = await turns.prepare(chat)
         completion_id = new_id("chatcmpl-")
@@ -137,12 +139,7 @@ def _parse_json(
     # before the rest is parsed: a base64 upload then costs its bytes and its text,
     # not also a str of its text (see lifted.py).
     rest, lifted = lift_data_urls(holder.pop(), settings.limits)
-    try:
-        body = json.loads(rest)
-    except RecursionError as exc:
-        raise InvalidRequest("Request body is nested too deeply") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("Request body must be valid JSON") from exc
+    body = load_json_body(rest)
     del rest
     try:
         return parse_chat_json(

@@ -10,16 +10,37 @@ import attrs
 from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import json_bytes
+from nanobot_api.adapters.http.pipeline.authentication import ApiKey, Network
 from nanobot_api.adapters.observability.metrics import CONTENT_TYPE, Metrics
-from nanobot_api.domain.ports import ServerHealth
+from nanobot_api.domain.ports import IdempotencyStore, RequestLimiter, ServerHealth
 
 
 @attrs.frozen
 class Operations:
-    """What the operations routes report from."""
+    """What the operations routes report from, and what the operations stages of the
+    pipeline enforce: named keys (tenants), limits, Idempotency-Key records."""
 
     health: ServerHealth
     metrics: Metrics | None = None
+    keys: tuple[ApiKey, ...] = ()
+    limiter: RequestLimiter | None = None
+    idempotency: IdempotencyStore | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    idempotency_ttl_s: float = 24 * 3600.0
+    # How long a first request's claim on its Idempotency-Key holds if its worker dies.
+    turn_lease_s: float = 180.0
+
+
+class NoHealth:
+    """The health of an app built without its server's parts: never draining, no checks."""
+
+    draining = False
+
+    async def readiness(self) -> dict[str, str]:
+        return {}
+
+    def degraded(self) -> dict[str, str]:
+        return {}
 
 
 def install_operations_routes(app: Quart, operations: Operations) -> None:

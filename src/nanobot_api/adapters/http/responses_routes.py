@@ -6,10 +6,10 @@ API key, CORS) apply to them as to the rest; bodies are bounded by the request l
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import attrs
 from quart import Quart, Response, request
 
 from nanobot_api.adapters.http.errors import failure_body
@@ -32,6 +32,8 @@ from nanobot_api.adapters.http.responses_wire import (
 )
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import KEEPALIVE
+from nanobot_api.adapters.http.tenancy import tenant_of
+from nanobot_api.adapters.http.wire import load_json_body
 from nanobot_api.domain.conversations import check_metadata, check_page
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import Conversations, ResponseRun, ResponseTurns
@@ -44,21 +46,20 @@ _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def caller_channel() -> str:
-    """The session channel of the caller: whose sessions and responses it may see."""
-    return api_session(None).channel
+    """The session channel of the caller (its key's tenant): whose sessions and
+    responses it may see."""
+    return tenant_of(request.scope).channel
 
 
 def caller_session(session_id: object, param: str = "conversation_id") -> SessionKey:
-    """The caller's session of that id (the same rules as ``session_id``)."""
-    return api_session(session_id, param)
+    """The caller's session of that id (the same rules as ``session_id``), under its
+    key's tenant: another key's session of the same id is another session."""
+    return tenant_of(request.scope).scope(api_session(session_id, param))
 
 
 async def json_body() -> Any:
     raw = await request.get_data()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("Request body must be valid JSON") from exc
+    return load_json_body(raw) if raw.strip() else {}
 
 
 def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettings) -> None:
@@ -69,14 +70,13 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
         raw = bytearray(await request.get_data(cache=False, as_text=False, parse_form_data=False))
         rest, lifted = lift_data_urls(raw, settings.limits)
         del raw
-        try:
-            body = json.loads(rest)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequest("Request body must be valid JSON") from exc
+        body = load_json_body(rest)
         headers = quart_session_headers(request.headers)
         parsed = parse_response_json(
             body, settings.limits, history=settings.history, headers=headers, lifted=lifted
         )
+        if parsed.named is not None:
+            parsed = attrs.evolve(parsed, named=tenant_of(request.scope).scope(parsed.named))
         channel = caller_channel()
         run = await responses.create(parsed, channel)
         if parsed.stream:

@@ -6,6 +6,7 @@ type of every field we read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
@@ -205,6 +206,17 @@ def _describe(param: str, leaf: BaseException) -> str:
     if isinstance(leaf, KeyError):
         return f"{param} is required"
     return f"{param} is invalid"
+
+
+def load_json_body(raw: str | bytes | bytearray) -> object:
+    """A request body parsed as JSON, or InvalidRequest: not JSON, not UTF-8, or nested
+    deeper than the parser's recursion allows (100,000 brackets once made a 500)."""
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidRequest("Request body is nested too deeply") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("Request body must be valid JSON") from exc
 
 
 def parse_chat_json(

@@ -49,7 +49,7 @@ request_facts_var: contextvars.ContextVar[RequestFacts | None] = contextvars.Con
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 
-class _RequestIdFilter(logging.Filter):
+class RequestIdFilter(logging.Filter):
     """Stamps each record with the request id of the task that logs it ("-" if none)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -107,7 +107,7 @@ def configure_logging(
         return
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    handler.addFilter(_RequestIdFilter())
+    handler.addFilter(RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.DEBUG if verbose else logging.NOTSET)

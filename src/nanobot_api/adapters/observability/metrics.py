@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from nanobot_api.adapters.observability import tracing
 from nanobot_api.adapters.observability.logs import request_facts_var
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -151,6 +153,9 @@ class Metrics:
 
     def upload_accepted(self, kind: str) -> None:
         self.uploads.labels(kind).inc()
+
+    def span(self, name: str) -> AbstractContextManager[None]:
+        return tracing.span(name)
 
     # ---- the HTTP side --------------------------------------------------------------
 

@@ -13,27 +13,31 @@ from quart import Quart
 from nanobot_api.adapters.documents import DocumentReaderByKind
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.operations import Operations
+from nanobot_api.adapters.http.pipeline.authentication import ApiKey, trusted_networks
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.observability.metrics import Metrics
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.health import Health
+from nanobot_api.app.limits import KeyLimits, RequestLimits
 from nanobot_api.app.llm_agent import LlmAgent
-from nanobot_api.app.mcp import mcp_tools_for
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.temporary import TemporaryChats
 from nanobot_api.app.tools import ToolSource
 from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
+from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
+from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import (
     Agent,
     Attachments,
@@ -43,6 +47,7 @@ from nanobot_api.domain.ports import (
     Tool,
 )
 from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.tenants import Tenant
 
 # Sessions whose recent history is kept in memory, by the store and by the model
 # adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
@@ -81,7 +86,7 @@ def build(
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor)
+    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor, telemetry=metrics)
     # MCP servers give the LLM agent tools; the echo agent calls none.
     mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None
     if with_llm:
@@ -127,10 +132,15 @@ def build(
         body_timeout_s=config.api.body_timeout_s,
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        chat_page=config.api.chat_page,
         allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
-    app = create_quart_app(service, settings, Operations(health, metrics))
+    records = SqliteRequestRecords(config.workspace / "requests.sqlite3")
+    operations = operations_for(config, health, metrics, records)
+    app = create_quart_app(service, settings, operations)
     set_gate(app, gate)
+    # Opened on first use (an Idempotency-Key, a limit): most servers never need it.
+    app.after_serving(records.close)
     _redact_logs_while_serving(app, redactor)
     install_responses_api(
         app, service, store, settings, workspace=config.workspace, redact=redactor
@@ -139,7 +149,7 @@ def build(
         outgoing.install(app)
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if mcp is not None:
-        mcp.install(app)
+        install_mcp(app, mcp)
         health.add_part(mcp)
     temporary = TemporaryChats(store, config.api.temporary_ttl_s)
     if sqlite is not None:
@@ -161,6 +171,34 @@ def build(
     if model is not None:
         app.after_serving(model.close)
     return app
+
+
+def operations_for(
+    config: Config, health: Health, metrics: Metrics, records: SqliteRequestRecords
+) -> Operations:
+    """The operations side of the HTTP app: keys as tenants, limits, idempotent retries."""
+    api = config.api
+    keys = tuple(ApiKey(entry.key, Tenant(entry.name)) for entry in api.keys)
+    if api.api_key:
+        keys = (ApiKey(api.api_key), *keys)
+    limiter = RequestLimits(
+        records,
+        keys={entry.name: KeyLimits(entry.rpm, entry.max_concurrent) for entry in api.keys},
+        max_concurrent_turns=api.max_concurrent_turns,
+        auth_failures_per_min=api.auth_failures_per_min,
+        turn_budget_s=api.timeout,
+    )
+    return Operations(
+        health,
+        metrics,
+        keys=keys,
+        limiter=limiter,
+        idempotency=records,
+        trusted_proxies=trusted_networks(api.trusted_proxies),
+        idempotency_ttl_s=api.idempotency_h * 3600,
+        # A claim outlives the longest turn; a dead holder's runs out after that.
+        turn_lease_s=api.timeout + 60,
+    )
 
 
 async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
@@ -187,19 +225,26 @@ def llm_agent(
     if provider is None:
         raise ValueError("no provider is configured")
     settings = provider[1]
+    if not config.model:
+        # parse_config refuses this; a Config built in code may still lack the model.
+        raise ConfigError(
+            "agents.defaults.model: expected the model to ask "
+            f"providers.{provider[0]} for (a provider is configured)",
+            param="agents.defaults.model",
+        )
     defaults = config.agents.defaults
     model = OpenAICompatChatModel(
         None,
         settings.api_base,
         settings.api_key,
-        defaults.model,
+        config.model,
         settings.extra_headers,
         cached_sessions=HISTORY_CACHE_SESSIONS,
         redactor=configured_redactor(config),
     )
     agent = LlmAgent(
         model,
-        defaults.model,
+        config.model,
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,

@@ -21,10 +21,11 @@ from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import ChannelsConfig, Config
 from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
+from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
-from nanobot_api.domain.ports import OutboundChannel
+from nanobot_api.domain.ports import OutboundChannel, Telemetry
 from nanobot_api.domain.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Outgoing:
         clock: Callable[[], float] = time.time,
         poll_s: float = 2.0,
         grace_s: float = 5.0,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         # Given when the caller has made them already: making them imports plugins.
         self._plans = channel_plans(config) if plans is None else plans
@@ -127,6 +129,7 @@ class Outgoing:
             secrets=(secrets or Redactor()).secrets or channel_secrets(config),
             # A whole message (many parts and files) gets several request timeouts.
             attempt_timeout_s=config.outbox.timeout_s * 10,
+            telemetry=telemetry,
         )
         self.worker = OutboxWorker(
             self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s
@@ -185,7 +188,11 @@ class Outgoing:
 
 
 def outgoing_for(
-    config: Config, *, with_tool: bool, secrets: Redactor | None = None
+    config: Config,
+    *,
+    with_tool: bool,
+    secrets: Redactor | None = None,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> Outgoing | None:
     """The outbound side ``config`` calls for: needed when the ``message`` tool is offered
     (``with_tool``: the LLM agent) or a channel is enabled (to drain what is pending)."""
@@ -198,4 +205,5 @@ def outgoing_for(
         plans=plans,
         secrets=secrets,
         max_sends_per_turn=config.agents.defaults.max_sends_per_turn,
+        telemetry=telemetry,
     )

@@ -23,6 +23,7 @@ from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
+from nanobot_api.adapters.observability.tracing import start_tracing, stop_tracing
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.drain import TurnGate
@@ -73,7 +74,7 @@ def run_server(config: Config, *, verbose: bool = False) -> int:
 
 
 def app_model(config: Config) -> str:
-    return ECHO_MODEL if config.provider is None else config.agents.defaults.model
+    return ECHO_MODEL if config.provider is None else config.model
 
 
 def serve_until_stopped(
@@ -88,11 +89,14 @@ def serve_until_stopped(
     stream = out or sys.stderr
     check_workspace(config.workspace)
     sock = bind_socket(config.api.host, config.api.port)
+    traces = start_tracing()
     try:
         with _collecting_less_often():
+            lines = lines if traces is None else [*lines, traces]
             anyio.run(partial(_serve, app, config, lines, sock, stream), backend="asyncio")
     finally:
         sock.close()  # a no-op once Hypercorn has taken it over
+        stop_tracing()
 
 
 async def _serve(
@@ -108,6 +112,8 @@ async def _serve(
             raise failure from None
     port = int(sock.getsockname()[1])
     listening = [*lines, f"listening on {api_url(config.api, port)}"]
+    if config.api.chat_page:
+        listening.append(f"chat in the browser at {api_url(config.api, port).removesuffix('v1')}")
 
     @app.before_serving
     async def _announce() -> None:

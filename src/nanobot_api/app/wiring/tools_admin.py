@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TextIO
 
 from nanobot_api.app.config import Config
-from nanobot_api.app.mcp import READY, mcp_tools_for
+from nanobot_api.app.mcp import READY
 from nanobot_api.app.message_tool import DESCRIPTION as MESSAGE_DESCRIPTION
+from nanobot_api.app.wiring.mcp import mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor
 from nanobot_api.domain.text import printable
 

@@ -103,6 +103,20 @@ class Exchange:
     async def read_body(self) -> bytes:
         return b"".join([chunk async for chunk in self.body()])
 
+    def replay_body(self, body: bytes) -> None:
+        """After a stage has read the whole body, the route reads ``body`` again."""
+
+        async def replayed(_: Exchange) -> AsyncIterator[bytes]:
+            if body:
+                yield body
+
+        self.body_reader = replayed
+
+    def wrap_send(self, wrapper: Callable[[Send], Send]) -> None:
+        """Puts ``wrapper(send)`` in the way of every ASGI message the answer sends
+        (an access log sees its status, an idempotency record keeps its body)."""
+        self._send = wrapper(self._send)
+
     async def discard_some(self) -> None:
         """Reads on, and drops, a little of a refused body's rest.
 

@@ -1,0 +1,159 @@
+"""Stage 6: ``Idempotency-Key`` on the POSTs that run a turn.
+
+The first request with a key (per API key) runs; its answer, if the turn succeeded,
+is kept for ``api.idempotencyH`` hours, and every repeat with the same body gets it
+back (a stream as a stream, with ``Idempotent-Replayed: true``) without a second turn.
+A repeat while the first still runs waits for it, and runs the turn itself if the
+first fails: a failed turn is not kept. The same key with another body -> 422
+``idempotency_key_reused``. The records live in the store, so they hold across
+restarts and across every worker sharing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from nanobot_api.adapters.http.pipeline.exchange import Exchange, Message, Send
+from nanobot_api.adapters.http.pipeline.limits import TURN_PATHS
+from nanobot_api.adapters.http.tenancy import tenant_of
+from nanobot_api.domain.idempotency import (
+    Claimed,
+    StoredAnswer,
+    check_idempotency_key,
+    fingerprint,
+)
+from nanobot_api.domain.ports import IdempotencyStore
+
+if TYPE_CHECKING:
+    from nanobot_api.adapters.http.pipeline import Next
+
+HEADER: Final = "idempotency-key"
+REPLAYED: Final = (b"idempotent-replayed", b"true")
+# Headers of the first answer a replay repeats; the rest are the repeat's own.
+_KEPT: Final = frozenset({b"x-session-id", b"x-attachments-truncated"})
+_POLL_FIRST_S = 0.05
+_POLL_MAX_S = 0.5
+# What ends a stream that failed: chat completions' error event, the Responses API's.
+_STREAM_FAILURES: Final = (b'data: {"error"', b"event: error", b"event: response.failed")
+
+
+def succeeded(answer: StoredAnswer) -> bool:
+    """Whether an answer is a success worth replaying: a 2xx, and a stream that did not
+    end in an error event."""
+    if not 200 <= answer.status < 300:
+        return False
+    if answer.content_type.startswith("text/event-stream"):
+        return not any(marker in answer.body for marker in _STREAM_FAILURES)
+    return True
+
+
+class IdempotencyStage:
+    """Runs, replays or refuses a turn-running POST that carries an Idempotency-Key."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        *,
+        ttl_s: float,
+        lease_s: float,
+        paths: Collection[str] = TURN_PATHS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._paths = frozenset(paths)
+        self._ttl_s = ttl_s
+        self._lease_s = lease_s
+        self._clock = clock
+
+    async def __call__(self, exchange: Exchange, call_next: Next) -> None:
+        given = exchange.headers.get(HEADER)
+        if given is None or exchange.method != "POST" or exchange.path not in self._paths:
+            await call_next(exchange)
+            return
+        key = check_idempotency_key(given)
+        body = await exchange.read_body()
+        exchange.replay_body(body)
+        scope = tenant_of(exchange.scope).label
+        request = fingerprint(exchange.method, exchange.path, body)
+        wait_s = _POLL_FIRST_S
+        while True:
+            found = await self._store.claim(
+                scope, key, request, now=self._clock(), lease_s=self._lease_s, ttl_s=self._ttl_s
+            )
+            if isinstance(found, StoredAnswer):
+                await _replay(exchange, found)
+                return
+            if isinstance(found, Claimed):
+                break
+            # The first may run in another worker: the store is the one place to look.
+            await anyio.sleep(wait_s)
+            wait_s = min(wait_s * 2, _POLL_MAX_S)
+        await self._run_first(exchange, call_next, scope, key)
+
+    async def _run_first(self, exchange: Exchange, call_next: Next, scope: str, key: str) -> None:
+        capture = _Capture()
+        exchange.wrap_send(capture.around)
+        kept = False
+        try:
+            await call_next(exchange)
+            answer = capture.answer()
+            if answer is not None and succeeded(answer):
+                with anyio.CancelScope(shield=True):
+                    await self._store.finish(scope, key, answer)
+                kept = True
+        finally:
+            if not kept:
+                # Failed, refused or cut off: a retry runs the turn again.
+                with anyio.CancelScope(shield=True):
+                    await self._store.abandon(scope, key)
+
+
+class _Capture:
+    """Keeps what an answer sends (keep-alive comments left out) as it passes."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+        self.done = False
+
+    def around(self, send: Send) -> Send:
+        async def kept(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.status = int(message["status"])
+                self.headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunk = bytes(message.get("body", b""))
+                if chunk and not chunk.startswith(b":"):
+                    self.parts.append(chunk)
+                self.done = not message.get("more_body", False)
+            await send(message)
+
+        return kept
+
+    def answer(self) -> StoredAnswer | None:
+        """The whole answer, or None if it never ended."""
+        if not self.done:
+            return None
+        content_type = next(
+            (v.decode("latin-1") for k, v in self.headers if k.lower() == b"content-type"), ""
+        )
+        kept = tuple(
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in self.headers
+            if k.lower() in _KEPT
+        )
+        return StoredAnswer(self.status, content_type, b"".join(self.parts), kept)
+
+
+async def _replay(exchange: Exchange, answer: StoredAnswer) -> None:
+    headers = [(b"content-type", answer.content_type.encode("latin-1")), REPLAYED]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    start = {"type": "http.response.start", "status": answer.status, "headers": headers}
+    await exchange.send(start)
+    await exchange.send({"type": "http.response.body", "body": answer.body})

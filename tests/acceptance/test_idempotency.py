@@ -1,0 +1,154 @@
+"""Idempotency-Key on the turn POSTs, through a real socket: one turn per key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+import httpx2
+import pytest
+
+from nanobot_api.app.config import ApiKeyConfig, Config
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.turns import Turn
+
+ALICE, BOB = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef"
+
+
+class CountingAgent:
+    """Counts its turns; a gate, while set up, holds each turn until opened."""
+
+    model = "counting"
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.gate: anyio.Event | None = None
+        self.started = anyio.Event()
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        self.turns += 1
+        self.started.set()
+        await reply.send(f"turn {self.turns}: ")
+        if self.gate is not None:
+            await self.gate.wait()
+        await reply.send(f"{len(turn.history)} before")
+
+
+def keyed(config: Config) -> Config:
+    keys = (ApiKeyConfig(name="alice", key=ALICE), ApiKeyConfig(name="bob", key=BOB))
+    return attrs.evolve(config, api=attrs.evolve(config.api, keys=keys))
+
+
+@asynccontextmanager
+async def serving(config: Config, agent: Any) -> AsyncIterator[httpx2.AsyncClient]:
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        yield client
+
+
+def body(text: str = "hello", *, stream: bool = False) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}], "session_id": "s", "stream": stream}
+
+
+async def post(
+    client: httpx2.AsyncClient, key: str, idem: str, payload: dict[str, Any]
+) -> httpx2.Response:
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idem}
+    return await client.post("/v1/chat/completions", json=payload, headers=headers)
+
+
+async def test_a_repeat_gets_the_stored_answer_and_runs_no_second_turn(config: Config) -> None:
+    agent = CountingAgent()
+    async with serving(keyed(config), agent) as client:
+        first = await post(client, ALICE, "k1", body())
+        again = await post(client, ALICE, "k1", body())
+        assert first.status_code == again.status_code == 200
+        assert again.json() == first.json()  # the same id, the same text
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.headers["X-Session-Id"] == "s"
+        assert again.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+        assert agent.turns == 1
+        # Per key: bob's k1 is his own, and runs.
+        assert (await post(client, BOB, "k1", body())).status_code == 200
+        assert agent.turns == 2
+        reused = await post(client, ALICE, "k1", body("something else"))
+        assert reused.status_code == 422
+        assert reused.json()["error"]["type"] == "idempotency_key_reused"
+
+
+async def test_a_streamed_repeat_gets_the_stored_stream(config: Config) -> None:
+    agent = CountingAgent()
+    async with serving(keyed(config), agent) as client:
+        first = await post(client, ALICE, "s1", body(stream=True))
+        again = await post(client, ALICE, "s1", body(stream=True))
+    assert again.headers["content-type"].startswith("text/event-stream")
+    assert again.text == first.text
+    assert again.text.endswith("data: [DONE]\n\n")
+    assert agent.turns == 1
+
+
+async def test_a_repeat_while_the_first_runs_waits_for_its_answer(config: Config) -> None:
+    agent = CountingAgent()
+    agent.gate = anyio.Event()
+    answers: list[httpx2.Response] = []
+
+    async def send(client: httpx2.AsyncClient) -> None:
+        answers.append(await post(client, ALICE, "w1", body()))
+
+    async with serving(keyed(config), agent) as client, anyio.create_task_group() as group:
+        group.start_soon(send, client)
+        await agent.started.wait()
+        group.start_soon(send, client)
+        await anyio.sleep(0.3)  # the repeat is waiting, not running
+        assert agent.turns == 1
+        agent.gate.set()
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()
+    assert agent.turns == 1
+
+
+@pytest.mark.slow
+async def test_a_retry_after_a_cut_connection_makes_one_turn_and_survives_a_restart(
+    config: Config,
+) -> None:
+    config = keyed(config)
+    agent = CountingAgent()
+    agent.gate = anyio.Event()
+    async with serving(config, agent) as client:
+        headers = {"Authorization": f"Bearer {ALICE}", "Idempotency-Key": "cut-1"}
+        async with anyio.create_task_group() as group:
+
+            async def cut() -> None:
+                # The client gives up mid-turn: the connection is closed under it.
+                with pytest.raises(httpx2.ReadTimeout):
+                    await client.post(
+                        "/v1/chat/completions", json=body("cut"), headers=headers, timeout=0.5
+                    )
+
+            group.start_soon(cut)
+        assert agent.turns == 1
+        agent.gate = None  # the retry's turn runs through
+        retry = await post(client, ALICE, "cut-1", body("cut"))
+        assert retry.status_code == 200
+        text = retry.json()["choices"][0]["message"]["content"]
+        assert text.endswith("0 before")  # the cut turn left nothing behind
+    # A new server on the same workspace still has the record: the key is durable.
+    fresh = CountingAgent()
+    async with serving(config, fresh) as client:
+        again = await post(client, ALICE, "cut-1", body("cut"))
+        assert again.json() == retry.json()
+        assert fresh.turns == 0
+        history = await client.post(
+            "/v1/chat/completions",
+            json=body("after"),
+            headers={"Authorization": f"Bearer {ALICE}"},
+        )
+        assert json.loads(history.text)["choices"][0]["message"]["content"].endswith("1 before")
