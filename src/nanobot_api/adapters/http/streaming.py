@@ -9,7 +9,7 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 
-from nanobot_api.adapters.http.answers import chunk_json, json_bytes, usage_json
+from nanobot_api.adapters.http.answers import chunk_json, json_bytes, tool_calls_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.ports import ChatTurns
@@ -115,10 +115,17 @@ class _StreamReply(SilentReply):
     """A Reply that writes each delta to the response as soon as it is written, and,
     with ``tool_events``, each of the agent's tool steps as it starts and ends."""
 
-    def __init__(self, stream: EventWriter, events: ContentEvents, tool_events: bool) -> None:
+    def __init__(
+        self,
+        stream: EventWriter,
+        events: ContentEvents,
+        tool_events: bool,
+        client_tools: frozenset[str] = frozenset(),
+    ) -> None:
         self._stream = stream
         self._events = events
         self._tool_events = tool_events
+        self._client_tools = client_tools
         self._names: dict[str, str] = {}
         self._pending: list[bytes] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -126,7 +133,8 @@ class _StreamReply(SilentReply):
     def remember(self, message: Message) -> None:
         if not self._tool_events:
             return
-        steps = tool_progress(message, self._names)
+        # The client's own tools show as tool_calls chunks, not as the agent's steps.
+        steps = [s for s in tool_progress(message, self._names) if s.name not in self._client_tools]
         if steps:
             # remember() cannot wait for a write: a task writes them now (a tool may
             # run for long, which is when a client wants to see that it started).
@@ -172,11 +180,13 @@ async def stream_turn(
     that cancels this task, and with it the turn (which then commits nothing).
     """
 
-    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
         return sse(chunk_json(completion_id, created, turns.model, delta, finish))
 
     stream = EventWriter(write, keepalive_s)
-    reply = _StreamReply(stream, ContentEvents(completion_id, created, turns.model), tool_events)
+    client_tools = frozenset(tool.name for tool in turn.options.tools)
+    events = ContentEvents(completion_id, created, turns.model)
+    reply = _StreamReply(stream, events, tool_events, client_tools)
     try:
         await stream.write(chunk({"role": "assistant"}))
         try:
@@ -186,7 +196,11 @@ async def stream_turn(
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))
             return
-        await stream.write(chunk({}, "stop"))
+        if result.tool_calls:
+            # As OpenAI streams them: each call's id, name and arguments in a delta.
+            calls = tool_calls_json(result.tool_calls, indexed=True)
+            await stream.write(chunk({"tool_calls": calls}))
+        await stream.write(chunk({}, result.finish_reason))
         if include_usage:
             usage = chunk_json(completion_id, created, turns.model, {})
             usage["choices"] = []
