@@ -15,7 +15,13 @@ import attrs
 import pytest
 from openai import AsyncOpenAI, BadRequestError, NotFoundError
 
-from nanobot_api.app.config import ApiConfig, Config, ProviderConfig
+from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
+    ApiConfig,
+    Config,
+    ProviderConfig,
+)
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from tests.upstream import Calls, ScriptedUpstream, Text
@@ -42,7 +48,8 @@ async def served(
     config = attrs.evolve(Config(), api=ApiConfig(**api), workspace=tmp_path / "ws")
     if up is not None:
         providers = {"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up-123456")}
-        config = attrs.evolve(config, providers=providers)
+        agents = AgentsConfig(AgentDefaults(model=MODEL))
+        config = attrs.evolve(config, providers=providers, agents=agents)
     async with (
         running_server(build(config)) as server,
         AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
