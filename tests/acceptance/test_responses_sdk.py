@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import openai
 import pytest
@@ -189,3 +191,18 @@ def _sync_scenario(base_url: str) -> None:
 async def test_the_sync_client_drives_every_endpoint(config: Config) -> None:
     async with running_server(build(config)) as server:
         await anyio.to_thread.run_sync(_sync_scenario, server.base_url)
+
+
+async def test_text_format_asks_for_the_schema_s_shape(config: Config) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    async with running_server(build(config)) as server, sdk(server) as client:
+        answer = await client.responses.create(
+            input="where?",
+            text={"format": {"type": "json_schema", "name": "place", "schema": schema}},
+        )
+    assert set(json.loads(answer.output_text)) == {"city"}
