@@ -43,3 +43,19 @@ def test_http_adapter_does_not_import_the_app_layer() -> None:
         if name.startswith("nanobot_api.app")
     ]
     assert offenders == []
+
+
+def test_use_cases_leave_adapters_and_frameworks_to_the_wiring() -> None:
+    """``app/`` holds use cases; only ``app/wiring/`` (the composition root and
+    serving) names adapters, Quart or Hypercorn."""
+    app = DOMAIN.parent / "app"
+    framework = ("nanobot_api.adapters", "nanobot_api.app.wiring", "quart", "hypercorn")
+    # Known, and to go behind a port: the tool box builds jsonschema checkers itself.
+    known = {"tools.py: nanobot_api.adapters.tools.json_schema"}
+    offenders = [
+        f"{path.name}: {name}"
+        for path in sorted(app.glob("*.py"))
+        for name in imported_roots(path)
+        if name.startswith(framework)
+    ]
+    assert set(offenders) <= known

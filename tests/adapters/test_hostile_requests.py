@@ -8,15 +8,19 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
 from nanobot_api.adapters.http.app import create_quart_app
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.chat import ChatService
+from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
+from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from nanobot_api.domain.sessions import api_session
 from tests.fakes import TextOnlyAttachments
@@ -264,3 +268,32 @@ async def test_a_huge_body_of_data_url_parameters_does_not_stall_health() -> Non
     assert answer is not None
     assert answer.status == 400
     assert slowest < 1.0
+
+
+# ---- the same rules on the Responses API's routes ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
+        (json.dumps({"input": "a\ud800"}).encode(), 400),
+        (json.dumps({"input": "hello"}).encode(), 200),
+    ],
+    ids=["deep", "surrogate", "control"],
+)
+async def test_hostile_bodies_to_the_responses_api_are_400_too(
+    tmp_path: Path, body: bytes, status: int
+) -> None:
+    config = attrs.evolve(Config(), workspace=tmp_path / "workspace")
+    async with running_server(build(config)) as server:
+        sent: dict[str, str | bytes] = {
+            "Host": f"127.0.0.1:{server.port}",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        }
+        answer = await send(server.port, request_bytes("POST", "/v1/responses", sent, body))
+    assert answer.status == status, answer.body[:300]
+    if status == 400:
+        assert answer.error_type() == "invalid_request_error"

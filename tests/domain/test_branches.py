@@ -111,6 +111,18 @@ def test_matching_texts_allow_for_a_file_note_and_a_wrapping_template() -> None:
     assert not same_turn(record("ab", "x"), shown_turn("b", "x"))
 
 
+def test_a_file_chats_next_message_continues_the_stored_turn_as_open_webui_sends_it() -> None:
+    """Seen in a real Open WebUI 0.12.4: the turn with a file is stored as the template
+    holding the file's text; the next request shows that message without the context."""
+    files = '<attached_files>\n<file name="notes.txt"/>\n</attached_files>\n\nwhat fruit?'
+    stored = f"### Task:\nRespond...\n<context>PAPAYA</context>\n\n{files}"
+    s = Session()
+    s.send(whole(), stored, "ECHO[1]: x")
+    shown = Shown((shown_turn(files, "ECHO[1]: x"),), whole=True)
+    assert s.send(shown, "and its colour?") == [stored]
+    assert not any(t.superseded for t in s.turns)
+
+
 def test_a_conversation_is_read_turn_by_turn_from_its_messages() -> None:
     earlier = [
         ("system", "be brief"),

@@ -10,7 +10,6 @@ server-sent events. Why this route is not a Quart one: docs/discussion/chat-endp
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -25,7 +24,9 @@ from nanobot_api.adapters.http.headers import (
     OPEN_WEBUI_HEADERS,
     SESSION_HEADER,
     TASK_HEADER,
+    TRUNCATED_HEADER,
     session_headers,
+    truncated_files,
 )
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
@@ -35,7 +36,7 @@ from nanobot_api.adapters.http.pipeline.exchange import ClientGone, Exchange, Re
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import SilentReply, stream_turn
 from nanobot_api.adapters.http.tenancy import tenant_of
-from nanobot_api.adapters.http.wire import parse_chat_json, parse_form
+from nanobot_api.adapters.http.wire import load_json_body, parse_chat_json, parse_form
 from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import ChatTurns
@@ -51,6 +52,7 @@ _ID_KEYS: Final = tuple(name.lower() for name in MESSAGE_ID_HEADERS)
 # Bodies this large are parsed off the event loop (a 60 MB one took seconds on it).
 OFF_LOOP_BYTES = 512 * 1024
 _SESSION_ID: Final = SESSION_HEADER.lower().encode()
+_TRUNCATED: Final = TRUNCATED_HEADER.lower().encode()
 
 
 class ChatEndpoint:
@@ -70,6 +72,9 @@ class ChatEndpoint:
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
         exchange.response_headers.append((_SESSION_ID, prepared.session.session_id.encode()))
+        cut = [doc.name for doc in prepared.documents if doc.truncated]
+        if cut:
+            exchange.response_headers.append((_TRUNCATED, truncated_files(cut).encode()))
         # A stream writes all along, and must stop as soon as its client is gone; a
         # single answer is written once, at the end.
         watch_after_s = 0.0 if chat.stream else WATCH_AFTER_S
@@ -77,7 +82,12 @@ class ChatEndpoint:
             if not chat.stream:
                 result = await turns.run(prepared, _DISCARD)
                 answer = completion_json(
-                    completion_id, created, turns.model, result.text, result.usage
+                    completion_id,
+                    created,
+                    turns.model,
+                    result.text,
+                    result.usage,
+                    tool_calls=result.tool_calls,
                 )
                 await exchange.respond_json(200, answer)
                 return
@@ -139,12 +149,7 @@ def _parse_json(
     # before the rest is parsed: a base64 upload then costs its bytes and its text,
     # not also a str of its text (see lifted.py).
     rest, lifted = lift_data_urls(holder.pop(), settings.limits)
-    try:
-        body = json.loads(rest)
-    except RecursionError as exc:
-        raise InvalidRequest("Request body is nested too deeply") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("Request body must be valid JSON") from exc
+    body = load_json_body(rest)
     del rest
     try:
         return parse_chat_json(

@@ -6,7 +6,6 @@ API key, CORS) apply to them as to the rest; bodies are bounded by the request l
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ from nanobot_api.adapters.http.responses_wire import (
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.http.streaming import KEEPALIVE
 from nanobot_api.adapters.http.tenancy import tenant_of
+from nanobot_api.adapters.http.wire import load_json_body
 from nanobot_api.domain.conversations import check_metadata, check_page
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import Conversations, ResponseRun, ResponseTurns
@@ -59,10 +59,7 @@ def caller_session(session_id: object, param: str = "conversation_id") -> Sessio
 
 async def json_body() -> Any:
     raw = await request.get_data()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("Request body must be valid JSON") from exc
+    return load_json_body(raw) if raw.strip() else {}
 
 
 def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettings) -> None:
@@ -73,10 +70,7 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
         raw = bytearray(await request.get_data(cache=False, as_text=False, parse_form_data=False))
         rest, lifted = lift_data_urls(raw, settings.limits)
         del raw
-        try:
-            body = json.loads(rest)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequest("Request body must be valid JSON") from exc
+        body = load_json_body(rest)
         headers = quart_session_headers(request.headers)
         parsed = parse_response_json(
             body, settings.limits, history=settings.history, headers=headers, lifted=lifted
