@@ -1,10 +1,18 @@
-"""The example agent, tested through the real HTTP app in process (no server, no socket)."""
+"""The example agent, tested through the real HTTP app in process (no server, no socket).
+
+Copy it beside custom_agent.py and run ``pytest``: the ``nanobot_harness`` fixture comes
+with nanobot-api, and anyio (a dependency) runs the async tests on asyncio.
+"""
 
 from __future__ import annotations
 
+import pytest
 from custom_agent import counter
 
-from nanobot_api.testing.plugin import HarnessFactory
+from nanobot_api.testing import HarnessFactory
+
+# Marked here rather than left to a pytest setting, so the file works in any folder.
+pytestmark = pytest.mark.anyio
 
 
 async def test_counter_streams_and_counts_turns_per_session(

@@ -27,13 +27,16 @@ async def test_a_multi_turn_agent_keeps_its_conversation(config: Config) -> None
             previous_response_id=first.last_response_id,
             run_config=settings,
         )
-        assert second.final_output == "echo: and again"
+        # The echo agent says what it remembers: the conversation went on.
+        assert second.final_output == 'echo: and again (turn 2; earlier: "hello agent")'
         streamed = Runner.run_streamed(
             agent, "streamed", previous_response_id=second.last_response_id, run_config=settings
         )
         async for _ in streamed.stream_events():
             pass
-        assert streamed.final_output == "echo: streamed"
+        assert streamed.final_output == (
+            'echo: streamed (turn 3; earlier: "hello agent", "and again")'
+        )
         await client.close()
     (session,) = (await store.sessions()).items()
     # One conversation: every turn continued the first response's session.

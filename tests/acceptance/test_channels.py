@@ -19,6 +19,8 @@ from openai import AsyncOpenAI
 
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
     ChannelsConfig,
     Config,
     DiscordConfig,
@@ -57,6 +59,7 @@ def configured(workspace: Path, up: ScriptedUpstream, fake: FakePlatforms, **out
     )
     return attrs.evolve(
         Config(),
+        agents=AgentsConfig(AgentDefaults(model=MODEL)),
         providers={"custom": ProviderConfig(api_base=up.base_url, api_key=UPSTREAM_KEY)},
         channels=channels,
         workspace=workspace,

@@ -30,7 +30,7 @@ def run_nanobot(*args: str, home: Path, **environ: str) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     ("config", "flags", "expected"),
     [
-        ({"api": {"port": "abc"}}, [], 'api.port: expected an integer 1-65535, got "abc"'),
+        ({"api": {"port": "abc"}}, [], 'api.port: expected an integer 0-65535, got "abc"'),
         ({"api": {"bogus": 1}}, [], "api.bogus"),
         ({}, ["--host", "0.0.0.0"], "api.host"),
         ({"api": {"apiKey": " "}}, ["--host", "0.0.0.0"], "api.apiKey: binding 0.0.0.0"),
@@ -141,11 +141,11 @@ def test_sessions_command_lists_shows_and_clears_what_serve_kept(tmp_path: Path)
 
 
 @pytest.mark.parametrize("action", ["show", "clear"])
-def test_a_session_key_without_a_channel_is_one_line_on_stderr_and_exit_2(
+def test_a_session_key_with_an_empty_channel_is_one_line_on_stderr_and_exit_2(
     tmp_path: Path, action: str
 ) -> None:
     workspace = tmp_path / "ws"
-    done = run_nanobot("sessions", action, "my-session", "-w", str(workspace), home=tmp_path)
+    done = run_nanobot("sessions", action, ":my-session", "-w", str(workspace), home=tmp_path)
     assert done.returncode == 2
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()

@@ -54,7 +54,7 @@ async def test_langchain_whole_conversations_with_a_session_header_in_latest_mod
         first = await llm.ainvoke(history)
         history += [first, HumanMessage("two")]
         second = await llm.ainvoke(history)
-        assert second.content == "echo: two"
+        assert second.content == 'echo: two (turn 2; earlier: "one")'  # "one" was remembered
         assert isinstance(first, AIMessage)
     assert await turns(store, "lc") == ["one", "two"]
 

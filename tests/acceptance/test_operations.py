@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nanobot_api.app.config import Config, ProviderConfig
+from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from tests.upstream import Calls, ScriptedUpstream, Text
@@ -29,6 +29,7 @@ def _with_upstream(config: Config, upstream: ScriptedUpstream, **api: object) ->
     return attrs.evolve(
         config,
         api=attrs.evolve(config.api, **api),
+        agents=AgentsConfig(AgentDefaults(model="MiniMax-M2.7")),
         providers={"custom": ProviderConfig(api_base=upstream.base_url, api_key="sk-up")},
     )
 

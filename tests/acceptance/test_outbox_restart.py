@@ -80,6 +80,7 @@ async def serving(tmp_path: Path, config: dict[str, object]) -> AsyncIterator[tu
 
 def config_for(up: ScriptedUpstream, fake: FakePlatforms, **outbox: object) -> dict[str, object]:
     return {
+        "agents": {"defaults": {"model": MODEL}},
         "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
         "channels": {
             "webhook": {"enabled": True, "url": fake.webhook_url, "secret": WEBHOOK_SECRET},

@@ -35,7 +35,7 @@ async def test_create_retrieve_and_chain_with_previous_response_id(config: Confi
         assert again.output_text == first.output_text
         second = await client.responses.create(input="more", previous_response_id=first.id)
         assert second.previous_response_id == first.id
-        assert second.output_text == "echo: more"
+        assert second.output_text == 'echo: more (turn 2; earlier: "hello there")'
         # The first is no longer the latest of its conversation.
         with pytest.raises(openai.ConflictError) as info:
             await client.responses.create(input="fork", previous_response_id=first.id)
@@ -98,7 +98,12 @@ async def test_conversations_are_sessions(config: Config) -> None:
         )
         items = await client.conversations.items.list(conversation.id, order="asc")
         texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
-        assert texts == ["from responses", "echo: from responses", "from chat", "echo: from chat"]
+        assert texts == [
+            "from responses",
+            "echo: from responses",
+            "from chat",
+            'echo: from chat (turn 2; earlier: "from responses")',
+        ]
         fetched = await client.conversations.retrieve(conversation.id)
         assert fetched.metadata == {"topic": "t"}
         await client.conversations.delete(conversation.id)
@@ -169,12 +174,12 @@ def _sync_scenario(base_url: str) -> None:
     with OpenAI(base_url=base_url, api_key="dummy", max_retries=0) as client:
         conversation = client.conversations.create(items=[{"role": "user", "content": "hi"}])
         first = client.responses.create(input="one", conversation=conversation.id)
-        assert first.output_text == "echo: one"
+        assert first.output_text == 'echo: one (turn 2; earlier: "hi")'
         with client.responses.stream(
             model="nanobot-echo", input="two", previous_response_id=first.id
         ) as stream:
             final = stream.get_final_response()
-        assert final.output_text == "echo: two"
+        assert final.output_text == 'echo: two (turn 3; earlier: "hi", "one")'
         background = client.responses.create(input="three", background=True)
         events = list(client.responses.retrieve(background.id, stream=True, starting_after=1))
         assert events[0].sequence_number == 2

@@ -14,6 +14,8 @@ from openai import APIError, APIStatusError, AsyncOpenAI
 
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
     ApiConfig,
     ChannelsConfig,
     Config,
@@ -69,6 +71,7 @@ def configured(workspace: Path, up: ScriptedUpstream) -> Config:
     return attrs.evolve(
         Config(),
         api=ApiConfig(api_key=SERVER_KEY),
+        agents=AgentsConfig(AgentDefaults(provider="custom", model="MiniMax-M2.7")),
         providers=providers,
         channels=channels,
         workspace=workspace,

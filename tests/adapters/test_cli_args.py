@@ -101,10 +101,10 @@ def test_outbox_subcommands_parse(argv: list[str], command: OutboxCommand) -> No
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("abc", '--port: expected an integer 1-65535, got "abc"'),
-        ("0", '--port: expected an integer 1-65535, got "0"'),
-        ("65536", '--port: expected an integer 1-65535, got "65536"'),
-        ("80.5", '--port: expected an integer 1-65535, got "80.5"'),
+        ("abc", '--port: expected an integer 0-65535, got "abc"'),
+        ("-1", '--port: expected an integer 0-65535, got "-1"'),
+        ("65536", '--port: expected an integer 0-65535, got "65536"'),
+        ("80.5", '--port: expected an integer 0-65535, got "80.5"'),
     ],
 )
 def test_a_bad_port_is_one_line(value: str, message: str) -> None:

@@ -38,11 +38,7 @@ def test_an_empty_file_gives_every_documented_default() -> None:
     assert (api.max_file_mb, api.max_files, api.max_request_mb) == (10, 16, 64)
     assert (api.sse_keepalive_s, api.history, api.cors_origins) == (15.0, "reject", ())
     defaults = config.agents.defaults
-    assert (defaults.provider, defaults.model, defaults.system_prompt) == (
-        "custom",
-        "MiniMax-M2.7",
-        None,
-    )
+    assert (defaults.provider, defaults.model, defaults.system_prompt) == (None, None, None)
     assert (defaults.max_tool_iterations, defaults.max_history_messages) == (8, 200)
     assert config.providers == {}
     assert config.workspace == Path("/home/u/.nanobot/workspace")
@@ -67,13 +63,61 @@ def test_no_providers_means_the_echo_agent() -> None:
 def test_the_configured_provider_is_named_by_agents_defaults() -> None:
     config = parse_config(
         {
-            "agents": {"defaults": {"provider": "b"}},
+            "agents": {"defaults": {"provider": "b", "model": "m"}},
             "providers": {"a": {"apiBase": "https://a/v1"}, "b": {"apiBase": "https://b/v1"}},
         },
         HOME,
     )
 
     assert config.provider == ("b", ProviderConfig(api_base="https://b/v1"))
+
+
+def test_the_only_configured_provider_is_used_without_being_named() -> None:
+    config = parse_config(
+        {"agents": {"defaults": {"model": "gpt-4o-mini"}}, "providers": {"openai": OPENAI}}, HOME
+    )
+
+    assert config.provider == ("openai", ProviderConfig(api_base="https://api.openai.com/v1"))
+    assert config.model == "gpt-4o-mini"
+
+
+OPENAI = {"apiBase": "https://api.openai.com/v1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"providers": {"openai": OPENAI}},
+            "agents.defaults.model: expected the model to ask providers.openai for "
+            "(a provider is configured)",
+        ),
+        (
+            {"agents": {"defaults": {"model": "m"}}, "providers": {"a": OPENAI, "b": OPENAI}},
+            "agents.defaults.provider: expected the name of the provider to use, one of (a, b)",
+        ),
+    ],
+)
+def test_a_provider_needs_a_model_and_several_need_a_choice(raw: object, message: str) -> None:
+    assert str(refused(raw)) == message
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"api": {"apikey": "x"}}, 'api.apikey: unknown key (did you mean "apiKey"?)'),
+        ({"api": {"API_KEY": "x"}}, 'api.API_KEY: unknown key (did you mean "apiKey"?)'),
+        ({"api": {"prot": 1}}, 'api.prot: unknown key (did you mean "port"?)'),
+        ({"agent": {}}, 'agent: unknown key (did you mean "agents"?)'),
+        (
+            {"agents": {"defaults": {"modle": "m"}}},
+            'agents.defaults.modle: unknown key (did you mean "model"?)',
+        ),
+        ({"api": {"bogus": 1}}, "api.bogus: unknown key"),
+    ],
+)
+def test_a_mistyped_key_gets_a_suggestion(raw: object, message: str) -> None:
+    assert str(refused(raw)) == message
 
 
 # ---- key styles and ${ENV} ----------------------------------------------------------------
@@ -110,6 +154,7 @@ def test_one_key_in_both_spellings_is_refused() -> None:
 def test_env_variables_expand_in_every_string_value() -> None:
     raw = {
         "api": {"apiKey": "${KEY}", "corsOrigins": ["https://${HOST}"]},
+        "agents": {"defaults": {"model": "m"}},
         "providers": {
             "custom": {
                 "apiBase": "https://${HOST}/v1",
@@ -151,10 +196,10 @@ def test_expansion_is_checked_like_the_written_value() -> None:
 # ---- bad values, wrong types, unknown keys ------------------------------------------------
 
 BAD_VALUES = [
-    ({"api": {"port": "abc"}}, 'api.port: expected an integer 1-65535, got "abc"'),
-    ({"api": {"port": 0}}, "api.port: expected an integer 1-65535, got 0"),
-    ({"api": {"port": 65536}}, "api.port: expected an integer 1-65535, got 65536"),
-    ({"api": {"port": 8900.0}}, "api.port: expected an integer 1-65535, got 8900.0"),
+    ({"api": {"port": "abc"}}, 'api.port: expected an integer 0-65535, got "abc"'),
+    ({"api": {"port": -1}}, "api.port: expected an integer 0-65535, got -1"),
+    ({"api": {"port": 65536}}, "api.port: expected an integer 0-65535, got 65536"),
+    ({"api": {"port": 8900.0}}, "api.port: expected an integer 0-65535, got 8900.0"),
     ({"api": {"timeout": 0}}, "api.timeout: expected a number > 0, got 0"),
     ({"api": {"timeout": -1.5}}, "api.timeout: expected a number > 0, got -1.5"),
     ({"api": {"timeout": "120"}}, 'api.timeout: expected a number > 0, got "120"'),
@@ -180,7 +225,7 @@ BAD_VALUES = [
     ),
     (
         {
-            "agents": {"defaults": {"provider": "other"}},
+            "agents": {"defaults": {"provider": "other", "model": "m"}},
             "providers": {"custom": {"apiBase": "https://x"}},
         },
         'agents.defaults.provider: expected one of the configured providers (custom), got "other"',
@@ -216,7 +261,7 @@ def test_a_bad_value_is_one_line_naming_its_key_path(raw: object, message: str) 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"api": {"port": True}}, "api.port: expected an integer 1-65535, got true"),
+        ({"api": {"port": True}}, "api.port: expected an integer 0-65535, got true"),
         ({"api": {"maxFiles": False}}, "api.maxFiles: expected a positive integer, got false"),
         ({"api": {"timeout": True}}, "api.timeout: expected a number > 0, got true"),
         (
@@ -241,7 +286,6 @@ def test_types_are_never_coerced(raw: object, message: str) -> None:
         ({"bogus": 1}, "bogus"),
         ({"workspace": "/tmp/ws"}, "workspace"),
         ({"api": {"bogus": 1}}, "api.bogus"),
-        ({"api": {"API_KEY": "x"}}, "api.API_KEY"),
         ({"agents": {"bogus": {}}}, "agents.bogus"),
         ({"agents": {"defaults": {"temperature": 0.2}}}, "agents.defaults.temperature"),
         ({"providers": {"custom": {"apiBase": "https://x", "org": "y"}}}, "providers.custom.org"),
@@ -358,7 +402,7 @@ def test_errors_in_the_file_name_the_key_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {}, ConfigOverrides())
 
-    assert str(info.value) == 'api.port: expected an integer 1-65535, got "abc"'
+    assert str(info.value) == 'api.port: expected an integer 0-65535, got "abc"'
 
 
 def test_flags_win_over_the_file(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ What a block's language means here (an HTML comment on the lines just above a fe
 changes it; see docs/index.md, "How these pages are tested"):
 
 - ``python``: run as a script; ``bash``: run with ``bash -eu -o pipefail``. Both run in
-  a scratch folder holding sample files (report.docx, chart.png, notes.txt) and a link
-  to ``examples/``, with ``HOME`` there too, against a real server (the offline echo
-  agent, state in ``~/.nanobot/workspace``) started for the block on a free port: every
-  ``8900`` in the block is replaced by that port. ``$NANOBOT_API_KEY`` is set.
+  a scratch folder holding a link to ``examples/`` (so ``examples/files/report.docx``
+  works as it does from the clone's root) and, for pages that name them bare, copies of
+  the sample files the repository ships in ``examples/files/``, with ``HOME`` there too,
+  against a real server (the offline echo agent, state in ``~/.nanobot/workspace``)
+  started for the block on a free port: every ``8900`` in the block is replaced by that
+  port. ``$NANOBOT_API_KEY`` is set.
 - ``json``: a config.json sample (its keys are config sections): it must load.
 - ``yaml``: must parse. ``text``, ``sse``, ``http``, ``console``: shown, not run.
 
@@ -49,10 +51,10 @@ from nanobot_api.app.echo import ECHO_MODEL
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.errors import ConfigError
-from tests.docs.samples import write_samples
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+SAMPLES = ROOT / "examples" / "files"
 API_KEY = "sk-docs-0123456789abcdef"
 SHOWN = {"text", "sse", "http", "console"}
 RUN = {"python", "bash"}
@@ -132,7 +134,8 @@ class Scratch:
 
 @pytest.fixture(name="scratch")
 def _scratch(tmp_path: Path) -> Scratch:
-    write_samples(tmp_path)
+    for sample in SAMPLES.iterdir():
+        shutil.copyfile(sample, tmp_path / sample.name)
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     bin_dir = str(Path(sys.executable).parent)
     env = {
@@ -336,6 +339,15 @@ def test_every_page_is_reachable_from_the_index() -> None:
     assert {page for page in pages if f"({page})" not in index} == set()
 
 
-def test_the_scratch_folder_has_the_files_the_docs_upload(scratch: Scratch) -> None:
-    assert {"report.docx", "chart.png", "notes.txt"} <= {p.name for p in scratch.cwd.iterdir()}
+def test_every_file_the_docs_upload_ships_in_the_repository(scratch: Scratch) -> None:
+    uploaded = set()
+    for block in all_blocks():
+        named = set(re.findall(r"files=@([\w./-]+)", block.body))
+        named |= set(re.findall(r"open\(\"([\w./-]+\.\w+)\", \"rb\"\)", block.body))
+        uploaded |= {name for name in named if f"> {name}" not in block.body}  # not made there
+    assert "examples/files/report.docx" in uploaded  # the README's own example
+    for name in uploaded:
+        assert (scratch.cwd / name).is_file(), name
+        if name.startswith("examples/"):
+            assert (ROOT / name).is_file(), f"{name} is not in the repository"
     assert shutil.which("curl", path=scratch.env["PATH"]) is not None

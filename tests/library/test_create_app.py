@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import requests
 
 from nanobot_api import NanobotError, Turn, create_app
 from nanobot_api.app.config import Config
+from nanobot_api.app.wiring.library import app_workspace
 from nanobot_api.testing import Harness
 
 
@@ -33,7 +33,7 @@ def test_a_plain_function_is_served_under_its_name() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"port": 0}, "api.port: expected an integer 1-65535, got 0"),
+        ({"port": -1}, "api.port: expected an integer 0-65535, got -1"),
         ({"timeout": "abc"}, 'api.timeout: expected a number > 0, got "abc"'),
         ({"host": "0.0.0.0"}, "api.host: binding 0.0.0.0 needs api.apiKey"),
         ({"history": "all"}, 'api.history: expected "reject" or "latest", got "all"'),
@@ -75,43 +75,41 @@ async def test_values_of_the_given_config_are_kept_as_they_are(tmp_path: Path) -
         assert (await h.chat("hi", headers={"Authorization": "Bearer sk-"})).status == 401
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+LISTENING = re.compile(r"nanobot: listening on (http://127\.0\.0\.1:(\d+))/v1")
 
 
 @pytest.mark.slow
-def test_serve_answers_until_sigint_then_exits_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+def test_serve_on_port_0_announces_its_port_and_keeps_its_own_workspace(tmp_path: Path) -> None:
+    """serve() binds the free port it announces, and keeps its sessions in a workspace of
+    its own, apart from ``nanobot serve``'s ~/.nanobot/workspace; SIGINT stops it."""
     script = textwrap.dedent(
-        f"""
+        """
         from nanobot_api import serve
 
         async def shout(turn):
             return turn.text.upper()
 
-        serve(shout, port={port}, workspace={str(tmp_path)!r})
+        serve(shout, port=0)
         """
     )
     server = subprocess.Popen(
         [sys.executable, "-c", script],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)},
     )
+    assert server.stderr is not None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        seen = []
+        for line in server.stderr:
+            seen.append(line)
+            if announced := LISTENING.search(line):
                 break
-            except requests.ConnectionError:
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "serve() did not start"
-                time.sleep(0.05)
+        else:
+            raise AssertionError("".join(seen))
+        origin = announced[1]
         answer = requests.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
+            f"{origin}/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "hi"}]},
             timeout=10,
         )
@@ -121,5 +119,16 @@ def test_serve_answers_until_sigint_then_exits_cleanly(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
-    assert "nanobot: model shout" in stderr
-    assert f"nanobot: listening on http://127.0.0.1:{port}/v1" in stderr
+    assert int(announced[2]) != 0
+    assert "nanobot: model shout" in "".join(seen)
+    own = tmp_path / ".nanobot" / "apps" / "shout"
+    assert f"nanobot: storage: SQLite in {own} " in "".join(seen)
+    assert (own / "sessions.sqlite3").is_file()
+    assert not (tmp_path / ".nanobot" / "workspace").exists()
+
+
+def test_an_app_workspace_is_a_safe_folder_name() -> None:
+    home = Path("/home/u")
+    assert app_workspace("counter", home) == home / ".nanobot" / "apps" / "counter"
+    assert app_workspace("acme/large:v2", home) == home / ".nanobot" / "apps" / "acme_large_v2"
+    assert app_workspace("..", home) == home / ".nanobot" / "apps" / "agent"

@@ -51,6 +51,7 @@ def test_the_public_names_are_pinned() -> None:
         "ApiError",
         "ChatFailed",
         "FileSpec",
+        "HarnessFactory",
     ]
     for module in (nanobot_api, nanobot_api.testing):
         assert all(hasattr(module, name) for name in module.__all__)

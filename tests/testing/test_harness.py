@@ -12,8 +12,7 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from nanobot_api import NanobotError, Turn, Usage, agent
-from nanobot_api.testing import ApiError, ChatFailed, ChatResult, Harness
-from nanobot_api.testing.plugin import HarnessFactory
+from nanobot_api.testing import ApiError, ChatFailed, ChatResult, Harness, HarnessFactory
 
 
 @agent(model="words")
@@ -158,6 +157,6 @@ def _harness_workspaces() -> set[Path]:
 async def test_a_bad_setting_fails_on_entry_and_leaves_no_workspace() -> None:
     before = _harness_workspaces()
     with pytest.raises(NanobotError, match=r"api\.port"):
-        async with Harness(words, port=0):
+        async with Harness(words, port=-1):
             pass
     assert _harness_workspaces() == before

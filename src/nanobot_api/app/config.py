@@ -2,7 +2,7 @@
 
 Start-up is the only place a configuration is read, so every problem becomes one
 :class:`~nanobot_api.domain.errors.ConfigError` whose message is a single line naming the
-key path and what was expected (``api.port: expected an integer 1-65535, got "abc"``).
+key path and what was expected (``api.port: expected an integer 0-65535, got "abc"``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class ApiConfig:
     """The HTTP API: where it listens and the limits it enforces."""
 
     host: str = checked("127.0.0.1", bool, "a host name or address")
-    port: int = checked(8900, lambda v: 1 <= v <= 65535, "an integer 1-65535")
+    # 0: the system picks a free port, which start-up announces.
+    port: int = checked(8900, lambda v: 0 <= v <= 65535, "an integer 0-65535")
     timeout: float = checked(120.0, lambda v: 0 < v < math.inf, "a number > 0")
     api_key: str = ""
     max_file_mb: int = checked(10, lambda v: v > 0, "a positive integer")
@@ -71,6 +72,7 @@ class ApiConfig:
         "reject", lambda v: v in ("reject", "latest"), '"reject" or "latest"', base=str
     )
     cors_origins: tuple[str, ...] = ()
+    chat_page: bool = True
     # Host names a server without a key answers to, beside localhost, the loopback
     # addresses and the bound host (a page reaching it by DNS rebinding is refused).
     allowed_hosts: tuple[str, ...] = ()
@@ -87,6 +89,12 @@ class ApiConfig:
     idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
     shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
     max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+    # ---- clients (clients.md): their instructions, tools and documents
+    client_instructions: Literal["append", "ignore"] = checked(
+        "append", lambda v: v in ("append", "ignore"), '"append" or "ignore"', base=str
+    )
+    tool_result_timeout_s: float = checked(600.0, lambda v: 0 < v < math.inf, "a number > 0")
+    max_document_chars: int = checked(200_000, lambda v: v > 0, "a positive integer")
 
     @property
     def keyed(self) -> bool:
@@ -98,8 +106,10 @@ class ApiConfig:
 class AgentDefaults:
     """What every turn's agent uses unless told otherwise."""
 
-    provider: str = checked("custom", bool, "a provider name")
-    model: str = checked("MiniMax-M2.7", bool, "a model name")
+    # Both unset by default: the only configured provider is used, and a provider
+    # without a model is refused at start-up rather than given a made-up model id.
+    provider: str | None = checked(None, bool, "a provider name", base=str)
+    model: str | None = checked(None, bool, "a model name", base=str)
     system_prompt: str | None = None
     max_tool_iterations: int = checked(8, lambda v: v >= 1, "an integer >= 1")
     max_history_messages: int = checked(200, lambda v: v >= 2, "an integer >= 2")
@@ -225,7 +235,15 @@ class Config:
         if not self.providers:
             return None
         name = self.agents.defaults.provider
+        if name is None:
+            # _check_whole has made sure exactly one provider is configured.
+            name = next(iter(self.providers))
         return name, self.providers[name]
+
+    @property
+    def model(self) -> str:
+        """The model id turns ask the provider for; set whenever a provider is configured."""
+        return self.agents.defaults.model or ""
 
 
 @attrs.frozen
@@ -236,6 +254,7 @@ class ConfigOverrides:
     port: int | None = None
     timeout: float | None = None
     workspace: Path | None = None
+    api_key: str | None = None
 
 
 # ---- public entry points ------------------------------------------------------------
@@ -276,13 +295,7 @@ def with_api_overrides(
 
 def _check_whole(config: Config) -> None:
     """Rules that relate two fields; checked after structuring, overrides included."""
-    name = config.agents.defaults.provider
-    if config.providers and name not in config.providers:
-        names = ", ".join(sorted(config.providers))
-        raise config_error(
-            "agents.defaults.provider",
-            f"expected one of the configured providers ({names}), got {show(name)}",
-        )
+    _check_provider(config)
     for channel, settings in config.channels.token_channels:
         if settings.enabled and not settings.token:
             raise config_error(
@@ -318,6 +331,29 @@ MIN_KEY_CHARS = 16
 
 def _has_space(text: str) -> bool:
     return any(char.isspace() for char in text)
+
+
+def _check_provider(config: Config) -> None:
+    if not config.providers:
+        return
+    defaults = config.agents.defaults
+    names = ", ".join(sorted(config.providers))
+    if defaults.provider is None and len(config.providers) > 1:
+        raise config_error(
+            "agents.defaults.provider",
+            f"expected the name of the provider to use, one of ({names})",
+        )
+    if defaults.provider is not None and defaults.provider not in config.providers:
+        raise config_error(
+            "agents.defaults.provider",
+            f"expected one of the configured providers ({names}), got {show(defaults.provider)}",
+        )
+    if defaults.model is None:
+        name = defaults.provider or next(iter(config.providers))
+        raise config_error(
+            "agents.defaults.model",
+            f"expected the model to ask providers.{name} for (a provider is configured)",
+        )
 
 
 def _check_keys(api: ApiConfig) -> None:
@@ -403,7 +439,12 @@ def _read_json(path: Path, *, explicit: bool) -> object:
 
 def _merge_flags(raw: dict[str, object], overrides: ConfigOverrides) -> dict[str, object]:
     """The file's data with the flags written into ``api``, so one set of rules checks both."""
-    pairs = (("host", overrides.host), ("port", overrides.port), ("timeout", overrides.timeout))
+    pairs = (
+        ("host", overrides.host),
+        ("port", overrides.port),
+        ("timeout", overrides.timeout),
+        ("apiKey", overrides.api_key),
+    )
     flags = {key: value for key, value in pairs if value is not None}
     api = raw.get("api", {})
     if not flags or not isinstance(api, dict):

@@ -8,6 +8,7 @@ problem found becomes a ConfigError naming its key path.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -233,7 +234,7 @@ def _checking(converter: Converter, field: attrs.Attribute[Any], check: _Check) 
         try:
             result = base_hook(value, base)
         except _Expected as exc:
-            # The field's own wording ("an integer 1-65535") says more than the type's.
+            # The field's own wording ("an integer 0-65535") says more than the type's.
             raise _Expected(check.expected, value) from exc
         if not check.test(result):
             # Show a string as expanded from ${ENV}, a number as the user wrote it.
@@ -268,7 +269,8 @@ def first_error(exc: BaseException, path: str = "") -> tuple[str, str]:
     written = getattr(_note(exc, _WrittenKeys), "names", {})
     sub = exc.exceptions[0]
     if isinstance(sub, ForbiddenExtraKeysError):
-        return _join(path, min(map(str, sub.extra_fields))), "unknown key"
+        key = min(map(str, sub.extra_fields))
+        return _join(path, key), "unknown key" + _did_you_mean(key, sub.cl)
     attribute = _note(sub, AttributeValidationNote)
     if attribute is not None:
         # A key that is missing was not written: name it the way the docs spell it.
@@ -276,6 +278,21 @@ def first_error(exc: BaseException, path: str = "") -> tuple[str, str]:
         return first_error(sub, _join(path, key))
     item = _note(sub, IterableValidationNote)
     return first_error(sub, path if item is None else _join(path, item.index))
+
+
+def _did_you_mean(key: str, cl: type[Any]) -> str:
+    """`` (did you mean "apiKey"?)`` when a known key of ``cl`` is close to ``key``."""
+    known = {
+        _camel(field.name): field.name
+        for field in attrs.fields(cl)
+        if field.metadata.get(FROM_FILE, True) is not False
+    }
+    # Case and underscores are what people get wrong most ("apikey", "api-key", "APIKey").
+    folded = {re.sub(r"[_-]", "", name).lower(): name for name in known}
+    plain = re.sub(r"[_-]", "", key).lower()
+    close = [folded[plain]] if plain in folded else []
+    close = close or [folded[m] for m in difflib.get_close_matches(plain, folded, n=1, cutoff=0.75)]
+    return f" (did you mean {json.dumps(close[0])}?)" if close else ""
 
 
 def _leaf(exc: BaseException, path: str) -> tuple[str, str]:

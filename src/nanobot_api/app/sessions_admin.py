@@ -99,3 +99,15 @@ def _preview(text: str | None) -> str:
         return printable(text, keep=_LAYOUT)
     cut = printable(text[:_PREVIEW_CHARS], keep=_LAYOUT)
     return f"{cut}... [{len(text) - _PREVIEW_CHARS} more chars]"
+
+
+def without_sessions(action: str, key: SessionKey | None, out: TextIO) -> int:
+    """What ``action`` says when the workspace has never kept a session (no file to open)."""
+    if key is None:
+        out.write("No sessions.\n")
+        return EXIT_OK
+    if action == "show":
+        out.write(f"Session {key} has no turns.\n")
+        return EXIT_EMPTY
+    out.write(f"Cleared 0 turns from {key}.\n")
+    return EXIT_OK

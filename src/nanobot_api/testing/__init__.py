@@ -20,7 +20,16 @@ from nanobot_api.testing.in_process import (
     ChatResult,
     FileSpec,
     Harness,
+    HarnessFactory,
     HttpResult,
 )
 
-__all__ = ["Harness", "ChatResult", "HttpResult", "ApiError", "ChatFailed", "FileSpec"]
+__all__ = [
+    "Harness",
+    "ChatResult",
+    "HttpResult",
+    "ApiError",
+    "ChatFailed",
+    "FileSpec",
+    "HarnessFactory",
+]

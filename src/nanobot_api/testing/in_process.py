@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, cast
 
 import attrs
 
@@ -190,6 +190,14 @@ def _parse_stream(status: int, headers: Headers, body: bytes) -> ChatResult:
         status, headers, body, True, None, tuple(chunks), done, keepalives, "".join(pieces),
         usage, finish, error,
     )  # fmt: skip
+
+
+class HarnessFactory(Protocol):
+    """What the ``nanobot_harness`` fixture is: ``Harness``'s signature (for annotations)."""
+
+    def __call__(
+        self, agent: AgentLike, config: Config | None = None, **overrides: Any
+    ) -> Harness: ...
 
 
 class Harness:

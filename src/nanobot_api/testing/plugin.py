@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from nanobot_api.app.config import Config
     from nanobot_api.app.wiring.library import AgentLike
-    from nanobot_api.testing.in_process import Harness
-
-
-class HarnessFactory(Protocol):
-    """What the ``nanobot_harness`` fixture is: ``Harness``'s signature."""
-
-    def __call__(
-        self, agent: AgentLike, config: Config | None = None, **overrides: Any
-    ) -> Harness: ...
+    from nanobot_api.testing.in_process import Harness, HarnessFactory
 
 
 @pytest.fixture(name="nanobot_harness")

@@ -1,6 +1,7 @@
 """The ``nanobot`` command line, parsed into plain values.
 
-    nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [-c CONFIG] [-w WORKSPACE] [-v]
+    nanobot --version
+    nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [--api-key KEY] [-c CONFIG] [-w WORKSPACE] [-v]
                   [--log-format text|json]
     nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
@@ -45,6 +46,7 @@ class ServeCommand:
     port: int | None = None
     timeout: float | None = None
     verbose: bool = False
+    api_key: str | None = None
     log_format: Literal["text", "json"] | None = None
 
 
@@ -108,7 +110,7 @@ def _checked(
     return parse
 
 
-_port = _checked("--port", int, lambda v: 1 <= v <= 65535, "an integer 1-65535")
+_port = _checked("--port", int, lambda v: 0 <= v <= 65535, "an integer 0-65535")
 _timeout = _checked("--timeout", float, lambda v: 0 < v < math.inf, "a number > 0")
 
 
@@ -116,21 +118,52 @@ def _add_locations(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: given at both `nanobot sessions -c X list` and `... list -c X`, the inner
     # parser must not reset what the outer one read.
     parser.add_argument(
-        "-c", "--config", type=Path, default=argparse.SUPPRESS, help="config.json to read"
+        "-c",
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="config.json to read (default: $NANOBOT_CONFIG, else ~/.nanobot/config.json)",
     )
     parser.add_argument(
-        "-w", "--workspace", type=Path, default=argparse.SUPPRESS, help="where state lives"
+        "-w",
+        "--workspace",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where state lives: sessions, uploads, outbox (default: ~/.nanobot/workspace)",
     )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nanobot-api")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nanobot", description="An OpenAI-compatible API for nanobot.")
+    parser.add_argument("--version", action="version", version=f"nanobot-api {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # The defaults are written out rather than given to argparse: None means "the
+    # config file's value", so a flag only wins when it is actually typed.
     serve = commands.add_parser("serve", help="run the HTTP API")
-    serve.add_argument("-H", "--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("-p", "--port", type=_port, help="port to bind (default 8900)")
-    serve.add_argument("-t", "--timeout", type=_timeout, help="turn time budget in seconds")
+    serve.add_argument("-H", "--host", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument(
+        "-p", "--port", type=_port, help="port to bind; 0 picks a free one (default: 8900)"
+    )
+    serve.add_argument(
+        "-t", "--timeout", type=_timeout, help="turn time budget in seconds (default: 120)"
+    )
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key clients must send; needed to bind a non-loopback address "
+        "(default: $NANOBOT_API_KEY, else api.apiKey, else none). "
+        "The variable keeps the key out of the process list",
+    )
     serve.add_argument(
         "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
     )
@@ -192,6 +225,7 @@ def parse_args(argv: Sequence[str]) -> Command:
             port=ns.port,
             timeout=ns.timeout,
             verbose=ns.verbose,
+            api_key=ns.api_key,
             log_format=ns.log_format,
         )
     if ns.command == "sessions":

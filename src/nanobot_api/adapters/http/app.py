@@ -7,6 +7,7 @@ from quart import Quart, Response
 
 from nanobot_api.adapters.http.answers import model_json
 from nanobot_api.adapters.http.chat_endpoint import ChatEndpoint
+from nanobot_api.adapters.http.chat_page import install_chat_page
 from nanobot_api.adapters.http.openapi import install_openapi
 from nanobot_api.adapters.http.operations import NoHealth, Operations, install_operations_routes
 from nanobot_api.adapters.http.pipeline import Pipeline, Stage
@@ -40,6 +41,8 @@ def create_quart_app(
     app.url_map.merge_slashes = False
     install_quart_error_rendering(app)
     install_openapi(app, turns.model, settings)
+    if settings.chat_page:
+        install_chat_page(app)
 
     @app.get("/health")
     async def health() -> Response:

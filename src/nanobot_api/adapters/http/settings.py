@@ -19,6 +19,8 @@ class HttpSettings:
     body_timeout_s: float = 60.0
     history: HistoryMode = "reject"
     cors_origins: frozenset[str] = frozenset()
+    # The chat page at ``/`` (api.chatPage); off, ``/`` is a 404 like any unserved path.
+    chat_page: bool = True
     # Host names a server without a key answers to, beside localhost and the loopback
     # addresses (the bound host and api.allowedHosts); with or without a port.
     allowed_hosts: frozenset[str] = frozenset()

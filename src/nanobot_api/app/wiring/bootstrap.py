@@ -37,6 +37,7 @@ from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
+from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import (
     Agent,
     Attachments,
@@ -103,7 +104,7 @@ def build(
         )
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
-        extraction = ExtractionLimits()
+        extraction = ExtractionLimits(max_chars=config.api.max_document_chars)
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
             FilesystemMediaStore.in_workspace(
@@ -123,6 +124,8 @@ def build(
         telemetry=metrics,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
+        client_instructions=config.api.client_instructions,
+        tool_result_timeout_s=config.api.tool_result_timeout_s,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,
@@ -131,6 +134,7 @@ def build(
         body_timeout_s=config.api.body_timeout_s,
         history=config.api.history,
         cors_origins=frozenset(config.api.cors_origins),
+        chat_page=config.api.chat_page,
         allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
     records = SqliteRequestRecords(config.workspace / "requests.sqlite3")
@@ -223,19 +227,26 @@ def llm_agent(
     if provider is None:
         raise ValueError("no provider is configured")
     settings = provider[1]
+    if not config.model:
+        # parse_config refuses this; a Config built in code may still lack the model.
+        raise ConfigError(
+            "agents.defaults.model: expected the model to ask "
+            f"providers.{provider[0]} for (a provider is configured)",
+            param="agents.defaults.model",
+        )
     defaults = config.agents.defaults
     model = OpenAICompatChatModel(
         None,
         settings.api_base,
         settings.api_key,
-        defaults.model,
+        config.model,
         settings.extra_headers,
         cached_sessions=HISTORY_CACHE_SESSIONS,
         redactor=configured_redactor(config),
     )
     agent = LlmAgent(
         model,
-        defaults.model,
+        config.model,
         tools=tools,
         system_prompt=defaults.system_prompt,
         max_tool_iterations=defaults.max_tool_iterations,

@@ -17,21 +17,33 @@ from nanobot_api.adapters.cli.args import (
     ToolsCommand,
 )
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.config import ConfigOverrides, load_config
-from nanobot_api.app.sessions_admin import clear_session, list_sessions, show_session
+from nanobot_api.app.config import Config, ConfigOverrides, load_config
+from nanobot_api.app.sessions_admin import (
+    clear_session,
+    list_sessions,
+    show_session,
+    without_sessions,
+)
 from nanobot_api.app.wiring.bootstrap import session_store_path
 from nanobot_api.app.wiring.channels import outbox_path
-from nanobot_api.app.wiring.outbox_admin import run_outbox_command
+from nanobot_api.app.wiring.outbox_admin import run_outbox_command, without_outbox
 from nanobot_api.app.wiring.serving import run_server
 from nanobot_api.app.wiring.tools_admin import list_tools
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.errors import ConfigError
+from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
+
+API_KEY_VARIABLE = "NANOBOT_API_KEY"
 
 
 def run(command: Command, environ: Mapping[str, str]) -> int:
     """Runs ``command``; returns its exit code. Raises NanobotError on bad input."""
     match command:
         case ServeCommand():
-            flags = ConfigOverrides(command.host, command.port, command.timeout, command.workspace)
+            # The flag wins over the variable, which wins over the file.
+            api_key = command.api_key or environ.get(API_KEY_VARIABLE) or None
+            flags = ConfigOverrides(
+                command.host, command.port, command.timeout, command.workspace, api_key
+            )
             config = load_config(command.config, environ, flags)
             if command.log_format is not None:
                 config = attrs.evolve(
@@ -41,20 +53,47 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
         case SessionsCommand():
             flags = ConfigOverrides(workspace=command.workspace)
             config = load_config(command.config, environ, flags)
-            return anyio.run(_sessions, command, session_store_path(config))
+            return _sessions_command(command, config)
         case OutboxCommand():
             flags = ConfigOverrides(workspace=command.workspace)
             config = load_config(command.config, environ, flags)
-            return run_outbox_command(command, outbox_path(config.workspace))
+            path = outbox_path(config.workspace)
+            if not path.exists():
+                # Reading must not leave an empty outbox (or a folder) behind.
+                _require_workspace(config.workspace)
+                return without_outbox(command, sys.stdout)
+            return run_outbox_command(command, path)
         case ToolsCommand():
             flags = ConfigOverrides(workspace=command.workspace)
             config = load_config(command.config, environ, flags)
             return anyio.run(list_tools, config, sys.stdout, backend="asyncio")
 
 
-async def _sessions(command: SessionsCommand, path: Path) -> int:
-    # A bad key is a usage error (stderr, exit 2), refused before the file is opened.
-    key = None if command.action == "list" else SessionKey.parse(command.key or "")
+def session_key(text: str) -> SessionKey:
+    """``KEY`` as typed: ``api:<id>``, any ``<channel>:<id>``, or a bare API session id."""
+    return SessionKey.parse(text if ":" in text else f"{API_CHANNEL}:{text}")
+
+
+def _sessions_command(command: SessionsCommand, config: Config) -> int:
+    # A bad key is a usage error (stderr, exit 2), refused before the file is looked at.
+    key = None if command.action == "list" else session_key(command.key or "")
+    path = session_store_path(config)
+    if not path.exists():
+        # Nothing was ever kept here: say so, and create nothing (a mistyped -w stays a typo).
+        _require_workspace(config.workspace)
+        return without_sessions(command.action, key, sys.stdout)
+    return anyio.run(_sessions, command, key, path)
+
+
+def _require_workspace(workspace: Path) -> None:
+    if not workspace.is_dir():
+        raise ConfigError(
+            f"{workspace}: no such workspace (the folder `nanobot serve -w` keeps its state in)",
+            param="--workspace",
+        )
+
+
+async def _sessions(command: SessionsCommand, key: SessionKey | None, path: Path) -> int:
     async with SqliteSessionStore(path) as store:
         if key is None:
             return await list_sessions(store, sys.stdout)

@@ -9,6 +9,7 @@ Quart, Hypercorn and the document readers are imported on first use, not when
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +40,7 @@ def as_agent(candidate: AgentLike) -> Agent:
 def configure(config: Config | None = None, **overrides: Any) -> Config:
     """``config`` (default: every default) with ``api.*`` fields and ``workspace`` replaced.
 
-    Each override is checked by the same rules as ``config.json`` (so ``port=0`` or a
+    Each override is checked by the same rules as ``config.json`` (so ``port=-1`` or a
     non-loopback ``host`` without ``api_key`` is refused with the same one-line
     ConfigError), and ``${NAME}`` in a string is expanded from the environment.
     """
@@ -71,9 +72,12 @@ def create_app(agent: AgentLike, config: Config | None = None, **overrides: Any)
     ``agent`` is an Agent, or an async function that :func:`agent` turns into one.
     ``config`` defaults to every default of ``config.json``; keyword arguments replace
     fields of ``config.api`` (``api_key=``, ``timeout=``, ``max_file_mb=``, ...) and
-    ``workspace=`` (where uploads are kept). ``store=`` and ``attachments=`` replace
-    those parts of the server. Raises ConfigError (a NanobotError) for a bad value and
-    TypeError for an unknown keyword.
+    ``workspace=`` (where sessions and uploads are kept). Without ``workspace=`` or a
+    ``config``, the app keeps its state in a workspace of its own,
+    ``~/.nanobot/apps/<model>`` (see :func:`app_workspace`), never in the one
+    ``nanobot serve`` uses, so two agents never read each other's sessions.
+    ``store=`` and ``attachments=`` replace those parts of the server. Raises
+    ConfigError (a NanobotError) for a bad value and TypeError for an unknown keyword.
 
     Serve the app with an ASGI server (Hypercorn), or in tests inside
     ``async with app.test_app()``, which runs its start-up and shut-down (the session
@@ -92,7 +96,9 @@ def serve(
     """Serves ``agent`` under Hypercorn on ``host:port`` until SIGINT or SIGTERM.
 
     ``host`` and ``port`` default to the configuration's (``127.0.0.1:8900``); the rest
-    is as in :func:`create_app`. A non-loopback ``host`` needs ``api_key``. Blocks;
+    is as in :func:`create_app`. ``port=0`` binds a free port, which the
+    "listening on" line printed at start names. A non-loopback ``host`` needs
+    ``api_key``. Blocks;
     returns once the server has shut down gracefully. A configuration or start-up
     problem (a bad value, a port in use, a workspace it cannot write, a corrupt
     sessions file) is printed as one line on stderr and raises ``SystemExit(2)``.
@@ -116,6 +122,13 @@ def serve(
         raise SystemExit(2) from None
 
 
+def app_workspace(model: str, home: Path | None = None) -> Path:
+    """Where a library app serving ``model`` keeps its state unless told otherwise:
+    ``~/.nanobot/apps/<model>``, the model id made safe as a folder name."""
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", model).strip(".") or "agent"
+    return (home if home is not None else Path.home()) / ".nanobot" / "apps" / folder
+
+
 def build_app(
     agent: Agent, config: Config | None, overrides: dict[str, Any]
 ) -> tuple[Quart, Config]:
@@ -123,5 +136,7 @@ def build_app(
 
     store: SessionStore | None = overrides.pop("store", None)
     attachments: Attachments | None = overrides.pop("attachments", None)
+    if config is None and overrides.get("workspace") is None:
+        overrides["workspace"] = app_workspace(agent.model)
     checked = configure(config, **overrides)
     return build(checked, agent=agent, store=store, attachments=attachments), checked

@@ -18,6 +18,7 @@ import anyio
 from nanobot_api.adapters.cli.args import OutboxCommand
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.outbox import describe
+from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus, shorten
 from nanobot_api.domain.ports import OutboxAdmin
 from nanobot_api.domain.text import printable
@@ -92,3 +93,15 @@ async def _run(command: OutboxCommand, path: Path, out: TextIO) -> int:
                 )
             case "drop":
                 return await drop_event(outbox, command.event_id or "", out)
+
+
+def without_outbox(command: OutboxCommand, out: TextIO) -> int:
+    """What ``command`` says when the workspace has no outbox file: nothing was ever queued."""
+    if command.action == "list":
+        out.write(
+            f"No {command.status} events in the outbox.\n"
+            if command.status
+            else "The outbox is empty.\n"
+        )
+        return EXIT_OK
+    raise NotFound(f"No outbox event with id {command.event_id!r}", param="id")

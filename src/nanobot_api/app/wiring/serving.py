@@ -74,7 +74,7 @@ def run_server(config: Config, *, verbose: bool = False) -> int:
 
 
 def app_model(config: Config) -> str:
-    return ECHO_MODEL if config.provider is None else config.agents.defaults.model
+    return ECHO_MODEL if config.provider is None else config.model
 
 
 def serve_until_stopped(
@@ -112,6 +112,8 @@ async def _serve(
             raise failure from None
     port = int(sock.getsockname()[1])
     listening = [*lines, f"listening on {api_url(config.api, port)}"]
+    if config.api.chat_page:
+        listening.append(f"chat in the browser at {api_url(config.api, port).removesuffix('v1')}")
 
     @app.before_serving
     async def _announce() -> None:
