@@ -43,6 +43,8 @@ class Route:
 
 ROUTES = (
     Route("GET", "/health", 200, public=True),
+    Route("GET", "/", 200, public=True),  # the chat page
+    Route("GET", "/static/chat.js", 200, public=True),
     Route("GET", "/v1/models", 200),
     Route("GET", f"/v1/models/{ECHO_MODEL}", 200),
     Route("GET", "/openapi.json", 200),
