@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 import anyio
 
 from nanobot_api.domain.attachments import Document, Image, Upload
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import DeliveryFailed, NotFound, UnsupportedMediaType
 from nanobot_api.domain.idempotency import Claimed, KeyClaim, StoredAnswer, decide
 from nanobot_api.domain.outbox import (
@@ -277,3 +277,37 @@ class InMemoryRequestRecords:
 
     async def free_slot(self, bucket: str, token: str) -> None:
         self.slots.get(bucket, {}).pop(token, None)
+
+
+class ToolStepAgent:
+    """Runs one server tool step (recorded as the LLM agent records it), then answers."""
+
+    def __init__(self, model: str = "nanobot-echo", arguments: str = '{"q": "weather"}') -> None:
+        self.model = model
+        self._arguments = arguments
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        call = ToolCall("call_1", "search", self._arguments)
+        reply.remember(Message.assistant(None, (call,)))
+        reply.remember(Message.tool_result("call_1", "sunny"))
+        reply.remember(Message.assistant("it is sunny"))
+        await reply.send("it is sunny")
+
+
+class HistoryCounter:
+    """An agent that answers how many turns its session held before this one, and
+    counts its turns; with ``gate`` set, each turn waits for it after ``started``."""
+
+    model = "counter"
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.gate: anyio.Event | None = None
+        self.started = anyio.Event()
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        self.turns += 1
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        await reply.send(f"{len(turn.history)} before")

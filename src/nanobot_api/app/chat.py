@@ -366,8 +366,9 @@ class _TurnRecorder:
 
     def remember(self, message: Message) -> None:
         self._messages.append(message)
-        # A stream that shows tool progress reads it from here (SilentReply ignores it).
-        self._outer.remember(message)
+        # A stream that shows tool progress reads it from here (SilentReply ignores it),
+        # masked as history keeps it.
+        self._outer.remember(self._shown(message))
 
     async def send_fallback(self) -> None:
         """The reply of a turn that produced no text, as the client will see it."""
@@ -393,6 +394,17 @@ class _TurnRecorder:
                 messages.pop()
             messages.append(Message.assistant(EMPTY_REPLY_FALLBACK))
         return TurnRecord((*head, *messages))
+
+    def _shown(self, message: Message) -> Message:
+        """A message of the running turn as a stream may show it: masked."""
+        if not self._redactor:
+            return message
+        calls = tuple(
+            attrs.evolve(call, arguments=self._redactor(call.arguments))
+            for call in message.tool_calls
+        )
+        content = None if message.content is None else self._redactor(message.content)
+        return attrs.evolve(message, content=content, tool_calls=calls)
 
     def _kept(self, message: Message) -> Message:
         """A message as history keeps it: bounded like the reply, and masked."""
