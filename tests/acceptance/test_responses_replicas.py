@@ -3,7 +3,11 @@ and cancelled from the other, which reads its steps from the store (not from mem
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
+import attrs
+import pytest
 from openai import AsyncOpenAI
 
 from nanobot_api.app.config import Config
@@ -16,11 +20,25 @@ def sdk(server: RunningServer) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=server.base_url, api_key="dummy", max_retries=0)
 
 
-async def test_a_background_response_is_resumed_on_another_replica(config: Config) -> None:
+@pytest.fixture(name="shared", params=["sqlite", "postgres"])
+def _shared(request: pytest.FixtureRequest, config: Config) -> Config:
+    """Both replicas' configuration: one workspace's files, or one PostgreSQL database
+    (each replica then keeps its own workspace: nothing is shared through it)."""
+    if request.param == "sqlite":
+        return config
+    url = request.getfixturevalue("postgres_url")
+    return attrs.evolve(config, storage=attrs.evolve(config.storage, url=url))
+
+
+async def test_a_background_response_is_resumed_on_another_replica(
+    shared: Config, tmp_path: Path
+) -> None:
+    config = shared
+    other = _elsewhere(shared, tmp_path)
     agent = GatedAgent(model="nanobot-echo")
     async with (
         running_server(build(config, agent=agent)) as one,
-        running_server(build(config)) as two,
+        running_server(build(other)) as two,
         sdk(one) as first,
         sdk(two) as second,
     ):
@@ -46,11 +64,13 @@ async def test_a_background_response_is_resumed_on_another_replica(config: Confi
         assert (await second.responses.retrieve(started.id)).output_text == "done slow"
 
 
-async def test_a_cancel_on_another_replica_stops_the_turn(config: Config) -> None:
+async def test_a_cancel_on_another_replica_stops_the_turn(shared: Config, tmp_path: Path) -> None:
+    config = shared
+    other = _elsewhere(shared, tmp_path)
     agent = GatedAgent(model="nanobot-echo")
     async with (
         running_server(build(config, agent=agent)) as one,
-        running_server(build(config)) as two,
+        running_server(build(other)) as two,
         sdk(one) as first,
         sdk(two) as second,
     ):
@@ -63,3 +83,10 @@ async def test_a_cancel_on_another_replica_stops_the_turn(config: Config) -> Non
         events = [e async for e in await second.responses.retrieve(started.id, stream=True)]
         assert events[-1].type == "response.failed"
         assert events[-1].response.status == "cancelled"
+
+
+def _elsewhere(shared: Config, tmp_path: Path) -> Config:
+    """The second replica: on PostgreSQL, in a workspace of its own."""
+    if not shared.storage.url:
+        return shared
+    return attrs.evolve(shared, workspace=tmp_path / "replica-two")

@@ -14,6 +14,10 @@ from nanobot_api.adapters.storage.memory_responses import (
     InMemoryConversationStore,
     InMemoryResponseStore,
 )
+from nanobot_api.adapters.storage.postgres_responses import (
+    PostgresConversationStore,
+    PostgresResponseStore,
+)
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_responses import (
     SqliteConversationStore,
@@ -30,25 +34,34 @@ from nanobot_api.domain.responses import (
     ToolProgress,
 )
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.testing.postgres import scratch_database
 
-Responses = InMemoryResponseStore | SqliteResponseStore
-Records = InMemoryConversationStore | SqliteConversationStore
+Responses = InMemoryResponseStore | SqliteResponseStore | PostgresResponseStore
+Records = InMemoryConversationStore | SqliteConversationStore | PostgresConversationStore
 Sessions = InMemorySessionStore | SqliteSessionStore
 
 
-@pytest.fixture(name="responses", params=["memory", "sqlite"])
+@pytest.fixture(name="responses", params=["memory", "sqlite", "postgres"])
 async def _responses(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Responses]:
     if request.param == "memory":
         yield InMemoryResponseStore()
+        return
+    if request.param == "postgres":
+        async with scratch_database(request.getfixturevalue("shared_postgres_url")) as db:
+            yield PostgresResponseStore(db)
         return
     async with SqliteResponseStore(tmp_path / "responses.sqlite3") as store:
         yield store
 
 
-@pytest.fixture(name="records", params=["memory", "sqlite"])
+@pytest.fixture(name="records", params=["memory", "sqlite", "postgres"])
 async def _records(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Records]:
     if request.param == "memory":
         yield InMemoryConversationStore()
+        return
+    if request.param == "postgres":
+        async with scratch_database(request.getfixturevalue("shared_postgres_url")) as db:
+            yield PostgresConversationStore(db)
         return
     async with SqliteConversationStore(tmp_path / "responses.sqlite3") as store:
         yield store

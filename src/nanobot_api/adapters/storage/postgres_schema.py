@@ -143,4 +143,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration("0004-take-turn", _TAKE_TURN_FUNCTION),
+    Migration(
+        "0100-responses",
+        """
+        CREATE TABLE responses (
+            seq              BIGSERIAL UNIQUE,
+            id               TEXT PRIMARY KEY,
+            session_key      TEXT NOT NULL,
+            created_at       DOUBLE PRECISION NOT NULL,
+            status           TEXT NOT NULL,
+            cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+            body             TEXT NOT NULL
+        );
+        CREATE INDEX responses_by_session ON responses (session_key, seq);
+        CREATE TABLE response_steps (
+            response_id TEXT NOT NULL,
+            step_no     INTEGER NOT NULL,
+            step        TEXT NOT NULL,
+            PRIMARY KEY (response_id, step_no)
+        );
+        CREATE TABLE conversations (
+            session_key TEXT PRIMARY KEY,
+            created_at  DOUBLE PRECISION NOT NULL,
+            metadata    TEXT NOT NULL
+        );
+        """,
+    ),
 )

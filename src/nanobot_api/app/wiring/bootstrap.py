@@ -141,7 +141,13 @@ def build(
     app.after_serving(records.close)
     _redact_logs_while_serving(app, redactor)
     install_responses_api(
-        app, service, store, settings, workspace=config.workspace, redact=redactor
+        app,
+        service,
+        store,
+        settings,
+        workspace=config.workspace,
+        redact=redactor,
+        database=storage.database,
     )
     # Opened before the server starts (a bad file, or a database still down after
     # storage.connectRetryS, is one line and exit 2), and by the app's own start for

@@ -12,6 +12,11 @@ from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.responses_json import response_error
 from nanobot_api.adapters.http.responses_routes import install_conversations, install_responses
 from nanobot_api.adapters.http.settings import HttpSettings
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.adapters.storage.postgres_responses import (
+    PostgresConversationStore,
+    PostgresResponseStore,
+)
 from nanobot_api.adapters.storage.sqlite_responses import (
     SqliteConversationStore,
     SqliteResponseStore,
@@ -63,9 +68,16 @@ def install_responses_api(
     steps: ResponseLog | None = None,
     conversations: ConversationStore | None = None,
     redact: Callable[[str], str] = str,
+    database: PostgresDatabase | None = None,
 ) -> None:
     """Adds ``/v1/responses`` and ``/v1/conversations`` to ``app``, over ``turns`` and
     ``sessions``. The stores default to ``<workspace>/responses.sqlite3``."""
+    if database is not None and responses is None:
+        # In the database every replica shares, so a background response is followed
+        # and cancelled from any of them.
+        shared = PostgresResponseStore(database)
+        responses, steps = shared, shared
+        conversations = conversations or PostgresConversationStore(database)
     path = responses_path(workspace)
     files: list[SqliteResponseStore | SqliteConversationStore] = []
     if responses is None:
