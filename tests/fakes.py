@@ -137,6 +137,9 @@ class InMemoryOutbox:
             self.rows[event.id] = taken[-1]
         return Claim(tuple(taken), next_due)
 
+    async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
+        """Nothing to keep: one process, whose ``exclude`` says what it is delivering."""
+
     async def settle(self, event: OutboxEvent) -> bool:
         if event.id not in self.rows:
             return False
