@@ -277,3 +277,22 @@ class InMemoryRequestRecords:
 
     async def free_slot(self, bucket: str, token: str) -> None:
         self.slots.get(bucket, {}).pop(token, None)
+
+
+class HistoryCounter:
+    """An agent that answers how many turns its session held before this one, and
+    counts its turns; with ``gate`` set, each turn waits for it after ``started``."""
+
+    model = "counter"
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.gate: anyio.Event | None = None
+        self.started = anyio.Event()
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        self.turns += 1
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        await reply.send(f"{len(turn.history)} before")

@@ -171,3 +171,21 @@ async def test_turns_outliving_the_grace_end_with_an_error_event_and_commit_noth
         assert "[DONE]" not in events[n]
     assert b"Traceback" not in served.stderr
     assert await _turns(tmp_path) == 0
+
+
+async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
+    events: dict[int, list[str]] = {}
+    never = asyncio.Event()
+    async with (
+        ScriptedUpstream([Text("first second", gate=never)]) as up,
+        _serve(tmp_path, up, grace_s=60) as served,
+    ):
+        async with anyio.create_task_group() as streams:
+            streams.start_soon(_stream, served.origin, 0, events)
+            await _until(_events_at_least(events, 2))
+            served.process.send_signal(signal.SIGTERM)
+            await anyio.sleep(0.3)
+            served.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(15):  # far sooner than the 60 s grace
+            assert await served.process.wait() == 0
+    assert json.loads(events[0][-1])["error"]["type"] == "server_shutdown"

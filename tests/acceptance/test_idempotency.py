@@ -15,29 +15,9 @@ import pytest
 from nanobot_api.app.config import ApiKeyConfig, Config
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from nanobot_api.domain.ports import Reply
-from nanobot_api.domain.turns import Turn
+from tests.fakes import HistoryCounter
 
 ALICE, BOB = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef"
-
-
-class CountingAgent:
-    """Counts its turns; a gate, while set up, holds each turn until opened."""
-
-    model = "counting"
-
-    def __init__(self) -> None:
-        self.turns = 0
-        self.gate: anyio.Event | None = None
-        self.started = anyio.Event()
-
-    async def respond(self, turn: Turn, reply: Reply) -> None:
-        self.turns += 1
-        self.started.set()
-        await reply.send(f"turn {self.turns}: ")
-        if self.gate is not None:
-            await self.gate.wait()
-        await reply.send(f"{len(turn.history)} before")
 
 
 def keyed(config: Config) -> Config:
@@ -66,7 +46,7 @@ async def post(
 
 
 async def test_a_repeat_gets_the_stored_answer_and_runs_no_second_turn(config: Config) -> None:
-    agent = CountingAgent()
+    agent = HistoryCounter()
     async with serving(keyed(config), agent) as client:
         first = await post(client, ALICE, "k1", body())
         again = await post(client, ALICE, "k1", body())
@@ -85,7 +65,7 @@ async def test_a_repeat_gets_the_stored_answer_and_runs_no_second_turn(config: C
 
 
 async def test_a_streamed_repeat_gets_the_stored_stream(config: Config) -> None:
-    agent = CountingAgent()
+    agent = HistoryCounter()
     async with serving(keyed(config), agent) as client:
         first = await post(client, ALICE, "s1", body(stream=True))
         again = await post(client, ALICE, "s1", body(stream=True))
@@ -96,7 +76,7 @@ async def test_a_streamed_repeat_gets_the_stored_stream(config: Config) -> None:
 
 
 async def test_a_repeat_while_the_first_runs_waits_for_its_answer(config: Config) -> None:
-    agent = CountingAgent()
+    agent = HistoryCounter()
     agent.gate = anyio.Event()
     answers: list[httpx2.Response] = []
 
@@ -120,7 +100,7 @@ async def test_a_retry_after_a_cut_connection_makes_one_turn_and_survives_a_rest
     config: Config,
 ) -> None:
     config = keyed(config)
-    agent = CountingAgent()
+    agent = HistoryCounter()
     agent.gate = anyio.Event()
     async with serving(config, agent) as client:
         headers = {"Authorization": f"Bearer {ALICE}", "Idempotency-Key": "cut-1"}
@@ -141,7 +121,7 @@ async def test_a_retry_after_a_cut_connection_makes_one_turn_and_survives_a_rest
         text = retry.json()["choices"][0]["message"]["content"]
         assert text.endswith("0 before")  # the cut turn left nothing behind
     # A new server on the same workspace still has the record: the key is durable.
-    fresh = CountingAgent()
+    fresh = HistoryCounter()
     async with serving(config, fresh) as client:
         again = await post(client, ALICE, "cut-1", body("cut"))
         assert again.json() == retry.json()

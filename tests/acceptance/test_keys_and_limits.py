@@ -16,28 +16,9 @@ from openai import AsyncOpenAI
 from nanobot_api.app.config import ApiKeyConfig, Config
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from nanobot_api.domain.ports import Reply
-from nanobot_api.domain.turns import Turn
+from tests.fakes import HistoryCounter
 
 ALICE, BOB, OWNER = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef", "sk-owner-0123456789abc"
-
-
-class HistoryCounter:
-    """Says how many turns its session held before this one; a gate can hold it."""
-
-    model = "counter"
-
-    def __init__(self) -> None:
-        self.turns = 0
-        self.gate: anyio.Event | None = None
-        self.started = anyio.Event()
-
-    async def respond(self, turn: Turn, reply: Reply) -> None:
-        self.turns += 1
-        self.started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        await reply.send(f"{len(turn.history)} before")
 
 
 def keyed(config: Config, alice_rpm: int = 0, alice_turns: int = 0, **api: Any) -> Config:

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.subprocess_server import wait_until_up
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 
@@ -135,17 +136,12 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
         env = {**os.environ, "HOME": str(tmp_path)}
         process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
         try:
+            await wait_until_up(f"http://127.0.0.1:{port}/health")
             async with httpx2.AsyncClient(timeout=30) as client:
-                with anyio.fail_after(20):
-                    while True:
-                        try:
-                            await client.get(f"http://127.0.0.1:{port}/health")
-                            break
-                        except httpx2.TransportError:
-                            await anyio.sleep(0.05)
                 answer = await client.post(
                     f"http://127.0.0.1:{port}/v1/chat/completions",
                     json={"messages": [{"role": "user", "content": "go"}]},
+                    headers={"X-Request-ID": "verbose-1"},
                 )
                 assert answer.status_code == 200
         finally:
@@ -154,6 +150,11 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
             logged = b"".join([chunk async for chunk in process.stderr]).decode()
             await process.wait()
     assert "model call 1 to m1: ok in " in logged
+    # Every line about the request carries its id: the model call's, the tool's, the access line.
+    about = [line for line in logged.splitlines() if "model call" in line or "tool no_such" in line]
+    assert about
+    assert all("[verbose-1]" in line for line in about)
+    assert "[verbose-1] nanobot_api.access: POST /v1/chat/completions 200" in logged
     assert "model call 2 to m1: ok in " in logged
     assert "tool no_such_tool [" in logged
     assert " ms, " in logged

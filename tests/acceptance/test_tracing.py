@@ -17,6 +17,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.local_http import serve_locally
+from tests.subprocess_server import wait_until_up
 from tests.upstream import ScriptedUpstream, Text
 
 pytestmark = pytest.mark.slow
@@ -68,14 +69,8 @@ async def test_a_request_is_one_trace_of_its_turn_model_call_and_commit(tmp_path
             }
             process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
             try:
+                await wait_until_up(f"http://127.0.0.1:{port}/health")
                 async with httpx2.AsyncClient(timeout=30) as client:
-                    with anyio.fail_after(20):
-                        while True:
-                            try:
-                                await client.get(f"http://127.0.0.1:{port}/health")
-                                break
-                            except httpx2.TransportError:
-                                await anyio.sleep(0.05)
                     answer = await client.post(
                         f"http://127.0.0.1:{port}/v1/chat/completions",
                         json={"messages": [{"role": "user", "content": "go"}]},

@@ -179,7 +179,8 @@ async def test_a_conversation_without_a_session_is_refused_with_instructions(
 async def test_latest_mode_needs_a_user_message_last(latest: FrontEndServer) -> None:
     body = {"messages": [user("a"), assistant("b")], "session_id": "x"}
     status, _, message = await latest.post(body)
-    assert (status, message) == (400, "The last message must be a user message")
+    assert status == 400
+    assert message.startswith("The last message must be a user message")
 
 
 async def test_reject_mode_still_refuses_conversations(reject: FrontEndServer) -> None:

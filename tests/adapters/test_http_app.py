@@ -233,11 +233,8 @@ async def test_bad_requests_are_400_with_a_clear_message(
     )
     assert response.status_code == 400
     error = error_of(await response.get_json())
-    assert (error["message"], error["type"], error["code"]) == (
-        message,
-        "invalid_request_error",
-        400,
-    )
+    assert error["message"].startswith(message)  # a refusal goes on to say what to send
+    assert (error["type"], error["code"]) == ("invalid_request_error", 400)
 
 
 async def test_a_body_over_the_request_limit_is_refused_before_reading() -> None:

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.requests import (
     DEFAULT_UPLOAD_PROMPT,
-    LAST_MESSAGE_USER,
     NAME_A_SESSION,
     SEND_ONE_MESSAGE,
     SINGLE_USER_MESSAGE,
@@ -21,35 +20,62 @@ from nanobot_api.domain.requests import (
     turn_text,
 )
 
-roles = st.lists(st.sampled_from(["user", "assistant", "system", "tool", None]), max_size=8)
+roles = st.lists(
+    st.sampled_from(["user", "assistant", "system", "developer", "tool", None]), max_size=8
+)
 modes = st.sampled_from(["reject", "latest"])
 
 
 @given(roles, modes, st.booleans())
-def test_any_roles_give_a_position_on_a_user_message_or_invalid_request(
+def test_any_roles_give_a_turn_or_results_or_invalid_request(
     given_roles: list[str | None], mode: HistoryMode, named: bool
 ) -> None:
     try:
         at = turn_position(given_roles, mode, named)
     except InvalidRequest:
         return
+    assert all(given_roles[i] in ("system", "developer") for i in at.instructions)
+    if at.continues:
+        assert at.index == -1
+        assert at.results
+        assert all(given_roles[i] == "tool" for i in at.results)
+        assert at.results[-1] == len(given_roles) - 1
+        return
     assert given_roles[at.index] == "user"
     assert at.index == len(given_roles) - 1
     if mode == "reject":
-        assert given_roles == ["user"]
+        assert given_roles == [*(given_roles[i] for i in at.instructions), "user"]
 
 
 def test_reject_mode_takes_exactly_one_user_message_and_names_the_fix() -> None:
-    with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE) as refused:
-        turn_position(["user", "assistant", "user"], "reject", named=True)
-    assert refused.value.message == SEND_ONE_MESSAGE
-    assert 'api.history = "latest"' in refused.value.message
+    for wrong in (["user", "assistant", "user"], ["assistant"], ["user", "system"], ["system"]):
+        with pytest.raises(InvalidRequest) as refused:
+            turn_position(wrong, "reject", named=True)
+        assert refused.value.message == SEND_ONE_MESSAGE
+        assert refused.value.message.startswith(SINGLE_USER_MESSAGE + ": ")
+        assert 'api.history = "latest"' in refused.value.message
+
+
+def test_system_and_developer_messages_lead_the_turn_in_both_modes() -> None:
+    at = turn_position(["system", "developer", "user"], "reject", named=False)
+    assert (at.index, at.instructions, at.continues) == (2, (0, 1), False)
+    at = turn_position(["system", "user"], "latest", named=False)
+    assert (at.index, at.instructions) == (1, (0,))
+
+
+def test_tool_messages_answer_the_paused_turn() -> None:
+    alone = turn_position(["system", "tool", "tool"], "reject", named=False)
+    assert (alone.continues, alone.results, alone.instructions) == (True, (1, 2), (0,))
+    resent = turn_position(["user", "assistant", "tool"], "reject", named=False)
+    assert (resent.continues, resent.results) == (True, (2,))
+    latest = turn_position(["system", "user", "assistant", "tool"], "latest", named=True)
+    assert (latest.continues, latest.results, latest.instructions) == (True, (3,), (0,))
     with pytest.raises(InvalidRequest, match=SINGLE_USER_MESSAGE):
-        turn_position(["assistant"], "reject", named=True)
+        turn_position(["user", "tool"], "reject", named=True)
 
 
 def test_latest_mode_needs_a_user_turn_last_and_a_session_for_a_conversation() -> None:
-    with pytest.raises(InvalidRequest, match=LAST_MESSAGE_USER):
+    with pytest.raises(InvalidRequest, match="The last message must be a user message"):
         turn_position(["user", "assistant"], "latest", named=True)
     with pytest.raises(InvalidRequest) as refused:
         turn_position(["user", "assistant", "user"], "latest", named=False)

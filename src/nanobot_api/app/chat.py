@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 import anyio
 import attrs
@@ -11,27 +12,42 @@ from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.sessions import SessionLocks
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
-from nanobot_api.domain.branches import Followed, follow
+from nanobot_api.domain.branches import Followed, active_branch, follow
+from nanobot_api.domain.client import ClientInstructionsMode
 from nanobot_api.domain.conversation import (
     MAX_HISTORY_BYTES,
+    History,
     Message,
+    ToolCall,
     TurnRecord,
     Usage,
     bounded_history,
 )
-from nanobot_api.domain.errors import NanobotError, TurnTimedOut
+from nanobot_api.domain.errors import InvalidRequest, NanobotError, TurnTimedOut
+from nanobot_api.domain.models import ToolSpec
+from nanobot_api.domain.pauses import (
+    check_results,
+    closed,
+    expired,
+    is_paused,
+    pending_calls,
+    with_results,
+)
 from nanobot_api.domain.ports import (
     Agent,
     Attachments,
     PlainCompletion,
     Reply,
+    ServesTools,
     SessionStore,
     SettlesUploads,
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
+    DEFAULT_TOOL_RESULT_TIMEOUT_S,
     EMPTY_REPLY_FALLBACK,
     ChatRequest,
     PreparedTurn,
@@ -65,6 +81,9 @@ class ChatService:
         max_history_bytes: int | None = MAX_HISTORY_BYTES,
         max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS,
         redactor: Redactor | None = None,
+        client_instructions: ClientInstructionsMode = "append",
+        tool_result_timeout_s: float = DEFAULT_TOOL_RESULT_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._agent = agent
         self._gate = gate or TurnGate()
@@ -76,6 +95,9 @@ class ChatService:
         self._max_history_bytes = max_history_bytes
         self._bound = ReplyBound(max_reply_chars)
         self._redactor = redactor or Redactor()
+        self._client_instructions = client_instructions
+        self._tool_result_timeout_s = tool_result_timeout_s
+        self._clock = clock
         self._locks = SessionLocks()
 
     @property
@@ -90,6 +112,15 @@ class ChatService:
     async def prepare(self, request: ChatRequest) -> PreparedTurn:
         self._gate.admit()  # before any upload is stored
         check_model(request.model, self.model)
+        options = request.options
+        if self._client_instructions == "ignore":
+            options = options.without_instructions()
+        if options.tools and isinstance(self._agent, ServesTools):
+            check_tool_names(options.tools, self._agent.server_tools)
+        if request.continues:
+            # Checked again under the session's lock; here so a stream is refused with
+            # a 400 before it starts.
+            await self._check_results(request.session, request.tool_results)
         images, documents = await self._attachments.accept(request.uploads, request.session)
         return PreparedTurn(
             request.session,
@@ -100,7 +131,16 @@ class ChatService:
             task=request.task,
             conversation=request.conversation,
             stream=request.stream,
+            options=options,
+            tool_results=request.tool_results,
+            continues=request.continues,
         )
+
+    async def _check_results(self, session: SessionKey, results: Sequence[Message]) -> None:
+        _, last = await self._store.last_turn(session)
+        if last is not None and expired(last, self._clock(), self._tool_result_timeout_s):
+            last = None  # expired: its calls no longer wait
+        check_results(last, results)
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         kept = False
@@ -154,35 +194,90 @@ class ChatService:
                 exc.args = (exc.message,)
             raise
         await recorder.finish()
-        return TurnResult(recorder.text, recorder.usage)
+        calls = recorder.waiting
+        if self._redactor:
+            calls = tuple(
+                attrs.evolve(call, arguments=self._redactor(call.arguments)) for call in calls
+            )
+        return TurnResult(recorder.text, recorder.usage, calls)
 
     async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
+        history = await self._store.history(turn.session, self._max_history_messages)
+        last = history[-1] if history else None
+        if last is not None and is_paused(last):
+            now = self._clock()
+            if turn.continues and not expired(last, now, self._tool_result_timeout_s):
+                await self._resume(turn, history, with_results(last, turn.tool_results), recorder)
+                return
+            # A new message (or results too late) closes the pause first.
+            last = closed(last)
+            with anyio.CancelScope(shield=True):
+                await self._replace_last(turn.session, last)
+            history = (*history[:-1], last)
+        if turn.continues:
+            check_results(None, turn.tool_results)  # nothing waits: refused, naming it
         shown = turn.shown
         followed: Followed | None = None
         if shown.whole or shown.ids.any:
             # The request says which branch it continues (domain/branches.py).
             followed = follow(shown, await self._store.turns(turn.session))
             history = bounded_history(followed.history, self._max_history_messages)
-        else:
-            history = await self._store.history(turn.session, self._max_history_messages)
+        await self._agent.respond(Turn.from_prepared(turn, self._bounded(history)), recorder)
+        await self._keep(turn, recorder, (user_message(turn),), followed=followed)
+
+    async def _resume(
+        self,
+        turn: PreparedTurn,
+        history: History,
+        record: TurnRecord,
+        recorder: _TurnRecorder,
+    ) -> None:
+        """A paused turn goes on from its messages and the client's results."""
+        resumed = Turn.from_prepared(turn, self._bounded(history[:-1]))
+        await self._agent.respond(attrs.evolve(resumed, resumed=record.messages), recorder)
+        await self._keep(turn, recorder, record.messages, replace=True)
+
+    def _bounded(self, history: History) -> History:
         if self._max_history_bytes is not None:
             history = bounded_history(history, max_bytes=self._max_history_bytes)
-        await self._agent.respond(Turn.from_prepared(turn, history), recorder)
+        return history
+
+    async def _keep(
+        self,
+        turn: PreparedTurn,
+        recorder: _TurnRecorder,
+        head: tuple[Message, ...],
+        *,
+        followed: Followed | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Commits the turn: appended, in place of the paused turn it finishes
+        (``replace``), or after the branch the request follows."""
         await recorder.finish()
-        if not recorder.text:
+        paused_at = self._clock() if recorder.waiting else None
+        if not recorder.text and paused_at is None:
             await recorder.send_fallback()
         # Once the answer is complete it is kept, even if the deadline
         # or a disconnect lands while the store is writing.
         with anyio.CancelScope(shield=True):
-            record = recorder.record(user_message(turn))
+            record = attrs.evolve(recorder.record(head), paused_at=paused_at)
             with self._telemetry.span("store commit"):
-                if followed is None:
+                if replace:
+                    await self._replace_last(turn.session, record)
+                elif followed is None:
                     await self._store.commit(turn.session, record)
                 else:
                     kept = [t.no for t in followed.kept]
                     await self._store.commit_branch(
-                        turn.session, kept, followed.imported, record, shown.ids
+                        turn.session, kept, followed.imported, record, turn.shown.ids
                     )
+
+    async def _replace_last(self, session: SessionKey, record: TurnRecord) -> None:
+        """Puts ``record`` in place of the active branch's latest turn (a paused turn
+        going on or closed); the old version stays stored, superseded."""
+        branch = active_branch(await self._store.turns(session))
+        kept = [stored.no for stored in branch[:-1]]
+        await self._store.commit_branch(session, kept, (), record, branch[-1].ids)
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""
@@ -195,6 +290,18 @@ class ChatService:
     def busy_sessions(self) -> int:
         """Sessions with a turn running or waiting (for diagnostics and tests)."""
         return len(self._locks)
+
+
+def check_tool_names(tools: Sequence[ToolSpec], server: frozenset[str]) -> None:
+    """Refuses a client tool named like one the server runs itself."""
+    for index, spec in enumerate(tools):
+        if spec.name in server:
+            param = f"tools[{index}].function.name"
+            raise InvalidRequest(
+                f"{param} '{spec.name}' is the name of a server tool; give the client's "
+                "tool another name",
+                param,
+            )
 
 
 def user_message(turn: PreparedTurn) -> Message:
@@ -268,10 +375,16 @@ class _TurnRecorder:
         await self.send(EMPTY_REPLY_FALLBACK)
         await self.finish()
 
-    def record(self, user: Message) -> TurnRecord:
-        """The turn for history: what the agent remembered, or else its whole reply."""
+    @property
+    def waiting(self) -> tuple[ToolCall, ...]:
+        """The client's tool calls the turn stopped on (the agent ran all others)."""
+        return pending_calls(self._messages)
+
+    def record(self, head: tuple[Message, ...]) -> TurnRecord:
+        """The turn for history: ``head`` (its user message, or a paused turn's messages
+        so far), then what the agent remembered, or else its whole reply."""
         if not self._messages:
-            return TurnRecord((user, Message.assistant(self.text)))
+            return TurnRecord((*head, Message.assistant(self.text)))
         messages = [self._kept(message) for message in self._messages]
         if self._fallback:
             # History shows the answer the client saw, not the agent's empty one.
@@ -279,7 +392,7 @@ class _TurnRecorder:
             if last.role == "assistant" and not last.tool_calls and not last.content:
                 messages.pop()
             messages.append(Message.assistant(EMPTY_REPLY_FALLBACK))
-        return TurnRecord((user, *messages))
+        return TurnRecord((*head, *messages))
 
     def _kept(self, message: Message) -> Message:
         """A message as history keeps it: bounded like the reply, and masked."""

@@ -89,6 +89,12 @@ class ApiConfig:
     idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
     shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
     max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+    # ---- clients (clients.md): their instructions, tools and documents
+    client_instructions: Literal["append", "ignore"] = checked(
+        "append", lambda v: v in ("append", "ignore"), '"append" or "ignore"', base=str
+    )
+    tool_result_timeout_s: float = checked(600.0, lambda v: 0 < v < math.inf, "a number > 0")
+    max_document_chars: int = checked(200_000, lambda v: v > 0, "a positive integer")
 
     @property
     def keyed(self) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from nanobot_api.domain.conversation import History, Message, Usage
 from nanobot_api.domain.outbox import shorten
 from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.schema_instance import minimal_instance
 from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 from nanobot_api.domain.turns import Turn
 
@@ -19,7 +20,12 @@ _RECALLED_CHARS = 40
 class EchoAgent:
     """Streams ``echo: <text>`` word by word, then a note per attachment it received, then
     (from the second turn of a session on) what it remembers of the session:
-    ``(turn 3; earlier: "hi", "how are you")``, so the server's memory shows offline."""
+    ``(turn 3; earlier: "hi", "how are you")``, so the server's memory shows offline.
+
+    Asked for structured output, it answers in the shape asked for, so the offline
+    server shows it: a ``json_schema`` request gets the smallest instance of its schema,
+    a ``json_object`` request ``{"echo": "<text>"}``.
+    """
 
     def __init__(self, model: str = ECHO_MODEL) -> None:
         self._model = model
@@ -29,6 +35,14 @@ class EchoAgent:
         return self._model
 
     async def respond(self, turn: Turn, reply: Reply) -> None:
+        shape = turn.options.response_format
+        if shape is not None:
+            document = (
+                minimal_instance(shape.schema) if shape.schema is not None else {"echo": turn.text}
+            )
+            await reply.send(json.dumps(document, ensure_ascii=False))
+            reply.add_usage(Usage(prompt_tokens=len(turn.text.split()), completion_tokens=1))
+            return
         notes = [f"[{image.mime} {len(image.data)} B]" for image in turn.images]
         notes += [f"[{doc.name}: {len(doc.text)} chars]" for doc in turn.documents]
         words = ["echo:", *turn.text.split(), *notes]

@@ -10,6 +10,7 @@ import anyio
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.tools import ToolBox, ToolSource
+from nanobot_api.domain.client import system_with_instructions
 from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.models import (
     ContentPart,
@@ -82,14 +83,34 @@ class LlmAgent:
     def model(self) -> str:
         return self._model_id
 
+    @property
+    def server_tools(self) -> frozenset[str]:
+        """The names of the tools the agent runs itself (a client tool may not reuse one)."""
+        return frozenset(spec.name for spec in self._tools.current().specs)
+
+    def _system_for(self, instructions: str | None) -> Message | None:
+        """The turn's system message: the agent's own, with the client's instructions."""
+        if not instructions:
+            return self._system
+        own = self._system.content if self._system else None
+        return Message("system", system_with_instructions(own, instructions))
+
     async def respond(self, turn: Turn, reply: Reply) -> None:
-        # This turn's messages; the system prompt and history go beside them.
-        messages: list[ModelMessage] = [UserContent.of_turn(turn.text, turn.images, turn.documents)]
+        # This turn's messages; the system prompt and history go beside them. A paused
+        # turn going on starts from what it held, the client's tool results last.
+        messages: list[ModelMessage] = list(turn.resumed) or [
+            UserContent.of_turn(turn.text, turn.images, turn.documents)
+        ]
         context = ToolContext(turn.session, reply)
+        options = turn.options
+        system = self._system_for(options.instructions)
+        client_names = frozenset(spec.name for spec in options.tools)
         # One set of tools for the whole turn, though MCP servers may come and go.
         tools = self._tools.current()
         # With no rounds allowed the model is not told about tools at all.
         specs = tools.specs if self._max_tool_iterations else ()
+        specs += options.tools
+        response_format = options.response_format.wire if options.response_format else None
         sent_any = False
         rounds = 0
         while True:
@@ -108,8 +129,11 @@ class LlmAgent:
                 specs,
                 turn.stream,
                 history=turn.history,
-                system=self._system,
+                system=system,
                 max_reply_chars=self._max_reply_chars,
+                response_format=response_format,
+                tool_choice=options.tool_choice,
+                parallel_tool_calls=options.parallel_tool_calls,
             )
             response = await self._call_model(request, on_delta, rounds + 1)
             reply.add_usage(response.usage)
@@ -124,6 +148,8 @@ class LlmAgent:
             messages.append(answer)
             images: list[ContentPart] = []
             for call in answer.tool_calls:
+                if call.name in client_names:
+                    continue  # the client runs it: the turn pauses below
                 started = time.monotonic()
                 with self._telemetry.span(f"tool {call.name}"):
                     output = await tools.run(call, context)
@@ -140,6 +166,10 @@ class LlmAgent:
                 if output.images:
                     images += [TextPart(f"Images returned by {call.name} ({call.id}):")]
                     images += output.images
+            if any(call.name in client_names for call in answer.tool_calls):
+                # The client's calls are the answer for now; the turn goes on when the
+                # client sends their results (see the chat use case).
+                return
             if images:
                 # Providers take images in user messages only, after all the results of
                 # the round. History keeps the results' text, which names the images.

@@ -42,9 +42,14 @@ class Message:
 
 @attrs.frozen
 class TurnRecord:
-    """A completed turn: its user message first, then everything the agent added."""
+    """A completed turn: its user message first, then everything the agent added.
+
+    ``paused_at`` (a Unix time) marks a turn that waits for the results of the client's
+    own tool calls (see ``domain.pauses``); None for every other turn.
+    """
 
     messages: tuple[Message, ...]
+    paused_at: float | None = None
 
     @property
     def user_text(self) -> str:

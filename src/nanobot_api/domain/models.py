@@ -105,6 +105,8 @@ class ModelRequest:
     does not, the model may deliver the text in one piece. ``max_reply_chars`` bounds
     the answer: a model adapter stops reading past it and returns what it has (with
     ``finish_reason`` "length"), so a runaway reply never fills the server's memory.
+    ``response_format``, ``tool_choice`` and ``parallel_tool_calls`` are passed on as
+    the client sent them (OpenAI's shapes).
     """
 
     messages: tuple[ModelMessage, ...]
@@ -113,6 +115,9 @@ class ModelRequest:
     history: History = ()
     system: Message | None = None
     max_reply_chars: int | None = None
+    response_format: Mapping[str, JsonValue] | None = attrs.field(default=None, hash=False)
+    tool_choice: JsonValue = attrs.field(default=None, hash=False)
+    parallel_tool_calls: bool | None = None
 
     @property
     def conversation(self) -> tuple[ModelMessage, ...]:

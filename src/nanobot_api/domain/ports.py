@@ -80,6 +80,15 @@ class PlainCompletion(Protocol):
         """Answers exactly ``messages``: no system prompt, no history, no tools."""
 
 
+@runtime_checkable
+class ServesTools(Protocol):
+    """An agent that runs tools of its own, whose names a client's tools may not take."""
+
+    @property
+    def server_tools(self) -> frozenset[str]:
+        """The names of the tools the agent runs itself."""
+
+
 class SessionStore(Protocol):
     """Durable per-session history.
 

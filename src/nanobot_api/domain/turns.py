@@ -6,7 +6,8 @@ import attrs
 
 from nanobot_api.domain.attachments import Document, Image, Upload
 from nanobot_api.domain.branches import NOTHING_SHOWN, Shown
-from nanobot_api.domain.conversation import History, Message, Usage
+from nanobot_api.domain.client import NO_OPTIONS, TurnOptions
+from nanobot_api.domain.conversation import History, Message, ToolCall, Usage
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.sessions import SessionKey
 
@@ -16,6 +17,7 @@ EMPTY_REPLY_FALLBACK = (
 )
 DEFAULT_UPLOAD_PROMPT = "Please analyze the uploaded file(s)."
 DEFAULT_MAX_REPLY_CHARS = 100_000
+DEFAULT_TOOL_RESULT_TIMEOUT_S = 600.0
 
 
 @attrs.frozen
@@ -43,7 +45,10 @@ class ChatRequest:
     (``domain.branches``): a regenerate, an edit or a branch switch shows another
     branch than the session's active one. ``task`` marks an auxiliary request (a
     front end's title or tag generation) answered from ``conversation`` alone, outside
-    any session.
+    any session. ``options`` is what the client asked of the turn besides its message.
+    ``tool_results`` answer the client-tool calls of the session's paused turn;
+    ``continues`` says the request holds no new user message, only those results, so
+    the paused turn goes on.
     """
 
     session: SessionKey
@@ -55,6 +60,9 @@ class ChatRequest:
     shown: Shown = NOTHING_SHOWN
     task: str | None = None
     conversation: tuple[Message, ...] = ()
+    options: TurnOptions = NO_OPTIONS
+    tool_results: tuple[Message, ...] = ()
+    continues: bool = False
 
 
 @attrs.frozen
@@ -69,6 +77,9 @@ class PreparedTurn:
     task: str | None = None
     conversation: tuple[Message, ...] = ()
     stream: bool = True
+    options: TurnOptions = NO_OPTIONS
+    tool_results: tuple[Message, ...] = ()
+    continues: bool = False
 
 
 @attrs.frozen
@@ -77,6 +88,10 @@ class Turn:
 
     ``stream`` is True when the caller reads the reply as it is written; when False, an
     agent may produce it in one piece (nothing is shown before the turn ends).
+    ``options`` is what the client asked of this turn besides its message (its own
+    instructions, the answer's shape, its own tools). ``resumed`` holds a paused turn
+    that goes on: its messages so far, the user's first and the results of the
+    client's tool calls last; an agent continues from them instead of from ``text``.
     """
 
     session: SessionKey
@@ -85,6 +100,8 @@ class Turn:
     documents: tuple[Document, ...] = ()
     history: History = ()
     stream: bool = True
+    options: TurnOptions = NO_OPTIONS
+    resumed: tuple[Message, ...] = ()
 
     @classmethod
     def from_prepared(cls, prepared: PreparedTurn, history: History) -> Turn:
@@ -95,15 +112,22 @@ class Turn:
             prepared.documents,
             history,
             stream=prepared.stream,
+            options=prepared.options,
         )
 
 
 @attrs.frozen
 class TurnResult:
-    """The whole reply of a finished turn and the tokens it used."""
+    """The whole reply of a finished turn and the tokens it used; ``tool_calls`` are
+    the client's own tools the model called, for which the turn now waits."""
 
     text: str
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
 
 
 def check_model(requested: str | None, served: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from nanobot_api.domain.conversation import Usage
+from nanobot_api.domain.conversation import ToolCall, Usage
 
 
 def json_bytes(payload: object) -> bytes:
@@ -22,8 +22,20 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 
 def completion_json(
-    completion_id: str, created: int, model: str, text: str, usage: Usage
+    completion_id: str,
+    created: int,
+    model: str,
+    text: str,
+    usage: Usage,
+    *,
+    tool_calls: Sequence[ToolCall] = (),
 ) -> dict[str, object]:
+    """A whole answer; with ``tool_calls`` (the client's own tools the model called) its
+    message carries them and it finishes for ``tool_calls``, as OpenAI's does."""
+    message: dict[str, object] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = tool_calls_json(tool_calls)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -32,19 +44,32 @@ def completion_json(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "tool_calls" if tool_calls else "stop",
             }
         ],
         "usage": usage_json(usage),
     }
 
 
+def tool_calls_json(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[object]:
+    """Tool calls as a message (or, ``indexed``, a stream delta) carries them."""
+    return [
+        {
+            **({"index": index} if indexed else {}),
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for index, call in enumerate(calls)
+    ]
+
+
 def chunk_json(
     completion_id: str,
     created: int,
     model: str,
-    delta: Mapping[str, str],
+    delta: Mapping[str, object],
     finish_reason: str | None = None,
 ) -> dict[str, object]:
     return {

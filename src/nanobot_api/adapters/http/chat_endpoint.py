@@ -24,7 +24,9 @@ from nanobot_api.adapters.http.headers import (
     OPEN_WEBUI_HEADERS,
     SESSION_HEADER,
     TASK_HEADER,
+    TRUNCATED_HEADER,
     session_headers,
+    truncated_files,
 )
 from nanobot_api.adapters.http.ids import new_id
 from nanobot_api.adapters.http.lifted import lift_data_urls
@@ -50,6 +52,7 @@ _ID_KEYS: Final = tuple(name.lower() for name in MESSAGE_ID_HEADERS)
 # Bodies this large are parsed off the event loop (a 60 MB one took seconds on it).
 OFF_LOOP_BYTES = 512 * 1024
 _SESSION_ID: Final = SESSION_HEADER.lower().encode()
+_TRUNCATED: Final = TRUNCATED_HEADER.lower().encode()
 
 
 class ChatEndpoint:
@@ -69,6 +72,9 @@ class ChatEndpoint:
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
         exchange.response_headers.append((_SESSION_ID, prepared.session.session_id.encode()))
+        cut = [doc.name for doc in prepared.documents if doc.truncated]
+        if cut:
+            exchange.response_headers.append((_TRUNCATED, truncated_files(cut).encode()))
         # A stream writes all along, and must stop as soon as its client is gone; a
         # single answer is written once, at the end.
         watch_after_s = 0.0 if chat.stream else WATCH_AFTER_S
@@ -76,7 +82,12 @@ class ChatEndpoint:
             if not chat.stream:
                 result = await turns.run(prepared, _DISCARD)
                 answer = completion_json(
-                    completion_id, created, turns.model, result.text, result.usage
+                    completion_id,
+                    created,
+                    turns.model,
+                    result.text,
+                    result.usage,
+                    tool_calls=result.tool_calls,
                 )
                 await exchange.respond_json(200, answer)
                 return

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
+from urllib.parse import quote
 
 from nanobot_api.domain.sessions import SessionHeaders
 
@@ -11,6 +12,7 @@ REQUEST_ID: Final = "X-Request-ID"
 SESSION_HEADER: Final = "X-Session-Id"
 CHAT_ID_HEADERS: Final = ("X-OpenWebUI-Chat-Id", "X-Chat-Id")
 TASK_HEADER: Final = "X-OpenWebUI-Task"
+TRUNCATED_HEADER: Final = "X-Attachments-Truncated"
 # The recipe's message-id headers (docs/how-to/front-ends.md), in the order
 # MessageIds.from_headers takes them: user message, answer, the answer before.
 MESSAGE_ID_HEADERS: Final = (
@@ -31,6 +33,14 @@ def session_headers(headers: Mapping[str, str]) -> SessionHeaders:
         if (value := headers.get(name.lower())) is not None
     )
     return SessionHeaders(None if session is None else (SESSION_HEADER, session), chat_ids)
+
+
+def truncated_files(names: Sequence[str]) -> str:
+    """The ``X-Attachments-Truncated`` value: the names of the documents cut to their
+    bound, comma-separated, each percent-encoded as UTF-8 where it is not plain
+    (a header carries Latin-1 only, and a comma or control character in a name must
+    not split or break it)."""
+    return ", ".join(quote(name, safe=" ._-()[]+@") for name in names)
 
 
 def as_utf8(value: str) -> str:

@@ -9,7 +9,7 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 
-from nanobot_api.adapters.http.answers import chunk_json, json_bytes, usage_json
+from nanobot_api.adapters.http.answers import chunk_json, json_bytes, tool_calls_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.ports import ChatTurns
@@ -136,7 +136,7 @@ async def stream_turn(
     that cancels this task, and with it the turn (which then commits nothing).
     """
 
-    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
         return sse(chunk_json(completion_id, created, turns.model, delta, finish))
 
     stream = EventWriter(write, keepalive_s)
@@ -149,7 +149,11 @@ async def stream_turn(
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))
             return
-        await stream.write(chunk({}, "stop"))
+        if result.tool_calls:
+            # As OpenAI streams them: each call's id, name and arguments in a delta.
+            calls = tool_calls_json(result.tool_calls, indexed=True)
+            await stream.write(chunk({"tool_calls": calls}))
+        await stream.write(chunk({}, result.finish_reason))
         if include_usage:
             usage = chunk_json(completion_id, created, turns.model, {})
             usage["choices"] = []

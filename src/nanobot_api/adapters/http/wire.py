@@ -19,6 +19,14 @@ from cattrs.strategies import configure_tagged_union
 from nanobot_api.adapters.http.lifted import LiftedFile
 from nanobot_api.domain.attachments import Upload, UploadLimits, check_file_count, upload_from_url
 from nanobot_api.domain.branches import NO_IDS, MessageIds, Shown, shown_conversation
+from nanobot_api.domain.client import (
+    TurnOptions,
+    check_n,
+    client_tools,
+    response_format_of,
+    tool_choice_of,
+)
+from nanobot_api.domain.conversation import Message
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.front_ends import PlainShape, auxiliary_task
 from nanobot_api.domain.requests import (
@@ -93,6 +101,21 @@ class ChatBody:
     session_id: Any = None  # validated by the domain, which owns its rules
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    parallel_tool_calls: bool | None = None
+    # Read by the domain's rules (``domain/client.py``), which name what is wrong.
+    n: Any = None
+    response_format: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+
+
+@attrs.frozen
+class ToolMessage:
+    """A ``tool`` message: the result of one of the client's own tool calls."""
+
+    role: str
+    tool_call_id: str
+    content: str | list[ContentPart] | None = None
 
 
 class _UnknownPart(ValueError):
@@ -248,6 +271,7 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
+    check_n(fields.n)
     shape = _shape(messages, body.get("tools"), stream, from_open_webui)
     task = auxiliary_task(task, shape)
     if task is not None:
@@ -264,11 +288,27 @@ def parse_chat_json(
     if not isinstance(messages, list):
         messages = []
     at = turn_position([_role(m) for m in messages], history, named is not None)
+    asks = _turn_options(fields, [_plain_text(messages[i], i) for i in at.instructions])
+    results = tuple(_tool_result(messages[i], i) for i in at.results)
+    if at.continues:
+        return ChatRequest(
+            session,
+            "",
+            model=fields.model,
+            stream=stream,
+            include_usage=include_usage,
+            options=asks,
+            tool_results=results,
+            continues=True,
+        )
     where = f"messages[{at.index}]"
     message = _structure(messages[at.index], UserMessage, where)
     texts, uploads = _content(message.content, limits, where, lifted or {})
     if history == "latest":
-        earlier = shape.messages[: at.index]
+        # The client's instructions are no part of the conversation it shows: a system
+        # message and one user message is a new message, as in the default mode.
+        instructions = set(at.instructions)
+        earlier = [m for i, m in enumerate(shape.messages[: at.index]) if i not in instructions]
         shown = shown_conversation(earlier, front_end=from_open_webui, ids=ids)
     else:
         shown = Shown(ids=ids)
@@ -280,7 +320,39 @@ def parse_chat_json(
         stream=stream,
         include_usage=include_usage,
         shown=shown,
+        options=asks,
     )
+
+
+def _turn_options(fields: ChatBody, instructions: list[str]) -> TurnOptions:
+    """What the client asked of its turn besides the message, by the domain's rules."""
+    tools = client_tools(fields.tools)
+    return TurnOptions(
+        instructions="\n\n".join(text for text in instructions if text) or None,
+        response_format=response_format_of(fields.response_format),
+        tools=tools,
+        tool_choice=tool_choice_of(fields.tool_choice, tools) if tools else None,
+        parallel_tool_calls=fields.parallel_tool_calls if tools else None,
+    )
+
+
+def _plain_text(raw: object, index: int) -> str:
+    """The text of a system or developer message (its text parts joined)."""
+    where = f"messages[{index}]"
+    content = _structure(raw, PlainMessage, where).content
+    if isinstance(content, list):
+        content = "\n".join(part.text for part in content if isinstance(part, TextPart))
+    return check_text(content or "", f"{where}.content")
+
+
+def _tool_result(raw: object, index: int) -> Message:
+    """A tool message as the result it carries for one of the client's tool calls."""
+    where = f"messages[{index}]"
+    message = _structure(raw, ToolMessage, where)
+    content = message.content
+    if isinstance(content, list):
+        content = "\n".join(part.text for part in content if isinstance(part, TextPart))
+    return Message.tool_result(message.tool_call_id, check_text(content or "", f"{where}.content"))
 
 
 def _role(message: object) -> str | None:

@@ -72,6 +72,16 @@ class RequestEncoder:
         parts = [self._model[1], f'"messages":[{_joined(texts)}]']
         if request.tools:
             parts.append(self._tools_text(request.tools))
+        # The client's asks, passed on as they came (rare, so not cached).
+        asks: dict[str, object] = {}
+        if request.response_format is not None:
+            asks["response_format"] = request.response_format
+        if request.tool_choice is not None and request.tools:
+            asks["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None and request.tools:
+            asks["parallel_tool_calls"] = request.parallel_tool_calls
+        if asks:
+            parts.append(json.dumps(asks, separators=(",", ":"), ensure_ascii=False)[1:-1])
         if stream:
             # Without stream_options most providers send no usage at all on a stream.
             parts.append('"stream":true,"stream_options":{"include_usage":true}')

@@ -128,7 +128,7 @@ class SqliteSessionStore(SqliteFile):
     async def commit(self, key: SessionKey, record: TurnRecord) -> None:
         """Appends the turn to the active branch in one transaction; durable on return."""
         name = str(key)
-        payload = _payload(record)
+        payload = record_json(record)
         token = self._recent.writing(name)
         args = (name, len(record.messages), payload)
         try:
@@ -453,8 +453,31 @@ def message_json(message: Message) -> dict[str, object]:
     return item
 
 
-def _payload(record: TurnRecord) -> str:
-    return json.dumps([message_json(m) for m in record.messages], ensure_ascii=False)
+def record_json(record: TurnRecord) -> str:
+    """A turn as its ``messages`` column holds it: the list of its messages, or for a
+    turn paused on the client's tool calls ``{"messages": [...], "paused_at": t}`` (so
+    the files of earlier versions read the same)."""
+    messages = [message_json(m) for m in record.messages]
+    if record.paused_at is None:
+        return json.dumps(messages, ensure_ascii=False)
+    return json.dumps({"messages": messages, "paused_at": record.paused_at}, ensure_ascii=False)
+
+
+def record_from_json(payload: str) -> TurnRecord:
+    """A turn read back from what :func:`record_json` wrote."""
+    data = json.loads(payload)
+    paused_at = None
+    if isinstance(data, dict):
+        stamp = data.get("paused_at")
+        paused_at = float(stamp) if isinstance(stamp, int | float) else None
+        data = data.get("messages", [])
+    return TurnRecord(tuple(message_from_json(item) for item in data), paused_at=paused_at)
+
+
+_record = record_from_json
+
+
+_payload = record_json
 
 
 def _ids_json(ids: MessageIds) -> str | None:
@@ -466,10 +489,6 @@ def _ids(text: str | None) -> MessageIds:
         return MessageIds()
     user, answer, parent = json.loads(text)
     return MessageIds(user, answer, parent)
-
-
-def _record(payload: str) -> TurnRecord:
-    return TurnRecord(tuple(message_from_json(item) for item in json.loads(payload)))
 
 
 def message_from_json(item: dict[str, object]) -> Message:

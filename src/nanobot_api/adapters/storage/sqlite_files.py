@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -193,6 +194,19 @@ class SqliteFile:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction around the block (blocking). IMMEDIATE takes the write
+    lock at once, so a read-then-write is never overtaken by another connection."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _ping(conn: sqlite3.Connection) -> None:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
     SqliteFile,
     Synchronous,
     connect_wal,
+    immediate_transaction,
 )
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import (
@@ -136,18 +136,6 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return conn
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock at once, so a read-then-write cannot be overtaken.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _row(event: OutboxEvent) -> tuple[object, ...]:
     return (
         event.id,
@@ -214,7 +202,7 @@ def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
 def _claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str]) -> Claim:
     # One write transaction: the attempts are counted in the same commit that takes the
     # events, so no reader (nor a restart) sees an event taken without its attempt.
-    with _transaction(conn):
+    with immediate_transaction(conn):
         cursor = conn.execute(
             f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' "
             "ORDER BY next_attempt_at, rowid"
@@ -251,14 +239,14 @@ def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
 
 
 def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
-    with _transaction(conn):
+    with immediate_transaction(conn):
         event = retried(_get(conn, event_id), now, force=force)
         _update(conn, event)
     return event
 
 
 def _drop(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
-    with _transaction(conn):
+    with immediate_transaction(conn):
         event = _get(conn, event_id)
         conn.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
     return event

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -24,6 +23,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
     SqliteFile,
     Synchronous,
     connect_wal,
+    immediate_transaction,
 )
 from nanobot_api.domain.idempotency import Claimed, KeyClaim, StoredAnswer, decide
 
@@ -112,18 +112,6 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     )
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE: a read-then-write is never overtaken by another worker's write.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 class _Times(NamedTuple):
     now: float
     lease_s: float
@@ -134,7 +122,7 @@ def _claim(
     conn: sqlite3.Connection, ident: tuple[str, str], fingerprint: str, times: _Times
 ) -> KeyClaim:
     (scope, key), (now, lease_s, ttl_s) = ident, times
-    with _transaction(conn):
+    with immediate_transaction(conn):
         conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_s,))
         row = conn.execute(
             "SELECT fingerprint, lease_until, status, content_type, body, headers "
@@ -207,7 +195,7 @@ def _count(conn: sqlite3.Connection, bucket: str, window_start: float) -> int:
 
 def _take_slot(conn: sqlite3.Connection, ident: tuple[str, str], limit: int, times: _Times) -> bool:
     (bucket, token), (now, lease_s, _) = ident, times
-    with _transaction(conn):
+    with immediate_transaction(conn):
         conn.execute("DELETE FROM slots WHERE bucket = ? AND lease_until <= ?", (bucket, now))
         (held,) = conn.execute("SELECT COUNT(*) FROM slots WHERE bucket = ?", (bucket,)).fetchone()
         if held >= limit:

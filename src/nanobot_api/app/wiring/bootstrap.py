@@ -104,7 +104,7 @@ def build(
         )
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
-        extraction = ExtractionLimits()
+        extraction = ExtractionLimits(max_chars=config.api.max_document_chars)
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
             FilesystemMediaStore.in_workspace(
@@ -124,6 +124,8 @@ def build(
         telemetry=metrics,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
+        client_instructions=config.api.client_instructions,
+        tool_result_timeout_s=config.api.tool_result_timeout_s,
     )
     settings = HttpSettings(
         api_key=config.api.api_key,

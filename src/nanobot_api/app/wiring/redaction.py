@@ -20,11 +20,11 @@ from nanobot_api.domain.redaction import Redactor
 
 
 def configured_redactor(config: Config) -> Redactor:
-    """Every secret in ``config``: the server's API key, every provider's API key and
+    """Every secret in ``config``: the server's API keys, every provider's API key and
     every value of its extra headers (Azure's ``api-key`` lives there), every channel
     token, the webhook's URL and signing secret, long plugin settings, and every MCP
     server's ``env`` and ``headers`` value."""
-    values: list[str] = [config.api.api_key]
+    values: list[str] = [config.api.api_key, *(tenant.key for tenant in config.api.keys)]
     for provider in config.providers.values():
         values.append(provider.api_key)
         values += provider.extra_headers.values()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import werkzeug.exceptions
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from nanobot_api.adapters.http.answers import error_json, json_bytes
 from nanobot_api.adapters.http.errors import failure_body, failure_headers
@@ -60,7 +60,7 @@ def install_quart_error_rendering(app: Quart) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods or ())
             return response
         if isinstance(error, werkzeug.exceptions.NotFound):
-            return error_response(NotFound("Not found"))
+            return error_response(NotFound(not_found_message(request.path, app)))
         status = error.code or 500
         kind = "server_error" if status >= 500 else "invalid_request_error"
         return json_response(
@@ -70,6 +70,25 @@ def install_quart_error_rendering(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _fault(error: Exception) -> Response:
         return error_response(error)  # logged there
+
+
+def not_found_message(path: str, app: Quart) -> str:
+    """What a client is told for a path nothing answers: for an OpenAI path (under
+    ``/v1/``: ``/v1/completions``, ``/v1/embeddings``...), which ones this server
+    serves, so a client configured for another endpoint learns what to use instead."""
+    if not path.startswith("/v1/"):
+        return "Not found"
+    served = sorted(
+        {
+            (rule.rule, method)
+            for rule in app.url_map.iter_rules()
+            if rule.rule.startswith("/v1/")
+            for method in rule.methods or ()
+            if method not in ("HEAD", "OPTIONS")
+        }
+    )
+    routes = ", ".join(f"{method} {rule}" for rule, method in served)
+    return f"{path} is not served by this server; it serves: {routes}"
 
 
 def error_response(error: BaseException) -> Response:

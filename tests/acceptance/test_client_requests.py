@@ -1,0 +1,198 @@
+"""What clients send besides one user message, over a real socket with the openai SDK:
+instructions, structured output, client tools (paused and resumed), ``n``, the paths
+not served and documents cut to their bound."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from openai import AsyncOpenAI, BadRequestError, NotFoundError
+
+from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
+    ApiConfig,
+    Config,
+    ProviderConfig,
+)
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
+from tests.upstream import Calls, ScriptedUpstream, Text
+
+MODEL = "MiniMax-M2.7"
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@asynccontextmanager
+async def served(
+    tmp_path: Path, up: ScriptedUpstream | None = None, **api: Any
+) -> AsyncIterator[AsyncOpenAI]:
+    config = attrs.evolve(Config(), api=ApiConfig(**api), workspace=tmp_path / "ws")
+    if up is not None:
+        providers = {"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up-123456")}
+        agents = AgentsConfig(AgentDefaults(model=MODEL))
+        config = attrs.evolve(config, providers=providers, agents=agents)
+    async with (
+        running_server(build(config)) as server,
+        AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        yield client
+
+
+async def test_system_and_developer_messages_are_the_turns_instructions(tmp_path: Path) -> None:
+    async with ScriptedUpstream() as up, served(tmp_path, up) as client:
+        answer = await client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": "Use French."},
+                {"role": "user", "content": "hi"},
+            ],
+        )
+        assert answer.choices[0].message.content == "echo: hi"
+        sent = up.received[0].messages
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[0]["content"].endswith("for this turn:\nBe brief.\n\nUse French.")
+
+
+async def test_the_echo_agent_answers_a_schema_with_its_smallest_instance(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city", "days"],
+    }
+    async with served(tmp_path) as client:
+        answer = await client.chat.completions.create(
+            model="nanobot-echo",
+            messages=[{"role": "user", "content": "plan"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "plan", "schema": schema},
+            },
+        )
+    assert json.loads(answer.choices[0].message.content or "") == {"city": "", "days": 1}
+
+
+async def test_response_format_reaches_the_model(tmp_path: Path) -> None:
+    async with ScriptedUpstream() as up, served(tmp_path, up) as client:
+        up.add(Text('{"a": 1}'))
+        answer = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "json please"}],
+            response_format={"type": "json_object"},
+        )
+        assert answer.choices[0].message.content == '{"a": 1}'
+        assert up.received[0].body["response_format"] == {"type": "json_object"}
+
+
+async def test_n_other_than_1_and_unserved_paths_say_what_to_do(tmp_path: Path) -> None:
+    async with served(tmp_path) as client:
+        with pytest.raises(BadRequestError, match="n must be 1: the agent keeps one answer"):
+            await client.chat.completions.create(
+                model="nanobot-echo", messages=[{"role": "user", "content": "x"}], n=2
+            )
+        with pytest.raises(NotFoundError) as missing:
+            await client.embeddings.create(model="nanobot-echo", input="x")
+    message = str(missing.value)
+    assert "/v1/embeddings is not served by this server" in message
+    assert "POST /v1/chat/completions" in message
+    assert "GET /v1/models" in message
+
+
+async def test_a_client_tool_round_trip_whole_and_streamed(tmp_path: Path) -> None:
+    call = ("get_weather", json.dumps({"city": "Paris"}))
+    async with ScriptedUpstream() as up, served(tmp_path, up) as client:
+        up.add(Calls((call,)), Text("Sunny in Paris."), Calls((call,)), Text("Still sunny."))
+        question: Any = [{"role": "user", "content": "weather in Paris?"}]
+        paused = await client.chat.completions.create(
+            model=MODEL, messages=question, tools=[WEATHER], extra_body={"session_id": "t"}
+        )
+        choice = paused.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        (tool_call,) = choice.message.tool_calls or []
+        assert tool_call.function.name == "get_weather"
+        assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
+        done = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "tool", "tool_call_id": tool_call.id, "content": "sunny"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "t"},
+        )
+        assert (done.choices[0].message.content, done.choices[0].finish_reason) == (
+            "Sunny in Paris.",
+            "stop",
+        )
+        assert up.received[1].messages[-1]["content"] == "sunny"
+        # Streamed: the calls come as delta.tool_calls, then the finish reason.
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=question, tools=[WEATHER], stream=True,
+            extra_body={"session_id": "s"},
+        )  # fmt: skip
+        chunks = [chunk async for chunk in stream]
+        deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices]
+        (streamed,) = [call for calls in deltas if calls for call in calls]
+        assert (streamed.index, streamed.function and streamed.function.name) == (
+            0,
+            "get_weather",
+        )
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        # The resend shape: the paused turn's messages, then the result.
+        assistant: Any = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": streamed.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
+        resent = [
+            *question,
+            assistant,
+            {"role": "tool", "tool_call_id": streamed.id, "content": "ok"},
+        ]
+        final = await client.chat.completions.create(
+            model=MODEL, messages=resent, tools=[WEATHER], extra_body={"session_id": "s"}
+        )
+        assert final.choices[0].message.content == "Still sunny."
+        with pytest.raises(BadRequestError, match="Unknown tool_call_id 'call_x'"):
+            await client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "tool", "tool_call_id": "call_x", "content": "?"}],
+                extra_body={"session_id": "s"},
+            )
+
+
+async def test_a_document_cut_to_its_bound_is_named_in_a_header(tmp_path: Path) -> None:
+    data = base64.b64encode(b"word " * 100).decode()
+    part: Any = {"type": "file", "file": {"file_data": f"data:text/plain;base64,{data}",
+                                          "filename": "notes é.txt"}}  # fmt: skip
+    async with served(tmp_path, max_document_chars=40) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="nanobot-echo", messages=[{"role": "user", "content": [part]}]
+        )
+        whole = await client.chat.completions.with_raw_response.create(
+            model="nanobot-echo", messages=[{"role": "user", "content": "no files"}]
+        )
+    assert raw.headers["x-attachments-truncated"] == "notes%20%C3%A9.txt".replace("%20", " ")
+    assert "x-attachments-truncated" not in whole.headers
