@@ -19,6 +19,8 @@ BENCHMARKS = [
     ["uploads.py"],
     ["outbox.py"],
     ["upstream_clients.py"],
+    ["postgres_drivers.py"],
+    ["scale_out.py"],
 ]
 
 

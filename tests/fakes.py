@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 import anyio
 
 from nanobot_api.domain.attachments import Document, Image, Upload
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import DeliveryFailed, NotFound, UnsupportedMediaType
 from nanobot_api.domain.idempotency import Claimed, KeyClaim, StoredAnswer, decide
 from nanobot_api.domain.outbox import (
@@ -136,6 +136,9 @@ class InMemoryOutbox:
             taken.append(claimed(event))
             self.rows[event.id] = taken[-1]
         return Claim(tuple(taken), next_due)
+
+    async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
+        """Nothing to keep: one process, whose ``exclude`` says what it is delivering."""
 
     async def settle(self, event: OutboxEvent) -> bool:
         if event.id not in self.rows:
@@ -277,6 +280,21 @@ class InMemoryRequestRecords:
 
     async def free_slot(self, bucket: str, token: str) -> None:
         self.slots.get(bucket, {}).pop(token, None)
+
+
+class ToolStepAgent:
+    """Runs one server tool step (recorded as the LLM agent records it), then answers."""
+
+    def __init__(self, model: str = "nanobot-echo", arguments: str = '{"q": "weather"}') -> None:
+        self.model = model
+        self._arguments = arguments
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        call = ToolCall("call_1", "search", self._arguments)
+        reply.remember(Message.assistant(None, (call,)))
+        reply.remember(Message.tool_result("call_1", "sunny"))
+        reply.remember(Message.assistant("it is sunny"))
+        await reply.send("it is sunny")
 
 
 class HistoryCounter:

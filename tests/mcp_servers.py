@@ -2,6 +2,7 @@
 
     python tests/mcp_servers.py stdio                 # over stdin/stdout
     python tests/mcp_servers.py http PORT_FILE TOKEN  # streamable HTTP on 127.0.0.1:<free port>
+    python tests/mcp_servers.py sse PORT_FILE TOKEN   # the same over SSE (path /sse)
     python tests/mcp_servers.py fail                  # prints to stderr and exits at once
 
 Over HTTP every request must carry ``Authorization: Bearer TOKEN`` (else 401), so a
@@ -94,14 +95,14 @@ def _with_token(app: Any, token: str) -> Any:
     return guarded
 
 
-def serve_http(port_file: Path, token: str) -> None:
+def serve_http(port_file: Path, token: str, *, sse: bool = False) -> None:
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     port_file.write_text(str(sock.getsockname()[1]))
-    app = _with_token(server.streamable_http_app(), token)
+    app = _with_token(server.sse_app() if sse else server.streamable_http_app(), token)
     config = uvicorn.Config(app, fd=sock.fileno(), log_level="warning", lifespan="on")
     uvicorn.Server(config).run()
 
@@ -110,8 +111,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "stdio":
         server.run()
-    elif mode == "http":
-        serve_http(Path(sys.argv[2]), sys.argv[3])
+    elif mode in ("http", "sse"):
+        serve_http(Path(sys.argv[2]), sys.argv[3], sse=mode == "sse")
     else:
         print(f"cannot start: {os.environ.get('API_TOKEN', 'no token')} refused", file=sys.stderr)
         sys.exit(1)

@@ -131,7 +131,9 @@ async def test_schema_violations_timeouts_and_big_results_are_results(config: Co
         assert unknown.startswith("Error: there is no tool named 'mcp_demo_nope'")
 
 
-async def test_enabled_tools_limit_what_is_offered(config: Config) -> None:
+async def test_enabled_tools_limit_what_is_offered_and_steps_show_as_progress_events(
+    config: Config,
+) -> None:
     servers = {"demo": stdio_server(enabled_tools=("add", "mcp_demo_pid"))}
     async with ScriptedUpstream() as up, mcp_server(config, up, servers) as (client, _):
         await turn(client, "hi")
@@ -140,6 +142,24 @@ async def test_enabled_tools_limit_what_is_offered(config: Config) -> None:
             "mcp_demo_pid",
             "message",
         ]
+        up.add(Calls((("mcp_demo_add", '{"a": 1, "b": 1}'), ("mcp_demo_add", "{}"))), Text("ok"))
+        stream = await client.responses.create(
+            input="add",
+            stream=True,
+            include=["nanobot.tool_events"],  # type: ignore[list-item]
+        )
+        steps = [
+            (e.type, e.model_extra.get("name") if e.model_extra else None)
+            async for e in stream
+            if e.type.startswith("nanobot.")
+        ]
+        assert [kind for kind, _ in steps] == [
+            "nanobot.tool.started",
+            "nanobot.tool.started",
+            "nanobot.tool.done",
+            "nanobot.tool.failed",
+        ]
+        assert {name for _, name in steps} == {"mcp_demo_add"}
 
 
 async def test_a_crashed_server_is_restarted_and_meanwhile_calls_say_so(config: Config) -> None:
@@ -217,10 +237,10 @@ async def test_a_failed_turn_leaves_no_trace_of_its_tool_calls(config: Config) -
 
 
 @contextmanager
-def http_mcp_server(tmp_path: Path, token: str) -> Iterator[str]:
-    port_file = tmp_path / "port"
+def http_mcp_server(tmp_path: Path, token: str, mode: str = "http") -> Iterator[str]:
+    port_file = tmp_path / f"{mode}-port"
     process = subprocess.Popen(
-        [sys.executable, SERVER_SCRIPT, "http", str(port_file), token],
+        [sys.executable, SERVER_SCRIPT, mode, str(port_file), token],
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -232,24 +252,31 @@ def http_mcp_server(tmp_path: Path, token: str) -> Iterator[str]:
             import time
 
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}/mcp"
+        yield f"http://127.0.0.1:{port_file.read_text()}/{'sse' if mode == 'sse' else 'mcp'}"
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-async def test_a_streamable_http_server_gets_its_headers_and_serves_tools(
+async def test_url_servers_get_their_headers_and_serve_tools(
     config: Config, tmp_path: Path
 ) -> None:
-    with http_mcp_server(tmp_path, SECRET) as url:
+    """Streamable HTTP and SSE (inferred from the /sse path); a wrong token is refused."""
+    with http_mcp_server(tmp_path, SECRET) as url, http_mcp_server(tmp_path, SECRET, "sse") as sse:
+        auth = {"Authorization": f"Bearer {SECRET}"}
         servers = {
-            "remote": McpServerConfig(url=url, headers={"Authorization": f"Bearer {SECRET}"}),
+            "remote": McpServerConfig(url=url, headers=auth),
+            "events": McpServerConfig(url=sse, headers=auth),
             "refused": McpServerConfig(url=url, headers={"Authorization": "Bearer wrong-token-x"}),
         }
         async with ScriptedUpstream() as up, mcp_server(config, up, servers) as (client, server):
-            up.add(Calls((("mcp_remote_add", '{"a": 20, "b": 22}'),)), Text("42"))
-            assert await turn(client, "add remotely") == "42"
-            assert tool_results(up, 1) == ["42"]
+            calls = (
+                ("mcp_remote_add", '{"a": 20, "b": 22}'),
+                ("mcp_events_add", '{"a": 1, "b": 2}'),
+            )
+            up.add(Calls(calls), Text("42 and 3"))
+            assert await turn(client, "add remotely") == "42 and 3"
+            assert tool_results(up, 1) == ["42", "3"]
             body = await readiness(server)
     assert list(body["degraded"]) == ["mcp.refused"]
     assert "HTTP 401 from" in body["degraded"]["mcp.refused"]

@@ -87,6 +87,8 @@ def config_for(up: ScriptedUpstream, fake: FakePlatforms, **outbox: object) -> d
             "discord": {"enabled": True, "token": DISCORD_TOKEN, "apiBase": fake.discord_base},
             "outbox": outbox,
         },
+        # A killed server's claims on events it was sending run out this soon.
+        "storage": {"leaseS": 1},
     }
 
 

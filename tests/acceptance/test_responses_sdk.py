@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import openai
 import pytest
@@ -11,12 +13,9 @@ from nanobot_api.adapters.storage.memory import InMemorySessionStore
 from nanobot_api.app.config import Config
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import RunningServer, running_server
-from nanobot_api.domain.conversation import Message, ToolCall
 from nanobot_api.domain.errors import UpstreamFailed
-from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.sessions import api_session
-from nanobot_api.domain.turns import Turn
-from tests.fakes import FailingAgent, GatedAgent
+from tests.fakes import FailingAgent, GatedAgent, ToolStepAgent
 
 
 def sdk(server: RunningServer) -> AsyncOpenAI:
@@ -141,21 +140,11 @@ async def test_a_failed_turn_streams_response_failed_never_completed(config: Con
         assert info.value.status_code == 502
 
 
-class _ToolAgent:
-    """Runs one server tool step (as the LLM agent records it), then answers."""
-
-    model = "nanobot-echo"
-
-    async def respond(self, turn: Turn, reply: Reply) -> None:
-        call = ToolCall("call_1", "search", '{"q": "weather"}')
-        reply.remember(Message.assistant(None, (call,)))
-        reply.remember(Message.tool_result("call_1", "sunny"))
-        reply.remember(Message.assistant("it is sunny"))
-        await reply.send("it is sunny")
-
-
 async def test_tool_progress_is_shown_only_to_streams_that_ask(config: Config) -> None:
-    async with running_server(build(config, agent=_ToolAgent())) as server, sdk(server) as client:
+    async with (
+        running_server(build(config, agent=ToolStepAgent())) as server,
+        sdk(server) as client,
+    ):
         plain = [e.type async for e in await client.responses.create(input="x", stream=True)]
         assert not any(kind.startswith("nanobot.") for kind in plain)
         stream = await client.responses.create(
@@ -202,3 +191,18 @@ def _sync_scenario(base_url: str) -> None:
 async def test_the_sync_client_drives_every_endpoint(config: Config) -> None:
     async with running_server(build(config)) as server:
         await anyio.to_thread.run_sync(_sync_scenario, server.base_url)
+
+
+async def test_text_format_asks_for_the_schema_s_shape(config: Config) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    async with running_server(build(config)) as server, sdk(server) as client:
+        answer = await client.responses.create(
+            input="where?",
+            text={"format": {"type": "json_schema", "name": "place", "schema": schema}},
+        )
+    assert set(json.loads(answer.output_text)) == {"city"}

@@ -1,4 +1,4 @@
-"""The Outbox and OutboxAdmin ports' contract, against the fake and SqliteOutbox alike."""
+"""The Outbox and OutboxAdmin ports' contract, against the fake, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,24 +9,31 @@ from pathlib import Path
 import attrs
 import pytest
 
+from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
     RetryPolicy,
+    claimed,
     delivered,
     failed_attempt,
 )
+from nanobot_api.testing.postgres import scratch_database
 from tests.fakes import InMemoryOutbox
 
-SqliteOrFake = SqliteOutbox | InMemoryOutbox
+SqliteOrFake = SqliteOutbox | InMemoryOutbox | PostgresOutbox
 
 
-@pytest.fixture(name="outbox", params=["memory", "sqlite"])
+@pytest.fixture(name="outbox", params=["memory", "sqlite", "postgres"])
 async def _outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteOrFake]:
     if request.param == "memory":
         yield InMemoryOutbox()
+        return
+    if request.param == "postgres":
+        async with scratch_database(request.getfixturevalue("shared_postgres_url")) as db:
+            yield PostgresOutbox(db)
         return
     async with SqliteOutbox(tmp_path / "outbox.sqlite3") as outbox:
         yield outbox
@@ -124,6 +131,71 @@ async def test_a_duplicate_id_is_refused(outbox: SqliteOrFake) -> None:
     await outbox.enqueue(event(1))
     with pytest.raises((ValueError, sqlite3.IntegrityError)):
         await outbox.enqueue(event(1))
+
+
+# --- several processes on one store (SQLite file or PostgreSQL database) ---------------
+
+Shared = SqliteOutbox | PostgresOutbox
+
+
+@pytest.fixture(name="two_outboxes", params=["sqlite", "postgres"])
+async def _two_outboxes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Shared, Shared]]:
+    """Two outboxes on one store, as two processes have: claims last 60 s."""
+    if request.param == "postgres":
+        async with scratch_database(request.getfixturevalue("shared_postgres_url")) as db:
+            yield PostgresOutbox(db, claim_s=60), PostgresOutbox(db, claim_s=60)
+        return
+    path = tmp_path / "outbox.sqlite3"
+    async with SqliteOutbox(path, claim_s=60) as one, SqliteOutbox(path, claim_s=60) as two:
+        yield one, two
+
+
+async def test_two_workers_never_claim_the_same_event(two_outboxes: tuple[Shared, Shared]) -> None:
+    one, two = two_outboxes
+    for n in range(6):
+        await one.enqueue(event(n, now=float(n)))
+    first = await one.claim_due(now=10.0, limit=4)
+    second = await two.claim_due(now=10.0, limit=4)
+    assert [e.id for e in first.events] == ["e0", "e1", "e2", "e3"]
+    assert [e.id for e in second.events] == ["e4", "e5"]
+    assert (await two.claim_due(now=10.0, limit=4)).events == ()
+
+
+async def test_an_abandoned_claim_is_offered_again_once_it_runs_out(
+    two_outboxes: tuple[Shared, Shared],
+) -> None:
+    one, two = two_outboxes
+    await one.enqueue(event(1, now=0.0))
+    assert [e.id for e in (await one.claim_due(now=1.0, limit=5)).events] == ["e1"]
+    blocked = await two.claim_due(now=30.0, limit=5)
+    assert blocked.events == ()
+    assert blocked.next_due_at == 61.0  # when the claim runs out
+    again = await two.claim_due(now=61.0, limit=5)
+    assert [(e.id, e.attempts) for e in again.events] == [("e1", 2)]
+
+
+async def test_a_settled_event_is_free_of_its_claim(two_outboxes: tuple[Shared, Shared]) -> None:
+    one, two = two_outboxes
+    await one.enqueue(event(1, now=0.0))
+    (taken,) = (await one.claim_due(now=1.0, limit=5)).events
+    policy = RetryPolicy(max_attempts=5, base_s=1.0, max_s=1.0)
+    await one.settle(
+        failed_attempt(taken, "503", retryable=True, now=1.0, policy=policy, random=lambda: 0.5)
+    )
+    assert [e.id for e in (await two.claim_due(now=5.0, limit=5)).events] == ["e1"]
+
+
+async def test_an_event_stored_mid_delivery_belongs_to_its_sender(
+    two_outboxes: tuple[Shared, Shared],
+) -> None:
+    """The message tool stores an event with its attempt counted and sends it at once:
+    no other worker takes it while that attempt may still be running."""
+    one, two = two_outboxes
+    await one.enqueue(claimed(event(1, now=0.0)))
+    assert (await two.claim_due(now=1.0, limit=5)).events == ()
+    assert [e.id for e in (await two.claim_due(now=60.0, limit=5)).events] == ["e1"]
 
 
 # --- SqliteOutbox only -------------------------------------------------------------------

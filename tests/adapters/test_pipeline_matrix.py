@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import attrs
 
 from nanobot_api.adapters.http.app import create_quart_app
+from nanobot_api.adapters.http.operations import NoHealth, Operations
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.observability.logs import request_id_var
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
@@ -43,6 +44,10 @@ class Route:
 
 ROUTES = (
     Route("GET", "/health", 200, public=True),
+    Route("GET", "/", 200, public=True),  # the chat page
+    Route("GET", "/static/chat.js", 200, public=True),
+    Route("GET", "/health/live", 200, public=True),
+    Route("GET", "/health/ready", 200, public=True),
     Route("GET", "/v1/models", 200),
     Route("GET", f"/v1/models/{ECHO_MODEL}", 200),
     Route("GET", "/openapi.json", 200),
@@ -61,7 +66,8 @@ async def serving(*, api_key: str = "") -> AsyncIterator[RunningServer]:
         limits=UploadLimits(max_request_bytes=LIMIT),
         cors_origins=frozenset({FRONT_END}),
     )
-    async with running_server(create_quart_app(service, settings), api_key=api_key) as server:
+    app = create_quart_app(service, settings, Operations(NoHealth()))
+    async with running_server(app, api_key=api_key) as server:
         yield server
 
 

@@ -1,4 +1,4 @@
-"""The SessionStore contract, run against the in-memory fake and the SQLite adapter."""
+"""The SessionStore contract, run against the in-memory fake, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nanobot_api.adapters.storage.memory import InMemorySessionStore
+from nanobot_api.adapters.storage.postgres import PostgresSessionStore
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.domain.branches import NO_IDS, MessageIds, StoredTurn
 from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord
 from nanobot_api.domain.ports import SessionStore
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.testing.postgres import scratch_database
 
 A = SessionKey("api", "a")
 B = SessionKey("api", "b")
@@ -39,10 +41,14 @@ def turn(text: str, *, tools: int = 0) -> TurnRecord:
     return TurnRecord(tuple(messages))
 
 
-@pytest.fixture(name="store", params=["memory", "sqlite"])
+@pytest.fixture(name="store", params=["memory", "sqlite", "postgres"])
 async def _store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
         yield InMemorySessionStore()
+        return
+    if request.param == "postgres":
+        async with scratch_database(request.getfixturevalue("shared_postgres_url")) as db:
+            yield PostgresSessionStore(db)
         return
     async with SqliteSessionStore(tmp_path / "sessions.sqlite3") as store:
         yield store
@@ -283,6 +289,7 @@ from pathlib import Path
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.testing.postgres import scratch_database
 
 async def main():
     store = SqliteSessionStore(Path(sys.argv[1]))

@@ -9,7 +9,7 @@ import anyio
 import attrs
 
 from nanobot_api.app.drain import TurnGate
-from nanobot_api.app.sessions import SessionLocks
+from nanobot_api.app.sessions import BusyPolicy, SessionTurns
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.branches import Followed, active_branch, follow
@@ -39,12 +39,13 @@ from nanobot_api.domain.ports import (
     PlainCompletion,
     Reply,
     ServesTools,
+    SessionLeases,
     SessionStore,
     SettlesUploads,
     Telemetry,
 )
 from nanobot_api.domain.redaction import Redactor
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
     DEFAULT_TOOL_RESULT_TIMEOUT_S,
@@ -84,6 +85,8 @@ class ChatService:
         client_instructions: ClientInstructionsMode = "append",
         tool_result_timeout_s: float = DEFAULT_TOOL_RESULT_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
+        busy: BusyPolicy = "queue",
+        lease_s: float = 30.0,
     ) -> None:
         self._agent = agent
         self._gate = gate or TurnGate()
@@ -98,7 +101,9 @@ class ChatService:
         self._client_instructions = client_instructions
         self._tool_result_timeout_s = tool_result_timeout_s
         self._clock = clock
-        self._locks = SessionLocks()
+        # A store that also keeps leases orders each session's turns across processes.
+        leases = store if isinstance(store, SessionLeases) else None
+        self._locks = SessionTurns(leases, busy=busy, lease_s=lease_s)
 
     @property
     def model(self) -> str:
@@ -181,9 +186,9 @@ class ChatService:
                     await self._answer_auxiliary(turn, recorder)
                 else:
                     waiting = time.monotonic()
-                    async with self._locks.hold(turn.session):
+                    async with self._locks.hold(turn.session) as lease:
                         self._telemetry.session_waited(time.monotonic() - waiting)
-                        await self._run_turn(turn, recorder)
+                        await self._run_turn(turn, recorder, lease)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
         except NanobotError as exc:
@@ -201,18 +206,24 @@ class ChatService:
             )
         return TurnResult(recorder.text, recorder.usage, calls)
 
-    async def _run_turn(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
+    async def _run_turn(
+        self, turn: PreparedTurn, recorder: _TurnRecorder, lease: Lease | None = None
+    ) -> None:
+        # Every write of this turn carries its lease (fencing): see SessionStore.commit.
+        fence: dict[str, Lease] = {} if lease is None else {"lease": lease}
         history = await self._store.history(turn.session, self._max_history_messages)
         last = history[-1] if history else None
         if last is not None and is_paused(last):
             now = self._clock()
             if turn.continues and not expired(last, now, self._tool_result_timeout_s):
-                await self._resume(turn, history, with_results(last, turn.tool_results), recorder)
+                await self._resume(
+                    turn, history, with_results(last, turn.tool_results), recorder, fence
+                )
                 return
             # A new message (or results too late) closes the pause first.
             last = closed(last)
             with anyio.CancelScope(shield=True):
-                await self._replace_last(turn.session, last)
+                await self._replace_last(turn.session, last, fence)
             history = (*history[:-1], last)
         if turn.continues:
             check_results(None, turn.tool_results)  # nothing waits: refused, naming it
@@ -223,7 +234,7 @@ class ChatService:
             followed = follow(shown, await self._store.turns(turn.session))
             history = bounded_history(followed.history, self._max_history_messages)
         await self._agent.respond(Turn.from_prepared(turn, self._bounded(history)), recorder)
-        await self._keep(turn, recorder, (user_message(turn),), followed=followed)
+        await self._keep(turn, recorder, (user_message(turn),), fence, followed=followed)
 
     async def _resume(
         self,
@@ -231,11 +242,12 @@ class ChatService:
         history: History,
         record: TurnRecord,
         recorder: _TurnRecorder,
+        fence: dict[str, Lease],
     ) -> None:
         """A paused turn goes on from its messages and the client's results."""
         resumed = Turn.from_prepared(turn, self._bounded(history[:-1]))
         await self._agent.respond(attrs.evolve(resumed, resumed=record.messages), recorder)
-        await self._keep(turn, recorder, record.messages, replace=True)
+        await self._keep(turn, recorder, record.messages, fence, replace=True)
 
     def _bounded(self, history: History) -> History:
         if self._max_history_bytes is not None:
@@ -247,6 +259,7 @@ class ChatService:
         turn: PreparedTurn,
         recorder: _TurnRecorder,
         head: tuple[Message, ...],
+        fence: dict[str, Lease],
         *,
         followed: Followed | None = None,
         replace: bool = False,
@@ -263,21 +276,23 @@ class ChatService:
             record = attrs.evolve(recorder.record(head), paused_at=paused_at)
             with self._telemetry.span("store commit"):
                 if replace:
-                    await self._replace_last(turn.session, record)
+                    await self._replace_last(turn.session, record, fence)
                 elif followed is None:
-                    await self._store.commit(turn.session, record)
+                    await self._store.commit(turn.session, record, **fence)
                 else:
                     kept = [t.no for t in followed.kept]
                     await self._store.commit_branch(
-                        turn.session, kept, followed.imported, record, turn.shown.ids
+                        turn.session, kept, followed.imported, record, turn.shown.ids, **fence
                     )
 
-    async def _replace_last(self, session: SessionKey, record: TurnRecord) -> None:
+    async def _replace_last(
+        self, session: SessionKey, record: TurnRecord, fence: dict[str, Lease]
+    ) -> None:
         """Puts ``record`` in place of the active branch's latest turn (a paused turn
         going on or closed); the old version stays stored, superseded."""
         branch = active_branch(await self._store.turns(session))
         kept = [stored.no for stored in branch[:-1]]
-        await self._store.commit_branch(session, kept, (), record, branch[-1].ids)
+        await self._store.commit_branch(session, kept, (), record, branch[-1].ids, **fence)
 
     async def _answer_auxiliary(self, turn: PreparedTurn, recorder: _TurnRecorder) -> None:
         """One plain answer to the request's own messages; no session is read or written."""
@@ -366,8 +381,9 @@ class _TurnRecorder:
 
     def remember(self, message: Message) -> None:
         self._messages.append(message)
-        # A stream that shows tool progress reads it from here (SilentReply ignores it).
-        self._outer.remember(message)
+        # A stream that shows tool progress reads it from here (SilentReply ignores it),
+        # masked as history keeps it.
+        self._outer.remember(self._shown(message))
 
     async def send_fallback(self) -> None:
         """The reply of a turn that produced no text, as the client will see it."""
@@ -393,6 +409,17 @@ class _TurnRecorder:
                 messages.pop()
             messages.append(Message.assistant(EMPTY_REPLY_FALLBACK))
         return TurnRecord((*head, *messages))
+
+    def _shown(self, message: Message) -> Message:
+        """A message of the running turn as a stream may show it: masked."""
+        if not self._redactor:
+            return message
+        calls = tuple(
+            attrs.evolve(call, arguments=self._redactor(call.arguments))
+            for call in message.tool_calls
+        )
+        content = None if message.content is None else self._redactor(message.content)
+        return attrs.evolve(message, content=content, tool_calls=calls)
 
     def _kept(self, message: Message) -> Message:
         """A message as history keeps it: bounded like the reply, and masked."""

@@ -89,6 +89,10 @@ class ApiConfig:
     idempotency_h: float = checked(24.0, lambda v: 0 < v < math.inf, "a number > 0")
     shutdown_grace_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
     max_media_mb: int = checked(1024, lambda v: v > 0, "a positive integer")
+    workers: int = checked(1, lambda v: 1 <= v <= 64, "an integer 1-64")
+    busy: Literal["queue", "reject"] = checked(
+        "queue", lambda v: v in ("queue", "reject"), '"queue" or "reject"', base=str
+    )
     # ---- clients (clients.md): their instructions, tools and documents
     client_instructions: Literal["append", "ignore"] = checked(
         "append", lambda v: v in ("append", "ignore"), '"append" or "ignore"', base=str
@@ -214,6 +218,27 @@ class ChannelsConfig:
         return {name: ids for name, ids in lists.items() if ids}
 
 
+@attrs.frozen
+class StorageConfig:
+    """Where durable state lives: ``url`` empty -> SQLite files in the workspace;
+    a PostgreSQL connection string -> that database, shared by every process."""
+
+    url: str = ""
+    lease_s: float = checked(30.0, lambda v: 0 < v < math.inf, _POSITIVE)
+    # How long start-up waits for a database that is not up yet, before exit 2.
+    connect_retry_s: float = checked(30.0, lambda v: 0 <= v < math.inf, "a number >= 0")
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _is_postgres_url(url: str) -> bool:
+    """A libpq URL, or a libpq ``key=value`` string (``host=db dbname=nanobot``)."""
+    if url.startswith(_POSTGRES_SCHEMES):
+        return True
+    return "://" not in url and all("=" in word for word in url.split())
+
+
 def _default_workspace() -> Path:
     return Path.home() / ".nanobot" / "workspace"
 
@@ -226,6 +251,7 @@ class Config:
     agents: AgentsConfig = AgentsConfig()
     providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
     channels: ChannelsConfig = ChannelsConfig()
+    storage: StorageConfig = StorageConfig()
     tools: ToolsConfig = attrs.field(factory=ToolsConfig)
     workspace: Path = attrs.field(factory=_default_workspace, metadata={FROM_FILE: False})
 
@@ -254,6 +280,8 @@ class ConfigOverrides:
     port: int | None = None
     timeout: float | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
+    workers: int | None = None
     api_key: str | None = None
 
 
@@ -304,6 +332,14 @@ def _check_whole(config: Config) -> None:
     webhook = config.channels.webhook
     if webhook.enabled and not _is_url(webhook.url):
         raise config_error("channels.webhook.url", f"expected {_URL} when the webhook is enabled")
+    url = config.storage.url
+    if url and not _is_postgres_url(url):
+        # Only the scheme is shown: the rest of a URL may hold a password.
+        scheme = url.split("://", 1)[0] + "://..." if "://" in url else "a string"
+        raise config_error(
+            "storage.url",
+            f"expected a postgresql:// URL (or a libpq key=value string), got {scheme}",
+        )
     check_tools(config.tools)
     _check_keys(config.api)
     host = config.api.host
@@ -396,6 +432,7 @@ def load_config(
 ) -> Config:
     """Read, check and return the configuration; flags in ``overrides`` win over the file.
 
+    ``storage.url`` comes from the flag, else ``$NANOBOT_STORAGE_URL``, else the file.
     ``path`` None means ``$NANOBOT_CONFIG`` or else ``~/.nanobot/config.json``. A missing
     default file means all defaults; a missing file that was named (flag or variable), an
     unreadable file or invalid JSON raise ConfigError, as does everything parse_config refuses.
@@ -407,6 +444,7 @@ def load_config(
     raw = _read_json(path, explicit=explicit)
     if isinstance(raw, dict):
         raw = _merge_flags(raw, overrides)
+        raw = _merge_storage_url(raw, overrides.storage_url or environ.get("NANOBOT_STORAGE_URL"))
     config = parse_config(raw, environ)
     if overrides.workspace is not None:
         config = attrs.evolve(config, workspace=overrides.workspace)
@@ -437,12 +475,21 @@ def _read_json(path: Path, *, explicit: bool) -> object:
         raise ConfigError(f"{path}: invalid JSON: {exc}") from None
 
 
+def _merge_storage_url(raw: dict[str, object], url: str | None) -> dict[str, object]:
+    """The file's data with ``storage.url`` replaced by a flag's or the environment's."""
+    storage = raw.get("storage", {})
+    if not url or not isinstance(storage, dict):
+        return raw
+    return {**raw, "storage": {**storage, "url": url}}
+
+
 def _merge_flags(raw: dict[str, object], overrides: ConfigOverrides) -> dict[str, object]:
     """The file's data with the flags written into ``api``, so one set of rules checks both."""
     pairs = (
         ("host", overrides.host),
         ("port", overrides.port),
         ("timeout", overrides.timeout),
+        ("workers", overrides.workers),
         ("apiKey", overrides.api_key),
     )
     flags = {key: value for key, value in pairs if value is not None}

@@ -186,6 +186,7 @@ class OutboxWorker:
         concurrency: int = 8,
         max_in_flight: int = 64,
         poll_s: float = 2.0,
+        claim_s: float | None = None,
     ) -> None:
         if concurrency < 1 or max_in_flight < 1:
             raise ValueError("concurrency and max_in_flight must be at least 1")
@@ -194,6 +195,7 @@ class OutboxWorker:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._max_in_flight = max_in_flight
         self._poll_s = poll_s
+        self._claim_s = claim_s
         self._changed = anyio.Event()
         self._chat_locks: dict[str, tuple[anyio.Lock, int]] = {}
         self._stopping = False
@@ -205,6 +207,8 @@ class OutboxWorker:
     async def run(self) -> None:
         """Delivers until :meth:`stop` is called (or the task is cancelled)."""
         async with anyio.create_task_group() as group:
+            if self._claim_s is not None:
+                group.start_soon(self._keep_claims, self._claim_s)
             while not self._stopping:
                 try:
                     next_due = await self._round(group)
@@ -220,6 +224,18 @@ class OutboxWorker:
                     with anyio.move_on_after(wait if wait > 0 else self._poll_s):
                         await self._changed.wait()
                 self._changed = anyio.Event()
+
+    async def _keep_claims(self, claim_s: float) -> None:
+        """Extends the claims of the events being delivered, a few times per claim
+        period, so no other process takes them while they are under way."""
+        while not self._stopping:
+            await anyio.sleep(claim_s / 3)
+            try:
+                await self._courier.outbox.extend_claims(
+                    frozenset(self._courier.in_flight), self._courier.now()
+                )
+            except Exception:
+                log.exception("outbox: extending claims failed")
 
     def stop(self) -> None:
         """Takes no more events; deliveries under way finish (or are cancelled with the

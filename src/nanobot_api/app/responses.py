@@ -57,6 +57,8 @@ INTERRUPTED: Final = ResponseError("server_error", "The response was interrupted
 # How often a follower in another process looks for new steps, and a background run
 # for a cancellation asked for in another process.
 POLL_S: Final = 0.2
+# How many open client tool calls are remembered for clients that resend everything.
+PAUSED_KEPT: Final = 10_000
 
 
 class LiveRun:
@@ -100,9 +102,12 @@ class LiveRun:
 class _StepReply:
     """The Reply of a response's turn: text and tool steps become the run's steps."""
 
-    def __init__(self, run: LiveRun, redact: Callable[[str], str]) -> None:
+    def __init__(
+        self, run: LiveRun, redact: Callable[[str], str], client_tools: frozenset[str]
+    ) -> None:
         self._run = run
         self._redact = redact
+        self._client_tools = client_tools
         self._names: dict[str, str] = {}
 
     async def send(self, delta: str) -> None:
@@ -115,7 +120,9 @@ class _StepReply:
 
     def remember(self, message: Message) -> None:
         for step in tool_progress(message, self._names):
-            self._run.add(attrs.evolve(step, summary=self._redact(step.summary)))
+            # The client's own tools are its function_call items, not the agent's steps.
+            if step.name not in self._client_tools:
+                self._run.add(attrs.evolve(step, summary=self._redact(step.summary)))
 
 
 class ResponsesService:
@@ -144,6 +151,8 @@ class ResponsesService:
         self._redact = redact
         self._poll_s = poll_s
         self._live: dict[str, LiveRun] = {}
+        # Client tool call id -> the session paused for its result, newest last.
+        self._paused: dict[str, SessionKey] = {}
 
     @property
     def model(self) -> str:
@@ -191,10 +200,23 @@ class ResponsesService:
             await self._execute(run, prepared, store=store)
         return run
 
+    def _paused_session(self, request: ResponseRequest) -> SessionKey | None:
+        """The session whose paused turn a request's tool results answer, when the
+        client resends its whole conversation instead of naming it (the Agents SDK
+        does, within a run). Known to the process that ran that turn."""
+        for result in request.chat.tool_results:
+            session = self._paused.get(result.tool_call_id or "")
+            if session is not None:
+                return session
+        return None
+
     async def _session_for(
         self, request: ResponseRequest, response_id: str, channel: str
     ) -> SessionKey:
         if request.previous_response_id is None:
+            paused = self._paused_session(request)
+            if paused is not None and request.named is None:
+                return paused
             # No conversation named: a new one, named after this response, so that a
             # chain of previous_response_id is one conversation.
             named = request.named
@@ -318,7 +340,8 @@ class ResponsesService:
             raise NotFound(f"No response found with id '{response_id}'", "response_id")
 
     async def _execute(self, run: LiveRun, prepared: PreparedTurn, *, store: bool) -> None:
-        reply = _StepReply(run, self._redact)
+        client_tools = frozenset(tool.name for tool in prepared.options.tools)
+        reply = _StepReply(run, self._redact, client_tools)
         result: TurnResult | None = None
         failure: Exception | None = None
         try:
@@ -344,6 +367,13 @@ class ResponsesService:
             failure = exc
         with anyio.CancelScope(shield=True):
             if result is not None:
+                # The client's own tools the model called: the turn waits for their
+                # results (function_call items; the next response carries the outputs).
+                for call in result.tool_calls:
+                    run.add(ClientCall(call))
+                    self._paused[call.id] = prepared.session
+                    while len(self._paused) > PAUSED_KEPT:
+                        del self._paused[next(iter(self._paused))]
                 # Finished, even if a cancel landed after it: its turn is committed.
                 completed = Ended("completed", result.usage)
                 await self._end(run, completed, prepared.session, store=store)

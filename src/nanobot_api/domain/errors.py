@@ -14,7 +14,10 @@
     ├── IdempotencyKeyReused    an Idempotency-Key sent again with another body
     ├── RetryLater              not now; come back after ``retry_after_s``
     │   ├── RateLimited         a key, an address or the server is over its limit
-    │   └── ServerShuttingDown  the server is draining before it stops
+    │   ├── ServerShuttingDown  the server is draining before it stops
+    │   ├── SessionBusy         the session runs another turn (``api.busy: reject``)
+    │   │   └── LeaseLost       this process lost the session to another; nothing kept
+    │   └── StorageUnavailable  the database or the workspace's files cannot be used now
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
     ├── ToolServerFailed        an MCP server could not be started, reached or kept
@@ -146,6 +149,29 @@ class DeliveryFailed(NanobotError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.progress = progress
+
+
+class SessionBusy(RetryLater):
+    """Raised when a turn arrives for a session that is running (or queueing) another and
+    the server is set to refuse rather than wait (``api.busy: "reject"``)."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class LeaseLost(SessionBusy):
+    """Raised when a turn's process no longer holds its session's lease (it stalled past
+    ``storage.leaseS`` and another process took the session over): the turn's commit is
+    refused and nothing of it is kept."""
+
+
+class StorageUnavailable(RetryLater):
+    """Raised when durable state cannot be read or written right now: the database is
+    down or unreachable, or the workspace's database file was deleted or replaced.
+    Nothing was half written."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class ToolServerFailed(NanobotError):

@@ -33,7 +33,7 @@ from nanobot_api.domain.outbox import (
     OutboxStatus,
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey
 from nanobot_api.domain.tenants import Tenant
 from nanobot_api.domain.tools import ToolOutput
 from nanobot_api.domain.turns import ChatRequest, PreparedTurn, Turn, TurnResult
@@ -113,11 +113,15 @@ class SessionStore(Protocol):
         session pushed out of the cache comes back as new objects, at one full cost.
         """
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, lease: Lease | None = None
+    ) -> None:
         """Appends a turn to the active branch.
 
         Durable on return: a restart, even after kill -9, still sees it; all of its
-        messages or none are ever seen.
+        messages or none are ever seen. With ``lease`` (from the same store's
+        SessionLeases), raises LeaseLost and writes nothing if another holder has taken
+        the session since (fencing).
         """
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
@@ -133,11 +137,13 @@ class SessionStore(Protocol):
         imported: Sequence[TurnRecord],
         record: TurnRecord,
         ids: MessageIds,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         """Makes the stored turns numbered ``kept`` (a branch, oldest first) the active
         ones, every other turn of the session superseded, and appends ``imported`` then
         ``record`` (which keeps ``ids``) after them as active turns; all in one
-        transaction, durable on return (as ``commit``)."""
+        transaction, durable on return (as ``commit``, fenced by ``lease`` as it)."""
 
     async def clear(self, key: SessionKey) -> int:
         """Forgets a session; returns how many turns it held, superseded ones included."""
@@ -149,6 +155,24 @@ class SessionStore(Protocol):
         """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
         and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
         returns how many sessions went."""
+
+
+@runtime_checkable
+class SessionLeases(Protocol):
+    """One turn at a time per session across every process that shares the store, in
+    the order the turns took their places in the session's queue."""
+
+    async def acquire(self, key: SessionKey, *, wait: bool = True) -> Lease:
+        """Takes a place in the session's queue and returns once this caller holds the
+        session (its lease and a new fencing token). Without ``wait``, raises
+        SessionBusy at once if another turn holds or awaits the session. Cancelled, the
+        place is given up. A lease lasts the store's lease time unless renewed."""
+
+    async def renew(self, lease: Lease) -> None:
+        """Extends the lease; raises LeaseLost if another holder took the session."""
+
+    async def release(self, lease: Lease) -> None:
+        """Frees the session for the next turn in its queue. Idempotent."""
 
 
 class Attachments(Protocol):
@@ -333,13 +357,23 @@ class Outbox(Protocol):
 
     async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
         """Takes up to ``limit`` pending events due at ``now`` (oldest due first), leaving
-        out the ids in ``exclude`` (those already being delivered), and counts an attempt
-        on each (``domain.outbox.claimed``), durably, before returning them. Also says when
-        the next pending event not taken falls due."""
+        out the ids in ``exclude`` (those already being delivered) and those another
+        worker (of any process) has claimed, and counts an attempt on each
+        (``domain.outbox.claimed``) and claims it, durably, before returning them. Also
+        says when the next pending event not taken falls due (or its claim runs out).
+
+        An event enqueued pending with its attempt already counted is claimed by the
+        process that enqueued it (the ``message`` tool sends at once)."""
 
     async def settle(self, event: OutboxEvent) -> bool:
-        """Writes the event's new state (status, attempts, progress, times, last error);
-        durable on return. False if the event is gone (dropped meanwhile)."""
+        """Writes the event's new state (status, attempts, progress, times, last error)
+        and ends its claim; durable on return. False if the event is gone (dropped
+        meanwhile)."""
+
+    async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
+        """Keeps the claims of events still being delivered by this process for another
+        claim period from ``now``. A claim not extended runs out, and the event is offered
+        to any worker again (its process is taken to have died)."""
 
 
 class OutboxAdmin(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.errors import InvalidRequest, LeaseLost, SessionBusy
 
 SESSION_ID_MAX_CHARS = 256
 DEFAULT_SESSION_ID = "default"
@@ -49,6 +49,20 @@ def api_session(session_id: object, param: str = "session_id") -> SessionKey:
 
 
 @attrs.frozen
+class Lease:
+    """A process's hold on a session while one of its turns runs.
+
+    ``token`` is the fencing token: it grows each time any process takes the session,
+    so a commit carrying an older one is known to come from a holder that was
+    overtaken. ``ticket`` is the turn's place in the session's queue in the store.
+    """
+
+    key: SessionKey
+    token: int
+    ticket: int
+
+
+@attrs.frozen
 class SessionHeaders:
     """Session ids a request carries beside its body (HTTP headers, for the HTTP
     adapter, which names them), each as ``(name, value)``.
@@ -86,3 +100,28 @@ def requested_session(body_id: object, headers: SessionHeaders) -> SessionKey | 
         return None
     name, value = named
     return api_session(value, name)
+
+
+def session_busy(key: SessionKey) -> SessionBusy:
+    """The refusal of a turn for a session that is running or awaiting another."""
+    return SessionBusy(
+        f"Session {key.session_id!r} is running another turn; send this one when it "
+        'has ended (the server has api.busy = "reject")',
+        retry_after_s=1.0,
+    )
+
+
+def stalled() -> LeaseLost:
+    """The refusal of a turn whose place in the queue expired while it waited."""
+    return LeaseLost(
+        "This server stalled longer than storage.leaseS while the turn waited for its "
+        "session; nothing was kept, try again"
+    )
+
+
+def lease_lost() -> LeaseLost:
+    """The refusal of a commit (or renewal) by a holder that was overtaken."""
+    return LeaseLost(
+        "Another server took this session over while the turn ran (this one stalled "
+        "longer than storage.leaseS); nothing of the turn was kept, try again"
+    )

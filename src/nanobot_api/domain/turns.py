@@ -57,6 +57,7 @@ class ChatRequest:
     model: str | None = None
     stream: bool = False
     include_usage: bool = False
+    tool_events: bool = False
     shown: Shown = NOTHING_SHOWN
     task: str | None = None
     conversation: tuple[Message, ...] = ()

@@ -2,10 +2,13 @@
 
     nanobot --version
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [--api-key KEY] [-c CONFIG] [-w WORKSPACE] [-v]
-                  [--log-format text|json]
+                  [--log-format text|json] [--workers N]
     nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
     nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
     nanobot tools list   [-c CONFIG] [-w WORKSPACE]
+    nanobot storage migrate | status | import WORKSPACE   [-c CONFIG] [-w WORKSPACE]
+
+Every command also takes ``--storage-url URL`` (the database that holds the state).
 
 :func:`parse_args` never prints usage and exits on a mistake: it raises :class:`UsageError`
 with one line, so the console entry point reports every start-up problem the same way.
@@ -30,6 +33,7 @@ _T = TypeVar("_T")
 
 SessionsAction = Literal["list", "show", "clear"]
 OutboxAction = Literal["list", "retry", "drop"]
+StorageAction = Literal["migrate", "status", "import"]
 
 
 class UsageError(NanobotError):
@@ -42,9 +46,11 @@ class ServeCommand:
 
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
     host: str | None = None
     port: int | None = None
     timeout: float | None = None
+    workers: int | None = None
     verbose: bool = False
     api_key: str | None = None
     log_format: Literal["text", "json"] | None = None
@@ -60,6 +66,7 @@ class SessionsCommand:
     all: bool = False
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
 
 
 @attrs.frozen
@@ -71,7 +78,19 @@ class OutboxCommand:
     event_id: str | None = None
     config: Path | None = None
     workspace: Path | None = None
+    storage_url: str | None = None
     force: bool = False
+
+
+@attrs.frozen
+class StorageCommand:
+    """``nanobot storage``; ``source`` is the workspace ``import`` reads."""
+
+    action: StorageAction
+    source: Path | None = None
+    config: Path | None = None
+    workspace: Path | None = None
+    storage_url: str | None = None
 
 
 @attrs.frozen
@@ -83,7 +102,7 @@ class ToolsCommand:
     workspace: Path | None = None
 
 
-Command = ServeCommand | SessionsCommand | OutboxCommand | ToolsCommand
+Command = ServeCommand | SessionsCommand | OutboxCommand | ToolsCommand | StorageCommand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +131,7 @@ def _checked(
 
 _port = _checked("--port", int, lambda v: 0 <= v <= 65535, "an integer 0-65535")
 _timeout = _checked("--timeout", float, lambda v: 0 < v < math.inf, "a number > 0")
+_workers = _checked("--workers", int, lambda v: 1 <= v <= 64, "an integer 1-64")
 
 
 def _add_locations(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +150,12 @@ def _add_locations(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=argparse.SUPPRESS,
         help="where state lives: sessions, uploads, outbox (default: ~/.nanobot/workspace)",
+    )
+    parser.add_argument(
+        "--storage-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="PostgreSQL database holding the state (default: SQLite files in the workspace)",
     )
 
 
@@ -164,6 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default: $NANOBOT_API_KEY, else api.apiKey, else none). "
         "The variable keeps the key out of the process list",
     )
+    serve.add_argument("--workers", type=_workers, help="processes serving the port (default: 1)")
     serve.add_argument(
         "-v", "--verbose", action="store_true", help="log model calls and tool steps too"
     )
@@ -202,6 +229,17 @@ def _build_parser() -> argparse.ArgumentParser:
             )
         _add_locations(sub)
 
+    storage = commands.add_parser("storage", help="set up or fill the storage")
+    _add_locations(storage)
+    storage_actions = storage.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_locations(storage_actions.add_parser("migrate", help="create or update the schema"))
+    _add_locations(storage_actions.add_parser("status", help="show the schema's migrations"))
+    importing = storage_actions.add_parser(
+        "import", help="copy a SQLite workspace's state into the database"
+    )
+    importing.add_argument("source", metavar="WORKSPACE", type=Path)
+    _add_locations(importing)
+
     tools = commands.add_parser("tools", help="list the tools the agent offers")
     _add_locations(tools)
     tool_actions = tools.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -217,6 +255,7 @@ def parse_args(argv: Sequence[str]) -> Command:
     ns = _build_parser().parse_args(list(argv))
     config: Path | None = getattr(ns, "config", None)
     workspace: Path | None = getattr(ns, "workspace", None)
+    storage_url: str | None = getattr(ns, "storage_url", None)
     if ns.command == "serve":
         return ServeCommand(
             config=config,
@@ -225,6 +264,8 @@ def parse_args(argv: Sequence[str]) -> Command:
             port=ns.port,
             timeout=ns.timeout,
             verbose=ns.verbose,
+            storage_url=storage_url,
+            workers=ns.workers,
             api_key=ns.api_key,
             log_format=ns.log_format,
         )
@@ -235,6 +276,15 @@ def parse_args(argv: Sequence[str]) -> Command:
             all=getattr(ns, "all", False),
             config=config,
             workspace=workspace,
+            storage_url=storage_url,
+        )
+    if ns.command == "storage":
+        return StorageCommand(
+            action=ns.action,
+            source=getattr(ns, "source", None),
+            config=config,
+            workspace=workspace,
+            storage_url=storage_url,
         )
     if ns.command == "tools":
         return ToolsCommand(config=config, workspace=workspace)
@@ -244,5 +294,6 @@ def parse_args(argv: Sequence[str]) -> Command:
         event_id=getattr(ns, "event_id", None),
         config=config,
         workspace=workspace,
+        storage_url=storage_url,
         force=getattr(ns, "force", False),
     )

@@ -121,7 +121,8 @@ def answer_schemas(model: str) -> dict[str, Schema]:
             "type": "object",
             "required": ["data"],
             "properties": {
-                "event": {"const": "message"},
+                # `nanobot.tool`: a tool step, with stream_options.include_tool_events.
+                "event": {"enum": ["message", "nanobot.tool"]},
                 "data": {
                     "anyOf": [
                         {"const": "[DONE]"},
@@ -132,6 +133,7 @@ def answer_schemas(model: str) -> dict[str, Schema]:
                                 "anyOf": [
                                     {"$ref": REF + "ChatCompletionChunk"},
                                     {"$ref": REF + "Error"},
+                                    {"$ref": REF + "ToolEvent"},
                                 ]
                             },
                         },
@@ -140,6 +142,17 @@ def answer_schemas(model: str) -> dict[str, Schema]:
             },
             "description": _STREAM,
         },
+        "ToolEvent": _obj(
+            {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "status": {"enum": ["started", "done", "failed"]},
+                "summary": {"type": "string"},
+            },
+            description="One of the agent's own tool steps (`event: nanobot.tool`), only "
+            "in streams that set `stream_options.include_tool_events`; its summary is "
+            "short and masked.",
+        ),
         "Error": _obj(
             {
                 "error": _obj(

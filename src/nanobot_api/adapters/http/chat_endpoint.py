@@ -98,6 +98,7 @@ class ChatEndpoint:
                 completion_id=completion_id,
                 created=created,
                 include_usage=chat.include_usage,
+                tool_events=chat.tool_events,
                 keepalive_s=settings.sse_keepalive_s,
             )
             await exchange.end_stream()

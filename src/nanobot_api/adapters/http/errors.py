@@ -22,6 +22,8 @@ from nanobot_api.domain.errors import (
     RequestTimedOut,
     RetryLater,
     ServerShuttingDown,
+    SessionBusy,
+    StorageUnavailable,
     TurnTimedOut,
     UnsupportedMediaType,
     UpstreamFailed,
@@ -45,6 +47,8 @@ _HTTP: Final[dict[type[NanobotError], tuple[int, str]]] = {
     UnsupportedMediaType: (415, "invalid_request_error"),
     TurnTimedOut: (504, "server_error"),
     UpstreamFailed: (502, "server_error"),
+    SessionBusy: (409, "session_busy"),
+    StorageUnavailable: (503, "storage_unavailable"),
 }
 _FALLBACK: Final = (500, "server_error")
 INTERNAL_ERROR: Final = "Internal server error"

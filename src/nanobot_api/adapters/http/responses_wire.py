@@ -47,6 +47,9 @@ def parse_response_json(
     conversation = _conversation(body.get("conversation"))
     session_id = conversation if conversation is not None else body.get("session_id")
     named = requested_session(session_id, headers or SessionHeaders())
+    if instructions:
+        # The client's instructions for this turn, as chat reads a system message.
+        messages = [{"role": "system", "content": instructions}, *messages]
     chat: dict[str, Any] = {
         "messages": messages,
         "model": body.get("model"),
@@ -97,9 +100,6 @@ def _messages(value: object) -> tuple[list[dict[str, Any]], list[Message]]:
         kind = item.get("type", "message")
         if kind == "message":
             message, text = _message(item, where)
-            # Instructions are not part of the conversation chat keeps.
-            if message["role"] == "system":
-                continue
             messages.append(message)
             shown.append(Message(message["role"], text))
         elif kind == "function_call":

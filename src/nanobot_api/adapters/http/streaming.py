@@ -13,14 +13,23 @@ from nanobot_api.adapters.http.answers import chunk_json, json_bytes, tool_calls
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, Usage
 from nanobot_api.domain.ports import ChatTurns
+from nanobot_api.domain.responses import ToolProgress, tool_progress
 from nanobot_api.domain.turns import PreparedTurn
 
 KEEPALIVE: Final = b": keep-alive\n\n"
+TOOL_EVENT: Final = b"event: nanobot.tool\ndata: "
+_MAX_UNTURNED = 2  # asyncio warns from the 5th failed write to a lost connection
 DONE: Final = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict[str, object]) -> bytes:
     return b"data: " + json_bytes(payload) + b"\n\n"
+
+
+def tool_event(step: ToolProgress) -> bytes:
+    """A ``nanobot.tool`` event of a chat stream (only for streams that asked)."""
+    body = {"id": step.call_id, "name": step.name, "status": step.status, "summary": step.summary}
+    return TOOL_EVENT + json_bytes(body) + b"\n\n"
 
 
 _MARK = "nanobot-delta-mark"
@@ -104,19 +113,71 @@ class EventWriter:
 
 
 class _StreamReply(SilentReply):
-    """A Reply that writes each delta to the response as soon as it is written."""
+    """A Reply that writes each delta to the response as soon as it is written, and,
+    with ``tool_events``, each of the agent's tool steps as it starts and ends."""
 
-    def __init__(self, stream: EventWriter, events: ContentEvents) -> None:
+    def __init__(
+        self,
+        stream: EventWriter,
+        events: ContentEvents,
+        tool_events: bool,
+        client_tools: frozenset[str] = frozenset(),
+    ) -> None:
         self._stream = stream
         self._events = events
+        self._tool_events = tool_events
+        self._client_tools = client_tools
+        self._names: dict[str, str] = {}
+        self._pending: list[bytes] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._turned = True
+        self._unturned = 0  # deltas written since the event loop last turned
+
+    def _turn(self) -> None:
+        self._turned = True
+
+    def remember(self, message: Message) -> None:
+        if not self._tool_events:
+            return
+        # The client's own tools show as tool_calls chunks, not as the agent's steps.
+        steps = [s for s in tool_progress(message, self._names) if s.name not in self._client_tools]
+        if steps:
+            # remember() cannot wait for a write: a task writes them now (a tool may
+            # run for long, which is when a client wants to see that it started).
+            self._pending += [tool_event(step) for step in steps]
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        """Writes the tool events not written yet, in order."""
+        while self._pending:
+            await self._stream.write(self._pending.pop(0))
+
+    def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
 
     async def send(self, delta: str) -> None:
+        if self._pending:
+            await self.flush()  # a step the agent took before this text comes first
         await self._stream.write(self._events.content(delta))
-        # A pass of the event loop after each delta: if the client has gone, the server
-        # notices and the turn is cancelled here, rather than writing a burst of deltas
-        # into a closed connection (which asyncio logs as a warning from the sixth
-        # write on).
-        await anyio.lowlevel.checkpoint()
+        # The event loop must turn every other delta at least: if the client has gone,
+        # the server notices then and the turn is cancelled, rather than writing a burst
+        # of deltas into a closed connection (asyncio warns from the fifth failed write;
+        # tests/adapters/test_chat_endpoint.py cuts 60 streams short). A delta that came
+        # after a wait (a model's next chunk) had that turn already: a callback
+        # scheduled after each delta has run if the loop turned. Only the second delta
+        # in a row without a turn yields here. (Yielding after every delta cost a task
+        # step per token, paid by every stream in flight: bench/inflight.py.)
+        if self._turned:
+            self._unturned = 0
+        self._unturned += 1
+        if self._unturned >= _MAX_UNTURNED:
+            await anyio.lowlevel.checkpoint()
+            self._unturned = 0
+        self._turned = False
+        self._loop.call_soon(self._turn)
 
 
 async def stream_turn(
@@ -128,6 +189,7 @@ async def stream_turn(
     created: int,
     include_usage: bool,
     keepalive_s: float,
+    tool_events: bool = False,
 ) -> None:
     """Runs a streamed turn, writing its SSE events as SPEC.md lays them out.
 
@@ -140,11 +202,14 @@ async def stream_turn(
         return sse(chunk_json(completion_id, created, turns.model, delta, finish))
 
     stream = EventWriter(write, keepalive_s)
+    client_tools = frozenset(tool.name for tool in turn.options.tools)
+    events = ContentEvents(completion_id, created, turns.model)
+    reply = _StreamReply(stream, events, tool_events, client_tools)
     try:
         await stream.write(chunk({"role": "assistant"}))
         try:
-            events = ContentEvents(completion_id, created, turns.model)
-            result = await turns.run(turn, _StreamReply(stream, events))
+            result = await turns.run(turn, reply)
+            await reply.flush()
         except Exception as exc:
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))
@@ -161,4 +226,5 @@ async def stream_turn(
             await stream.write(sse(usage))
         await stream.write(DONE)
     finally:
+        reply.stop()
         stream.stop()

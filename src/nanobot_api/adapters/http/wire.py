@@ -91,6 +91,8 @@ class PlainMessage:
 @attrs.frozen
 class StreamOptions:
     include_usage: bool | None = None
+    # Not OpenAI's: adds `event: nanobot.tool` events for the agent's own tool steps.
+    include_tool_events: bool | None = None
 
 
 @attrs.frozen
@@ -271,6 +273,7 @@ def parse_chat_json(
     session = named or api_session(None)
     stream = bool(fields.stream)
     include_usage = bool(options and options.include_usage)
+    tool_events = bool(options and options.include_tool_events)
     check_n(fields.n)
     shape = _shape(messages, body.get("tools"), stream, from_open_webui)
     task = auxiliary_task(task, shape)
@@ -297,6 +300,7 @@ def parse_chat_json(
             model=fields.model,
             stream=stream,
             include_usage=include_usage,
+            tool_events=tool_events,
             options=asks,
             tool_results=results,
             continues=True,
@@ -319,6 +323,7 @@ def parse_chat_json(
         model=fields.model,
         stream=stream,
         include_usage=include_usage,
+        tool_events=tool_events,
         shown=shown,
         options=asks,
     )

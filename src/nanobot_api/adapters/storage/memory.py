@@ -10,7 +10,7 @@ import attrs
 from nanobot_api.domain.branches import NO_IDS, MessageIds, StoredTurn, active_branch
 from nanobot_api.domain.conversation import History, TurnRecord, bounded_history
 from nanobot_api.domain.conversations import SessionSummary
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey
 
 
 class InMemorySessionStore:
@@ -25,7 +25,10 @@ class InMemorySessionStore:
         turns = tuple(t.record for t in active_branch(self._turns.get(key, ())))
         return turns if max_messages is None else bounded_history(turns, max_messages)
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, lease: Lease | None = None
+    ) -> None:
+        # No leases here: one process, whose ChatService orders each session's turns.
         turns = self._turns.setdefault(key, [])
         active = active_branch(turns)
         parent = active[-1].no if active else None
@@ -46,6 +49,8 @@ class InMemorySessionStore:
         imported: Sequence[TurnRecord],
         record: TurnRecord,
         ids: MessageIds,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         keep = frozenset(kept)
         turns = [attrs.evolve(t, superseded=t.no not in keep) for t in self._turns.get(key, ())]

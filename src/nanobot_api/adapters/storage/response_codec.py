@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from nanobot_api.adapters.storage.sqlite import message_from_json, message_json
+from nanobot_api.adapters.storage.turn_json import message_from_json, message_json
 from nanobot_api.domain.conversation import ToolCall, Usage
 from nanobot_api.domain.responses import (
     RESPONSE_STATUSES,

@@ -28,16 +28,25 @@ from nanobot_api.adapters.storage.sqlite_files import (
     Unavailable,
     connect_wal,
 )
+from nanobot_api.adapters.storage.sqlite_leases import SCHEMA as LEASES_SCHEMA
+from nanobot_api.adapters.storage.sqlite_leases import SqliteSessionLeases
+from nanobot_api.adapters.storage.turn_json import (
+    decode_turn,
+    encode_turn,
+    ids_from_json,
+    ids_json,
+)
 from nanobot_api.domain.branches import MessageIds, StoredTurn
-from nanobot_api.domain.conversation import History, Message, Role, ToolCall, TurnRecord
+from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
-from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.domain.sessions import Lease, SessionKey, lease_lost
 
 _T = TypeVar("_T")
 _SCHEMA_VERSION = 2
 # parent_no: the turn before this one on its branch; superseded: 1 once a front end
 # showed another branch (see domain/branches.py); ids: the front end's message ids.
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS turns (
     session_key TEXT NOT NULL,
     turn_no     INTEGER NOT NULL,
@@ -50,6 +59,8 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (session_key, turn_no)
 ) WITHOUT ROWID;
 """
+    + LEASES_SCHEMA
+)
 # A file of schema 1 held one branch per session, numbered 1..n.
 _FROM_SCHEMA_1 = (
     "ALTER TABLE turns ADD COLUMN parent_no INTEGER",
@@ -57,12 +68,6 @@ _FROM_SCHEMA_1 = (
     "ALTER TABLE turns ADD COLUMN ids TEXT",
     "UPDATE turns SET parent_no = turn_no - 1 WHERE turn_no > 1",
 )
-_ROLES: dict[object, Role] = {
-    "system": "system",
-    "user": "user",
-    "assistant": "assistant",
-    "tool": "tool",
-}
 
 _CHECKPOINT_EVERY = 500
 # How long a commit waits on the loop for the connection before taking the thread.
@@ -70,7 +75,7 @@ _LOOP_TRIES = 20
 _LOOP_WAIT_S = 0.0005
 
 
-class SqliteSessionStore(SqliteFile):
+class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     """A SessionStore in a SQLite file, in WAL mode.
 
     Opened and closed as every ``SqliteFile``. Blocking calls run in a worker thread;
@@ -95,8 +100,14 @@ class SqliteSessionStore(SqliteFile):
     """
 
     def __init__(
-        self, path: Path, *, synchronous: Synchronous = "NORMAL", cached_sessions: int = 256
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        cached_sessions: int = 256,
+        lease_s: float = 30.0,
     ) -> None:
+        self._lease_s = lease_s
         super().__init__(
             path, LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
         )
@@ -113,7 +124,9 @@ class SqliteSessionStore(SqliteFile):
         """Committed turns, oldest first; with ``max_messages``, the most recent whole
         turns holding at most that many messages (read newest first, so only those).
 
-        Bounded reads of recently used sessions come from memory (``RecentHistory``)."""
+        Bounded reads of recently used sessions come from memory (``RecentHistory``).
+        A file deleted or replaced since it was opened raises StorageUnavailable."""
+        self.check_in_place()
         name = str(key)
         if max_messages is not None:
             cached = self._recent.get(name, max_messages)
@@ -125,12 +138,18 @@ class SqliteSessionStore(SqliteFile):
             self._recent.put(name, max_messages, history, token)
         return history
 
-    async def commit(self, key: SessionKey, record: TurnRecord) -> None:
-        """Appends the turn to the active branch in one transaction; durable on return."""
+    async def commit(
+        self, key: SessionKey, record: TurnRecord, *, lease: Lease | None = None
+    ) -> None:
+        """Appends the turn to the active branch in one transaction; durable on return.
+        With ``lease``, only while it is the session's current one (else LeaseLost).
+        A file deleted or replaced since it was opened raises StorageUnavailable: the
+        turn would be lost."""
+        self.check_in_place()
         name = str(key)
-        payload = record_json(record)
+        payload = encode_turn(record)
         token = self._recent.writing(name)
-        args = (name, len(record.messages), payload)
+        args = (name, len(record.messages), payload, None if lease is None else lease.token)
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
@@ -157,18 +176,23 @@ class SqliteSessionStore(SqliteFile):
         imported: Sequence[TurnRecord],
         record: TurnRecord,
         ids: MessageIds,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         """Makes ``kept`` the active branch and appends ``imported`` and ``record`` to it,
-        in one transaction; durable on return."""
+        in one transaction; durable on return. With ``lease``, only while it is the
+        session's current one (else LeaseLost, nothing written)."""
+        self.check_in_place()
         name = str(key)
         rows: list[tuple[int, str, str | None]] = [
-            (len(r.messages), _payload(r), None) for r in imported
+            (len(r.messages), encode_turn(r), None) for r in imported
         ]
-        rows.append((len(record.messages), _payload(record), _ids_json(ids)))
+        rows.append((len(record.messages), encode_turn(record), ids_json(ids)))
         self._recent.writing(name)
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
-            await self._run(self._commit_branch, name, json.dumps(list(kept)), rows)
+            fence = None if lease is None else lease.token
+            await self._run(self._commit_branch, name, json.dumps(list(kept)), rows, fence)
         finally:
             self._recent.drop(name)
 
@@ -207,7 +231,9 @@ class SqliteSessionStore(SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(self, name: str, n_messages: int, payload: str) -> bool:
+    async def _commit_on_loop(
+        self, name: str, n_messages: int, payload: str, fence: int | None
+    ) -> bool:
         """Commits right here if that cannot block; False leaves it to the thread.
 
         While a worker thread has the connection (a history read, a checkpoint), this
@@ -218,7 +244,7 @@ class SqliteSessionStore(SqliteFile):
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload)
+            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload, fence)
             if done is not Unavailable.BUSY:
                 return done is True
             await anyio.sleep(_LOOP_WAIT_S)
@@ -266,7 +292,7 @@ class SqliteSessionStore(SqliteFile):
                 "ORDER BY turn_no",
                 (key,),
             )
-            return tuple(_record(row[0]) for row in cursor)
+            return tuple(decode_turn(row[0]) for row in cursor)
         kept: list[TurnRecord] = []
         count = 0
         cursor = conn.execute(
@@ -278,23 +304,30 @@ class SqliteSessionStore(SqliteFile):
             count += n_messages
             if count > max_messages:
                 break
-            kept.append(_record(payload))
+            kept.append(decode_turn(payload))
         cursor.close()
         return tuple(reversed(kept))
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, key: str, n_messages: int, payload: str) -> None:
+    def _commit(
+        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, fence: int | None
+    ) -> None:
         # One statement in autocommit mode is one transaction: the whole turn or
         # nothing. The turn number comes from the primary key's index inside that
         # statement, so two writers could never take the same one; the turn follows
         # the latest active one.
-        conn.execute(
+        # With a fence, the row lands only while that token is the session's lease.
+        cursor = conn.execute(
             "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at, "
-            "parent_no) SELECT ?1, COALESCE(MAX(turn_no), 0) + 1, ?2, ?3, ?4, "
+            "parent_no) SELECT ?1, next_no, ?2, ?3, ?4, parent FROM (SELECT "
+            "COALESCE(MAX(turn_no), 0) + 1 AS next_no, "
             "(SELECT MAX(turn_no) FROM turns WHERE session_key = ?1 AND superseded = 0) "
-            "FROM turns WHERE session_key = ?1",
-            (key, n_messages, payload, time.time()),
+            "AS parent FROM turns WHERE session_key = ?1) WHERE ?5 IS NULL OR EXISTS "
+            "(SELECT 1 FROM session_leases WHERE session_key = ?1 AND token = ?5)",
+            (key, n_messages, payload, time.time(), fence),
         )
+        if cursor.rowcount == 0:
+            raise lease_lost()
 
     @staticmethod
     def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
@@ -304,7 +337,7 @@ class SqliteSessionStore(SqliteFile):
             "WHERE session_key = ?1 AND superseded = 0",
             (key,),
         ).fetchone()
-        return int(row[0]), (None if row[1] is None else _record(row[1]))
+        return int(row[0]), (None if row[1] is None else decode_turn(row[1]))
 
     @staticmethod
     def _turns(conn: sqlite3.Connection, key: str) -> tuple[StoredTurn, ...]:
@@ -314,17 +347,22 @@ class SqliteSessionStore(SqliteFile):
             (key,),
         )
         return tuple(
-            StoredTurn(int(no), parent, _record(payload), bool(superseded), _ids(ids))
+            StoredTurn(int(no), parent, decode_turn(payload), bool(superseded), ids_from_json(ids))
             for no, parent, superseded, ids, payload in cursor
         )
 
     @staticmethod
     def _commit_branch(
-        conn: sqlite3.Connection, key: str, kept: str, rows: list[tuple[int, str, str | None]]
+        conn: sqlite3.Connection,
+        key: str,
+        kept: str,
+        rows: list[tuple[int, str, str | None]],
+        fence: int | None,
     ) -> None:
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            _check_fence(conn, key, fence)
             # Only the turns whose state changes are written (none, for a new turn
             # on the active branch).
             conn.execute(
@@ -390,15 +428,26 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+def _check_fence(conn: sqlite3.Connection, key: str, fence: int | None) -> None:
+    """Raises LeaseLost unless ``fence`` (if any) is still the session's lease token."""
+    if (
+        fence is not None
+        and not conn.execute(
+            "SELECT 1 FROM session_leases WHERE session_key = ? AND token = ?", (key, fence)
+        ).fetchone()
+    ):
+        raise lease_lost()
+
+
 def _commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str
+    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, fence: int | None
 ) -> bool:
     """Commits unless another process holds the file's write lock (then False).
 
     The connection's busy timeout is 0 outside the worker thread, so this never waits.
     """
     try:
-        SqliteSessionStore._commit(conn, name, n_messages, payload)
+        SqliteSessionStore._commit(conn, name, n_messages, payload, fence)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
@@ -441,69 +490,3 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
         conn.execute("COMMIT")
     conn.execute("PRAGMA busy_timeout=0")
     return conn
-
-
-def message_json(message: Message) -> dict[str, object]:
-    """A message as stored (also by the response store, so both read it the same way)."""
-    item: dict[str, object] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        item["tool_calls"] = [[c.id, c.name, c.arguments] for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        item["tool_call_id"] = message.tool_call_id
-    return item
-
-
-def record_json(record: TurnRecord) -> str:
-    """A turn as its ``messages`` column holds it: the list of its messages, or for a
-    turn paused on the client's tool calls ``{"messages": [...], "paused_at": t}`` (so
-    the files of earlier versions read the same)."""
-    messages = [message_json(m) for m in record.messages]
-    if record.paused_at is None:
-        return json.dumps(messages, ensure_ascii=False)
-    return json.dumps({"messages": messages, "paused_at": record.paused_at}, ensure_ascii=False)
-
-
-def record_from_json(payload: str) -> TurnRecord:
-    """A turn read back from what :func:`record_json` wrote."""
-    data = json.loads(payload)
-    paused_at = None
-    if isinstance(data, dict):
-        stamp = data.get("paused_at")
-        paused_at = float(stamp) if isinstance(stamp, int | float) else None
-        data = data.get("messages", [])
-    return TurnRecord(tuple(message_from_json(item) for item in data), paused_at=paused_at)
-
-
-_record = record_from_json
-
-
-_payload = record_json
-
-
-def _ids_json(ids: MessageIds) -> str | None:
-    return json.dumps([ids.user, ids.answer, ids.parent]) if ids.any else None
-
-
-def _ids(text: str | None) -> MessageIds:
-    if text is None:
-        return MessageIds()
-    user, answer, parent = json.loads(text)
-    return MessageIds(user, answer, parent)
-
-
-def message_from_json(item: dict[str, object]) -> Message:
-    """A stored message read back; ValueError for a role no message has."""
-    role = _ROLES.get(item.get("role"))
-    if role is None:
-        raise ValueError(f"stored message has an unknown role {item.get('role')!r}")
-    content = item.get("content")
-    call_id = item.get("tool_call_id")
-    calls = item.get("tool_calls")
-    return Message(
-        role,
-        content if isinstance(content, str) else None,
-        tuple(ToolCall(str(c[0]), str(c[1]), str(c[2])) for c in calls)
-        if isinstance(calls, list)
-        else (),
-        call_id if isinstance(call_id, str) else None,
-    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -15,8 +17,10 @@ import anyio
 import anyio.to_thread
 
 from nanobot_api.adapters.storage.private import narrow_files, private_dir, private_file
+from nanobot_api.domain.errors import StorageUnavailable
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 Synchronous = Literal["FULL", "NORMAL"]
 BUSY_TIMEOUT_MS = 5000
 
@@ -28,6 +32,7 @@ def connect_wal(
     schema: str,
     schema_version: int,
     autocheckpoint: bool = True,
+    upgrade: Callable[[sqlite3.Connection, int], None] | None = None,
 ) -> sqlite3.Connection:
     """A connection to ``path`` in WAL mode with ``schema`` in place (blocking).
 
@@ -48,6 +53,7 @@ def connect_wal(
             schema=schema,
             schema_version=schema_version,
             autocheckpoint=autocheckpoint,
+            upgrade=upgrade,
         )
     except BaseException:
         conn.close()
@@ -63,6 +69,7 @@ def _prepare(
     schema: str,
     schema_version: int,
     autocheckpoint: bool,
+    upgrade: Callable[[sqlite3.Connection, int], None] | None,
 ) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -72,6 +79,8 @@ def _prepare(
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > schema_version:
         raise RuntimeError(f"{path} was written by a newer nanobot-api (schema {version})")
+    if upgrade is not None and version < schema_version:
+        upgrade(conn, version)
     conn.executescript(schema)
     conn.execute(f"PRAGMA user_version={schema_version}")
 
@@ -158,6 +167,15 @@ class LazyConnection:
             return func(conn, *args)
 
 
+def _identity_of(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` as the OS knows it (device, inode), or None if there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class SqliteFile:
     """What a store in one SQLite file shares: where it is, and a connection opened on
     ``await store.open()`` or on first use (so a synchronous composition root can build
@@ -166,6 +184,8 @@ class SqliteFile:
     def __init__(self, path: Path, db: LazyConnection) -> None:
         self._path = path
         self._db = db
+        self._identity: tuple[int, int] | None = None
+        self._reported = False
 
     @property
     def path(self) -> Path:
@@ -174,11 +194,42 @@ class SqliteFile:
     async def open(self) -> Self:
         """Opens the file now (creating it and its folder if needed). Idempotent."""
         await self._db.get()
+        if self._identity is None:
+            self._identity = await anyio.to_thread.run_sync(_identity_of, self._path)
         return self
 
     async def ping(self) -> None:
-        """Raises unless the file is open and answers a query (for readiness)."""
+        """Raises unless the file is open, still in place, and answers a query (for
+        readiness)."""
+        self.check_in_place()
         await self._db.run(_ping)
+
+    def check_in_place(self) -> None:
+        """Raises StorageUnavailable if the file this store opened is no longer at its
+        path (deleted, or replaced by another file): what this store wrote from now on
+        would be lost at the next restart. Said once in the log, with the path.
+
+        A stat of the path, a few microseconds: cheap enough for every turn."""
+        expected = self._identity
+        if expected is None:
+            return  # never opened explicitly (a tool's short-lived store)
+        found = _identity_of(self._path)
+        if found == expected:
+            return
+        why = "deleted" if found is None else "replaced by another file"
+        if not self._reported:
+            self._reported = True
+            log.error(
+                "%s was %s while the server ran; refusing work that would be lost "
+                "(restart the server to use the file now at that path)",
+                self._path,
+                why,
+            )
+        raise StorageUnavailable(
+            f"The server's {self._path.stem} store is unavailable: its file was {why} while "
+            "the server ran; an operator must restart the server",
+            retry_after_s=30.0,
+        )
 
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""

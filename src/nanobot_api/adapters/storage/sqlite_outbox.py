@@ -13,15 +13,20 @@ a crash in the middle of the attempt.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 
+from nanobot_api.adapters.storage.outbox_rows import (
+    COLUMNS,
+    claim_until,
+    event_row,
+    row_event,
+)
 from nanobot_api.adapters.storage.sqlite_files import (
     LazyConnection,
     SqliteFile,
@@ -30,14 +35,7 @@ from nanobot_api.adapters.storage.sqlite_files import (
     immediate_transaction,
 )
 from nanobot_api.domain.errors import NotFound
-from nanobot_api.domain.outbox import (
-    OUTBOX_STATUSES,
-    Claim,
-    OutboxEvent,
-    OutboxStatus,
-    claimed,
-    retried,
-)
+from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
 
 _T = TypeVar("_T")
 # 2: retried_from (an operator's retry keeps the attempts counted so far).
@@ -56,16 +54,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at REAL,
     last_error      TEXT,
     delivered_at    REAL,
-    retried_from    INTEGER NOT NULL DEFAULT 0
+    retried_from    INTEGER NOT NULL DEFAULT 0,
+    claimed_until   REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
-_COLUMNS = (
-    "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
-    "next_attempt_at, last_error, delivered_at, retried_from"
-)
-
-_STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
+_COLUMNS = COLUMNS
+DEFAULT_CLAIM_S = 30.0
 
 
 class SqliteOutbox(SqliteFile):
@@ -75,9 +70,22 @@ class SqliteOutbox(SqliteFile):
     worker thread (a capacity limiter of one), so a burst of deliveries settling at
     once waits on the event loop, not by occupying the threads the session store and
     document readers share.
+
+    Several processes may deliver from one file: a claim marks its events claimed for
+    ``claim_s`` seconds in the transaction that takes them (renewed while they are
+    being delivered, see ``extend_claims``), and no other claim takes them meanwhile.
+    A claim left by a process that died runs out, and the event is offered again (at
+    least once across crashes).
     """
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        claim_s: float = DEFAULT_CLAIM_S,
+    ) -> None:
+        self._claim_s = claim_s
         # One call at a time: the outbox's writes are read-then-write transactions.
         super().__init__(
             path,
@@ -92,15 +100,20 @@ class SqliteOutbox(SqliteFile):
 
     async def enqueue(self, event: OutboxEvent) -> None:
         """Inserts the event; durable on return. An id already stored is an error."""
-        await self._run(_insert, event)
+        await self._run(_insert, event, claim_until(event, self._claim_s))
 
     async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
         """Due pending events, oldest due first, each with one more attempt counted."""
-        return await self._run(_claim, now, limit, frozenset(exclude))
+        return await self._run(_claim, now, limit, frozenset(exclude), self._claim_s)
 
     async def settle(self, event: OutboxEvent) -> bool:
         """Writes the event's state; False if its row is gone."""
         return await self._run(_update, event)
+
+    async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
+        """Claims of events still being delivered, kept for ``claim_s`` from ``now``."""
+        if event_ids:
+            await self._run(_extend, list(event_ids), now + self._claim_s)
 
     # --- OutboxAdmin -------------------------------------------------------------------
 
@@ -133,58 +146,23 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
     if "retried_from" not in columns:  # a file of schema 1
         conn.execute("ALTER TABLE outbox ADD COLUMN retried_from INTEGER NOT NULL DEFAULT 0")
+    if "claimed_until" not in columns:  # a file of schema 1 or 2
+        conn.execute("ALTER TABLE outbox ADD COLUMN claimed_until REAL")
     return conn
 
 
-def _row(event: OutboxEvent) -> tuple[object, ...]:
-    return (
-        event.id,
-        event.channel,
-        event.chat_id,
-        event.content,
-        json.dumps(list(event.media), ensure_ascii=False),
-        event.status,
-        event.created_at,
-        event.attempts,
-        event.progress,
-        event.next_attempt_at,
-        event.last_error,
-        event.delivered_at,
-        event.retried_from,
+def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
+    conn.execute(
+        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (*event_row(event), until),
     )
-
-
-def _event(row: tuple[Any, ...]) -> OutboxEvent:
-    ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
-    next_at, error, delivered_at, retried_from = row[9:]
-    known = _STATUSES.get(status)
-    if known is None:
-        raise ValueError(f"stored outbox event has an unknown status {status!r}")
-    return OutboxEvent(
-        str(ident),
-        str(channel),
-        str(chat_id),
-        str(content),
-        tuple(str(path) for path in json.loads(media)),
-        known,
-        float(created),
-        int(attempts),
-        int(progress),
-        None if next_at is None else float(next_at),
-        None if error is None else str(error),
-        None if delivered_at is None else float(delivered_at),
-        int(retried_from),
-    )
-
-
-def _insert(conn: sqlite3.Connection, event: OutboxEvent) -> None:
-    conn.execute(f"INSERT INTO outbox ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", _row(event))
 
 
 def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
     cursor = conn.execute(
         "UPDATE outbox SET status = ?, attempts = ?, progress = ?, next_attempt_at = ?, "
-        "last_error = ?, delivered_at = ?, retried_from = ? WHERE id = ?",
+        "last_error = ?, delivered_at = ?, retried_from = ?, claimed_until = NULL "
+        "WHERE id = ?",
         (
             event.status,
             event.attempts,
@@ -199,43 +177,57 @@ def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
     return cursor.rowcount > 0
 
 
-def _claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str]) -> Claim:
-    # One write transaction: the attempts are counted in the same commit that takes the
-    # events, so no reader (nor a restart) sees an event taken without its attempt.
+def _claim(
+    conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str], claim_s: float
+) -> Claim:
+    # One write transaction: the attempts and the claim are written in the same commit
+    # that takes the events, so no reader (nor another process, nor a restart) sees an
+    # event taken without them.
     with immediate_transaction(conn):
         cursor = conn.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' "
+            f"SELECT {_COLUMNS}, claimed_until FROM outbox WHERE status = 'pending' "
             "ORDER BY next_attempt_at, rowid"
         )
         taken: list[OutboxEvent] = []
         next_due: float | None = None
         for row in cursor:
-            event = _event(row)
+            event = row_event(row)
             if event.id in exclude:
                 continue
             due = event.next_attempt_at if event.next_attempt_at is not None else now
-            if due > now or len(taken) >= limit:
-                next_due = due
-                break
-            taken.append(claimed(event))
+            ready = due if row[-1] is None else max(due, float(row[-1]))
+            if ready <= now and len(taken) < limit:
+                taken.append(claimed(event))
+                continue
+            next_due = ready if next_due is None else min(next_due, ready)
+            if due > now or ready <= now:
+                break  # rows come in due order: none after is due; or the claim is full
         cursor.close()
         conn.executemany(
-            "UPDATE outbox SET attempts = ? WHERE id = ?", [(e.attempts, e.id) for e in taken]
+            "UPDATE outbox SET attempts = ?, claimed_until = ? WHERE id = ?",
+            [(e.attempts, now + claim_s, e.id) for e in taken],
         )
     return Claim(tuple(taken), next_due)
+
+
+def _extend(conn: sqlite3.Connection, event_ids: list[str], until: float) -> None:
+    conn.executemany(
+        "UPDATE outbox SET claimed_until = ? WHERE id = ? AND status = 'pending'",
+        [(until, event_id) for event_id in event_ids],
+    )
 
 
 def _select(conn: sqlite3.Connection, status: OutboxStatus | None) -> tuple[OutboxEvent, ...]:
     where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
     cursor = conn.execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY created_at, rowid", args)
-    return tuple(_event(row) for row in cursor)
+    return tuple(row_event(row) for row in cursor)
 
 
 def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
     row = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (event_id,)).fetchone()
     if row is None:
         raise NotFound(f"No outbox event with id {event_id!r}", param="id")
-    return _event(row)
+    return row_event(row)
 
 
 def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:

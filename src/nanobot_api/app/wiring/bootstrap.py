@@ -16,9 +16,7 @@ from nanobot_api.adapters.http.operations import Operations
 from nanobot_api.adapters.http.pipeline.authentication import ApiKey, trusted_networks
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
-from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.observability.metrics import Metrics
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
@@ -36,6 +34,7 @@ from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
+from nanobot_api.app.wiring.storage import HISTORY_CACHE_SESSIONS, SESSIONS_FILE, storage_for
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import (
@@ -49,11 +48,6 @@ from nanobot_api.domain.ports import (
 from nanobot_api.domain.redaction import Redactor
 from nanobot_api.domain.tenants import Tenant
 
-# Sessions whose recent history is kept in memory, by the store and by the model
-# adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
-# reports the memory it allows).
-HISTORY_CACHE_SESSIONS = 256
-
 
 def upload_limits(config: Config) -> UploadLimits:
     api = config.api
@@ -66,7 +60,7 @@ def upload_limits(config: Config) -> UploadLimits:
 
 def session_store_path(config: Config) -> Path:
     """Where the embedded session store keeps its file."""
-    return config.workspace / "sessions.sqlite3"
+    return config.workspace / SESSIONS_FILE
 
 
 def build(
@@ -86,7 +80,15 @@ def build(
     # The message tool and its outbox come with the LLM agent; enabled channels alone
     # still get the worker, to drain what is pending.
     with_llm = agent is None and config.provider is not None
-    outgoing = outgoing_for(config, with_tool=with_llm, secrets=redactor, telemetry=metrics)
+    # History lives in the storage whatever the agent, so `nanobot sessions` sees it.
+    storage = storage_for(config)
+    retry_s = config.storage.connect_retry_s
+    if store is not None:
+        storage = storage.with_sessions(store)
+    store = storage.sessions
+    outgoing = outgoing_for(
+        config, with_tool=with_llm, outbox=storage.outbox, secrets=redactor, telemetry=metrics
+    )
     # MCP servers give the LLM agent tools; the echo agent calls none.
     mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None
     if with_llm:
@@ -96,20 +98,12 @@ def build(
             tool_sources=() if mcp is None else (mcp,),
             telemetry=metrics,
         )
-    # History lives in the workspace whatever the agent, so `nanobot sessions` sees it.
-    sqlite = None
-    if store is None:
-        store = sqlite = SqliteSessionStore(
-            session_store_path(config), cached_sessions=HISTORY_CACHE_SESSIONS
-        )
     if attachments is None:
         # One set of extraction bounds, for the intake's checks and the readers alike.
         extraction = ExtractionLimits(max_chars=config.api.max_document_chars)
         attachments = AttachmentIntake(
             DocumentReaderByKind.standard(extraction),
-            FilesystemMediaStore.in_workspace(
-                config.workspace, max_bytes=config.api.max_media_mb * MIB
-            ),
+            storage.media,
             limits,
             extraction=extraction,
             telemetry=metrics,
@@ -124,6 +118,8 @@ def build(
         telemetry=metrics,
         max_reply_chars=config.agents.defaults.max_reply_chars,
         redactor=redactor,
+        busy=config.api.busy,
+        lease_s=config.storage.lease_s,
         client_instructions=config.api.client_instructions,
         tool_result_timeout_s=config.api.tool_result_timeout_s,
     )
@@ -147,29 +143,30 @@ def build(
     install_responses_api(
         app, service, store, settings, workspace=config.workspace, redact=redactor
     )
+    # Opened before the server starts (a bad file, or a database still down after
+    # storage.connectRetryS, is one line and exit 2), and by the app's own start for
+    # an app served any other way.
+    opener = Opener(storage.kind, storage.path, partial(storage.open, retry_for_s=retry_s))
+    add_opener(app, opener)
+    if storage.serves_sessions:
+        health.add_check("storage", storage.ping)
+
+    @app.before_serving
+    async def _open_storage() -> None:
+        await opener.open()
+
     if outgoing is not None:
-        outgoing.install(app)
+        outgoing.install(app)  # after the storage opens, before it closes
         metrics.refresh_with(partial(outbox_gauges, outgoing.outbox))
     if mcp is not None:
         install_mcp(app, mcp)
         health.add_part(mcp)
     temporary = TemporaryChats(store, config.api.temporary_ttl_s)
-    if sqlite is not None:
-        store_file = sqlite  # narrowed, for the closure
-
-        add_opener(app, Opener("sessions", store_file.path, store_file.open))
-        health.add_check("storage", store_file.ping)
-
-        @app.before_serving
-        async def _open_store() -> None:
-            await store_file.open()  # a bad file stops start-up, not the first turn
-
     # Hooks run in the order given: the sweeps start once the store is open, and
     # stop before it closes.
     app.before_serving(temporary.start)
     app.after_serving(temporary.stop)
-    if sqlite is not None:
-        app.after_serving(sqlite.close)
+    app.after_serving(storage.close)
     if model is not None:
         app.after_serving(model.close)
     return app

@@ -23,6 +23,7 @@ from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener
+from nanobot_api.app.wiring.storage import OUTBOX_FILE, OutboxStore
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.ports import OutboundChannel, Telemetry
@@ -30,7 +31,6 @@ from nanobot_api.domain.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
-OUTBOX_FILE = "outbox.sqlite3"
 # A plugin setting this short is not a credential, and redacting it (a "1", a "true")
 # would garble every error message that happens to contain it.
 _MIN_SECRET_CHARS = 8
@@ -112,11 +112,17 @@ class Outgoing:
         clock: Callable[[], float] = time.time,
         poll_s: float = 2.0,
         grace_s: float = 5.0,
+        outbox: OutboxStore | None = None,
+        claim_s: float = 30.0,
         telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         # Given when the caller has made them already: making them imports plugins.
         self._plans = channel_plans(config) if plans is None else plans
-        self.outbox = SqliteOutbox(outbox_path(workspace))
+        # An outbox given is opened and closed by its owner (the server's storage).
+        self._own_outbox = outbox is None
+        self.outbox: OutboxStore = (
+            SqliteOutbox(outbox_path(workspace), claim_s=claim_s) if outbox is None else outbox
+        )
         self._channels: dict[str, OutboundChannel] = {}
         self.courier = Courier(
             self.outbox,
@@ -132,7 +138,7 @@ class Outgoing:
             telemetry=telemetry,
         )
         self.worker = OutboxWorker(
-            self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s
+            self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s, claim_s=claim_s
         )
         known = {*BUILT_IN, *config.plugins}
         self.tool = MessageTool(
@@ -153,7 +159,8 @@ class Outgoing:
         return self._enabled
 
     async def start(self) -> None:
-        await self.outbox.open()  # a bad file stops start-up, not the first message
+        if isinstance(self.outbox, SqliteOutbox):
+            await self.outbox.open()  # a bad file stops start-up, not the first message
         if not self._plans:
             return  # nothing could be delivered: no session, no worker
         self._session = aiohttp.ClientSession(
@@ -178,11 +185,13 @@ class Outgoing:
         if session is not None:
             await session.close()
         self._channels.clear()
-        await self.outbox.close()
+        if isinstance(self.outbox, SqliteOutbox) and self._own_outbox:
+            await self.outbox.close()
 
     def install(self, app: Quart) -> None:
         """Starts with the app's serving and stops with it."""
-        add_opener(app, Opener("outbox", self.outbox.path, self.outbox.open))
+        if isinstance(self.outbox, SqliteOutbox):  # a database is opened by its owner
+            add_opener(app, Opener("outbox", self.outbox.path, self.outbox.open))
         app.before_serving(self.start)
         app.after_serving(self.stop)
 
@@ -191,6 +200,7 @@ def outgoing_for(
     config: Config,
     *,
     with_tool: bool,
+    outbox: OutboxStore | None = None,
     secrets: Redactor | None = None,
     telemetry: Telemetry = NO_TELEMETRY,
 ) -> Outgoing | None:
@@ -203,6 +213,8 @@ def outgoing_for(
         config.channels,
         config.workspace,
         plans=plans,
+        outbox=outbox,
+        claim_s=config.storage.lease_s,
         secrets=secrets,
         max_sends_per_turn=config.agents.defaults.max_sends_per_turn,
         telemetry=telemetry,

@@ -14,9 +14,9 @@ from nanobot_api.adapters.cli.args import (
     OutboxCommand,
     ServeCommand,
     SessionsCommand,
+    StorageCommand,
     ToolsCommand,
 )
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.config import Config, ConfigOverrides, load_config
 from nanobot_api.app.sessions_admin import (
     clear_session,
@@ -28,6 +28,8 @@ from nanobot_api.app.wiring.bootstrap import session_store_path
 from nanobot_api.app.wiring.channels import outbox_path
 from nanobot_api.app.wiring.outbox_admin import run_outbox_command, without_outbox
 from nanobot_api.app.wiring.serving import run_server
+from nanobot_api.app.wiring.storage import Storage, storage_for
+from nanobot_api.app.wiring.storage_admin import run_storage_command
 from nanobot_api.app.wiring.tools_admin import list_tools
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
@@ -42,7 +44,13 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
             # The flag wins over the variable, which wins over the file.
             api_key = command.api_key or environ.get(API_KEY_VARIABLE) or None
             flags = ConfigOverrides(
-                command.host, command.port, command.timeout, command.workspace, api_key
+                command.host,
+                command.port,
+                command.timeout,
+                command.workspace,
+                storage_url=command.storage_url,
+                workers=command.workers,
+                api_key=api_key,
             )
             config = load_config(command.config, environ, flags)
             if command.log_format is not None:
@@ -51,18 +59,21 @@ def run(command: Command, environ: Mapping[str, str]) -> int:
                 )
             return run_server(config, verbose=command.verbose)
         case SessionsCommand():
-            flags = ConfigOverrides(workspace=command.workspace)
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
             return _sessions_command(command, config)
-        case OutboxCommand():
-            flags = ConfigOverrides(workspace=command.workspace)
+        case StorageCommand():
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
             config = load_config(command.config, environ, flags)
-            path = outbox_path(config.workspace)
-            if not path.exists():
+            return anyio.run(run_storage_command, command, config, sys.stdout)
+        case OutboxCommand():
+            flags = ConfigOverrides(workspace=command.workspace, storage_url=command.storage_url)
+            config = load_config(command.config, environ, flags)
+            if not config.storage.url and not outbox_path(config.workspace).exists():
                 # Reading must not leave an empty outbox (or a folder) behind.
                 _require_workspace(config.workspace)
                 return without_outbox(command, sys.stdout)
-            return run_outbox_command(command, path)
+            return run_outbox_command(command, storage_for(config))
         case ToolsCommand():
             flags = ConfigOverrides(workspace=command.workspace)
             config = load_config(command.config, environ, flags)
@@ -77,12 +88,11 @@ def session_key(text: str) -> SessionKey:
 def _sessions_command(command: SessionsCommand, config: Config) -> int:
     # A bad key is a usage error (stderr, exit 2), refused before the file is looked at.
     key = None if command.action == "list" else session_key(command.key or "")
-    path = session_store_path(config)
-    if not path.exists():
+    if not config.storage.url and not session_store_path(config).exists():
         # Nothing was ever kept here: say so, and create nothing (a mistyped -w stays a typo).
         _require_workspace(config.workspace)
         return without_sessions(command.action, key, sys.stdout)
-    return anyio.run(_sessions, command, key, path)
+    return anyio.run(_sessions, command, key, storage_for(config))
 
 
 def _require_workspace(workspace: Path) -> None:
@@ -93,8 +103,9 @@ def _require_workspace(workspace: Path) -> None:
         )
 
 
-async def _sessions(command: SessionsCommand, key: SessionKey | None, path: Path) -> int:
-    async with SqliteSessionStore(path) as store:
+async def _sessions(command: SessionsCommand, key: SessionKey | None, storage: Storage) -> int:
+    async with storage.opened():
+        store = storage.sessions
         if key is None:
             return await list_sessions(store, sys.stdout)
         if command.action == "show":

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime
 import sys
-from pathlib import Path
 from typing import TextIO
 
 import anyio
 
 from nanobot_api.adapters.cli.args import OutboxCommand
-from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.app.outbox import describe
+from nanobot_api.app.wiring.storage import Storage
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import OutboxEvent, OutboxStatus, shorten
 from nanobot_api.domain.ports import OutboxAdmin
@@ -76,14 +75,15 @@ def format_event(event: OutboxEvent, now: float) -> str:
     return line
 
 
-def run_outbox_command(command: OutboxCommand, path: Path, out: TextIO = sys.stdout) -> int:
-    """Runs ``command`` against the outbox file at ``path``; returns the exit code."""
-    return anyio.run(_run, command, path, out)
+def run_outbox_command(command: OutboxCommand, storage: Storage, out: TextIO = sys.stdout) -> int:
+    """Runs ``command`` against the outbox of ``storage``; returns the exit code."""
+    return anyio.run(_run, command, storage, out)
 
 
-async def _run(command: OutboxCommand, path: Path, out: TextIO) -> int:
+async def _run(command: OutboxCommand, storage: Storage, out: TextIO) -> int:
     now = datetime.datetime.now(datetime.UTC).timestamp()
-    async with SqliteOutbox(path) as outbox:
+    async with storage.opened():
+        outbox = storage.outbox
         match command.action:
             case "list":
                 return await list_events(outbox, command.status, out, now)

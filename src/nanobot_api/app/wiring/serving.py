@@ -23,13 +23,17 @@ from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
+from nanobot_api.adapters.observability.metrics import use_multiprocess_dir
 from nanobot_api.adapters.observability.tracing import start_tracing, stop_tracing
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
+from nanobot_api.adapters.storage.postgres_db import describe_url
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import ECHO_MODEL
 from nanobot_api.app.wiring.bootstrap import build, session_store_path
 from nanobot_api.app.wiring.lifecycle import gate_of, openers
+from nanobot_api.app.wiring.storage import storage_for
+from nanobot_api.app.wiring.workers import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,12 @@ def startup_lines(config: Config, model: str, *, custom_agent: bool = False) -> 
     else:
         name, settings = provider
         lines = [f"model {model} at {settings.api_base} (provider {name})"]
-    lines.append(
-        f"storage: SQLite in {config.workspace} ({session_store_path(config).name}); 1 worker"
-    )
+    if config.storage.url:
+        where = f"PostgreSQL at {describe_url(config.storage.url)}"
+    else:
+        where = f"SQLite in {config.workspace} ({session_store_path(config).name})"
+    workers = config.api.workers
+    lines.append(f"storage: {where}; {workers} worker{'s' if workers != 1 else ''}")
     return lines
 
 
@@ -68,9 +75,50 @@ def run_server(config: Config, *, verbose: bool = False) -> int:
     """Serves until SIGINT or SIGTERM; returns the exit code. Raises StartupFailed (or
     ConfigError) when the server cannot start."""
     log_to_stderr(verbose=verbose, log_format=config.api.log_format)
+    lines = startup_lines(config, app_model(config))
+    if config.api.workers > 1:
+        return serve_workers(config, lines)
     app = build(config)
-    serve_until_stopped(app, config, startup_lines(config, app_model(config)))
+    serve_until_stopped(app, config, lines)
     return 0
+
+
+def serve_workers(config: Config, lines: list[str], out: TextIO | None = None) -> int:
+    """``api.workers`` processes on one port (see ``app/wiring/workers.py``): the parent checks
+    the workspace, binds the port and opens the storage once (migrating it), so each of
+    these failures is still one line; then every worker builds its own app and serves.
+    Returns the exit code."""
+    stream = out or sys.stderr
+    check_workspace(config.workspace)
+    sock = bind_socket(config.api.host, config.api.port)
+    try:
+        anyio.run(_open_storage_once, config)
+    except BaseException:
+        sock.close()
+        raise
+    # The workers' metrics are summed from files in one folder (see metrics.py).
+    use_multiprocess_dir(config.workspace / ".metrics")
+
+    def serve_one(number: int) -> None:
+        app = build(config)
+        with _collecting_less_often():
+            # Only the first worker says what is served where.
+            said = lines if number == 0 else []
+            anyio.run(partial(_serve, app, config, said, sock, stream), backend="asyncio")
+
+    return run_workers(config.api.workers, sock, serve_one)
+
+
+async def _open_storage_once(config: Config) -> None:
+    storage = storage_for(config)
+    try:
+        async with storage.opened(retry_for_s=config.storage.connect_retry_s):
+            pass
+    except Exception as exc:
+        failure = explain_open_failure(exc, storage.kind, storage.path)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def app_model(config: Config) -> str:
@@ -118,7 +166,8 @@ async def _serve(
     @app.before_serving
     async def _announce() -> None:
         # Registered last, so said once every other start-up step has succeeded.
-        say(listening, out, config.api.log_format)
+        if lines:
+            say(listening, out, config.api.log_format)
 
     stop = anyio.Event()
     async with anyio.create_task_group() as watching:

@@ -1,0 +1,105 @@
+"""Accepted files kept in PostgreSQL, so every replica can reach an upload's bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.sessions import SessionKey
+
+
+class PostgresMediaStore:
+    """A MediaStore keeping each file's bytes and metadata in the ``media`` table, and a
+    working copy on this replica's disk (what the agent's tools and channels open).
+
+    The copy is written first, then the row; a row that cannot be written removes the
+    copy, so a file is never kept on one replica only. :meth:`load` gives any replica
+    the bytes of a file saved by another, by the name the copy was given.
+    """
+
+    def __init__(self, db: PostgresDatabase, local: FilesystemMediaStore) -> None:
+        self._db = db
+        self._local = local
+
+    async def save(
+        self,
+        data: bytes,
+        kind: FileKind,
+        original_name: str | None,
+        session: SessionKey | None = None,
+    ) -> str:
+        path = await self._local.save(data, kind, original_name, session)
+        try:
+            async with self._db.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO media (name, session_key, original_name, mime, size, data, "
+                    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        Path(path).name,
+                        None if session is None else str(session),
+                        original_name,
+                        kind.mime,
+                        len(data),
+                        data,
+                        time.time(),
+                    ),
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove, Path(path))
+            raise
+        return path
+
+    async def release(self, paths: Iterable[str]) -> None:
+        """The files of a turn that completed: kept, here and in the database."""
+        await self._local.release(paths)
+
+    async def discard(self, paths: Iterable[str]) -> None:
+        """The files of a turn that failed: removed from the database and this disk."""
+        names = [Path(path).name for path in paths]
+        if names:
+            async with self._db.connection() as conn:
+                await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (names,))
+        await self._local.discard(paths)
+
+    async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
+        """Stores a file another store saved (``nanobot storage import``) under its name,
+        with its sidecar's metadata; False if a file of that name is there already."""
+        original, session, mime = meta.get("original_name"), meta.get("session"), meta.get("mime")
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO media (name, session_key, original_name, mime, size, data, "
+                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    name,
+                    session if isinstance(session, str) else None,
+                    original if isinstance(original, str) else None,
+                    mime if isinstance(mime, str) else "application/octet-stream",
+                    len(data),
+                    data,
+                    time.time(),
+                ),
+            )
+            return cursor.rowcount > 0
+
+    async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
+        """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT original_name, mime, data FROM media WHERE name = %s", (name,)
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return (None if row[0] is None else str(row[0])), str(row[1]), bytes(row[2])
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(f"{path.name}.json").unlink(missing_ok=True)

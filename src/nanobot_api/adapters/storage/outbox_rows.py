@@ -1,0 +1,67 @@
+"""An outbox event as a row of the ``outbox`` table (SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxEvent, OutboxStatus
+
+COLUMNS = (
+    "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
+    "next_attempt_at, last_error, delivered_at, retried_from"
+)
+_STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
+
+
+def claim_until(event: OutboxEvent, claim_s: float) -> float | None:
+    """How long a newly stored event stays claimed by the process that stored it.
+
+    A pending event stored with its first attempt already counted is being delivered
+    by the process that stored it (the ``message`` tool sends at once): no other
+    worker may take it until that attempt has had its time."""
+    if event.status == "pending" and event.attempts > 0:
+        return event.created_at + claim_s
+    return None
+
+
+def event_row(event: OutboxEvent) -> tuple[object, ...]:
+    return (
+        event.id,
+        event.channel,
+        event.chat_id,
+        event.content,
+        json.dumps(list(event.media), ensure_ascii=False),
+        event.status,
+        event.created_at,
+        event.attempts,
+        event.progress,
+        event.next_attempt_at,
+        event.last_error,
+        event.delivered_at,
+        event.retried_from,
+    )
+
+
+def row_event(row: Sequence[Any]) -> OutboxEvent:
+    ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
+    next_at, error, delivered_at, retried_from = row[9:13]
+    known = _STATUSES.get(status)
+    if known is None:
+        raise ValueError(f"stored outbox event has an unknown status {status!r}")
+    return OutboxEvent(
+        str(ident),
+        str(channel),
+        str(chat_id),
+        str(content),
+        tuple(str(path) for path in json.loads(media)),
+        known,
+        float(created),
+        int(attempts),
+        int(progress),
+        None if next_at is None else float(next_at),
+        None if error is None else str(error),
+        None if delivered_at is None else float(delivered_at),
+        int(retried_from),
+    )

@@ -1,0 +1,96 @@
+"""`nanobot storage migrate | status | import` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.domain.conversation import Message, TurnRecord
+from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
+from nanobot_api.domain.sessions import SessionKey
+from tests.acceptance.test_cli import run_nanobot
+
+pytestmark = pytest.mark.slow
+
+
+def test_status_and_migrate_show_the_schema_of_a_database(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    where = ["--storage-url", postgres_url]
+    migrated = run_nanobot("storage", "migrate", *where, home=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema up to date" in migrated.stdout
+    status = run_nanobot("storage", "status", *where, home=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "storage: PostgreSQL at 127.0.0.1:" in status.stdout
+    assert "0001-sessions  applied" in status.stdout
+    assert "pending" not in status.stdout
+    assert "postgres@" not in status.stdout  # no credentials, only where
+
+
+def test_status_of_the_default_storage_names_the_sqlite_file(tmp_path: Path) -> None:
+    status = run_nanobot("storage", "status", "-w", str(tmp_path / "ws"), home=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "SQLite" in status.stdout
+    assert "sessions.sqlite3" in status.stdout
+
+
+async def seed_workspace(workspace: Path) -> None:
+    async with SqliteSessionStore(workspace / "sessions.sqlite3") as store:
+        for session, texts in (("alpha", ["one", "two"]), ("beta", ["other"])):
+            for text in texts:
+                record = TurnRecord((Message.user(text), Message.assistant(f"re {text}")))
+                await store.commit(SessionKey("api", session), record)
+    async with SqliteOutbox(workspace / "outbox.sqlite3") as outbox:
+        message = OutboundMessage("ev1", "telegram", "42", "queued while off")
+        await outbox.enqueue(OutboxEvent.queued(message, 1.7e9))
+    media = FilesystemMediaStore.in_workspace(workspace)
+    await media.save(b"%PDF-1.4 test", FileKind.PDF, "report.pdf", SessionKey("api", "alpha"))
+
+
+async def test_import_moves_a_sqlite_workspace_into_the_database_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    old = tmp_path / "old-workspace"
+    await seed_workspace(old)
+    where = ["--storage-url", postgres_url, "-w", str(tmp_path / "new")]
+    imported = run_nanobot("storage", "import", str(old), *where, home=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 2 sessions (3 turns), 1 outbox events and 1 uploads" in imported.stdout
+
+    listed = run_nanobot("sessions", "list", *where, home=tmp_path)
+    assert "api:alpha  2 turns" in listed.stdout
+    shown = run_nanobot("sessions", "show", "api:alpha", *where, home=tmp_path)
+    assert shown.stdout.index("one") < shown.stdout.index("two")
+    events = run_nanobot("outbox", "list", *where, home=tmp_path)
+    assert "ev1" in events.stdout
+
+    again = run_nanobot("storage", "import", str(old), *where, home=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Imported 0 sessions (0 turns), 0 outbox events and 0 uploads" in again.stdout
+    assert "skipped 2 sessions, 1 events and 1 uploads" in again.stdout
+
+
+def test_import_needs_a_database_and_a_workspace(tmp_path: Path, postgres_url: str) -> None:
+    no_db = run_nanobot("storage", "import", str(tmp_path), home=tmp_path)
+    assert no_db.returncode == 2
+    assert len(no_db.stderr.strip().splitlines()) == 1
+    assert "storage.url" in no_db.stderr
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({}))
+    no_source = run_nanobot(
+        "storage",
+        "import",
+        str(tmp_path / "nothing"),
+        "--storage-url",
+        postgres_url,
+        home=tmp_path,
+    )
+    assert no_source.returncode == 2
+    assert "sessions.sqlite3" in no_source.stderr

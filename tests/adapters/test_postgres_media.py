@@ -1,0 +1,54 @@
+"""Uploads kept in PostgreSQL: every replica reaches an upload's bytes and metadata."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.media.postgres import PostgresMediaStore
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.testing.postgres import scratch_database
+
+A = SessionKey("api", "a")
+
+
+@pytest.fixture(name="db")
+async def _db(shared_postgres_url: str) -> AsyncIterator[PostgresDatabase]:
+    async with scratch_database(shared_postgres_url) as db:
+        yield db
+
+
+async def test_an_upload_saved_on_one_replica_is_read_on_another(
+    db: PostgresDatabase, tmp_path: Path
+) -> None:
+    here = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "a"))
+    there = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "b"))
+    path = Path(await here.save(b"%PDF-1.4 bytes", FileKind.PDF, "q3.pdf", A))
+    # The working copy on this replica.
+    assert await anyio.to_thread.run_sync(path.read_bytes) == b"%PDF-1.4 bytes"
+    assert await there.load(path.name) == ("q3.pdf", FileKind.PDF.mime, b"%PDF-1.4 bytes")
+    assert await there.load("0" * 32 + ".pdf") is None
+
+
+async def test_a_failed_turns_uploads_leave_the_database_and_the_disk(
+    db: PostgresDatabase, tmp_path: Path
+) -> None:
+    store = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path))
+    path = await store.save(b"GIF89a", FileKind.GIF, None, A)
+    await store.discard([path])
+    assert await store.load(Path(path).name) is None
+    assert not await anyio.to_thread.run_sync(Path(path).exists)
+
+
+async def test_import_adopts_a_file_once(db: PostgresDatabase, tmp_path: Path) -> None:
+    store = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path))
+    meta: dict[str, object] = {"original_name": "x.png", "mime": "image/png", "session": "api:a"}
+    assert await store.adopt("f" * 32 + ".png", b"\x89PNG", meta)
+    assert not await store.adopt("f" * 32 + ".png", b"\x89PNG", meta)
+    assert await store.load("f" * 32 + ".png") == ("x.png", "image/png", b"\x89PNG")
