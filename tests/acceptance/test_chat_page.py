@@ -78,6 +78,16 @@ class StandIn:
             await self._echo.respond(turn, reply)
 
 
+# A drop as the browser delivers one: a DataTransfer holding a File, on the main area.
+DROP = """({name, text}) => {
+    const data = new DataTransfer();
+    data.items.add(new File([text], name, {type: "text/plain"}));
+    const main = document.querySelector("main");
+    main.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true}));
+    main.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+}"""
+
+
 @pytest.fixture(name="browser")
 async def _browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
@@ -150,6 +160,12 @@ async def test_a_conversation_in_the_browser(browser: Browser, tmp_path: Path) -
         await say(page, "read this")
         assert (await last_answer(page)).startswith("echo: read this [notes.txt: 31 chars]")
 
+        # A file dropped on the page is attached like a picked one.
+        await page.evaluate(DROP, {"name": "dropped.txt", "text": "dropped words"})
+        await expect(page.locator("#attached")).to_contain_text("dropped.txt")
+        await say(page, "dropped")
+        assert (await last_answer(page)).startswith("echo: dropped [dropped.txt: 13 chars]")
+
         # A file the API refuses is shown as the API's error, not as an answer.
         mystery = {"name": "mystery.bin", "mimeType": "application/octet-stream"}
         await page.locator("#files").set_input_files({**mystery, "buffer": b"\x00\x01\xff"})
@@ -167,12 +183,12 @@ async def test_a_conversation_in_the_browser(browser: Browser, tmp_path: Path) -
         await expect(listed.first).to_have_text("other topic")  # newest first
         await listed.nth(1).click()
         await expect(page.locator(".message.user .body").first).to_have_text("slowly")
-        await expect(page.locator(".message.assistant")).to_have_count(3)
+        await expect(page.locator(".message.assistant")).to_have_count(4)
 
         # A reload keeps the conversations and the one that was open.
         await page.reload()
         await expect(page.locator("#conversations .open")).to_have_count(2)
-        await expect(page.locator(".message.assistant")).to_have_count(3)
+        await expect(page.locator(".message.assistant")).to_have_count(4)
 
         # Stop ends a long answer, and the turn on the server with it.
         await say(page, "forever")

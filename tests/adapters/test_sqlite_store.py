@@ -447,3 +447,16 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
 test_store_machine = StoreMachine.TestCase
+
+
+async def test_a_paused_turn_keeps_its_pause_and_its_calls(store: SessionStore) -> None:
+    """A turn waiting for the client's tool results reads back paused, with its calls."""
+    key = SessionKey("api", "paused")
+    call = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
+    paused = TurnRecord((Message.user("weather?"), Message.assistant(None, (call,))), 1234.5)
+    await store.commit(key, paused)
+    (back,) = await store.history(key)
+    assert (back.messages, back.paused_at) == (paused.messages, 1234.5)
+    _, last = await store.last_turn(key)
+    assert last is not None
+    assert last.paused_at == 1234.5
