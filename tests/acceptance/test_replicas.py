@@ -31,6 +31,7 @@ LEASE_S = 2.0
 
 def config_for(up: ScriptedUpstream, url: str, **extra: object) -> dict[str, object]:
     return {
+        "agents": {"defaults": {"model": "m1"}},
         "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
         "storage": {"url": url, "leaseS": LEASE_S},
         **extra,

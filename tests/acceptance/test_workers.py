@@ -38,6 +38,7 @@ async def test_two_workers_run_one_sessions_turns_in_turn_on_full_history(
     count = 10
     async with ScriptedUpstream() as up:
         config = {
+            "agents": {"defaults": {"model": "m1"}},
             "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
             "storage": storage,
         }
