@@ -4,6 +4,8 @@ rules), and giving the place up if the wait is cancelled."""
 
 from __future__ import annotations
 
+import abc
+
 import anyio
 
 from nanobot_api.domain.sessions import Lease, SessionKey, session_busy, stalled
@@ -15,20 +17,20 @@ POLL_MAX_S = 0.1
 STALLED = -1
 
 
-class PolledLeases:
+class PolledLeases(abc.ABC):
     """``acquire`` of SessionLeases over three store operations a subclass provides."""
 
+    @abc.abstractmethod
     async def _join(self, key: str) -> tuple[int, int | None]:
         """A new place at the end of the queue, and the token if the session is free."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _take(self, key: str, ticket: int) -> int | None:
         """The token if ``ticket`` may run now; None to wait; STALLED."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _leave(self, ticket: int) -> None:
         """Gives up a place that never took the session."""
-        raise NotImplementedError
 
     async def acquire(self, key: SessionKey, *, wait: bool = True) -> Lease:
         """Waits its turn in the session's queue (see SessionLeases)."""

@@ -5,6 +5,7 @@ machine's clock."""
 
 from __future__ import annotations
 
+import abc
 import os
 import sqlite3
 import time
@@ -143,8 +144,9 @@ class SqliteSessionLeases(PolledLeases):
 
     _lease_s: float
 
+    @abc.abstractmethod
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        raise NotImplementedError
+        """Runs ``func(connection, *args)`` on the store's file in a worker thread."""
 
     async def _join(self, key: str) -> tuple[int, int | None]:
         return await self._run(join, key, self._lease_s)
