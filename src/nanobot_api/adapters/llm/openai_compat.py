@@ -131,7 +131,7 @@ class OpenAICompatChatModel:
             # so a hot path does not resolve the provider's name per turn. No cookie jar:
             # every user's turns share this session, and a cookie one turn was given
             # must not ride along with another's (it also saves its work per call).
-            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )
@@ -258,36 +258,40 @@ class OpenAICompatChatModel:
         decoder = SseDecoder()
         acc = StreamAccumulator()
         async for chunk in resp.content.iter_any():
-            for data in decoder.feed(chunk):
-                await self._event(data, acc, on_delta)
+            # The text of every chunk that one read brought is passed on as one piece.
+            # Unhurried, a read holds one chunk and nothing changes; behind (many streams
+            # in flight), a read holds several, and each costs the turn and the client's
+            # stream once per read instead of once per token, so a busy server catches up
+            # instead of falling further behind (bench/inflight.py).
+            text = "".join([self._event(data, acc) for data in decoder.feed(chunk)])
+            if text:
+                await on_delta(text)
             if max_chars is not None and acc.size > max_chars:
                 # Not read on to the end: the connection is dropped instead of pooled,
                 # which costs far less than the rest of a runaway answer.
                 log.warning("upstream answer cut at %d characters", max_chars)
                 return acc.cut_response(max_chars)
-        for data in decoder.close():
-            await self._event(data, acc, on_delta)
+        text = "".join([self._event(data, acc) for data in decoder.close()])
+        if text:
+            await on_delta(text)
         if not acc.done and acc.finish_reason is None:
             raise UpstreamFailed("Upstream model error: the stream ended before the answer did")
         return acc.response()
 
-    async def _event(
-        self, data: str, acc: StreamAccumulator, on_delta: Callable[[str], Awaitable[None]]
-    ) -> None:
+    def _event(self, data: str, acc: StreamAccumulator) -> str:
+        """The answer text one event adds ("" if none)."""
         if acc.done:
             # Read on to the end of the body so the connection goes back to the pool.
-            return
+            return ""
         if data.strip() == "[DONE]":
             acc.done = True
-            return
+            return ""
         chunk = json.loads(data)
         problem = error_message(chunk)
         if problem is not None:
             quoted = self._scrub(problem)[:_MAX_QUOTE]
             raise UpstreamFailed(f"Upstream model error: {quoted}")
-        text = acc.add(data, chunk)
-        if text:
-            await on_delta(text)
+        return acc.add(data, chunk)
 
     def _scrub(self, text: str) -> str:
         return self._redact(text)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -95,7 +95,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     it: such a commit runs with no busy timeout; while a worker thread has the
     connection it is retried on the loop for a few milliseconds, and it goes to the
     thread if another process holds the file or the connection stays busy (see
-    ``_commit_on_loop``). Checkpoints (which do sync) run in the thread, every
+    ``_run_short``). Checkpoints (which do sync) run in the thread, every
     ``_CHECKPOINT_EVERY`` commits, instead of inside a commit.
     """
 
@@ -153,8 +153,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            if not await self._commit_on_loop(*args):
-                await self._run(self._commit, *args)
+            await self._run_short(self._commit, *args)
             await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
@@ -231,24 +230,28 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(
-        self, name: str, n_messages: int, payload: str, fence: int | None
-    ) -> bool:
-        """Commits right here if that cannot block; False leaves it to the thread.
+    async def _run_short(self, func: Callable[..., _T], *args: object) -> _T:
+        """``func(connection, *args)`` right here if that cannot block, else in the thread.
 
-        While a worker thread has the connection (a history read, a checkpoint), this
-        waits for it a little on the loop rather than queueing behind it in a thread:
-        once one commit went to a thread, the commits arriving meanwhile found the
-        connection busy and followed it, and a busy server ran at half its speed.
+        A short write with NORMAL (no disk sync: a commit, a lease) is a few tens of
+        microseconds, less than the hand-off to a thread and back, which on a busy
+        server cut throughput by a third. While a worker thread has the connection (a
+        history read, a checkpoint), this waits for it a little on the loop rather than
+        queueing behind it in a thread: once one write went to a thread, the writes
+        arriving meanwhile found the connection busy and followed it, and a busy server
+        ran at half its speed. Another process holding the file's write lock sends it
+        to the thread, the one place allowed to wait for the file.
         """
-        if self._synchronous != "NORMAL":
-            return False
-        for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload, fence)
-            if done is not Unavailable.BUSY:
-                return done is True
-            await anyio.sleep(_LOOP_WAIT_S)
-        return False
+        if self._synchronous == "NORMAL":
+            for _ in range(_LOOP_TRIES):
+                done = self._db.try_now(_without_waiting, func, *args)
+                if done is Unavailable.BUSY:
+                    await anyio.sleep(_LOOP_WAIT_S)
+                    continue
+                if not isinstance(done, Unavailable):
+                    return cast("_T", done)
+                break  # not open yet, or locked by another process
+        return await self._run(func, *args)
 
     async def _maybe_checkpoint(self) -> None:
         self._commits_since_checkpoint += 1
@@ -270,8 +273,8 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         version = self._db.try_now(_data_version)
         if version is Unavailable.NOT_OPEN:
             return False
-        if version is Unavailable.BUSY:
-            return True
+        if isinstance(version, Unavailable):
+            return True  # busy in the thread
         return self._seen(version)
 
     def _seen(self, version: int) -> bool:
@@ -439,20 +442,20 @@ def _check_fence(conn: sqlite3.Connection, key: str, fence: int | None) -> None:
         raise lease_lost()
 
 
-def _commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, fence: int | None
-) -> bool:
-    """Commits unless another process holds the file's write lock (then False).
+def _without_waiting(
+    conn: sqlite3.Connection, func: Callable[..., _T], *args: object
+) -> _T | Unavailable:
+    """``func(conn, *args)``, or LOCKED if another process holds the file's write lock.
 
-    The connection's busy timeout is 0 outside the worker thread, so this never waits.
+    The connection's busy timeout is 0 outside the worker thread, so this never waits;
+    a write that found the file locked rolled back (see ``immediate_transaction``).
     """
     try:
-        SqliteSessionStore._commit(conn, name, n_messages, payload, fence)
+        return func(conn, *args)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
-        return False  # another process is writing: wait for it in the thread
-    return True
+        return Unavailable.LOCKED
 
 
 def _with_version(
