@@ -1,4 +1,4 @@
-"""Idempotency-Key records and rate-limit counters in PostgreSQL (the ``0101-requests``
+"""Idempotency-Key records and rate-limit counters in PostgreSQL (the ``0102-requests``
 migration), so a replay, a key's ``rpm`` and the turns-at-once limits hold across every
 worker and every replica using the database.
 

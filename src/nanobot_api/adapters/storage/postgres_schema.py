@@ -170,7 +170,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        "0101-requests",
+        "0101-paused-calls",
+        """
+        CREATE TABLE paused_calls (
+            seq         BIGSERIAL PRIMARY KEY,
+            call_id     TEXT NOT NULL,
+            session_key TEXT NOT NULL
+        );
+        CREATE INDEX paused_calls_by_call ON paused_calls (call_id);
+        CREATE INDEX paused_calls_by_session ON paused_calls (session_key);
+        """,
+    ),
+    Migration(
+        "0102-requests",
         # Idempotency-Key records, per-key request counts, turn slots (postgres_requests).
         """
         CREATE TABLE idempotency (
