@@ -529,6 +529,19 @@ class ResponseLog(Protocol):
         """The steps numbered above ``after``, in order (all of them for -1)."""
 
 
+class PausedCalls(Protocol):
+    """Which session's paused turn waits for which client tool calls, readable from any
+    process: a client that resends its whole conversation names no session."""
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        """The session's paused turn now waits for ``call_ids`` (none: it waits for
+        nothing), in place of what it waited for before; durable on return."""
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        """The session of ``channel`` that most recently paused on one of ``call_ids``;
+        None if none did."""
+
+
 class ConversationStore(Protocol):
     """What a conversation adds to its session: creation time and metadata."""
 
