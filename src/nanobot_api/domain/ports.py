@@ -506,6 +506,20 @@ class ResponseLog(Protocol):
         """The steps numbered above ``after``, in order (all of them for -1)."""
 
 
+class RunLiveness(Protocol):
+    """Whether the process running a background response still runs it, as every
+    process sharing the store can tell (``ResponseRecord.alive_until``)."""
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        """The running process vouches for the response until ``until``; nothing for
+        one that ended."""
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        """Stores ``record`` (the ended form of a running response) in place of the
+        stored one only if that one still runs and nobody vouched for it at ``now``;
+        returns whether it did. Durable on return."""
+
+
 class PausedCalls(Protocol):
     """Which session's paused turn waits for which client tool calls, readable from any
     process: a client that resends its whole conversation names no session."""

@@ -181,4 +181,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX paused_calls_by_session ON paused_calls (session_key);
         """,
     ),
+    Migration(
+        "0102-response-liveness",
+        "ALTER TABLE responses ADD COLUMN alive_until DOUBLE PRECISION",
+    ),
 )
