@@ -199,3 +199,20 @@ async def test_session_summaries_list_a_channel_newest_first(sessions: Sessions)
     summaries = await sessions.summaries("api")
     assert [(s.session.session_id, s.turns) for s in summaries] == [("a", 2), ("b", 1)]
     assert summaries[0].created_at <= summaries[0].updated_at
+
+
+async def test_paused_calls_find_the_latest_session_of_the_caller_s_channel(
+    responses: Responses,
+) -> None:
+    a, b, other = SessionKey("api", "a"), SessionKey("api", "b"), SessionKey("api/bob", "a")
+    await responses.note(a, ["call_1", "call_2"])
+    await responses.note(other, ["call_2"])
+    assert await responses.find(["call_9", "call_2"], "api") == a
+    assert await responses.find(["call_2"], "api/bob") == other
+    await responses.note(b, ["call_1"])  # the same id from another session, later
+    assert await responses.find(["call_1"], "api") == b
+    await responses.note(b, [])  # answered: b waits for nothing now
+    assert await responses.find(["call_1"], "api") == a
+    await responses.note(a, ["call_3"])  # a paused again: its earlier calls are gone
+    assert await responses.find(["call_1", "call_2"], "api") is None
+    assert await responses.find([], "api") is None

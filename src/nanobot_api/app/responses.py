@@ -24,6 +24,7 @@ from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.ports import (
     ChatTurns,
+    PausedCalls,
     ResponseLog,
     ResponseRun,
     ResponseStore,
@@ -57,8 +58,6 @@ INTERRUPTED: Final = ResponseError("server_error", "The response was interrupted
 # How often a follower in another process looks for new steps, and a background run
 # for a cancellation asked for in another process.
 POLL_S: Final = 0.2
-# How many open client tool calls are remembered for clients that resend everything.
-PAUSED_KEPT: Final = 10_000
 
 
 class LiveRun:
@@ -134,6 +133,7 @@ class ResponsesService:
         sessions: SessionStore,
         store: ResponseStore,
         steps: ResponseLog,
+        paused: PausedCalls,
         *,
         spawn: Spawn,
         new_id: Callable[[], str],
@@ -151,8 +151,7 @@ class ResponsesService:
         self._redact = redact
         self._poll_s = poll_s
         self._live: dict[str, LiveRun] = {}
-        # Client tool call id -> the session paused for its result, newest last.
-        self._paused: dict[str, SessionKey] = {}
+        self._paused = paused
 
     @property
     def model(self) -> str:
@@ -200,23 +199,18 @@ class ResponsesService:
             await self._execute(run, prepared, store=store)
         return run
 
-    def _paused_session(self, request: ResponseRequest) -> SessionKey | None:
-        """The session whose paused turn a request's tool results answer, when the
-        client resends its whole conversation instead of naming it (the Agents SDK
-        does, within a run). Known to the process that ran that turn."""
-        for result in request.chat.tool_results:
-            session = self._paused.get(result.tool_call_id or "")
-            if session is not None:
-                return session
-        return None
-
     async def _session_for(
         self, request: ResponseRequest, response_id: str, channel: str
     ) -> SessionKey:
         if request.previous_response_id is None:
-            paused = self._paused_session(request)
-            if paused is not None and request.named is None:
-                return paused
+            if request.named is None and request.chat.tool_results:
+                # Tool results with no conversation named: a client resending its whole
+                # conversation (the Agents SDK does, within a run). The store knows
+                # which session paused on these calls, whichever process ran it.
+                calls = [r.tool_call_id for r in request.chat.tool_results if r.tool_call_id]
+                paused = await self._paused.find(calls, channel)
+                if paused is not None:
+                    return paused
             # No conversation named: a new one, named after this response, so that a
             # chain of previous_response_id is one conversation.
             named = request.named
@@ -371,9 +365,10 @@ class ResponsesService:
                 # results (function_call items; the next response carries the outputs).
                 for call in result.tool_calls:
                     run.add(ClientCall(call))
-                    self._paused[call.id] = prepared.session
-                    while len(self._paused) > PAUSED_KEPT:
-                        del self._paused[next(iter(self._paused))]
+                if result.tool_calls or prepared.tool_results:
+                    # Which calls the session now waits for (none once answered), for a
+                    # client that resends everything to any process.
+                    await self._note_paused(prepared.session, result)
                 # Finished, even if a cancel landed after it: its turn is committed.
                 completed = Ended("completed", result.usage)
                 await self._end(run, completed, prepared.session, store=store)
@@ -401,6 +396,13 @@ class ResponsesService:
         finally:
             self._live.pop(record.id, None)
             run.finish(record)
+
+    async def _note_paused(self, session: SessionKey, result: TurnResult) -> None:
+        try:
+            await self._paused.note(session, [call.id for call in result.tool_calls])
+        except Exception:
+            # The turn is committed; only a resend naming no conversation will miss it.
+            log.warning("could not note the client tool calls of %s", session, exc_info=True)
 
     async def _keep_writing(self, run: LiveRun) -> None:
         """Writes a background run's steps to the log as they come, a batch at a time."""

@@ -14,10 +14,12 @@ from nanobot_api.domain.sessions import SessionKey
 
 
 class InMemoryResponseStore:
-    """A ResponseStore and ResponseLog in dicts."""
+    """A ResponseStore, ResponseLog and PausedCalls in dicts."""
 
     def __init__(self) -> None:
         self._records: dict[str, ResponseRecord] = {}
+        # Session -> the calls its paused turn waits for; insertion order is pause order.
+        self._paused: dict[SessionKey, tuple[str, ...]] = {}
         self._steps: dict[str, list[ResponseStep]] = {}
         self._order: dict[str, int] = {}
         self._count = 0
@@ -57,6 +59,18 @@ class InMemoryResponseStore:
 
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         return tuple(self._steps.get(response_id, ())[after + 1 :])
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        self._paused.pop(session, None)
+        if call_ids:
+            self._paused[session] = tuple(call_ids)
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        wanted = set(call_ids)
+        for session, waiting in reversed(self._paused.items()):
+            if session.channel == channel and wanted.intersection(waiting):
+                return session
+        return None
 
 
 class InMemoryConversationStore:

@@ -31,7 +31,7 @@ _PUT = (
 
 
 class PostgresResponseStore:
-    """A ResponseStore and ResponseLog in a PostgreSQL database."""
+    """A ResponseStore, ResponseLog and PausedCalls in a PostgreSQL database."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
@@ -101,6 +101,29 @@ class PostgresResponseStore:
             )
             rows = await cursor.fetchall()
         return tuple(step_from_json(row[0]) for row in rows)
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        key = str(session)
+        async with self._db.transaction() as conn:
+            await conn.execute("DELETE FROM paused_calls WHERE session_key = %s", (key,))
+            if call_ids:
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(
+                        "INSERT INTO paused_calls (call_id, session_key) VALUES (%s, %s)",
+                        [(call_id, key) for call_id in call_ids],
+                    )
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        if not call_ids:
+            return None
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT session_key FROM paused_calls WHERE call_id = ANY(%s) "
+                "AND session_key >= %s AND session_key < %s ORDER BY seq DESC LIMIT 1",
+                (list(call_ids), f"{channel}:", f"{channel};"),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else SessionKey.parse(str(row[0]))
 
 
 class PostgresConversationStore:

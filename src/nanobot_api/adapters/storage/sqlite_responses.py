@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS response_steps (
     step        TEXT NOT NULL,
     PRIMARY KEY (response_id, step_no)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS paused_calls (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id     TEXT NOT NULL,
+    session_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paused_calls_by_call ON paused_calls (call_id);
+CREATE INDEX IF NOT EXISTS paused_calls_by_session ON paused_calls (session_key);
 CREATE TABLE IF NOT EXISTS conversations (
     session_key TEXT PRIMARY KEY,
     created_at  REAL NOT NULL,
@@ -79,7 +86,7 @@ class _ResponsesFile(SqliteFile):
 
 
 class SqliteResponseStore(_ResponsesFile):
-    """A ResponseStore and ResponseLog in a SQLite file, in WAL mode.
+    """A ResponseStore, ResponseLog and PausedCalls in a SQLite file, in WAL mode.
 
     ``synchronous="NORMAL"`` keeps every write through a crash of the process (see
     SqliteSessionStore); a background response's steps are written at that cost.
@@ -109,6 +116,15 @@ class SqliteResponseStore(_ResponsesFile):
 
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         return await self._run(_read, response_id, after)
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        await self._run(_note, str(session), list(call_ids))
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        if not call_ids:
+            return None
+        found = await self._run(_find, list(call_ids), channel)
+        return None if found is None else SessionKey.parse(found)
 
 
 def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
@@ -174,6 +190,27 @@ def _read(conn: sqlite3.Connection, response_id: str, after: int) -> tuple[Respo
         (response_id, after),
     )
     return tuple(step_from_json(row[0]) for row in cursor)
+
+
+def _note(conn: sqlite3.Connection, session_key: str, call_ids: list[str]) -> None:
+    with conn:  # one transaction: what the session waited for before goes with it
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM paused_calls WHERE session_key = ?", (session_key,))
+        conn.executemany(
+            "INSERT INTO paused_calls (call_id, session_key) VALUES (?, ?)",
+            [(call_id, session_key) for call_id in call_ids],
+        )
+
+
+def _find(conn: sqlite3.Connection, call_ids: list[str], channel: str) -> str | None:
+    marks = ", ".join("?" * len(call_ids))
+    # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
+    row = conn.execute(
+        f"SELECT session_key FROM paused_calls WHERE call_id IN ({marks}) "
+        "AND session_key >= ? AND session_key < ? ORDER BY seq DESC LIMIT 1",
+        (*call_ids, f"{channel}:", f"{channel};"),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 class SqliteConversationStore(_ResponsesFile):

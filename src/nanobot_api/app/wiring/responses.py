@@ -28,6 +28,7 @@ from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
     ChatTurns,
     ConversationStore,
+    PausedCalls,
     ResponseLog,
     ResponseStore,
     SessionCatalog,
@@ -67,6 +68,7 @@ def install_responses_api(
     responses: ResponseStore | None = None,
     steps: ResponseLog | None = None,
     conversations: ConversationStore | None = None,
+    paused: PausedCalls | None = None,
     redact: Callable[[str], str] = str,
     database: PostgresDatabase | None = None,
 ) -> None:
@@ -76,7 +78,7 @@ def install_responses_api(
         # In the database every replica shares, so a background response is followed
         # and cancelled from any of them.
         shared = PostgresResponseStore(database)
-        responses, steps = shared, shared
+        responses, steps, paused = shared, shared, paused or shared
         conversations = conversations or PostgresConversationStore(database)
     path = responses_path(workspace)
     files: list[SqliteResponseStore | SqliteConversationStore] = []
@@ -85,8 +87,9 @@ def install_responses_api(
         files.append(sqlite)
         responses = sqlite
         steps = steps or sqlite
-    if steps is None:
-        raise ValueError("a ResponseStore given without its ResponseLog")
+        paused = paused or sqlite
+    if steps is None or paused is None:
+        raise ValueError("a ResponseStore given without its ResponseLog and PausedCalls")
     if conversations is None:
         conversations = SqliteConversationStore(path)
         files.append(conversations)
@@ -95,6 +98,7 @@ def install_responses_api(
         sessions,
         responses,
         steps,
+        paused,
         spawn=app.add_background_task,
         new_id=lambda: new_id("resp_"),
         describe_failure=response_error,
