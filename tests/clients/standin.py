@@ -2,7 +2,8 @@
 
 Unlike ``tests/upstream.py`` (a script per test), it reads each request: a tool the
 client forces is called with the smallest valid arguments; a ``response_format``
-schema is answered with its smallest instance; a tool result is acknowledged; a
+schema is answered with its smallest instance (a streamed call comes in pieces, as
+OpenAI streams it); a tool result is acknowledged; a
 question that mentions the weather calls the request's last tool (the client's); anything else is
 echoed with the number of user messages the request held, so a test sees that the
 server sent the session's history upstream. Every request is recorded.
@@ -135,7 +136,14 @@ class StandInModel:
         for index, word in enumerate((content or "").split(" ") if content else []):
             await event({"content": word if index == 0 else " " + word})
         for index, call in enumerate(calls):
-            await event({"tool_calls": [{"index": index, **call}]})
+            # As OpenAI streams a call: its id and name first, then its arguments in pieces.
+            function = call["function"]
+            start = {**call, "function": {"name": function["name"], "arguments": ""}}
+            await event({"tool_calls": [{"index": index, **start}]})
+            arguments = function["arguments"]
+            for at in range(0, len(arguments), 5):
+                piece = {"index": index, "function": {"arguments": arguments[at : at + 5]}}
+                await event({"tool_calls": [piece]})
         await event({}, "tool_calls" if calls else "stop")
         usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
         await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())

@@ -24,7 +24,14 @@ from nanobot_api.domain.conversations import (
 )
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.idempotency import KeyClaim, StoredAnswer
-from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
+from nanobot_api.domain.models import (
+    JsonObject,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPiece,
+    ToolContext,
+    ToolSpec,
+)
 from nanobot_api.domain.outbox import (
     Claim,
     DeliveryReceipt,
@@ -54,6 +61,17 @@ class Reply(Protocol):
         An agent that records nothing gets one assistant message holding its whole
         reply. The messages are committed to history only if the turn completes.
         """
+
+
+@runtime_checkable
+class StreamsToolCalls(Protocol):
+    """A Reply that also shows the client's tool calls while the model writes them."""
+
+    async def send_call(self, piece: ToolCallPiece) -> None:
+        """Streams a piece of one of the client's tool calls now; ``index`` counts the
+        client's calls of this answer only. The calls the turn ends with may still hold
+        a tail of their arguments not sent here (text held back while it could have
+        been the start of a secret), and calls never sent in pieces at all."""
 
 
 class Agent(Protocol):
@@ -284,11 +302,16 @@ class ChatModel(Protocol):
     """A chat-completion model behind some provider."""
 
     async def complete(
-        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
+        self,
+        request: ModelRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        on_call: Callable[[ToolCallPiece], Awaitable[None]] | None = None,
     ) -> ModelResponse:
         """Asks the model once; awaits ``on_delta`` with each piece of answer text as it
-        arrives, then returns the whole assistant message (text and tool calls) and the
-        tokens the provider reported for this call.
+        arrives (and ``on_call``, if given, with each piece of its tool calls, when the
+        model streams them), then returns the whole assistant message (text and tool
+        calls) and the tokens the provider reported for this call. The calls returned
+        are the pieces joined, with the same ids.
 
         Raises UpstreamFailed when the provider refuses, fails, times out or breaks off
         (the message names the upstream status, never a credential). Transient refusals
@@ -516,6 +539,20 @@ class ResponseLog(Protocol):
 
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         """The steps numbered above ``after``, in order (all of them for -1)."""
+
+
+class RunLiveness(Protocol):
+    """Whether the process running a background response still runs it, as every
+    process sharing the store can tell (``ResponseRecord.alive_until``)."""
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        """The running process vouches for the response until ``until``; nothing for
+        one that ended."""
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        """Stores ``record`` (the ended form of a running response) in place of the
+        stored one only if that one still runs and nobody vouched for it at ``now``;
+        returns whether it did. Durable on return."""
 
 
 class PausedCalls(Protocol):

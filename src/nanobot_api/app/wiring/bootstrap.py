@@ -154,6 +154,7 @@ def build(
         workspace=config.workspace,
         redact=redactor,
         database=storage.database,
+        lease_s=config.storage.lease_s,
     )
     # Opened before the server starts (a bad file, or a database still down after
     # storage.connectRetryS, is one line and exit 2), and by the app's own start for
