@@ -26,6 +26,7 @@ from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.config import Config
 from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.ports import (
+    ForgetsUploads,
     IdempotencyStore,
     LimitCounters,
     MediaStore,
@@ -47,6 +48,10 @@ class OutboxStore(Outbox, OutboxAdmin, Protocol):
     """Both sides of the outbox, as one store implements them."""
 
 
+class UploadStore(MediaStore, ForgetsUploads, Protocol):
+    """Uploads kept for their turns and removed with their sessions, as one store does."""
+
+
 class RequestRecords(IdempotencyStore, LimitCounters, Protocol):
     """Idempotency-Key records and the limits' counters, as one store implements them."""
 
@@ -57,7 +62,7 @@ class Storage:
 
     sessions: SessionStore
     outbox: OutboxStore
-    media: MediaStore
+    media: UploadStore
     # Idempotency-Key records and limit counters: shared by every worker and replica
     # that shares the rest (a SQLite file opened on first use; most servers never
     # need it).
