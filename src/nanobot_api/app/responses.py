@@ -10,6 +10,7 @@ followed from any process: here from memory, elsewhere by polling the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ from nanobot_api.domain.ports import (
     ResponseLog,
     ResponseRun,
     ResponseStore,
+    RunLiveness,
     SessionStore,
 )
 from nanobot_api.domain.responses import (
@@ -41,6 +43,7 @@ from nanobot_api.domain.responses import (
     apply_step,
     check_continuation,
     ended,
+    lost_its_run,
     tool_progress,
 )
 from nanobot_api.domain.sessions import SessionKey
@@ -58,6 +61,9 @@ INTERRUPTED: Final = ResponseError("server_error", "The response was interrupted
 # How often a follower in another process looks for new steps, and a background run
 # for a cancellation asked for in another process.
 POLL_S: Final = 0.2
+# How long a background run's word that it still runs holds (storage.leaseS): renewed
+# every third of it, so a process that dies leaves its response running at most this.
+LEASE_S: Final = 30.0
 
 
 class LiveRun:
@@ -133,13 +139,16 @@ class ResponsesService:
         sessions: SessionStore,
         store: ResponseStore,
         steps: ResponseLog,
-        paused: PausedCalls,
         *,
+        paused: PausedCalls,
+        liveness: RunLiveness,
         spawn: Spawn,
         new_id: Callable[[], str],
         describe_failure: DescribeFailure,
         redact: Callable[[str], str] = str,
         poll_s: float = POLL_S,
+        lease_s: float = LEASE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._turns = turns
         self._sessions = sessions
@@ -150,6 +159,9 @@ class ResponsesService:
         self._describe = describe_failure
         self._redact = redact
         self._poll_s = poll_s
+        self._lease_s = lease_s
+        self._clock = clock
+        self._liveness = liveness
         self._live: dict[str, LiveRun] = {}
         self._paused = paused
 
@@ -173,13 +185,14 @@ class ResponsesService:
             id=response_id,
             session=session,
             model=self._turns.model,
-            created_at=time.time(),
+            created_at=self._clock(),
             status="queued" if request.background else "in_progress",
             background=request.background,
             named=request.named is not None,
             previous_response_id=request.previous_response_id,
             instructions=request.instructions,
             input=request.input,
+            alive_until=self._clock() + self._lease_s if request.background else None,
         )
         if request.background:
             # Stored before the answer, so any process can read and follow it at once.
@@ -235,10 +248,27 @@ class ResponsesService:
     ) -> ResponseRecord:
         """The response as it stands; NotFound if unknown, deleted, or another caller's."""
         live = self._live.get(response_id)
-        record = live.record if live is not None else await self._store.get(response_id)
+        record = live.record if live is not None else await self._stored(response_id)
         if record is None or record.session.channel != channel:
             raise NotFound(f"No response found with id '{response_id}'", param)
         return record
+
+    async def _stored(self, response_id: str) -> ResponseRecord | None:
+        """The stored response; one whose process died while it ran is ended here, as
+        its steps show (interrupted, unless its last step was written)."""
+        record = await self._store.get(response_id)
+        now = self._clock()
+        if record is None or not lost_its_run(record, now):
+            return record
+        steps = await self._log.read(record.id)
+        if not steps or not isinstance(steps[-1], Ended):
+            # Its last step first, so that its followers see it end.
+            steps += (Ended("failed", record.usage, INTERRUPTED),)
+            await self._log.append(record.id, len(steps) - 1, steps[-1:])
+        final = functools.reduce(apply_step, steps, record)
+        if await self._liveness.interrupt(final, now):
+            log.warning("response %s: its run stopped vouching for it; interrupted", record.id)
+        return await self._store.get(response_id)
 
     async def follow(
         self, run: ResponseRun | str, channel: str, idle_s: float = 0
@@ -287,12 +317,17 @@ class ResponsesService:
             if steps:
                 quiet_since = time.monotonic()
                 continue
-            current = await self._store.get(record.id)
+            current = await self._stored(record.id)
             if current is None or not current.running:
-                if seen == -1 and current is not None:
+                # Its last steps are written before its record: read once more.
+                last = await self._log.read(record.id, seen)
+                if seen == -1 and not last and current is not None:
                     # A response that kept no steps (it ran in the foreground).
-                    for step in steps_of(current):
-                        yield step
+                    last = steps_of(current)
+                for step in last:
+                    yield step
+                    if isinstance(step, Ended):
+                        return
                 return
             if idle_s and time.monotonic() - quiet_since >= idle_s:
                 quiet_since = time.monotonic()
@@ -310,6 +345,8 @@ class ResponsesService:
         if live is not None:
             live.scope.cancel()
             return await live.finished()
+        if marked is not None and marked.running:
+            marked = await self._stored(response_id)  # a run whose process died ends here
         if marked is None or not marked.running:
             return marked or record
         # Another process runs it and sees the mark within a poll; wait a little for it.
@@ -344,6 +381,7 @@ class ResponsesService:
                     if run.persist:
                         group.start_soon(self._keep_writing, run)
                         group.start_soon(self._watch_for_cancel, run)
+                        group.start_soon(self._vouch_for, run)
                     if store and run.record.status == "queued":
                         run.record = attrs.evolve(run.record, status="in_progress")
                         await self._store.put(run.record)
@@ -415,6 +453,16 @@ class ResponsesService:
         if batch:
             await self._log.append(run.record.id, run.written, batch)
             run.written += len(batch)
+
+    async def _vouch_for(self, run: LiveRun) -> None:
+        """Tells every process sharing the store that this run still runs, so that one
+        whose process dies is seen ended (interrupted) within ``lease_s``."""
+        while True:
+            await anyio.sleep(self._lease_s / 3)
+            try:
+                await self._liveness.keep_alive(run.record.id, self._clock() + self._lease_s)
+            except Exception:
+                log.warning("response %s: could not renew its run", run.record.id, exc_info=True)
 
     async def _watch_for_cancel(self, run: LiveRun) -> None:
         """Cancels the run once another process asked for it (``request_cancel``)."""

@@ -269,6 +269,18 @@ class ForgetsUploads(Protocol):
         meanwhile) stays with that turn."""
 
 
+class UploadCopies(Protocol):
+    """Uploads as files on this machine, wherever they were saved (with several
+    replicas, the store keeps the bytes and each machine a working copy)."""
+
+    async def local_copy(self, path: str) -> str | None:
+        """A path on this machine holding the upload that ``path`` names (as ``save``
+        returned it here or on another replica): this machine's working copy, fetched
+        from the store first when there is none. None when the store keeps no such
+        upload (never any file outside the uploads). Raises StorageUnavailable when the
+        store cannot be reached."""
+
+
 @runtime_checkable
 class SettlesUploads(Protocol):
     """Attachments that keep a turn's files only if the turn is kept."""
@@ -538,6 +550,20 @@ class ResponseLog(Protocol):
 
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         """The steps numbered above ``after``, in order (all of them for -1)."""
+
+
+class RunLiveness(Protocol):
+    """Whether the process running a background response still runs it, as every
+    process sharing the store can tell (``ResponseRecord.alive_until``)."""
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        """The running process vouches for the response until ``until``; nothing for
+        one that ended."""
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        """Stores ``record`` (the ended form of a running response) in place of the
+        stored one only if that one still runs and nobody vouched for it at ``now``;
+        returns whether it did. Durable on return."""
 
 
 class PausedCalls(Protocol):

@@ -211,4 +211,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0103-response-liveness",
+        "ALTER TABLE responses ADD COLUMN alive_until DOUBLE PRECISION",
+    ),
 )

@@ -32,7 +32,7 @@ from nanobot_api.domain.responses import ResponseRecord, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at       REAL NOT NULL,
     status           TEXT NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    body             TEXT NOT NULL
+    body             TEXT NOT NULL,
+    alive_until      REAL
 );
 CREATE INDEX IF NOT EXISTS responses_by_session ON responses (session_key, seq);
 CREATE TABLE IF NOT EXISTS response_steps (
@@ -63,7 +64,13 @@ CREATE TABLE IF NOT EXISTS conversations (
     metadata    TEXT NOT NULL
 ) WITHOUT ROWID;
 """
-_RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body"
+_RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
+_RUNNING = "status IN ('queued', 'in_progress')"
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    if version == 1:  # schema 2: a background response's run vouches for it
+        conn.execute("ALTER TABLE responses ADD COLUMN alive_until REAL")
 
 
 def responses_path(workspace: Path) -> Path:
@@ -73,7 +80,11 @@ def responses_path(workspace: Path) -> Path:
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return connect_wal(
-        path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
+        path,
+        synchronous=synchronous,
+        schema=_SCHEMA,
+        schema_version=_SCHEMA_VERSION,
+        upgrade=_upgrade,
     )
 
 
@@ -86,7 +97,8 @@ class _ResponsesFile(SqliteFile):
 
 
 class SqliteResponseStore(_ResponsesFile):
-    """A ResponseStore, ResponseLog and PausedCalls in a SQLite file, in WAL mode.
+    """A ResponseStore, ResponseLog, RunLiveness and PausedCalls in a SQLite file, in
+    WAL mode.
 
     ``synchronous="NORMAL"`` keeps every write through a crash of the process (see
     SqliteSessionStore); a background response's steps are written at that cost.
@@ -117,6 +129,12 @@ class SqliteResponseStore(_ResponsesFile):
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         return await self._run(_read, response_id, after)
 
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        await self._run(_keep_alive, response_id, until)
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        return await self._run(_interrupt, record, now)
+
     async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
         await self._run(_note, str(session), list(call_ids))
 
@@ -128,9 +146,10 @@ class SqliteResponseStore(_ResponsesFile):
 
 
 def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
-    # The cancel flag belongs to whoever asked for it: a put never clears it.
+    # The cancel flag belongs to whoever asked for it: a put never clears it. Nor does
+    # it move alive_until, which only the running process's keep_alive renews.
     conn.execute(
-        f"INSERT INTO responses ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO responses ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, "
         "cancel_requested = MAX(cancel_requested, excluded.cancel_requested)",
         (
@@ -140,8 +159,24 @@ def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
             record.status,
             int(record.cancel_requested),
             record_json(record),
+            record.alive_until,
         ),
     )
+
+
+def _keep_alive(conn: sqlite3.Connection, response_id: str, until: float) -> None:
+    conn.execute(
+        f"UPDATE responses SET alive_until = ? WHERE id = ? AND {_RUNNING}", (until, response_id)
+    )
+
+
+def _interrupt(conn: sqlite3.Connection, record: ResponseRecord, now: float) -> bool:
+    cursor = conn.execute(
+        f"UPDATE responses SET status = ?, body = ? WHERE id = ? AND {_RUNNING} "
+        "AND alive_until < ?",
+        (record.status, record_json(record), record.id, now),
+    )
+    return cursor.rowcount > 0
 
 
 def _get(conn: sqlite3.Connection, response_id: str) -> ResponseRecord | None:
@@ -160,8 +195,7 @@ def _delete(conn: sqlite3.Connection, response_id: str) -> bool:
 
 def _request_cancel(conn: sqlite3.Connection, response_id: str) -> ResponseRecord | None:
     conn.execute(
-        "UPDATE responses SET cancel_requested = 1 "
-        "WHERE id = ? AND status IN ('queued', 'in_progress')",
+        f"UPDATE responses SET cancel_requested = 1 WHERE id = ? AND {_RUNNING}",
         (response_id,),
     )
     return _get(conn, response_id)

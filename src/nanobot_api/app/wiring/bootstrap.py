@@ -91,7 +91,12 @@ def build(
         storage = storage.with_sessions(store)
     store = storage.sessions
     outgoing = outgoing_for(
-        config, with_tool=with_llm, outbox=storage.outbox, secrets=redactor, telemetry=metrics
+        config,
+        with_tool=with_llm,
+        outbox=storage.outbox,
+        secrets=redactor,
+        telemetry=metrics,
+        uploads=storage.media,
     )
     # MCP servers give the LLM agent tools; the echo agent calls none.
     mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None
@@ -149,6 +154,7 @@ def build(
         workspace=config.workspace,
         redact=redactor,
         database=storage.database,
+        lease_s=config.storage.lease_s,
     )
     # Opened before the server starts (a bad file, or a database still down after
     # storage.connectRetryS, is one line and exit 2), and by the app's own start for

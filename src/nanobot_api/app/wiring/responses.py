@@ -23,7 +23,7 @@ from nanobot_api.adapters.storage.sqlite_responses import (
     responses_path,
 )
 from nanobot_api.app.conversations import ConversationsService
-from nanobot_api.app.responses import ResponsesService
+from nanobot_api.app.responses import LEASE_S, ResponsesService
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
     ChatTurns,
@@ -31,6 +31,7 @@ from nanobot_api.domain.ports import (
     PausedCalls,
     ResponseLog,
     ResponseStore,
+    RunLiveness,
     SessionCatalog,
     SessionStore,
 )
@@ -69,6 +70,8 @@ def install_responses_api(
     steps: ResponseLog | None = None,
     conversations: ConversationStore | None = None,
     paused: PausedCalls | None = None,
+    liveness: RunLiveness | None = None,
+    lease_s: float = LEASE_S,
     redact: Callable[[str], str] = str,
     database: PostgresDatabase | None = None,
 ) -> None:
@@ -78,7 +81,8 @@ def install_responses_api(
         # In the database every replica shares, so a background response is followed
         # and cancelled from any of them.
         shared = PostgresResponseStore(database)
-        responses, steps, paused = shared, shared, paused or shared
+        responses, steps = shared, shared
+        paused, liveness = paused or shared, liveness or shared
         conversations = conversations or PostgresConversationStore(database)
     path = responses_path(workspace)
     files: list[SqliteResponseStore | SqliteConversationStore] = []
@@ -87,9 +91,9 @@ def install_responses_api(
         files.append(sqlite)
         responses = sqlite
         steps = steps or sqlite
-        paused = paused or sqlite
-    if steps is None or paused is None:
-        raise ValueError("a ResponseStore given without its ResponseLog and PausedCalls")
+        paused, liveness = paused or sqlite, liveness or sqlite
+    if steps is None or paused is None or liveness is None:
+        raise ValueError("a ResponseStore given without its ResponseLog, PausedCalls, RunLiveness")
     if conversations is None:
         conversations = SqliteConversationStore(path)
         files.append(conversations)
@@ -98,11 +102,13 @@ def install_responses_api(
         sessions,
         responses,
         steps,
-        paused,
+        paused=paused,
+        liveness=liveness,
         spawn=app.add_background_task,
         new_id=lambda: new_id("resp_"),
         describe_failure=response_error,
         redact=redact,
+        lease_s=lease_s,
     )
     install_responses(app, service, settings)
     install_conversations(

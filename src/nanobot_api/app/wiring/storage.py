@@ -33,6 +33,8 @@ from nanobot_api.domain.ports import (
     Outbox,
     OutboxAdmin,
     SessionStore,
+    SessionUploads,
+    UploadCopies,
 )
 
 # Sessions whose recent history is kept in memory, by the store and by the model
@@ -48,8 +50,9 @@ class OutboxStore(Outbox, OutboxAdmin, Protocol):
     """Both sides of the outbox, as one store implements them."""
 
 
-class UploadStore(MediaStore, ForgetsUploads, Protocol):
-    """Uploads kept for their turns and removed with their sessions, as one store does."""
+class UploadStore(MediaStore, SessionUploads, UploadCopies, ForgetsUploads, Protocol):
+    """Where uploads are kept, found by session (the message tool), read back as local
+    files (channels) and removed with their sessions, as one store implements it."""
 
 
 class RequestRecords(IdempotencyStore, LimitCounters, Protocol):
