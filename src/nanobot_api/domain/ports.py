@@ -258,6 +258,18 @@ class SessionUploads(Protocol):
         """
 
 
+class UploadCopies(Protocol):
+    """Uploads as files on this machine, wherever they were saved (with several
+    replicas, the store keeps the bytes and each machine a working copy)."""
+
+    async def local_copy(self, path: str) -> str | None:
+        """A path on this machine holding the upload that ``path`` names (as ``save``
+        returned it here or on another replica): this machine's working copy, fetched
+        from the store first when there is none. None when the store keeps no such
+        upload (never any file outside the uploads). Raises StorageUnavailable when the
+        store cannot be reached."""
+
+
 @runtime_checkable
 class SettlesUploads(Protocol):
     """Attachments that keep a turn's files only if the turn is kept."""

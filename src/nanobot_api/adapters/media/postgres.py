@@ -21,6 +21,10 @@ class PostgresMediaStore:
     The copy is written first, then the row; a row that cannot be written removes the
     copy, so a file is never kept on one replica only. :meth:`load` gives any replica
     the bytes of a file saved by another, by the name the copy was given.
+
+    It is also SessionUploads and UploadCopies: the ``media`` table says which uploads
+    a session has (whichever replica took them), and a replica without a working copy
+    of one fetches it from the table on demand.
     """
 
     def __init__(self, db: PostgresDatabase, local: FilesystemMediaStore) -> None:
@@ -87,6 +91,37 @@ class PostgresMediaStore:
                 ),
             )
             return cursor.rowcount > 0
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        """The working copy of ``session``'s upload that ``name`` designates (its stored
+        name, or the latest upload the client named so), fetched if this replica has
+        none; None for anything else."""
+        stored = Path(name).name
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT name FROM media WHERE session_key = %s AND (name = %s "
+                "OR original_name = %s) ORDER BY name = %s DESC, created_at DESC LIMIT 1",
+                (str(session), stored, name, stored),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else await self.local_copy(str(row[0]))
+
+    async def local_copy(self, path: str) -> str | None:
+        name = Path(path).name
+        found = await self._local.local_copy(name)
+        if found is not None:
+            return found
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT original_name, mime, session_key, data FROM media WHERE name = %s",
+                (name,),
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        original, mime, session, data = row
+        meta = {"original_name": original, "mime": mime, "size": len(data), "session": session}
+        return await self._local.keep(name, bytes(data), meta)
 
     async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
         """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""

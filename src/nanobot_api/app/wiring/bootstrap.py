@@ -91,7 +91,12 @@ def build(
         storage = storage.with_sessions(store)
     store = storage.sessions
     outgoing = outgoing_for(
-        config, with_tool=with_llm, outbox=storage.outbox, secrets=redactor, telemetry=metrics
+        config,
+        with_tool=with_llm,
+        outbox=storage.outbox,
+        secrets=redactor,
+        telemetry=metrics,
+        uploads=storage.media,
     )
     # MCP servers give the LLM agent tools; the echo agent calls none.
     mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None

@@ -32,6 +32,8 @@ from nanobot_api.domain.ports import (
     Outbox,
     OutboxAdmin,
     SessionStore,
+    SessionUploads,
+    UploadCopies,
 )
 
 # Sessions whose recent history is kept in memory, by the store and by the model
@@ -47,6 +49,11 @@ class OutboxStore(Outbox, OutboxAdmin, Protocol):
     """Both sides of the outbox, as one store implements them."""
 
 
+class UploadStore(MediaStore, SessionUploads, UploadCopies, Protocol):
+    """Where uploads are kept, found by session (the message tool) and read back as
+    local files (channels), as one store implements it."""
+
+
 class RequestRecords(IdempotencyStore, LimitCounters, Protocol):
     """Idempotency-Key records and the limits' counters, as one store implements them."""
 
@@ -57,7 +64,7 @@ class Storage:
 
     sessions: SessionStore
     outbox: OutboxStore
-    media: MediaStore
+    media: UploadStore
     # Idempotency-Key records and limit counters: shared by every worker and replica
     # that shares the rest (a SQLite file opened on first use; most servers never
     # need it).
