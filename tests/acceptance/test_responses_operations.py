@@ -16,7 +16,9 @@ from tests.fakes import GatedAgent
 
 async def _until_done(client: httpx2.AsyncClient, response_id: str) -> None:
     with anyio.fail_after(10):
-        while (await client.get(f"/v1/responses/{response_id}")).json()["status"] != "completed":
+        while True:  # another process's turn could end it: polling is what a client does
+            if (await client.get(f"/v1/responses/{response_id}")).json()["status"] == "completed":
+                return
             await anyio.sleep(0.05)
 
 
