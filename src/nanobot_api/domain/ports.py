@@ -169,10 +169,10 @@ class SessionStore(Protocol):
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session that holds a turn, with its count of active turns."""
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
         and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
-        returns how many sessions went."""
+        returns the sessions that went (so their uploads can go too), in key order."""
 
 
 @runtime_checkable
@@ -256,6 +256,17 @@ class SessionUploads(Protocol):
         latest such upload). None for anything else, a file of another session or any
         file outside the uploads included: nothing outside them is ever opened.
         """
+
+
+class ForgetsUploads(Protocol):
+    """Uploads that go with the sessions they were sent in, once those are forgotten."""
+
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes every copy saved in one of ``sessions`` before ``saved_before`` (a
+        ``time.time()``), with its metadata, wherever the store keeps them; never a copy
+        a turn still running here uses (saved, not yet released or discarded). Returns
+        how many copies went. A copy saved since (a new turn of a session forgotten
+        meanwhile) stays with that turn."""
 
 
 class UploadCopies(Protocol):
@@ -602,6 +613,16 @@ class ResponseRun(Protocol):
         """The record once the response has ended."""
 
 
+class TurnHold(Protocol):
+    """What a request holds for its turn while it runs (a place under the limits on
+    turns at once)."""
+
+    def keep(self) -> Callable[[], Awaitable[None]]:
+        """Hands it to a turn that outlives its request (a background response): the
+        request's end no longer lets it go; the returned function does, when the turn
+        ends (a second call does nothing)."""
+
+
 class ResponseTurns(Protocol):
     """The Responses use case as the HTTP adapter sees it.
 
@@ -613,10 +634,13 @@ class ResponseTurns(Protocol):
     def model(self) -> str:
         """The model id served."""
 
-    async def create(self, request: ResponseRequest, channel: str) -> ResponseRun:
+    async def create(
+        self, request: ResponseRequest, channel: str, hold: TurnHold | None = None
+    ) -> ResponseRun:
         """Accepts and starts a response, or raises the error refusing it (a stale
         ``previous_response_id`` is ConversationConflict). A foreground, unstreamed one
-        has ended on return; any other runs on."""
+        has ended on return; any other runs on. A background one takes the request's
+        ``hold`` along until its turn ends."""
 
     def follow(
         self, run: ResponseRun | str, channel: str, idle_s: float = 0
