@@ -2,11 +2,12 @@
 
 Unlike ``tests/upstream.py`` (a script per test), it reads each request: a tool the
 client forces is called with the smallest valid arguments; a ``response_format``
-schema is answered with its smallest instance (a streamed call comes in pieces, as
-OpenAI streams it); a tool result is acknowledged; a
-question that mentions the weather calls the request's last tool (the client's); anything else is
-echoed with the number of user messages the request held, so a test sees that the
-server sent the session's history upstream. Every request is recorded.
+schema is answered with its smallest instance; a tool result is acknowledged; a
+question that mentions the weather, or any question when a tool call is required,
+calls the weather tool, or else the request's last tool (the client's); anything else
+is echoed with the number of user messages the request held, so a test sees that the
+server sent the session's history upstream. A streamed call comes in pieces, as
+OpenAI streams it. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ class StandInModel:
         last = messages[-1]
         if last["role"] == "tool":
             return f"The tool answered: {_text(last)}", []
-        if tools and "weather" in _text(last).lower():
+        if tools and (forced == "required" or "weather" in _text(last).lower()):
             # The client's tools come after the server's own (its message tool).
-            return None, [self._call(list(tools.values())[-1])]
+            named = [f for name, f in tools.items() if "weather" in name]
+            return None, [self._call((named or list(tools.values()))[-1])]
         users = sum(1 for m in messages if m["role"] == "user")
         return f"echo: {_text(last)} (user messages: {users})", []
 

@@ -31,6 +31,7 @@ from nanobot_api.domain.ports import (
     ResponseStore,
     RunLiveness,
     SessionStore,
+    TurnHold,
 )
 from nanobot_api.domain.responses import (
     ClientCall,
@@ -169,7 +170,9 @@ class ResponsesService:
     def model(self) -> str:
         return self._turns.model
 
-    async def create(self, request: ResponseRequest, channel: str) -> LiveRun:
+    async def create(
+        self, request: ResponseRequest, channel: str, hold: TurnHold | None = None
+    ) -> LiveRun:
         """Accepts the request and starts its turn; raises the error refusing it.
 
         A background or streamed response is running when this returns; any other has
@@ -204,8 +207,16 @@ class ResponsesService:
         if request.background or request.stream:
             self._live[response_id] = run
 
+            # A background turn keeps its place under the limits until it ends.
+            release = hold.keep() if hold is not None and request.background else None
+
             async def execute() -> None:
-                await self._execute(run, prepared, store=store)
+                try:
+                    await self._execute(run, prepared, store=store)
+                finally:
+                    if release is not None:
+                        with anyio.CancelScope(shield=True):
+                            await release()
 
             self._spawn(execute)
         else:

@@ -602,6 +602,16 @@ class ResponseRun(Protocol):
         """The record once the response has ended."""
 
 
+class TurnHold(Protocol):
+    """What a request holds for its turn while it runs (a place under the limits on
+    turns at once)."""
+
+    def keep(self) -> Callable[[], Awaitable[None]]:
+        """Hands it to a turn that outlives its request (a background response): the
+        request's end no longer lets it go; the returned function does, when the turn
+        ends (a second call does nothing)."""
+
+
 class ResponseTurns(Protocol):
     """The Responses use case as the HTTP adapter sees it.
 
@@ -613,10 +623,13 @@ class ResponseTurns(Protocol):
     def model(self) -> str:
         """The model id served."""
 
-    async def create(self, request: ResponseRequest, channel: str) -> ResponseRun:
+    async def create(
+        self, request: ResponseRequest, channel: str, hold: TurnHold | None = None
+    ) -> ResponseRun:
         """Accepts and starts a response, or raises the error refusing it (a stale
         ``previous_response_id`` is ConversationConflict). A foreground, unstreamed one
-        has ended on return; any other runs on."""
+        has ended on return; any other runs on. A background one takes the request's
+        ``hold`` along until its turn ends."""
 
     def follow(
         self, run: ResponseRun | str, channel: str, idle_s: float = 0
