@@ -205,7 +205,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         finally:
             self._recent.drop(name)
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
         try:
             return await self._run(self._forget_idle, key_prefix, idle_since)
@@ -392,7 +392,9 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
 
     @staticmethod
-    def _forget_idle(conn: sqlite3.Connection, prefix: str, idle_since: float) -> int:
+    def _forget_idle(
+        conn: sqlite3.Connection, prefix: str, idle_since: float
+    ) -> tuple[SessionKey, ...]:
         # A range over the primary key finds the prefix's sessions without a scan.
         end = prefix + "\U0010ffff"
         cursor = conn.execute(
@@ -401,7 +403,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             "HAVING MAX(created_at) < ?3) RETURNING session_key",
             (prefix, end, idle_since),
         )
-        return len({row[0] for row in cursor})
+        return tuple(SessionKey.parse(name) for name in sorted({row[0] for row in cursor}))
 
     @staticmethod
     def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
