@@ -260,8 +260,8 @@ class InMemoryRequestRecords:
 
     async def add(self, bucket: str, window_start: float) -> int:
         start, count = self.counts.get(bucket, (window_start, 0))
-        count = count + 1 if start == window_start else 1
-        self.counts[bucket] = (window_start, count)
+        count = 1 if window_start > start else count + 1
+        self.counts[bucket] = (max(start, window_start), count)
         return count
 
     async def count(self, bucket: str, window_start: float) -> int:

@@ -141,18 +141,21 @@ async def test_a_client_tool_round_trip_whole_and_streamed(tmp_path: Path) -> No
             "stop",
         )
         assert up.received[1].messages[-1]["content"] == "sunny"
-        # Streamed: the calls come as delta.tool_calls, then the finish reason.
+        # Streamed: the calls come as delta.tool_calls (the first names the call, the
+        # rest carry its arguments; tests/acceptance/test_streamed_tool_calls.py), then
+        # the finish reason.
         stream = await client.chat.completions.create(
             model=MODEL, messages=question, tools=[WEATHER], stream=True,
             extra_body={"session_id": "s"},
         )  # fmt: skip
         chunks = [chunk async for chunk in stream]
         deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices]
-        (streamed,) = [call for calls in deltas if calls for call in calls]
+        streamed, *rest = [call for calls in deltas if calls for call in calls]
         assert (streamed.index, streamed.function and streamed.function.name) == (
             0,
             "get_weather",
         )
+        assert "".join(c.function.arguments or "" for c in rest if c.function) == call[1]
         assert chunks[-1].choices[0].finish_reason == "tool_calls"
         # The resend shape: the paused turn's messages, then the result.
         assistant: Any = {

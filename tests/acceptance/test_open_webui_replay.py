@@ -6,11 +6,15 @@ a real socket in ``"latest"`` mode, in front of a model that answers as the
 recording's stand-in did: ``ECHO[k]: <last user text>``, ``k`` the number of user
 messages it was sent. So each answer equals the recorded one only if the model saw as
 many turns as the conversation Open WebUI showed; then each session's stored history
-is checked turn by turn.
+is checked turn by turn, on both storage backends (SQLite files, PostgreSQL), read
+back through the backend's own store.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -18,26 +22,47 @@ import anyio
 import attrs
 import pytest
 
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.media.postgres import PostgresMediaStore
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, ApiConfig, Config, ProviderConfig
-from nanobot_api.app.wiring.bootstrap import build, session_store_path
+from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from nanobot_api.app.wiring.storage import Storage, storage_for
 from nanobot_api.domain.branches import StoredTurn
 from nanobot_api.domain.sessions import SessionKey
+from nanobot_api.testing.postgres import scratch_database
+from tests.files import make_png
 from tests.fixtures.openwebui import FORWARDING_ONLY, RECIPE, Recorded, answer_text, recorded
 from tests.upstream import Received, ScriptedUpstream, Step, Text
 
 _DROPPED = {"host", "content-length", "accept-encoding"}
 
 
-def open_webui_backend(config: Config, upstream: str) -> Config:
+@pytest.fixture(name="storage_url", params=["sqlite", "postgres"])
+async def _storage_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """``storage.url``: empty (SQLite files in the workspace), or the suite's one
+    PostgreSQL database, emptied after the test."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    url = request.getfixturevalue("shared_postgres_url")
+    async with scratch_database(url):
+        yield url
+
+
+def open_webui_backend(config: Config, upstream: str, storage_url: str = "") -> Config:
     """The server as the recording's Open WebUI saw it: model ``scripted-1``."""
     return attrs.evolve(
         config,
         api=ApiConfig(history="latest"),
         agents=AgentsConfig(AgentDefaults(provider="custom", model="scripted-1")),
         providers={"custom": ProviderConfig(api_base=upstream, api_key="unused")},
+        storage=attrs.evolve(config.storage, url=storage_url),
     )
+
+
+def backend_of(served: Config) -> Storage:
+    """The served backend's stores, as another process would open them."""
+    return storage_for(served)
 
 
 def stand_in(received: Received) -> Step:
@@ -79,16 +104,17 @@ def texts(turns: tuple[StoredTurn, ...], superseded: bool) -> list[tuple[str, st
 
 @pytest.mark.parametrize("recording", [FORWARDING_ONLY, RECIPE], ids=["forwarding-only", "recipe"])
 async def test_a_recorded_open_webui_session_leaves_each_chat_exactly_its_turns(
-    config: Config, recording: Path
+    config: Config, recording: Path, storage_url: str
 ) -> None:
     requests = recorded(recording)
     chat, file_chat, temporary = sessions_of(requests)
     async with ScriptedUpstream(default=stand_in) as up:
-        served = open_webui_backend(config, up.base_url)
+        served = open_webui_backend(config, up.base_url, storage_url)
         async with running_server(build(served)) as server, aiohttp.ClientSession() as http:
             await replay(http, server.origin, requests)
 
-    async with SqliteSessionStore(session_store_path(served)) as store:
+    async with backend_of(served).opened() as backend:
+        store = backend.sessions
         assert set(await store.sessions()) == {chat, file_chat, temporary}
         turns = await store.turns(chat)
         assert texts(turns, superseded=False) == [
@@ -118,26 +144,76 @@ async def test_a_recorded_open_webui_session_leaves_each_chat_exactly_its_turns(
             assert [t.ids.answer for t in turns] == sent
 
 
-async def test_a_temporary_chat_leaves_nothing_once_idle_for_the_ttl(config: Config) -> None:
+async def test_a_temporary_chat_leaves_nothing_once_idle_for_the_ttl(
+    config: Config, storage_url: str
+) -> None:
     """Open WebUI's temporary chat (``temporary:<socket id>``) is forgotten after
     ``api.temporaryTtlS`` of idleness; a normal chat stays."""
     everything = recorded()
     chat, _, temporary = sessions_of(everything)
     requests = [r for r in everything if r.is_chat and r.step in {"1-send-first", "8-temp-chat"}]
     async with ScriptedUpstream(default=stand_in) as up:
-        served = open_webui_backend(config, up.base_url)
+        served = open_webui_backend(config, up.base_url, storage_url)
         served = attrs.evolve(served, api=attrs.evolve(served.api, temporary_ttl_s=0.6))
         async with (
             running_server(build(served)) as server,
             aiohttp.ClientSession() as http,
-            SqliteSessionStore(session_store_path(served)) as store,
+            backend_of(served).opened() as backend,
         ):
+            store = backend.sessions
             await replay(http, server.origin, requests)
             assert set(await store.sessions()) == {chat, temporary}
-            # Another connection to the file sees the sweep: polled, as a person would.
+            # Another connection to the file or database sees the sweep: polled, as a person would.
             for _ in range(100):
                 if temporary not in await store.sessions():
                     break
                 await anyio.sleep(0.05)
             assert await store.turns(temporary) == ()
             assert set(await store.sessions()) == {chat}
+
+
+def uploads_by_session(media: Path) -> dict[str, str]:
+    """The session of each file in the uploads folder (from its sidecar) -> its name."""
+    return {
+        json.loads(sidecar.read_bytes())["session"]: sidecar.name.removesuffix(".json")
+        for sidecar in media.glob("*.json")
+    }
+
+
+async def test_uploads_to_a_temporary_chat_go_with_it(config: Config, storage_url: str) -> None:
+    """An API client's image in a temporary chat is removed with the chat (file, sidecar
+    and the database's copy); an upload to another session stays."""
+    picture = "data:image/png;base64," + base64.b64encode(make_png("temp")).decode()
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": picture}},
+    ]
+    async with ScriptedUpstream(default=stand_in) as up:
+        served = open_webui_backend(config, up.base_url, storage_url)
+        served = attrs.evolve(served, api=attrs.evolve(served.api, temporary_ttl_s=1.0))
+        media = served.workspace / "media" / "api"
+        async with (
+            running_server(build(served)) as server,
+            aiohttp.ClientSession() as http,
+            backend_of(served).opened() as backend,
+        ):
+            for session in ("kept", "temporary:api-client"):
+                body = {"messages": [{"role": "user", "content": content}]}
+                headers = {"X-Session-Id": session}
+                url = server.origin + "/v1/chat/completions"
+                async with http.post(url, json=body, headers=headers) as response:
+                    assert response.status == 200, await response.text()
+            saved = uploads_by_session(media)
+            assert set(saved) == {"api:kept", "api:temporary:api-client"}
+            for _ in range(100):
+                if "api:temporary:api-client" not in uploads_by_session(media):
+                    break
+                await anyio.sleep(0.05)
+            assert {p.name for p in media.iterdir()} == {
+                saved["api:kept"],
+                saved["api:kept"] + ".json",
+            }
+            assert set(await backend.sessions.sessions()) == {SessionKey("api", "kept")}
+            if isinstance(backend.media, PostgresMediaStore):
+                assert await backend.media.load(saved["api:temporary:api-client"]) is None
+                assert await backend.media.load(saved["api:kept"]) is not None

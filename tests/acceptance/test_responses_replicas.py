@@ -3,6 +3,7 @@ and cancelled from the other, which reads its steps from the store (not from mem
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -10,10 +11,11 @@ import attrs
 import pytest
 from openai import AsyncOpenAI
 
-from nanobot_api.app.config import Config
+from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import RunningServer, running_server
 from tests.fakes import GatedAgent
+from tests.upstream import Calls, ScriptedUpstream, Text
 
 
 def sdk(server: RunningServer) -> AsyncOpenAI:
@@ -83,6 +85,40 @@ async def test_a_cancel_on_another_replica_stops_the_turn(shared: Config, tmp_pa
         events = [e async for e in await second.responses.retrieve(started.id, stream=True)]
         assert events[-1].type == "response.failed"
         assert events[-1].response.status == "cancelled"
+
+
+async def test_a_resent_conversation_resumes_the_paused_turn_on_another_replica(
+    shared: Config, tmp_path: Path
+) -> None:
+    """The Agents SDK's tool loop resends everything, naming no conversation: the
+    replica it lands on finds the paused session in the store."""
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    async with ScriptedUpstream() as up:
+        providers = {"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up-123456")}
+        config = attrs.evolve(
+            shared, providers=providers, agents=AgentsConfig(AgentDefaults(model="m1"))
+        )
+        up.add(Calls((("get_weather", json.dumps({"city": "Oslo"})),)), Text("Sunny."))
+        async with (
+            running_server(build(config)) as one,
+            running_server(build(_elsewhere(config, tmp_path))) as two,
+            sdk(one) as first,
+            sdk(two) as second,
+        ):
+            paused = await first.responses.create(model="m1", input="weather?", tools=[tool])
+            (call,) = [o for o in paused.output if o.type == "function_call"]
+            resent: list[object] = [
+                {"role": "user", "content": "weather?"},
+                call.model_dump(exclude_none=True),
+                {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+            ]
+            done = await second.responses.create(model="m1", input=resent, tools=[tool])  # type: ignore[arg-type]
+            assert done.output_text == "Sunny."
+            assert done.conversation is None or done.conversation.id == paused.id
+            assert up.received[-1].messages[-1]["content"] == "sunny"
+            # One conversation: the paused turn was resumed, not a new one started.
+            items = await second.conversations.items.list(paused.id, order="asc")
+            assert [i.role for i in items.data if i.type == "message"] == ["user", "assistant"]
 
 
 def _elsewhere(shared: Config, tmp_path: Path) -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,10 +13,11 @@ import anyio
 import pytest
 
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
+from nanobot_api.adapters.llm.openai_wire import StreamAccumulator
 from nanobot_api.domain.attachments import Document, Image
 from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import UpstreamFailed
-from nanobot_api.domain.models import ModelRequest, ToolSpec, UserContent
+from nanobot_api.domain.models import ModelRequest, ToolCallPiece, ToolSpec, UserContent
 from tests.upstream import (
     Break,
     Calls,
@@ -310,3 +312,32 @@ async def test_a_runaway_whole_answer_is_asked_for_again_as_a_stream_and_cut(
         response = await model.complete(bounded, Deltas())
     assert response.message.content == "v" * 1000
     assert [r.body.get("stream", False) for r in upstream.received] == [False, True]
+
+
+def test_streamed_calls_are_handed_on_in_pieces_with_the_ids_of_the_whole_calls() -> None:
+    """A server that sends no id gets one made up at the call's first piece, so the
+    pieces a client sees and the whole call it answers agree."""
+
+    def chunk(*calls: dict[str, object]) -> dict[str, object]:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": list(calls)}}]}
+
+    chunks = [
+        chunk({"index": 0, "function": {"name": "add", "arguments": ""}}),
+        chunk({"index": 0, "function": {"arguments": '{"a":'}}),
+        chunk({"index": 1, "id": "call_b", "function": {"name": "echo", "arguments": "{}"}}),
+        chunk({"index": 0, "function": {"arguments": " 1}"}}),
+    ]
+    acc = StreamAccumulator()
+    pieces: list[ToolCallPiece] = []
+    for item in chunks:
+        acc.add(json.dumps(item), item)
+        pieces += acc.take_pieces()
+    add, echo = acc.response().message.tool_calls
+    assert add.id.startswith("call_")
+    assert (add.arguments, echo.id) == ('{"a": 1}', "call_b")
+    assert pieces == [
+        ToolCallPiece(0, add.id, "add", ""),
+        ToolCallPiece(0, "", "", '{"a":'),
+        ToolCallPiece(1, "call_b", "echo", "{}"),
+        ToolCallPiece(0, "", "", " 1}"),
+    ]

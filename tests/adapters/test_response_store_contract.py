@@ -3,6 +3,8 @@ SQLite alike (and a second connection to the same file, as another process would
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -199,3 +201,54 @@ async def test_session_summaries_list_a_channel_newest_first(sessions: Sessions)
     summaries = await sessions.summaries("api")
     assert [(s.session.session_id, s.turns) for s in summaries] == [("a", 2), ("b", 1)]
     assert summaries[0].created_at <= summaries[0].updated_at
+
+
+async def test_paused_calls_find_the_latest_session_of_the_caller_s_channel(
+    responses: Responses,
+) -> None:
+    a, b, other = SessionKey("api", "a"), SessionKey("api", "b"), SessionKey("api/bob", "a")
+    await responses.note(a, ["call_1", "call_2"])
+    await responses.note(other, ["call_2"])
+    assert await responses.find(["call_9", "call_2"], "api") == a
+    assert await responses.find(["call_2"], "api/bob") == other
+    await responses.note(b, ["call_1"])  # the same id from another session, later
+    assert await responses.find(["call_1"], "api") == b
+    await responses.note(b, [])  # answered: b waits for nothing now
+    assert await responses.find(["call_1"], "api") == a
+    await responses.note(a, ["call_3"])  # a paused again: its earlier calls are gone
+    assert await responses.find(["call_1", "call_2"], "api") is None
+    assert await responses.find([], "api") is None
+
+
+async def test_a_run_nobody_vouches_for_is_interrupted_once(responses: Responses) -> None:
+    await responses.put(record(1, alive_until=100.0))
+    await responses.keep_alive("resp_1", 200.0)
+    await responses.put(record(1, status="in_progress", alive_until=50.0))  # not moved back
+    stored = await responses.get("resp_1")
+    assert stored is not None
+    assert (stored.status, stored.alive_until) == ("in_progress", 200.0)
+    failed = record(1, status="failed", error=ResponseError("server_error", "interrupted"))
+    assert not await responses.interrupt(failed, now=150.0)  # still vouched for
+    assert await responses.interrupt(failed, now=250.0)
+    assert not await responses.interrupt(failed, now=250.0)  # it has ended already
+    await responses.keep_alive("resp_1", 900.0)  # an ended run is not renewed
+    stored = await responses.get("resp_1")
+    assert stored is not None
+    assert (stored.status, stored.error, stored.alive_until) == ("failed", failed.error, 200.0)
+
+
+async def test_a_schema_1_file_gains_run_liveness(tmp_path: Path) -> None:
+    path = tmp_path / "responses.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(
+            "CREATE TABLE responses (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL "
+            "UNIQUE, session_key TEXT NOT NULL, created_at REAL NOT NULL, status TEXT NOT NULL, "
+            "cancel_requested INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL); "
+            "PRAGMA user_version=1;"
+        )
+    async with SqliteResponseStore(path) as store:
+        await store.put(record(1))
+        await store.keep_alive("resp_1", 5.0)
+        stored = await store.get("resp_1")
+        assert stored is not None
+        assert stored.alive_until == 5.0

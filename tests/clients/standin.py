@@ -2,10 +2,13 @@
 
 Unlike ``tests/upstream.py`` (a script per test), it reads each request: a tool the
 client forces is called with the smallest valid arguments; a ``response_format``
-schema is answered with its smallest instance; a tool result is acknowledged; a
-question that mentions the weather calls the request's last tool (the client's); anything else is
-echoed with the number of user messages the request held, so a test sees that the
-server sent the session's history upstream. Every request is recorded.
+schema is answered with its smallest instance; a tool result is acknowledged (in a
+call of ``final_answer`` when a call is required, as smolagents' agents ask); a
+question that mentions the weather, or any question when a tool call is required,
+calls the weather tool, or else the request's last tool (the client's); anything else
+is echoed with the number of user messages the request held, so a test sees that the
+server sent the session's history upstream. A streamed call comes in pieces, as
+OpenAI streams it. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -96,16 +99,28 @@ class StandInModel:
         if shape.get("type") == "json_object":
             return json.dumps({"ok": True}), []
         last = messages[-1]
-        if last["role"] == "tool":
-            return f"The tool answered: {_text(last)}", []
-        if tools and "weather" in _text(last).lower():
+        result = _tool_result(last)
+        if result is not None:
+            return self._acknowledged(result, tools, forced)
+        if tools and (forced == "required" or "weather" in _text(last).lower()):
             # The client's tools come after the server's own (its message tool).
-            return None, [self._call(list(tools.values())[-1])]
+            named = [f for name, f in tools.items() if "weather" in name]
+            return None, [self._call((named or list(tools.values()))[-1])]
         users = sum(1 for m in messages if m["role"] == "user")
         return f"echo: {_text(last)} (user messages: {users})", []
 
-    def _call(self, function: dict[str, Any]) -> dict[str, Any]:
-        arguments = minimal_instance(function.get("parameters") or {"type": "object"})
+    def _acknowledged(
+        self, result: str, tools: dict[str, Any], forced: object
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        ack = f"The tool answered: {result}"
+        if forced == "required" and "final_answer" in tools:
+            # smolagents' agents must call a tool every step: the answer is one.
+            return None, [self._call(tools["final_answer"], {"answer": ack})]
+        return ack, []
+
+    def _call(self, function: dict[str, Any], arguments: Any = None) -> dict[str, Any]:
+        if arguments is None:
+            arguments = minimal_instance(function.get("parameters") or {"type": "object"})
         if isinstance(arguments, dict):
             # A place name a test can look for, where the schema takes any string.
             arguments = {k: ("Paris" if v == "" else v) for k, v in arguments.items()}
@@ -135,7 +150,14 @@ class StandInModel:
         for index, word in enumerate((content or "").split(" ") if content else []):
             await event({"content": word if index == 0 else " " + word})
         for index, call in enumerate(calls):
-            await event({"tool_calls": [{"index": index, **call}]})
+            # As OpenAI streams a call: its id and name first, then its arguments in pieces.
+            function = call["function"]
+            start = {**call, "function": {"name": function["name"], "arguments": ""}}
+            await event({"tool_calls": [{"index": index, **start}]})
+            arguments = function["arguments"]
+            for at in range(0, len(arguments), 5):
+                piece = {"index": index, "function": {"arguments": arguments[at : at + 5]}}
+                await event({"tool_calls": [piece]})
         await event({}, "tool_calls" if calls else "stop")
         usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
         await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
@@ -149,3 +171,14 @@ def _text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
     return content or ""
+
+
+def _tool_result(message: dict[str, Any]) -> str | None:
+    """A tool's result: a ``tool`` message, or smolagents' way of sending one (a user
+    message starting "Observation:")."""
+    text = _text(message)
+    if message["role"] == "tool":
+        return text
+    if message["role"] == "user" and text.startswith("Observation:"):
+        return text.removeprefix("Observation:").strip()
+    return None

@@ -3,6 +3,8 @@ by a JSON schema, sync and async, plain and streamed (partial objects)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import instructor
 from openai import AsyncOpenAI, OpenAI
@@ -67,3 +69,39 @@ def _json_schema_mode(base_url: str) -> Forecast:
 async def test_json_schema_mode_sync(live: Live) -> None:
     forecast = await anyio.to_thread.run_sync(_json_schema_mode, live.base_url)
     assert forecast.model_dump() == {"city": "", "celsius": 0}
+
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_a_client_tool_round_trip_answered_as_a_model(live: Live) -> None:
+    """The tools pass through (``response_model=None``); the results go back resent
+    after the paused turn, and the turn goes on to a structured answer."""
+    raw = AsyncOpenAI(
+        base_url=live.base_url, api_key="x", max_retries=0, default_headers={"X-Session-Id": "in-3"}
+    )
+    client = instructor.from_openai(raw)
+    question: Any = {"role": "user", "content": "What is the weather in Paris?"}
+    async with raw:
+        paused = await client.chat.completions.create(
+            model=MODEL, response_model=None, messages=[question], tools=[WEATHER]
+        )
+        (call,) = paused.choices[0].message.tool_calls or []
+        asked = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
+        result = {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}
+        forecast = await client.chat.completions.create(
+            model=MODEL, response_model=Forecast, messages=[question, asked, result], max_retries=0
+        )
+    assert paused.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    # The model was sent the paused turn with the client's result, then answered.
+    sent = live.model.received[-1]["messages"]
+    assert [m["role"] for m in sent[-3:]] == ["user", "assistant", "tool"]
+    assert sent[-1]["content"] == "sunny, 21 C"
+    assert forecast.model_dump() == {"city": "Paris", "celsius": 0}

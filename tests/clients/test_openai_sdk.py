@@ -83,7 +83,7 @@ async def test_async_own_system_prompt_structured_output_and_tool_round_trip(liv
     assert done.choices[0].message.content == "The tool answered: sunny, 21 C"
 
 
-def _sync_round(base_url: str) -> list[str]:
+def _sync_round(base_url: str) -> dict[str, Any]:
     with OpenAI(
         base_url=base_url, api_key="x", max_retries=0, default_headers={"X-Session-Id": "sync"}
     ) as client:
@@ -101,14 +101,20 @@ def _sync_round(base_url: str) -> list[str]:
             model=MODEL, messages=[{"role": "user", "content": "three"}]
         ) as stream:
             answers.append(stream.get_final_completion().choices[0].message.content or "")
-        paused = client.chat.completions.create(
+        parsed = client.chat.completions.parse(
             model=MODEL,
-            messages=[{"role": "user", "content": "weather?"}],
-            tools=[WEATHER],
-            stream=True,
+            messages=[{"role": "user", "content": "forecast"}],
+            response_format=Forecast,
         )
-        calls = [c.choices[0].delta.tool_calls for c in paused if c.choices]
-        (call,) = [c for cs in calls if cs for c in cs]
+        # The stream helper assembles the call from its pieces, as the server relays them.
+        with client.chat.completions.stream(
+            model=MODEL, messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER]
+        ) as stream:
+            fragments = [
+                e.arguments_delta for e in stream if e.type == "tool_calls.function.arguments.delta"
+            ]
+            paused = stream.get_final_completion()
+        (call,) = paused.choices[0].message.tool_calls or []
         done = client.chat.completions.create(
             model=MODEL,
             messages=[
@@ -123,19 +129,32 @@ def _sync_round(base_url: str) -> list[str]:
                         }
                     ],
                 },
-                {"role": "tool", "tool_call_id": call.id or "", "content": "rain"},
+                {"role": "tool", "tool_call_id": call.id, "content": "rain"},
             ],
             tools=[WEATHER],
         )
         answers.append(done.choices[0].message.content or "")
-        return answers
+        return {
+            "answers": answers,
+            "parsed": parsed.choices[0].message.parsed,
+            "fragments": fragments,
+            "call": call,
+            "finish": paused.choices[0].finish_reason,
+        }
 
 
 async def test_sync_client_in_a_thread(live: Live) -> None:
-    answers = await anyio.to_thread.run_sync(_sync_round, live.base_url)
-    assert answers == [
+    seen = await anyio.to_thread.run_sync(_sync_round, live.base_url)
+    assert seen["answers"] == [
         "echo: one (user messages: 1)",
         "echo: two (user messages: 2)",
         "echo: three (user messages: 3)",
         "The tool answered: rain",
     ]
+    assert live.model.systems()[0].endswith("for this turn:\nBe brief.")
+    assert seen["parsed"] == Forecast(city="", celsius=0)
+    assert seen["finish"] == "tool_calls"
+    assert seen["call"].function.name == "get_weather"
+    assert json.loads(seen["call"].function.arguments) == {"city": "Paris"}
+    assert len(seen["fragments"]) > 2
+    assert "".join(seen["fragments"]) == seen["call"].function.arguments

@@ -24,7 +24,7 @@ from nanobot_api.domain.conversation import (
     bounded_history,
 )
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, TurnTimedOut
-from nanobot_api.domain.models import ToolSpec
+from nanobot_api.domain.models import ToolCallPiece, ToolSpec
 from nanobot_api.domain.pauses import (
     check_results,
     closed,
@@ -42,9 +42,10 @@ from nanobot_api.domain.ports import (
     SessionLeases,
     SessionStore,
     SettlesUploads,
+    StreamsToolCalls,
     Telemetry,
 )
-from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.redaction import Redactor, StreamRedactor
 from nanobot_api.domain.sessions import Lease, SessionKey
 from nanobot_api.domain.turns import (
     DEFAULT_MAX_REPLY_CHARS,
@@ -346,6 +347,8 @@ class _TurnRecorder:
         self._cut = False
         self._messages: list[Message] = []
         self._fallback = False
+        # Each client call's arguments are masked as a text of their own, as they stream.
+        self._call_masks: dict[int, StreamRedactor] = {}
         self.usage = Usage()
         self.started = time.monotonic()
         self.first_at: float | None = None
@@ -370,6 +373,15 @@ class _TurnRecorder:
             self._parts.append(text)
             self._length += len(text)
             await self._outer.send(text)
+
+    async def send_call(self, piece: ToolCallPiece) -> None:
+        if not isinstance(self._outer, StreamsToolCalls):
+            return
+        masking = self._call_masks.setdefault(piece.index, self._redactor.stream())
+        arguments = masking.feed(piece.arguments)
+        # What is held back goes with the whole call at the end (see StreamsToolCalls).
+        if piece.starts_call or arguments:
+            await self._outer.send_call(attrs.evolve(piece, arguments=arguments))
 
     async def finish(self) -> None:
         """Lets go of the text held back while it could have been part of a secret."""

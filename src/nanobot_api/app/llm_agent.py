@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
+import attrs
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.tools import ToolBox, ToolSource
@@ -18,10 +19,11 @@ from nanobot_api.domain.models import (
     ModelRequest,
     ModelResponse,
     TextPart,
+    ToolCallPiece,
     ToolContext,
     UserContent,
 )
-from nanobot_api.domain.ports import ChatModel, Reply, Telemetry, Tool
+from nanobot_api.domain.ports import ChatModel, Reply, StreamsToolCalls, Telemetry, Tool
 from nanobot_api.domain.turns import Turn
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,9 @@ class LlmAgent:
                 tool_choice=options.tool_choice,
                 parallel_tool_calls=options.parallel_tool_calls,
             )
-            response = await self._call_model(request, on_delta, rounds + 1)
+            response = await self._call_model(
+                request, on_delta, rounds + 1, ClientCallRelay.to(reply, client_names)
+            )
             reply.add_usage(response.usage)
             answer = response.message
             if not answer.tool_calls:
@@ -189,13 +193,17 @@ class LlmAgent:
         reply.add_usage(response.usage)
 
     async def _call_model(
-        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]], number: int
+        self,
+        request: ModelRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        number: int,
+        on_call: ClientCallRelay | None = None,
     ) -> ModelResponse:
         """One model call, timed: a debug line (``-v``) and the model-call metrics."""
         started = time.monotonic()
         try:
             with self._telemetry.span("model call"):
-                response = await self._model.complete(request, on_delta)
+                response = await self._model.complete(request, on_delta, on_call)
         except BaseException as exc:
             status = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else "error"
             self._observe_call(number, status, started, type(exc).__name__)
@@ -221,3 +229,30 @@ class LlmAgent:
             seconds * 1000,
             detail,
         )
+
+
+class ClientCallRelay:
+    """Hands on, as the model streams them, the pieces of one model call's tool calls
+    that the client runs, numbered among the client's calls alone; the server's own
+    calls run here and never show as calls, whole or in pieces."""
+
+    def __init__(self, reply: StreamsToolCalls, client_names: frozenset[str]) -> None:
+        self._reply = reply
+        self._client_names = client_names
+        self._indices: dict[int, int] = {}  # the model's index -> the client's
+
+    @classmethod
+    def to(cls, reply: Reply, client_names: frozenset[str]) -> ClientCallRelay | None:
+        """A relay for one model call, if the reply shows calls and the client has tools."""
+        if client_names and isinstance(reply, StreamsToolCalls):
+            return cls(reply, client_names)
+        return None
+
+    async def __call__(self, piece: ToolCallPiece) -> None:
+        if piece.starts_call:
+            if piece.name not in self._client_names:
+                return
+            self._indices[piece.index] = len(self._indices)
+        index = self._indices.get(piece.index)
+        if index is not None:
+            await self._reply.send_call(attrs.evolve(piece, index=index))

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Collection, Mapping
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
-from nanobot_api.domain.errors import DeliveryFailed
+from nanobot_api.domain.errors import DeliveryFailed, StorageUnavailable
 from nanobot_api.domain.outbox import (
     DeliveryReceipt,
+    OutboundMessage,
     OutboxEvent,
     RetryPolicy,
     delivered,
@@ -31,7 +33,7 @@ from nanobot_api.domain.outbox import (
     redact,
     shorten,
 )
-from nanobot_api.domain.ports import OutboundChannel, Outbox, Telemetry
+from nanobot_api.domain.ports import OutboundChannel, Outbox, Telemetry, UploadCopies
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ class Courier:
     before it enqueues, the worker as it claims), and :meth:`deliver` removes it at the
     end, so no event is ever sent twice at once. ``secrets`` are scrubbed from every
     error before it is stored, logged or shown, whatever channel (plugins included)
-    wrote it.
+    wrote it. ``uploads`` gives each attached file a copy on this machine before a
+    channel reads it (another replica may have taken the upload).
     """
 
     def __init__(
@@ -60,8 +63,10 @@ class Courier:
         secrets: Collection[str] = (),
         attempt_timeout_s: float = 300.0,
         telemetry: Telemetry = NO_TELEMETRY,
+        uploads: UploadCopies | None = None,
     ) -> None:
         self.outbox = outbox
+        self._uploads = uploads
         self._telemetry = telemetry
         self.channels = channels
         self.policy = policy
@@ -110,9 +115,12 @@ class Courier:
             # A channel bounds each request; this bounds a whole multi-part message and
             # any plugin that forgot to.
             with anyio.fail_after(self._attempt_timeout_s):
-                receipt = await channel.send(event.message)
+                receipt = await channel.send(await self._with_local_media(event))
         except DeliveryFailed as exc:
             return None, self._failed(event, exc.message, exc.retryable, exc.retry_after_s, exc)
+        except StorageUnavailable as exc:  # the uploads' store: try again later
+            text = f"{event.channel}: {exc.message}"
+            return None, self._failed(event, text, True, exc.retry_after_s, None)
         except TimeoutError:
             text = f"{event.channel}: no answer within {self._attempt_timeout_s:g}s"
             return None, self._failed(event, text, True, None, None)
@@ -122,6 +130,15 @@ class Courier:
             log.error("outbox: channel %s raised %s", event.channel, type(exc).__name__)  # noqa: TRY400
             return None, self._failed(event, text, True, None, None)
         return receipt, delivered(event, self._clock())
+
+    async def _with_local_media(self, event: OutboxEvent) -> OutboundMessage:
+        """The event's message with each file's path on this machine. A file the store
+        no longer keeps keeps its path: the channel then reports it gone."""
+        message = event.message
+        if self._uploads is None or not message.media:
+            return message
+        paths = [await self._uploads.local_copy(path) or path for path in message.media]
+        return attrs.evolve(message, media=tuple(paths))
 
     def _failed(
         self,

@@ -10,6 +10,7 @@ followed from any process: here from memory, elsewhere by polling the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -24,10 +25,13 @@ from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.ports import (
     ChatTurns,
+    PausedCalls,
     ResponseLog,
     ResponseRun,
     ResponseStore,
+    RunLiveness,
     SessionStore,
+    TurnHold,
 )
 from nanobot_api.domain.responses import (
     ClientCall,
@@ -40,6 +44,7 @@ from nanobot_api.domain.responses import (
     apply_step,
     check_continuation,
     ended,
+    lost_its_run,
     tool_progress,
 )
 from nanobot_api.domain.sessions import SessionKey
@@ -57,8 +62,9 @@ INTERRUPTED: Final = ResponseError("server_error", "The response was interrupted
 # How often a follower in another process looks for new steps, and a background run
 # for a cancellation asked for in another process.
 POLL_S: Final = 0.2
-# How many open client tool calls are remembered for clients that resend everything.
-PAUSED_KEPT: Final = 10_000
+# How long a background run's word that it still runs holds (storage.leaseS): renewed
+# every third of it, so a process that dies leaves its response running at most this.
+LEASE_S: Final = 30.0
 
 
 class LiveRun:
@@ -135,11 +141,15 @@ class ResponsesService:
         store: ResponseStore,
         steps: ResponseLog,
         *,
+        paused: PausedCalls,
+        liveness: RunLiveness,
         spawn: Spawn,
         new_id: Callable[[], str],
         describe_failure: DescribeFailure,
         redact: Callable[[str], str] = str,
         poll_s: float = POLL_S,
+        lease_s: float = LEASE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._turns = turns
         self._sessions = sessions
@@ -150,15 +160,19 @@ class ResponsesService:
         self._describe = describe_failure
         self._redact = redact
         self._poll_s = poll_s
+        self._lease_s = lease_s
+        self._clock = clock
+        self._liveness = liveness
         self._live: dict[str, LiveRun] = {}
-        # Client tool call id -> the session paused for its result, newest last.
-        self._paused: dict[str, SessionKey] = {}
+        self._paused = paused
 
     @property
     def model(self) -> str:
         return self._turns.model
 
-    async def create(self, request: ResponseRequest, channel: str) -> LiveRun:
+    async def create(
+        self, request: ResponseRequest, channel: str, hold: TurnHold | None = None
+    ) -> LiveRun:
         """Accepts the request and starts its turn; raises the error refusing it.
 
         A background or streamed response is running when this returns; any other has
@@ -174,13 +188,14 @@ class ResponsesService:
             id=response_id,
             session=session,
             model=self._turns.model,
-            created_at=time.time(),
+            created_at=self._clock(),
             status="queued" if request.background else "in_progress",
             background=request.background,
             named=request.named is not None,
             previous_response_id=request.previous_response_id,
             instructions=request.instructions,
             input=request.input,
+            alive_until=self._clock() + self._lease_s if request.background else None,
         )
         if request.background:
             # Stored before the answer, so any process can read and follow it at once.
@@ -192,31 +207,34 @@ class ResponsesService:
         if request.background or request.stream:
             self._live[response_id] = run
 
+            # A background turn keeps its place under the limits until it ends.
+            release = hold.keep() if hold is not None and request.background else None
+
             async def execute() -> None:
-                await self._execute(run, prepared, store=store)
+                try:
+                    await self._execute(run, prepared, store=store)
+                finally:
+                    if release is not None:
+                        with anyio.CancelScope(shield=True):
+                            await release()
 
             self._spawn(execute)
         else:
             await self._execute(run, prepared, store=store)
         return run
 
-    def _paused_session(self, request: ResponseRequest) -> SessionKey | None:
-        """The session whose paused turn a request's tool results answer, when the
-        client resends its whole conversation instead of naming it (the Agents SDK
-        does, within a run). Known to the process that ran that turn."""
-        for result in request.chat.tool_results:
-            session = self._paused.get(result.tool_call_id or "")
-            if session is not None:
-                return session
-        return None
-
     async def _session_for(
         self, request: ResponseRequest, response_id: str, channel: str
     ) -> SessionKey:
         if request.previous_response_id is None:
-            paused = self._paused_session(request)
-            if paused is not None and request.named is None:
-                return paused
+            if request.named is None and request.chat.tool_results:
+                # Tool results with no conversation named: a client resending its whole
+                # conversation (the Agents SDK does, within a run). The store knows
+                # which session paused on these calls, whichever process ran it.
+                calls = [r.tool_call_id for r in request.chat.tool_results if r.tool_call_id]
+                paused = await self._paused.find(calls, channel)
+                if paused is not None:
+                    return paused
             # No conversation named: a new one, named after this response, so that a
             # chain of previous_response_id is one conversation.
             named = request.named
@@ -241,10 +259,27 @@ class ResponsesService:
     ) -> ResponseRecord:
         """The response as it stands; NotFound if unknown, deleted, or another caller's."""
         live = self._live.get(response_id)
-        record = live.record if live is not None else await self._store.get(response_id)
+        record = live.record if live is not None else await self._stored(response_id)
         if record is None or record.session.channel != channel:
             raise NotFound(f"No response found with id '{response_id}'", param)
         return record
+
+    async def _stored(self, response_id: str) -> ResponseRecord | None:
+        """The stored response; one whose process died while it ran is ended here, as
+        its steps show (interrupted, unless its last step was written)."""
+        record = await self._store.get(response_id)
+        now = self._clock()
+        if record is None or not lost_its_run(record, now):
+            return record
+        steps = await self._log.read(record.id)
+        if not steps or not isinstance(steps[-1], Ended):
+            # Its last step first, so that its followers see it end.
+            steps += (Ended("failed", record.usage, INTERRUPTED),)
+            await self._log.append(record.id, len(steps) - 1, steps[-1:])
+        final = functools.reduce(apply_step, steps, record)
+        if await self._liveness.interrupt(final, now):
+            log.warning("response %s: its run stopped vouching for it; interrupted", record.id)
+        return await self._store.get(response_id)
 
     async def follow(
         self, run: ResponseRun | str, channel: str, idle_s: float = 0
@@ -293,12 +328,17 @@ class ResponsesService:
             if steps:
                 quiet_since = time.monotonic()
                 continue
-            current = await self._store.get(record.id)
+            current = await self._stored(record.id)
             if current is None or not current.running:
-                if seen == -1 and current is not None:
+                # Its last steps are written before its record: read once more.
+                last = await self._log.read(record.id, seen)
+                if seen == -1 and not last and current is not None:
                     # A response that kept no steps (it ran in the foreground).
-                    for step in steps_of(current):
-                        yield step
+                    last = steps_of(current)
+                for step in last:
+                    yield step
+                    if isinstance(step, Ended):
+                        return
                 return
             if idle_s and time.monotonic() - quiet_since >= idle_s:
                 quiet_since = time.monotonic()
@@ -316,6 +356,8 @@ class ResponsesService:
         if live is not None:
             live.scope.cancel()
             return await live.finished()
+        if marked is not None and marked.running:
+            marked = await self._stored(response_id)  # a run whose process died ends here
         if marked is None or not marked.running:
             return marked or record
         # Another process runs it and sees the mark within a poll; wait a little for it.
@@ -350,6 +392,7 @@ class ResponsesService:
                     if run.persist:
                         group.start_soon(self._keep_writing, run)
                         group.start_soon(self._watch_for_cancel, run)
+                        group.start_soon(self._vouch_for, run)
                     if store and run.record.status == "queued":
                         run.record = attrs.evolve(run.record, status="in_progress")
                         await self._store.put(run.record)
@@ -371,9 +414,10 @@ class ResponsesService:
                 # results (function_call items; the next response carries the outputs).
                 for call in result.tool_calls:
                     run.add(ClientCall(call))
-                    self._paused[call.id] = prepared.session
-                    while len(self._paused) > PAUSED_KEPT:
-                        del self._paused[next(iter(self._paused))]
+                if result.tool_calls or prepared.tool_results:
+                    # Which calls the session now waits for (none once answered), for a
+                    # client that resends everything to any process.
+                    await self._note_paused(prepared.session, result)
                 # Finished, even if a cancel landed after it: its turn is committed.
                 completed = Ended("completed", result.usage)
                 await self._end(run, completed, prepared.session, store=store)
@@ -402,6 +446,13 @@ class ResponsesService:
             self._live.pop(record.id, None)
             run.finish(record)
 
+    async def _note_paused(self, session: SessionKey, result: TurnResult) -> None:
+        try:
+            await self._paused.note(session, [call.id for call in result.tool_calls])
+        except Exception:
+            # The turn is committed; only a resend naming no conversation will miss it.
+            log.warning("could not note the client tool calls of %s", session, exc_info=True)
+
     async def _keep_writing(self, run: LiveRun) -> None:
         """Writes a background run's steps to the log as they come, a batch at a time."""
         while True:
@@ -413,6 +464,16 @@ class ResponsesService:
         if batch:
             await self._log.append(run.record.id, run.written, batch)
             run.written += len(batch)
+
+    async def _vouch_for(self, run: LiveRun) -> None:
+        """Tells every process sharing the store that this run still runs, so that one
+        whose process dies is seen ended (interrupted) within ``lease_s``."""
+        while True:
+            await anyio.sleep(self._lease_s / 3)
+            try:
+                await self._liveness.keep_alive(run.record.id, self._clock() + self._lease_s)
+            except Exception:
+                log.warning("response %s: could not renew its run", run.record.id, exc_info=True)
 
     async def _watch_for_cancel(self, run: LiveRun) -> None:
         """Cancels the run once another process asked for it (``request_cancel``)."""

@@ -128,6 +128,23 @@ class ModelRequest:
 
 
 @attrs.frozen
+class ToolCallPiece:
+    """A piece of a tool call as a streaming model produces it, OpenAI's way: a call's
+    first piece names it (``id`` and ``name`` set, ``arguments`` maybe ""), each later
+    piece of the same ``index`` adds a fragment of its ``arguments`` (``id`` and
+    ``name`` empty). Joined in order, the fragments are the call's whole arguments."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def starts_call(self) -> bool:
+        return bool(self.name)
+
+
+@attrs.frozen
 class ModelResponse:
     """The model's answer to one call: an assistant message (text and/or tool calls)."""
 

@@ -24,7 +24,14 @@ from nanobot_api.domain.conversations import (
 )
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.idempotency import KeyClaim, StoredAnswer
-from nanobot_api.domain.models import JsonObject, ModelRequest, ModelResponse, ToolContext, ToolSpec
+from nanobot_api.domain.models import (
+    JsonObject,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPiece,
+    ToolContext,
+    ToolSpec,
+)
 from nanobot_api.domain.outbox import (
     Claim,
     DeliveryReceipt,
@@ -54,6 +61,17 @@ class Reply(Protocol):
         An agent that records nothing gets one assistant message holding its whole
         reply. The messages are committed to history only if the turn completes.
         """
+
+
+@runtime_checkable
+class StreamsToolCalls(Protocol):
+    """A Reply that also shows the client's tool calls while the model writes them."""
+
+    async def send_call(self, piece: ToolCallPiece) -> None:
+        """Streams a piece of one of the client's tool calls now; ``index`` counts the
+        client's calls of this answer only. The calls the turn ends with may still hold
+        a tail of their arguments not sent here (text held back while it could have
+        been the start of a secret), and calls never sent in pieces at all."""
 
 
 class Agent(Protocol):
@@ -151,10 +169,10 @@ class SessionStore(Protocol):
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session that holds a turn, with its count of active turns."""
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
         and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
-        returns how many sessions went."""
+        returns the sessions that went (so their uploads can go too), in key order."""
 
 
 @runtime_checkable
@@ -240,6 +258,29 @@ class SessionUploads(Protocol):
         """
 
 
+class ForgetsUploads(Protocol):
+    """Uploads that go with the sessions they were sent in, once those are forgotten."""
+
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes every copy saved in one of ``sessions`` before ``saved_before`` (a
+        ``time.time()``), with its metadata, wherever the store keeps them; never a copy
+        a turn still running here uses (saved, not yet released or discarded). Returns
+        how many copies went. A copy saved since (a new turn of a session forgotten
+        meanwhile) stays with that turn."""
+
+
+class UploadCopies(Protocol):
+    """Uploads as files on this machine, wherever they were saved (with several
+    replicas, the store keeps the bytes and each machine a working copy)."""
+
+    async def local_copy(self, path: str) -> str | None:
+        """A path on this machine holding the upload that ``path`` names (as ``save``
+        returned it here or on another replica): this machine's working copy, fetched
+        from the store first when there is none. None when the store keeps no such
+        upload (never any file outside the uploads). Raises StorageUnavailable when the
+        store cannot be reached."""
+
+
 @runtime_checkable
 class SettlesUploads(Protocol):
     """Attachments that keep a turn's files only if the turn is kept."""
@@ -272,11 +313,16 @@ class ChatModel(Protocol):
     """A chat-completion model behind some provider."""
 
     async def complete(
-        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
+        self,
+        request: ModelRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        on_call: Callable[[ToolCallPiece], Awaitable[None]] | None = None,
     ) -> ModelResponse:
         """Asks the model once; awaits ``on_delta`` with each piece of answer text as it
-        arrives, then returns the whole assistant message (text and tool calls) and the
-        tokens the provider reported for this call.
+        arrives (and ``on_call``, if given, with each piece of its tool calls, when the
+        model streams them), then returns the whole assistant message (text and tool
+        calls) and the tokens the provider reported for this call. The calls returned
+        are the pieces joined, with the same ids.
 
         Raises UpstreamFailed when the provider refuses, fails, times out or breaks off
         (the message names the upstream status, never a credential). Transient refusals
@@ -506,6 +552,33 @@ class ResponseLog(Protocol):
         """The steps numbered above ``after``, in order (all of them for -1)."""
 
 
+class RunLiveness(Protocol):
+    """Whether the process running a background response still runs it, as every
+    process sharing the store can tell (``ResponseRecord.alive_until``)."""
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        """The running process vouches for the response until ``until``; nothing for
+        one that ended."""
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        """Stores ``record`` (the ended form of a running response) in place of the
+        stored one only if that one still runs and nobody vouched for it at ``now``;
+        returns whether it did. Durable on return."""
+
+
+class PausedCalls(Protocol):
+    """Which session's paused turn waits for which client tool calls, readable from any
+    process: a client that resends its whole conversation names no session."""
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        """The session's paused turn now waits for ``call_ids`` (none: it waits for
+        nothing), in place of what it waited for before; durable on return."""
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        """The session of ``channel`` that most recently paused on one of ``call_ids``;
+        None if none did."""
+
+
 class ConversationStore(Protocol):
     """What a conversation adds to its session: creation time and metadata."""
 
@@ -540,6 +613,16 @@ class ResponseRun(Protocol):
         """The record once the response has ended."""
 
 
+class TurnHold(Protocol):
+    """What a request holds for its turn while it runs (a place under the limits on
+    turns at once)."""
+
+    def keep(self) -> Callable[[], Awaitable[None]]:
+        """Hands it to a turn that outlives its request (a background response): the
+        request's end no longer lets it go; the returned function does, when the turn
+        ends (a second call does nothing)."""
+
+
 class ResponseTurns(Protocol):
     """The Responses use case as the HTTP adapter sees it.
 
@@ -551,10 +634,13 @@ class ResponseTurns(Protocol):
     def model(self) -> str:
         """The model id served."""
 
-    async def create(self, request: ResponseRequest, channel: str) -> ResponseRun:
+    async def create(
+        self, request: ResponseRequest, channel: str, hold: TurnHold | None = None
+    ) -> ResponseRun:
         """Accepts and starts a response, or raises the error refusing it (a stale
         ``previous_response_id`` is ConversationConflict). A foreground, unstreamed one
-        has ended on return; any other runs on."""
+        has ended on return; any other runs on. A background one takes the request's
+        ``hold`` along until its turn ends."""
 
     def follow(
         self, run: ResponseRun | str, channel: str, idle_s: float = 0

@@ -90,6 +90,9 @@ class ResponseRecord:
     input as messages (instructions as ``system``, client tool results as ``tool``).
     ``turn_no`` is the session's count of turns once this response's turn was committed
     (None until then): a response is the session's latest while its turn is.
+    ``alive_until`` is the time (``time.time()``) until which the process running a
+    background response vouches for it; it renews this while the turn runs, so a
+    response still running past it lost its process (see ``lost_its_run``).
     """
 
     id: str
@@ -108,10 +111,17 @@ class ResponseRecord:
     error: ResponseError | None = None
     turn_no: int | None = None
     cancel_requested: bool = False
+    alive_until: float | None = None
 
     @property
     def running(self) -> bool:
         return self.status in RUNNING
+
+
+def lost_its_run(record: ResponseRecord, now: float) -> bool:
+    """Whether a response still shown running lost the process that ran it: nothing
+    vouched for it since ``alive_until`` (a response nobody vouches for never expires)."""
+    return record.running and record.alive_until is not None and record.alive_until < now
 
 
 def apply_step(record: ResponseRecord, step: ResponseStep) -> ResponseRecord:

@@ -52,16 +52,17 @@ def completion_json(
     }
 
 
-def tool_calls_json(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[object]:
-    """Tool calls as a message (or, ``indexed``, a stream delta) carries them."""
+def tool_calls_json(calls: Sequence[ToolCall], *, first_index: int | None = None) -> list[object]:
+    """Tool calls as a message carries them (or, given ``first_index``, as a stream delta
+    does, numbered from there)."""
     return [
         {
-            **({"index": index} if indexed else {}),
+            **({} if first_index is None else {"index": first_index + number}),
             "id": call.id,
             "type": "function",
             "function": {"name": call.name, "arguments": call.arguments},
         }
-        for index, call in enumerate(calls)
+        for number, call in enumerate(calls)
     ]
 
 

@@ -16,6 +16,7 @@ from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.adapters.http.headers import quart_session_headers
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.pipeline.error_rendering import json_response
+from nanobot_api.adapters.http.pipeline.limits import turn_slot_of
 from nanobot_api.adapters.http.responses_json import (
     EventStream,
     conversation_json,
@@ -78,13 +79,17 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
         if parsed.named is not None:
             parsed = attrs.evolve(parsed, named=tenant_of(request.scope).scope(parsed.named))
         channel = caller_channel()
-        run = await responses.create(parsed, channel)
+        run = await responses.create(parsed, channel, turn_slot_of(request.scope))
         if parsed.stream:
             return _stream(settings, responses, run, channel, tool_events=parsed.tool_events)
         if run.failure is not None and not run.record.background:
             status, error = failure_body(run.failure)
             return json_response(error, status)
-        return json_response(response_json(run.record))
+        answer = json_response(response_json(run.record))
+        if run.record.background:
+            # Where it stands from now on: a retry with its Idempotency-Key gets that.
+            answer.headers["Content-Location"] = f"{RESPONSES_PATH}/{run.record.id}"
+        return answer
 
     @app.get(f"{RESPONSES_PATH}/<response_id>")
     async def retrieve_response(response_id: str) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import anyio
@@ -11,7 +11,8 @@ import anyio.lowlevel
 
 from nanobot_api.adapters.http.answers import chunk_json, json_bytes, tool_calls_json, usage_json
 from nanobot_api.adapters.http.errors import failure_body
-from nanobot_api.domain.conversation import Message, Usage
+from nanobot_api.domain.conversation import Message, ToolCall, Usage
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.ports import ChatTurns
 from nanobot_api.domain.responses import ToolProgress, tool_progress
 from nanobot_api.domain.turns import PreparedTurn
@@ -54,6 +55,18 @@ class ContentEvents:
         if self._parts is None:
             return sse(chunk_json(*self._ids, {"content": text}))
         return self._parts[0] + json_bytes(text) + self._parts[1]
+
+    def call_piece(self, piece: ToolCallPiece) -> bytes:
+        """A ``delta.tool_calls`` event: a call's start (its id, type and name), or a
+        fragment of its arguments."""
+        call: dict[str, object] = {"index": piece.index}
+        if piece.starts_call:
+            call["id"] = piece.id
+            call["type"] = "function"
+            call["function"] = {"name": piece.name, "arguments": piece.arguments}
+        else:
+            call["function"] = {"arguments": piece.arguments}
+        return sse(chunk_json(*self._ids, {"tool_calls": [call]}))
 
 
 class SilentReply:
@@ -128,6 +141,9 @@ class _StreamReply(SilentReply):
         self._tool_events = tool_events
         self._client_tools = client_tools
         self._names: dict[str, str] = {}
+        # The client's calls streamed in pieces: id -> (index, arguments sent so far).
+        self._calls: dict[str, tuple[int, list[str]]] = {}
+        self._call_ids: dict[int, str] = {}
         self._pending: list[bytes] = []
         self._flusher: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -157,6 +173,37 @@ class _StreamReply(SilentReply):
     def stop(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
+
+    async def send_call(self, piece: ToolCallPiece) -> None:
+        if self._pending:
+            await self.flush()
+        if piece.starts_call:
+            self._calls[piece.id] = (piece.index, [piece.arguments])
+            self._call_ids[piece.index] = piece.id
+        elif piece.index in self._call_ids:
+            self._calls[self._call_ids[piece.index]][1].append(piece.arguments)
+        else:
+            return  # a piece of no call that started: nothing to add it to
+        await self._stream.write(self._events.call_piece(piece))
+
+    def rest_of_calls(self, calls: Sequence[ToolCall]) -> list[object]:
+        """The deltas that complete the client's ``calls`` after the pieces already
+        sent: a streamed call's arguments not sent yet, and each call not streamed."""
+        deltas: list[object] = []
+        taken = {index for index, _ in self._calls.values()}
+        for call in calls:
+            streamed = self._calls.get(call.id)
+            if streamed is None:
+                index = next(i for i in range(len(taken) + 1) if i not in taken)
+                taken.add(index)
+                deltas += tool_calls_json([call], first_index=index)
+                continue
+            index, sent = streamed
+            so_far = "".join(sent)
+            if len(call.arguments) > len(so_far) and call.arguments.startswith(so_far):
+                rest = call.arguments[len(so_far) :]
+                deltas.append({"index": index, "function": {"arguments": rest}})
+        return deltas
 
     async def send(self, delta: str) -> None:
         if self._pending:
@@ -214,10 +261,11 @@ async def stream_turn(
             # No stop chunk and no [DONE]: a failure must never look like success.
             await stream.write(sse(failure_body(exc)[1]))
             return
-        if result.tool_calls:
-            # As OpenAI streams them: each call's id, name and arguments in a delta.
-            calls = tool_calls_json(result.tool_calls, indexed=True)
-            await stream.write(chunk({"tool_calls": calls}))
+        # The client's calls went out piece by piece as the model wrote them (as OpenAI
+        # streams them); what the model did not stream is sent now, whole.
+        rest = reply.rest_of_calls(result.tool_calls)
+        if rest:
+            await stream.write(chunk({"tool_calls": rest}))
         await stream.write(chunk({}, result.finish_reason))
         if include_usage:
             usage = chunk_json(completion_id, created, turns.model, {})

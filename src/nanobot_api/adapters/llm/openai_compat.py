@@ -28,10 +28,12 @@ from nanobot_api.adapters.llm.request_encoder import RequestEncoder
 from nanobot_api.adapters.llm.sse import SseDecoder
 from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import UpstreamFailed
-from nanobot_api.domain.models import ModelRequest, ModelResponse
+from nanobot_api.domain.models import ModelRequest, ModelResponse, ToolCallPiece
 from nanobot_api.domain.redaction import Redactor
 
 log = logging.getLogger(__name__)
+
+OnCall = Callable[[ToolCallPiece], Awaitable[None]]
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 _MAX_ERROR_BODY = 16 * 1024
@@ -131,7 +133,7 @@ class OpenAICompatChatModel:
             # so a hot path does not resolve the provider's name per turn. No cookie jar:
             # every user's turns share this session, and a cookie one turn was given
             # must not ride along with another's (it also saves its work per call).
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )
@@ -142,7 +144,10 @@ class OpenAICompatChatModel:
         return f"OpenAICompatChatModel(url={self._url!r}, model={self._model!r})"
 
     async def complete(
-        self, request: ModelRequest, on_delta: Callable[[str], Awaitable[None]]
+        self,
+        request: ModelRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        on_call: OnCall | None = None,
     ) -> ModelResponse:
         # A caller that reads the answer only when it is whole gets it in one document:
         # parsing a stream of chunks cost more than the rest of the call.
@@ -152,7 +157,9 @@ class OpenAICompatChatModel:
         attempt = 0
         while True:
             try:
-                return await self._attempt(body, headers, on_delta, request.max_reply_chars)
+                return await self._attempt(
+                    body, headers, on_delta, on_call, request.max_reply_chars
+                )
             except _TooLarge as exc:
                 if headers is self._stream_headers:
                     # Asked for a stream, it sent a document that large all the same.
@@ -182,6 +189,7 @@ class OpenAICompatChatModel:
         body: bytes,
         headers: Mapping[str, str],
         on_delta: Callable[[str], Awaitable[None]],
+        on_call: OnCall | None,
         max_chars: int | None,
     ) -> ModelResponse:
         delivered = False
@@ -191,6 +199,12 @@ class OpenAICompatChatModel:
             delivered = True
             await on_delta(text)
 
+        async def deliver_call(piece: ToolCallPiece) -> None:
+            nonlocal delivered
+            delivered = True
+            if on_call is not None:
+                await on_call(piece)
+
         try:
             async with self._client().post(
                 self._url, data=body, headers=headers, timeout=self._timeout
@@ -198,7 +212,7 @@ class OpenAICompatChatModel:
                 if resp.status != 200:
                     raise await self._status_failure(resp)
                 if resp.content_type == "text/event-stream":
-                    return await self._read_stream(resp, deliver, max_chars)
+                    return await self._read_stream(resp, deliver, deliver_call, max_chars)
                 # Asked to stream or not, a server may answer with one JSON document.
                 response = response_of(json.loads(await _whole(resp, max_chars)))
                 if response.message.content:
@@ -253,33 +267,55 @@ class OpenAICompatChatModel:
         self,
         resp: aiohttp.ClientResponse,
         on_delta: Callable[[str], Awaitable[None]],
+        on_call: OnCall,
         max_chars: int | None,
     ) -> ModelResponse:
         decoder = SseDecoder()
         acc = StreamAccumulator()
         async for chunk in resp.content.iter_any():
-            # The text of every chunk that one read brought is passed on as one piece.
-            # Unhurried, a read holds one chunk and nothing changes; behind (many streams
-            # in flight), a read holds several, and each costs the turn and the client's
-            # stream once per read instead of once per token, so a busy server catches up
-            # instead of falling further behind (bench/inflight.py).
-            text = "".join([self._event(data, acc) for data in decoder.feed(chunk)])
-            if text:
-                await on_delta(text)
+            await self._events(decoder.feed(chunk), acc, on_delta, on_call)
             if max_chars is not None and acc.size > max_chars:
                 # Not read on to the end: the connection is dropped instead of pooled,
                 # which costs far less than the rest of a runaway answer.
                 log.warning("upstream answer cut at %d characters", max_chars)
                 return acc.cut_response(max_chars)
-        text = "".join([self._event(data, acc) for data in decoder.close()])
-        if text:
-            await on_delta(text)
+        await self._events(decoder.close(), acc, on_delta, on_call)
         if not acc.done and acc.finish_reason is None:
             raise UpstreamFailed("Upstream model error: the stream ended before the answer did")
         return acc.response()
 
+    async def _events(
+        self,
+        events: list[str],
+        acc: StreamAccumulator,
+        on_delta: Callable[[str], Awaitable[None]],
+        on_call: OnCall,
+    ) -> None:
+        """Passes on what the events of one read add: their text as one piece.
+
+        Unhurried, a read holds one event and nothing changes. Behind (many streams in
+        flight), a read holds several, and joined they cost the turn and the client's
+        stream one write instead of one per token, so a busy server catches up instead
+        of falling further behind (bench/inflight.py). A tool call's piece still comes
+        after the text that came before it.
+        """
+        texts: list[str] = []
+        for data in events:
+            text = self._event(data, acc)
+            if text:
+                texts.append(text)
+            if acc.pieces:
+                if texts:
+                    await on_delta("".join(texts))
+                    texts.clear()
+                for piece in acc.take_pieces():
+                    await on_call(piece)
+        if texts:
+            await on_delta("".join(texts))
+
     def _event(self, data: str, acc: StreamAccumulator) -> str:
-        """The answer text one event adds ("" if none)."""
+        """The answer text one event adds ("" if none); its tool call pieces wait in
+        ``acc``."""
         if acc.done:
             # Read on to the end of the body so the connection goes back to the pool.
             return ""

@@ -21,6 +21,7 @@ from nanobot_api.domain.models import (
     ModelMessage,
     ModelResponse,
     TextPart,
+    ToolCallPiece,
     ToolSpec,
     UserContent,
 )
@@ -155,12 +156,13 @@ def _call_id(value: object, index: int) -> str:
 
 
 class _PartialCall:
-    __slots__ = ("arguments", "id", "name")
+    __slots__ = ("announced", "arguments", "id", "name")
 
     def __init__(self) -> None:
         self.id = ""
         self.name = ""
         self.arguments: list[str] = []
+        self.announced = False  # its first piece (id and name) was handed on
 
 
 class StreamAccumulator:
@@ -169,6 +171,8 @@ class StreamAccumulator:
     def __init__(self) -> None:
         self._text: list[str] = []
         self._calls: dict[int, _PartialCall] = {}
+        # The tool-call pieces of the chunks added since take_pieces() last emptied it.
+        self.pieces: list[ToolCallPiece] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
@@ -205,13 +209,18 @@ class StreamAccumulator:
             return content
         return ""
 
+    def take_pieces(self) -> list[ToolCallPiece]:
+        """The tool-call pieces added since the last call, in order."""
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
     def _add_call(self, position: int, call: object) -> None:
         if not isinstance(call, dict):
             return
         index = call.get("index")
-        partial = self._calls.setdefault(
-            index if isinstance(index, int) else position, _PartialCall()
-        )
+        if not isinstance(index, int):
+            index = position
+        partial = self._calls.setdefault(index, _PartialCall())
         call_id = call.get("id")
         if isinstance(call_id, str) and call_id and not partial.id:
             partial.id = call_id
@@ -226,6 +235,16 @@ class StreamAccumulator:
         if isinstance(arguments, str):
             partial.arguments.append(arguments)
             self.size += len(arguments)
+        if not partial.announced:
+            if partial.name:
+                # The first piece that names the call starts it; its id is fixed now (one
+                # made up if the server sent none), so pieces and the whole call agree.
+                partial.announced = True
+                partial.id = _call_id(partial.id, index)
+                whole = "".join(partial.arguments)
+                self.pieces.append(ToolCallPiece(index, partial.id, partial.name, whole))
+        elif isinstance(arguments, str) and arguments:
+            self.pieces.append(ToolCallPiece(index, "", "", arguments))
 
     def cut_response(self, max_chars: int) -> ModelResponse:
         """The answer so far cut to ``max_chars`` of text, without its (unfinished) tool

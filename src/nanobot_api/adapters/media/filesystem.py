@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -34,7 +34,8 @@ class FilesystemMediaStore:
     It is also the SessionUploads port: a file is found for a session only through its
     sidecar in ``root``, so no path a model writes can reach anything else (the
     workspace's databases above all: opening and closing one of their files in-process
-    would drop SQLite's locks).
+    would drop SQLite's locks). And UploadCopies: an upload's copy is the file of that
+    name in ``root``.
     """
 
     def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
@@ -75,6 +76,40 @@ class FilesystemMediaStore:
         gone = [path for path in paths if self._forget(path)]
         await anyio.to_thread.run_sync(self._remove, gone)
 
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes the copies of ``sessions`` saved before ``saved_before`` (by their
+        sidecar's time), with their sidecars, but none a running turn uses."""
+        names = {str(session) for session in sessions}
+        if not names:
+            return 0
+        return await anyio.to_thread.run_sync(self._forget_uploads, names, saved_before)
+
+    def in_use(self) -> frozenset[str]:
+        """The stored names of the copies that running turns use."""
+        return frozenset(Path(path).name for path in self._in_use)
+
+    def _forget_uploads(self, sessions: set[str], saved_before: float) -> int:
+        # One pass over the sidecars: only a sweep that forgot sessions comes here.
+        gone = 0
+        for sidecar in _sidecars(self._root):
+            meta = _sidecar(sidecar)
+            if meta is None or meta.get("session") not in sessions:
+                continue
+            path = sidecar.with_name(sidecar.name.removesuffix(_SIDECAR))
+            if str(path) in self._in_use:
+                continue
+            try:
+                saved = sidecar.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if saved >= saved_before:
+                continue
+            freed = _unlink(path) + _unlink(sidecar)
+            if self._usage is not None:
+                self._usage -= freed
+            gone += 1
+        return gone
+
     def _forget(self, path: str) -> bool:
         if self._in_use[path] <= 1:
             self._in_use.pop(path, None)
@@ -104,6 +139,36 @@ class FilesystemMediaStore:
                 continue
             self._usage -= _unlink(path) + _unlink(path.with_name(path.name + ".json"))
 
+    async def local_copy(self, path: str) -> str | None:
+        """The file in ``root`` named as ``path``'s last part, if there is one."""
+        name = Path(path).name
+        if not _is_stored_name(name):
+            return None
+        return await anyio.to_thread.run_sync(self._checked, name)
+
+    async def keep(self, name: str, data: bytes, meta: dict[str, object]) -> str | None:
+        """Writes a working copy of a file the store saved elsewhere (another replica)
+        under its stored ``name``, with its metadata; returns its path (None for a name
+        no upload could have). Counted in the folder's bound like any upload."""
+        if not _is_stored_name(name):
+            return None
+        path = await anyio.to_thread.run_sync(self._keep, name, data, meta)
+        if self._max_bytes is not None:
+            await anyio.to_thread.run_sync(self._account, len(data))
+        return path
+
+    def _keep(self, name: str, data: bytes, meta: dict[str, object]) -> str:
+        private_dir(self._root)
+        # Two deliveries may fetch the same file at once: each writes its own temporary
+        # file, and the last rename wins with the same bytes.
+        unique = secrets.token_hex(4)
+        sidecar = self._root / f"{name}{_SIDECAR}"
+        _write_atomically(sidecar, json.dumps(meta).encode(), unique)
+        target = self._root / name
+        _write_atomically(target, data, unique)
+        _fsync_directory(self._root)
+        return str(target)
+
     def _save(
         self, data: bytes, kind: FileKind, original_name: str | None, session: SessionKey | None
     ) -> str:
@@ -126,17 +191,13 @@ class FilesystemMediaStore:
 
     def _find(self, session: str, name: str) -> str | None:
         stored = Path(name).name
-        if stored and not stored.startswith(".") and not stored.endswith(_SIDECAR):
+        if _is_stored_name(stored):
             meta = _sidecar(self._root / f"{stored}{_SIDECAR}")
             if meta is not None and meta.get("session") == session:
                 return self._checked(stored)
         # Else the name the client gave it: the latest of this session's uploads so named.
         found: tuple[float, str] | None = None
-        try:
-            sidecars = list(self._root.glob(f"*{_SIDECAR}"))
-        except OSError:
-            return None
-        for path in sidecars:
+        for path in _sidecars(self._root):
             meta = _sidecar(path)
             if meta is None or meta.get("session") != session:
                 continue
@@ -161,6 +222,17 @@ class FilesystemMediaStore:
         return str(path)
 
 
+def _is_stored_name(name: str) -> bool:
+    """Whether ``name`` could be an upload's copy in the folder (not a temporary file,
+    a sidecar, or anything with a path in it)."""
+    return (
+        bool(name)
+        and name == Path(name).name
+        and not name.startswith(".")
+        and (not name.endswith(_SIDECAR))
+    )
+
+
 def _sidecar(path: Path) -> dict[str, object] | None:
     if path.is_symlink():
         return None
@@ -169,6 +241,14 @@ def _sidecar(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _sidecars(root: Path) -> list[Path]:
+    """Every sidecar in ``root`` (none if it cannot be listed)."""
+    try:
+        return list(root.glob(f"*{_SIDECAR}"))
+    except OSError:
+        return []
 
 
 def _files(root: Path) -> Iterator[tuple[float, int, Path]]:
@@ -197,8 +277,8 @@ def _unlink(path: Path) -> int:
     return size
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
+def _write_atomically(target: Path, data: bytes, unique: str = "") -> None:
+    temporary = target.with_name(f".{target.name}{unique}.tmp")
     # O_EXCL: a fresh random name never exists; if it does, something is wrong.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import anyio
@@ -21,6 +21,10 @@ class PostgresMediaStore:
     The copy is written first, then the row; a row that cannot be written removes the
     copy, so a file is never kept on one replica only. :meth:`load` gives any replica
     the bytes of a file saved by another, by the name the copy was given.
+
+    It is also SessionUploads and UploadCopies: the ``media`` table says which uploads
+    a session has (whichever replica took them), and a replica without a working copy
+    of one fetches it from the table on demand.
     """
 
     def __init__(self, db: PostgresDatabase, local: FilesystemMediaStore) -> None:
@@ -68,6 +72,22 @@ class PostgresMediaStore:
                 await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (names,))
         await self._local.discard(paths)
 
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes the rows of ``sessions``' copies saved before ``saved_before`` (but the
+        ones running turns here use), then this replica's working copies of them."""
+        keys = [str(session) for session in sessions]
+        if not keys:
+            return 0
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM media WHERE session_key = ANY(%s) AND created_at < %s "
+                "AND name <> ALL(%s)",
+                (keys, saved_before, sorted(self._local.in_use())),
+            )
+            gone = cursor.rowcount
+        await self._local.forget_uploads(sessions, saved_before)
+        return gone
+
     async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
         """Stores a file another store saved (``nanobot storage import``) under its name,
         with its sidecar's metadata; False if a file of that name is there already."""
@@ -87,6 +107,37 @@ class PostgresMediaStore:
                 ),
             )
             return cursor.rowcount > 0
+
+    async def find(self, session: SessionKey, name: str) -> str | None:
+        """The working copy of ``session``'s upload that ``name`` designates (its stored
+        name, or the latest upload the client named so), fetched if this replica has
+        none; None for anything else."""
+        stored = Path(name).name
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT name FROM media WHERE session_key = %s AND (name = %s "
+                "OR original_name = %s) ORDER BY name = %s DESC, created_at DESC LIMIT 1",
+                (str(session), stored, name, stored),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else await self.local_copy(str(row[0]))
+
+    async def local_copy(self, path: str) -> str | None:
+        name = Path(path).name
+        found = await self._local.local_copy(name)
+        if found is not None:
+            return found
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT original_name, mime, session_key, data FROM media WHERE name = %s",
+                (name,),
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        original, mime, session, data = row
+        meta = {"original_name": original, "mime": mime, "size": len(data), "session": session}
+        return await self._local.keep(name, bytes(data), meta)
 
     async def load(self, name: str) -> tuple[str | None, str, bytes] | None:
         """``(original_name, mime, bytes)`` of the file saved as ``name``, or None."""

@@ -9,23 +9,26 @@ from collections.abc import Sequence
 import attrs
 
 from nanobot_api.domain.conversations import ConversationRecord
-from nanobot_api.domain.responses import ResponseRecord, ResponseStep
+from nanobot_api.domain.responses import ResponseRecord, ResponseStep, lost_its_run
 from nanobot_api.domain.sessions import SessionKey
 
 
 class InMemoryResponseStore:
-    """A ResponseStore and ResponseLog in dicts."""
+    """A ResponseStore, ResponseLog, RunLiveness and PausedCalls in dicts."""
 
     def __init__(self) -> None:
         self._records: dict[str, ResponseRecord] = {}
+        # Session -> the calls its paused turn waits for; insertion order is pause order.
+        self._paused: dict[SessionKey, tuple[str, ...]] = {}
         self._steps: dict[str, list[ResponseStep]] = {}
         self._order: dict[str, int] = {}
         self._count = 0
 
     async def put(self, record: ResponseRecord) -> None:
         old = self._records.get(record.id)
-        if old is not None and old.cancel_requested:
-            record = attrs.evolve(record, cancel_requested=True)
+        if old is not None:
+            cancel = record.cancel_requested or old.cancel_requested
+            record = attrs.evolve(record, cancel_requested=cancel, alive_until=old.alive_until)
         if old is None:
             self._count += 1
             self._order[record.id] = self._count
@@ -57,6 +60,32 @@ class InMemoryResponseStore:
 
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         return tuple(self._steps.get(response_id, ())[after + 1 :])
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        record = self._records.get(response_id)
+        if record is not None and record.running:
+            self._records[response_id] = attrs.evolve(record, alive_until=until)
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        stored = self._records.get(record.id)
+        if stored is None or not lost_its_run(stored, now):
+            return False
+        self._records[record.id] = attrs.evolve(
+            record, cancel_requested=stored.cancel_requested, alive_until=stored.alive_until
+        )
+        return True
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        self._paused.pop(session, None)
+        if call_ids:
+            self._paused[session] = tuple(call_ids)
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        wanted = set(call_ids)
+        for session, waiting in reversed(self._paused.items()):
+            if session.channel == channel and wanted.intersection(waiting):
+                return session
+        return None
 
 
 class InMemoryConversationStore:

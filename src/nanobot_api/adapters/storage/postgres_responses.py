@@ -21,17 +21,19 @@ from nanobot_api.domain.conversations import ConversationRecord
 from nanobot_api.domain.responses import ResponseRecord, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 
-_COLUMNS = "id, session_key, created_at, status, cancel_requested, body"
-# The cancel flag belongs to whoever asked for it: a put never clears it.
+_COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
+_RUNNING = "status IN ('queued', 'in_progress')"
+# The cancel flag belongs to whoever asked for it: a put never clears it. Nor does it
+# move alive_until, which only the running process's keep_alive renews.
 _PUT = (
-    f"INSERT INTO responses ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO responses ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, body = EXCLUDED.body, "
     "cancel_requested = responses.cancel_requested OR EXCLUDED.cancel_requested"
 )
 
 
 class PostgresResponseStore:
-    """A ResponseStore and ResponseLog in a PostgreSQL database."""
+    """A ResponseStore, ResponseLog, RunLiveness and PausedCalls in a PostgreSQL database."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
@@ -44,6 +46,7 @@ class PostgresResponseStore:
             record.status,
             record.cancel_requested,
             record_json(record),
+            record.alive_until,
         )
         async with self._db.connection() as conn:
             await conn.execute(_PUT, args)
@@ -65,8 +68,7 @@ class PostgresResponseStore:
     async def request_cancel(self, response_id: str) -> ResponseRecord | None:
         async with self._db.connection() as conn:
             await conn.execute(
-                "UPDATE responses SET cancel_requested = TRUE "
-                "WHERE id = %s AND status IN ('queued', 'in_progress')",
+                f"UPDATE responses SET cancel_requested = TRUE WHERE id = %s AND {_RUNNING}",
                 (response_id,),
             )
         return await self.get(response_id)
@@ -101,6 +103,45 @@ class PostgresResponseStore:
             )
             rows = await cursor.fetchall()
         return tuple(step_from_json(row[0]) for row in rows)
+
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(
+                f"UPDATE responses SET alive_until = %s WHERE id = %s AND {_RUNNING}",
+                (until, response_id),
+            )
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                f"UPDATE responses SET status = %s, body = %s WHERE id = %s AND {_RUNNING} "
+                "AND alive_until < %s",
+                (record.status, record_json(record), record.id, now),
+            )
+            return cursor.rowcount > 0
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        key = str(session)
+        async with self._db.transaction() as conn:
+            await conn.execute("DELETE FROM paused_calls WHERE session_key = %s", (key,))
+            if call_ids:
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(
+                        "INSERT INTO paused_calls (call_id, session_key) VALUES (%s, %s)",
+                        [(call_id, key) for call_id in call_ids],
+                    )
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        if not call_ids:
+            return None
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT session_key FROM paused_calls WHERE call_id = ANY(%s) "
+                "AND session_key >= %s AND session_key < %s ORDER BY seq DESC LIMIT 1",
+                (list(call_ids), f"{channel}:", f"{channel};"),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else SessionKey.parse(str(row[0]))
 
 
 class PostgresConversationStore:

@@ -169,4 +169,50 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        "0101-paused-calls",
+        """
+        CREATE TABLE paused_calls (
+            seq         BIGSERIAL PRIMARY KEY,
+            call_id     TEXT NOT NULL,
+            session_key TEXT NOT NULL
+        );
+        CREATE INDEX paused_calls_by_call ON paused_calls (call_id);
+        CREATE INDEX paused_calls_by_session ON paused_calls (session_key);
+        """,
+    ),
+    Migration(
+        "0102-requests",
+        # Idempotency-Key records, per-key request counts, turn slots (postgres_requests).
+        """
+        CREATE TABLE idempotency (
+            scope        TEXT NOT NULL,
+            key          TEXT NOT NULL,
+            fingerprint  TEXT NOT NULL,
+            created_at   DOUBLE PRECISION NOT NULL,
+            lease_until  DOUBLE PRECISION NOT NULL,
+            status       INTEGER,
+            content_type TEXT,
+            body         BYTEA,
+            headers      TEXT,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_age ON idempotency (created_at);
+        CREATE TABLE rate_counts (
+            bucket       TEXT PRIMARY KEY,
+            window_start DOUBLE PRECISION NOT NULL,
+            count        INTEGER NOT NULL
+        );
+        CREATE TABLE slots (
+            bucket      TEXT NOT NULL,
+            token       TEXT NOT NULL,
+            lease_until DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (bucket, token)
+        );
+        """,
+    ),
+    Migration(
+        "0103-response-liveness",
+        "ALTER TABLE responses ADD COLUMN alive_until DOUBLE PRECISION",
+    ),
 )

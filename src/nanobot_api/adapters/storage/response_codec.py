@@ -52,8 +52,9 @@ def record_json(record: ResponseRecord) -> str:
 
 
 def record_from_row(row: Sequence[Any]) -> ResponseRecord:
-    """A record from its columns: id, session key, created at, status, cancel flag, body."""
-    response_id, session_key, created_at, status, cancel_requested, body = row
+    """A record from its columns: id, session key, created at, status, cancel flag,
+    body, alive until."""
+    response_id, session_key, created_at, status, cancel_requested, body, alive_until = row
     data = json.loads(body)
     return ResponseRecord(
         id=response_id,
@@ -72,6 +73,7 @@ def record_from_row(row: Sequence[Any]) -> ResponseRecord:
         error=_error(data["error"]),
         turn_no=data["turn_no"],
         cancel_requested=bool(cancel_requested),
+        alive_until=None if alive_until is None else float(alive_until),
     )
 
 

@@ -173,12 +173,13 @@ def _abandon(conn: sqlite3.Connection, scope: str, key: str) -> None:
 
 
 def _add(conn: sqlite3.Connection, bucket: str, window_start: float) -> int:
-    # One statement: a new window replaces the bucket's old one, else the count grows.
+    # One statement: a newer window replaces the bucket's old one, else the count grows
+    # (a late event stamped with an earlier window counts in the newer one).
     row = conn.execute(
         "INSERT INTO rate_counts (bucket, window_start, count) VALUES (?, ?, 1) "
         "ON CONFLICT (bucket) DO UPDATE SET "
-        "count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, "
-        "window_start = excluded.window_start "
+        "count = CASE WHEN excluded.window_start > window_start THEN 1 ELSE count + 1 END, "
+        "window_start = max(window_start, excluded.window_start) "
         "RETURNING count",
         (bucket, window_start),
     ).fetchone()

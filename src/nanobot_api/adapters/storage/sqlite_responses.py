@@ -32,7 +32,7 @@ from nanobot_api.domain.responses import ResponseRecord, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at       REAL NOT NULL,
     status           TEXT NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    body             TEXT NOT NULL
+    body             TEXT NOT NULL,
+    alive_until      REAL
 );
 CREATE INDEX IF NOT EXISTS responses_by_session ON responses (session_key, seq);
 CREATE TABLE IF NOT EXISTS response_steps (
@@ -50,13 +51,26 @@ CREATE TABLE IF NOT EXISTS response_steps (
     step        TEXT NOT NULL,
     PRIMARY KEY (response_id, step_no)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS paused_calls (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id     TEXT NOT NULL,
+    session_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paused_calls_by_call ON paused_calls (call_id);
+CREATE INDEX IF NOT EXISTS paused_calls_by_session ON paused_calls (session_key);
 CREATE TABLE IF NOT EXISTS conversations (
     session_key TEXT PRIMARY KEY,
     created_at  REAL NOT NULL,
     metadata    TEXT NOT NULL
 ) WITHOUT ROWID;
 """
-_RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body"
+_RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
+_RUNNING = "status IN ('queued', 'in_progress')"
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    if version == 1:  # schema 2: a background response's run vouches for it
+        conn.execute("ALTER TABLE responses ADD COLUMN alive_until REAL")
 
 
 def responses_path(workspace: Path) -> Path:
@@ -66,7 +80,11 @@ def responses_path(workspace: Path) -> Path:
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return connect_wal(
-        path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
+        path,
+        synchronous=synchronous,
+        schema=_SCHEMA,
+        schema_version=_SCHEMA_VERSION,
+        upgrade=_upgrade,
     )
 
 
@@ -79,7 +97,8 @@ class _ResponsesFile(SqliteFile):
 
 
 class SqliteResponseStore(_ResponsesFile):
-    """A ResponseStore and ResponseLog in a SQLite file, in WAL mode.
+    """A ResponseStore, ResponseLog, RunLiveness and PausedCalls in a SQLite file, in
+    WAL mode.
 
     ``synchronous="NORMAL"`` keeps every write through a crash of the process (see
     SqliteSessionStore); a background response's steps are written at that cost.
@@ -110,11 +129,27 @@ class SqliteResponseStore(_ResponsesFile):
     async def read(self, response_id: str, after: int = -1) -> tuple[ResponseStep, ...]:
         return await self._run(_read, response_id, after)
 
+    async def keep_alive(self, response_id: str, until: float) -> None:
+        await self._run(_keep_alive, response_id, until)
+
+    async def interrupt(self, record: ResponseRecord, now: float) -> bool:
+        return await self._run(_interrupt, record, now)
+
+    async def note(self, session: SessionKey, call_ids: Sequence[str]) -> None:
+        await self._run(_note, str(session), list(call_ids))
+
+    async def find(self, call_ids: Sequence[str], channel: str) -> SessionKey | None:
+        if not call_ids:
+            return None
+        found = await self._run(_find, list(call_ids), channel)
+        return None if found is None else SessionKey.parse(found)
+
 
 def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
-    # The cancel flag belongs to whoever asked for it: a put never clears it.
+    # The cancel flag belongs to whoever asked for it: a put never clears it. Nor does
+    # it move alive_until, which only the running process's keep_alive renews.
     conn.execute(
-        f"INSERT INTO responses ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO responses ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, "
         "cancel_requested = MAX(cancel_requested, excluded.cancel_requested)",
         (
@@ -124,8 +159,24 @@ def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
             record.status,
             int(record.cancel_requested),
             record_json(record),
+            record.alive_until,
         ),
     )
+
+
+def _keep_alive(conn: sqlite3.Connection, response_id: str, until: float) -> None:
+    conn.execute(
+        f"UPDATE responses SET alive_until = ? WHERE id = ? AND {_RUNNING}", (until, response_id)
+    )
+
+
+def _interrupt(conn: sqlite3.Connection, record: ResponseRecord, now: float) -> bool:
+    cursor = conn.execute(
+        f"UPDATE responses SET status = ?, body = ? WHERE id = ? AND {_RUNNING} "
+        "AND alive_until < ?",
+        (record.status, record_json(record), record.id, now),
+    )
+    return cursor.rowcount > 0
 
 
 def _get(conn: sqlite3.Connection, response_id: str) -> ResponseRecord | None:
@@ -144,8 +195,7 @@ def _delete(conn: sqlite3.Connection, response_id: str) -> bool:
 
 def _request_cancel(conn: sqlite3.Connection, response_id: str) -> ResponseRecord | None:
     conn.execute(
-        "UPDATE responses SET cancel_requested = 1 "
-        "WHERE id = ? AND status IN ('queued', 'in_progress')",
+        f"UPDATE responses SET cancel_requested = 1 WHERE id = ? AND {_RUNNING}",
         (response_id,),
     )
     return _get(conn, response_id)
@@ -174,6 +224,27 @@ def _read(conn: sqlite3.Connection, response_id: str, after: int) -> tuple[Respo
         (response_id, after),
     )
     return tuple(step_from_json(row[0]) for row in cursor)
+
+
+def _note(conn: sqlite3.Connection, session_key: str, call_ids: list[str]) -> None:
+    with conn:  # one transaction: what the session waited for before goes with it
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM paused_calls WHERE session_key = ?", (session_key,))
+        conn.executemany(
+            "INSERT INTO paused_calls (call_id, session_key) VALUES (?, ?)",
+            [(call_id, session_key) for call_id in call_ids],
+        )
+
+
+def _find(conn: sqlite3.Connection, call_ids: list[str], channel: str) -> str | None:
+    marks = ", ".join("?" * len(call_ids))
+    # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
+    row = conn.execute(
+        f"SELECT session_key FROM paused_calls WHERE call_id IN ({marks}) "
+        "AND session_key >= ? AND session_key < ? ORDER BY seq DESC LIMIT 1",
+        (*call_ids, f"{channel}:", f"{channel};"),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 class SqliteConversationStore(_ResponsesFile):

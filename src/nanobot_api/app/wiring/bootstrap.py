@@ -17,7 +17,6 @@ from nanobot_api.adapters.http.pipeline.authentication import ApiKey, trusted_ne
 from nanobot_api.adapters.http.settings import HttpSettings
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.observability.metrics import Metrics
-from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.attachments import AttachmentIntake
 from nanobot_api.app.chat import ChatService
 from nanobot_api.app.config import Config
@@ -34,7 +33,12 @@ from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
 from nanobot_api.app.wiring.responses import install_responses_api
-from nanobot_api.app.wiring.storage import HISTORY_CACHE_SESSIONS, SESSIONS_FILE, storage_for
+from nanobot_api.app.wiring.storage import (
+    HISTORY_CACHE_SESSIONS,
+    SESSIONS_FILE,
+    RequestRecords,
+    storage_for,
+)
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.ports import (
@@ -87,7 +91,12 @@ def build(
         storage = storage.with_sessions(store)
     store = storage.sessions
     outgoing = outgoing_for(
-        config, with_tool=with_llm, outbox=storage.outbox, secrets=redactor, telemetry=metrics
+        config,
+        with_tool=with_llm,
+        outbox=storage.outbox,
+        secrets=redactor,
+        telemetry=metrics,
+        uploads=storage.media,
     )
     # MCP servers give the LLM agent tools; the echo agent calls none.
     mcp = mcp_tools_for(config.tools, redactor) if with_llm and config.tools.mcp_servers else None
@@ -133,12 +142,9 @@ def build(
         chat_page=config.api.chat_page,
         allowed_hosts=frozenset([config.api.host, *config.api.allowed_hosts]),
     )
-    records = SqliteRequestRecords(config.workspace / "requests.sqlite3")
-    operations = operations_for(config, health, metrics, records)
+    operations = operations_for(config, health, metrics, storage.requests)
     app = create_quart_app(service, settings, operations)
     set_gate(app, gate)
-    # Opened on first use (an Idempotency-Key, a limit): most servers never need it.
-    app.after_serving(records.close)
     _redact_logs_while_serving(app, redactor)
     install_responses_api(
         app,
@@ -148,6 +154,7 @@ def build(
         workspace=config.workspace,
         redact=redactor,
         database=storage.database,
+        lease_s=config.storage.lease_s,
     )
     # Opened before the server starts (a bad file, or a database still down after
     # storage.connectRetryS, is one line and exit 2), and by the app's own start for
@@ -167,7 +174,7 @@ def build(
     if mcp is not None:
         install_mcp(app, mcp)
         health.add_part(mcp)
-    temporary = TemporaryChats(store, config.api.temporary_ttl_s)
+    temporary = TemporaryChats(store, config.api.temporary_ttl_s, uploads=storage.media)
     # Hooks run in the order given: the sweeps start once the store is open, and
     # stop before it closes.
     app.before_serving(temporary.start)
@@ -179,7 +186,7 @@ def build(
 
 
 def operations_for(
-    config: Config, health: Health, metrics: Metrics, records: SqliteRequestRecords
+    config: Config, health: Health, metrics: Metrics, records: RequestRecords
 ) -> Operations:
     """The operations side of the HTTP app: keys as tenants, limits, idempotent retries."""
     api = config.api

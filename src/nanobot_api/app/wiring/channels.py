@@ -23,7 +23,7 @@ from nanobot_api.app.message_tool import DEFAULT_MAX_SENDS_PER_TURN, MessageTool
 from nanobot_api.app.outbox import Courier, OutboxWorker
 from nanobot_api.app.telemetry import NO_TELEMETRY
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener
-from nanobot_api.app.wiring.storage import OUTBOX_FILE, OutboxStore
+from nanobot_api.app.wiring.storage import OUTBOX_FILE, OutboxStore, UploadStore
 from nanobot_api.domain.errors import ConfigError
 from nanobot_api.domain.outbox import RetryPolicy
 from nanobot_api.domain.ports import OutboundChannel, Telemetry
@@ -115,6 +115,7 @@ class Outgoing:
         outbox: OutboxStore | None = None,
         claim_s: float = 30.0,
         telemetry: Telemetry = NO_TELEMETRY,
+        uploads: UploadStore | None = None,
     ) -> None:
         # Given when the caller has made them already: making them imports plugins.
         self._plans = channel_plans(config) if plans is None else plans
@@ -124,6 +125,9 @@ class Outgoing:
             SqliteOutbox(outbox_path(workspace), claim_s=claim_s) if outbox is None else outbox
         )
         self._channels: dict[str, OutboundChannel] = {}
+        # The storage's uploads (with PostgreSQL, any replica's), else this workspace's.
+        if uploads is None:
+            uploads = FilesystemMediaStore.in_workspace(workspace)
         self.courier = Courier(
             self.outbox,
             self._channels,
@@ -136,6 +140,7 @@ class Outgoing:
             # A whole message (many parts and files) gets several request timeouts.
             attempt_timeout_s=config.outbox.timeout_s * 10,
             telemetry=telemetry,
+            uploads=uploads,
         )
         self.worker = OutboxWorker(
             self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s, claim_s=claim_s
@@ -143,7 +148,7 @@ class Outgoing:
         known = {*BUILT_IN, *config.plugins}
         self.tool = MessageTool(
             self.courier,
-            FilesystemMediaStore.in_workspace(workspace),
+            uploads,
             known=known,
             allow_chat_ids=config.allow_chat_ids,
             max_sends=max_sends_per_turn,
@@ -203,6 +208,7 @@ def outgoing_for(
     outbox: OutboxStore | None = None,
     secrets: Redactor | None = None,
     telemetry: Telemetry = NO_TELEMETRY,
+    uploads: UploadStore | None = None,
 ) -> Outgoing | None:
     """The outbound side ``config`` calls for: needed when the ``message`` tool is offered
     (``with_tool``: the LLM agent) or a channel is enabled (to drain what is pending)."""
@@ -218,4 +224,5 @@ def outgoing_for(
         secrets=secrets,
         max_sends_per_turn=config.agents.defaults.max_sends_per_turn,
         telemetry=telemetry,
+        uploads=uploads,
     )

@@ -23,13 +23,15 @@ from nanobot_api.adapters.storage.sqlite_responses import (
     responses_path,
 )
 from nanobot_api.app.conversations import ConversationsService
-from nanobot_api.app.responses import ResponsesService
+from nanobot_api.app.responses import LEASE_S, ResponsesService
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
     ChatTurns,
     ConversationStore,
+    PausedCalls,
     ResponseLog,
     ResponseStore,
+    RunLiveness,
     SessionCatalog,
     SessionStore,
 )
@@ -67,6 +69,9 @@ def install_responses_api(
     responses: ResponseStore | None = None,
     steps: ResponseLog | None = None,
     conversations: ConversationStore | None = None,
+    paused: PausedCalls | None = None,
+    liveness: RunLiveness | None = None,
+    lease_s: float = LEASE_S,
     redact: Callable[[str], str] = str,
     database: PostgresDatabase | None = None,
 ) -> None:
@@ -77,6 +82,7 @@ def install_responses_api(
         # and cancelled from any of them.
         shared = PostgresResponseStore(database)
         responses, steps = shared, shared
+        paused, liveness = paused or shared, liveness or shared
         conversations = conversations or PostgresConversationStore(database)
     path = responses_path(workspace)
     files: list[SqliteResponseStore | SqliteConversationStore] = []
@@ -85,8 +91,9 @@ def install_responses_api(
         files.append(sqlite)
         responses = sqlite
         steps = steps or sqlite
-    if steps is None:
-        raise ValueError("a ResponseStore given without its ResponseLog")
+        paused, liveness = paused or sqlite, liveness or sqlite
+    if steps is None or paused is None or liveness is None:
+        raise ValueError("a ResponseStore given without its ResponseLog, PausedCalls, RunLiveness")
     if conversations is None:
         conversations = SqliteConversationStore(path)
         files.append(conversations)
@@ -95,10 +102,13 @@ def install_responses_api(
         sessions,
         responses,
         steps,
+        paused=paused,
+        liveness=liveness,
         spawn=app.add_background_task,
         new_id=lambda: new_id("resp_"),
         describe_failure=response_error,
         redact=redact,
+        lease_s=lease_s,
     )
     install_responses(app, service, settings)
     install_conversations(

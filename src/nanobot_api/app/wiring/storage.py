@@ -19,11 +19,23 @@ from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.postgres import PostgresSessionStore
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
+from nanobot_api.adapters.storage.postgres_requests import PostgresRequestRecords
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.config import Config
 from nanobot_api.domain.attachments import MIB
-from nanobot_api.domain.ports import MediaStore, Outbox, OutboxAdmin, SessionStore
+from nanobot_api.domain.ports import (
+    ForgetsUploads,
+    IdempotencyStore,
+    LimitCounters,
+    MediaStore,
+    Outbox,
+    OutboxAdmin,
+    SessionStore,
+    SessionUploads,
+    UploadCopies,
+)
 
 # Sessions whose recent history is kept in memory, by the store and by the model
 # adapter's request encoder alike: the one bound of history caches (bench/history_cache.py
@@ -31,10 +43,20 @@ from nanobot_api.domain.ports import MediaStore, Outbox, OutboxAdmin, SessionSto
 HISTORY_CACHE_SESSIONS = 256
 SESSIONS_FILE = "sessions.sqlite3"
 OUTBOX_FILE = "outbox.sqlite3"
+REQUESTS_FILE = "requests.sqlite3"
 
 
 class OutboxStore(Outbox, OutboxAdmin, Protocol):
     """Both sides of the outbox, as one store implements them."""
+
+
+class UploadStore(MediaStore, SessionUploads, UploadCopies, ForgetsUploads, Protocol):
+    """Where uploads are kept, found by session (the message tool), read back as local
+    files (channels) and removed with their sessions, as one store implements it."""
+
+
+class RequestRecords(IdempotencyStore, LimitCounters, Protocol):
+    """Idempotency-Key records and the limits' counters, as one store implements them."""
 
 
 @attrs.define
@@ -43,7 +65,11 @@ class Storage:
 
     sessions: SessionStore
     outbox: OutboxStore
-    media: MediaStore
+    media: UploadStore
+    # Idempotency-Key records and limit counters: shared by every worker and replica
+    # that shares the rest (a SQLite file opened on first use; most servers never
+    # need it).
+    requests: RequestRecords
     database: PostgresDatabase | None = None
     _files: tuple[SqliteSessionStore | SqliteOutbox, ...] = ()
 
@@ -97,6 +123,8 @@ class Storage:
     async def close(self) -> None:
         for store in self._files:
             await store.close()
+        if isinstance(self.requests, SqliteRequestRecords):
+            await self.requests.close()
         if self.database is not None:
             await self.database.close()
 
@@ -136,7 +164,8 @@ def storage_at(
             workspace / SESSIONS_FILE, cached_sessions=HISTORY_CACHE_SESSIONS, lease_s=lease_s
         )
         outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=lease_s)
-        return Storage(sessions, outbox, local_media, files=(sessions, outbox))
+        requests = SqliteRequestRecords(workspace / REQUESTS_FILE)
+        return Storage(sessions, outbox, local_media, requests, files=(sessions, outbox))
     from nanobot_api.adapters.media.postgres import PostgresMediaStore
 
     db = PostgresDatabase(url)
@@ -144,5 +173,6 @@ def storage_at(
         PostgresSessionStore(db, lease_s=lease_s, cached_sessions=HISTORY_CACHE_SESSIONS),
         PostgresOutbox(db, claim_s=lease_s),
         PostgresMediaStore(db, local_media),
+        PostgresRequestRecords(db),
         database=db,
     )

@@ -112,6 +112,21 @@ class Exchange:
 
         self.body_reader = replayed
 
+    def reroute(self, method: str, path: str) -> None:
+        """Routes the request on as ``method path`` (a route path, no query, no body):
+        a stage answers with what that route answers now."""
+        root = str(self.scope.get("root_path", ""))
+        self.scope = {
+            **self.scope,
+            "method": method,
+            "path": root + path,
+            "raw_path": (root + path).encode(),
+            "query_string": b"",
+        }
+        self.method = method
+        self.path = path
+        self.replay_body(b"")
+
     def wrap_send(self, wrapper: Callable[[Send], Send]) -> None:
         """Puts ``wrapper(send)`` in the way of every ASGI message the answer sends
         (an access log sees its status, an idempotency record keeps its body)."""

@@ -7,6 +7,10 @@ A repeat while the first still runs waits for it, and runs the turn itself if th
 first fails: a failed turn is not kept. The same key with another body -> 422
 ``idempotency_key_reused``. The records live in the store, so they hold across
 restarts and across every worker sharing it.
+
+An answer that names where its resource lives (``Content-Location``: a background
+response, whose turn runs on after its first answer) is replayed as that resource
+stands now, by routing the repeat on as a GET of it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import anyio
 
 from nanobot_api.adapters.http.pipeline.exchange import Exchange, Message, Send
 from nanobot_api.adapters.http.pipeline.limits import TURN_PATHS
+from nanobot_api.adapters.http.pipeline.routing import route_path
 from nanobot_api.adapters.http.tenancy import tenant_of
 from nanobot_api.domain.idempotency import (
     Claimed,
@@ -34,7 +39,8 @@ if TYPE_CHECKING:
 HEADER: Final = "idempotency-key"
 REPLAYED: Final = (b"idempotent-replayed", b"true")
 # Headers of the first answer a replay repeats; the rest are the repeat's own.
-_KEPT: Final = frozenset({b"x-session-id", b"x-attachments-truncated"})
+_KEPT: Final = frozenset({b"x-session-id", b"x-attachments-truncated", b"content-location"})
+_LOCATION: Final = "content-location"
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.5
 # What ends a stream that failed: chat completions' error event, the Responses API's.
@@ -85,7 +91,14 @@ class IdempotencyStage:
                 scope, key, request, now=self._clock(), lease_s=self._lease_s, ttl_s=self._ttl_s
             )
             if isinstance(found, StoredAnswer):
-                await _replay(exchange, found)
+                location = next((v for k, v in found.headers if k.lower() == _LOCATION), None)
+                if location is None:
+                    await _replay(exchange, found)
+                    return
+                # Its current state, not its first answer's bytes.
+                exchange.reroute("GET", route_path(location, exchange.scope.get("root_path", "")))
+                exchange.response_headers.append(REPLAYED)
+                await call_next(exchange)
                 return
             if isinstance(found, Claimed):
                 break

@@ -1,0 +1,122 @@
+"""Idempotency-Key replays and per-key limits across two replicas on one PostgreSQL
+(operations.md: "held across workers and replicas when the storage is PostgreSQL").
+
+Two `nanobot serve` processes, each with its own workspace, share one database; the
+model is a scripted stand-in that records every request, so a second turn shows up as
+a second upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.acceptance.replicas import Replica, replica
+from tests.upstream import ScriptedUpstream, Text
+
+pytestmark = pytest.mark.slow
+BOB, ALICE, CAROL = "sk-bob-0123456789abcdef", "sk-alice-0123456789abc", "sk-carol-0123456789abc"
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(
+    tmp_path: Path, up: ScriptedUpstream, url: str
+) -> AsyncIterator[tuple[Replica, Replica]]:
+    keys = [
+        {"name": "bob", "key": BOB},
+        {"name": "alice", "key": ALICE, "rpm": 3},
+        {"name": "carol", "key": CAROL, "maxConcurrent": 1},
+    ]
+    config = {
+        "agents": {"defaults": {"model": "m1"}},
+        "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
+        "storage": {"url": url},
+        "api": {"keys": keys},
+    }
+    async with (
+        replica(tmp_path, config, "a") as a,
+        replica(tmp_path, config, "b") as b,
+    ):
+        yield a, b
+
+
+async def chat(
+    replica: Replica, key: str, text: str, *, idem: str = "", stream: bool = False
+) -> httpx.Response:
+    body = {"messages": [{"role": "user", "content": text}], "session_id": text, "stream": stream}
+    headers = {"Authorization": f"Bearer {key}"}
+    if idem:
+        headers["Idempotency-Key"] = idem
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await client.post(
+            f"{replica.origin}/v1/chat/completions", json=body, headers=headers
+        )
+
+
+def refused(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    error: dict[str, Any] = answer.json()["error"]
+    assert error["type"] == kind
+    return error
+
+
+async def test_replays_and_limits_hold_across_two_replicas(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with ScriptedUpstream() as up, two_replicas(tmp_path, up, postgres_url) as (a, b):
+        # Idempotency-Key: the other replica answers a repeat from the stored answer.
+        first = await chat(a, BOB, "idem", idem="k1")
+        again = await chat(b, BOB, "idem", idem="k1")
+        assert first.status_code == again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert len(up.received) == 1
+        refused(await chat(b, BOB, "another body", idem="k1"), 422, "idempotency_key_reused")
+
+        # A repeat sent to B while the first still runs on A waits for it.
+        gate = asyncio.Event()
+        up.add(Text("slow answer", gate=gate))
+        answers: dict[str, httpx.Response] = {}
+
+        async def send(name: str, where: Replica) -> None:
+            answers[name] = await chat(where, BOB, "wait", idem="k2", stream=True)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "first", a)
+            await up.wait_received(2)
+            tg.start_soon(send, "repeat", b)
+            await anyio.sleep(0.5)
+            assert "repeat" not in answers  # still waiting behind the first
+            gate.set()
+        assert answers["repeat"].text == answers["first"].text
+        assert '"slow' in answers["repeat"].text
+        assert len(up.received) == 2
+
+        # maxConcurrent 1: a turn running on A holds carol's one slot for B too.
+        gate = asyncio.Event()
+        up.add(Text("held", gate=gate))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(chat, a, CAROL, "held", stream=True))
+            await up.wait_received(3)
+            busy = refused(await chat(b, CAROL, "busy"), 429, "rate_limit_exceeded")
+            assert "at most 1" in busy["message"]
+            gate.set()
+        assert (await chat(b, CAROL, "free again")).status_code == 200
+
+        # rpm 3, counted across both replicas in one minute's window.
+        if time.time() % 60 > 50:  # not across a window's end
+            await anyio.sleep(61 - time.time() % 60)
+        for where in (a, b, a):
+            assert (await chat(where, ALICE, f"rpm-{where.port}")).status_code == 200
+        over = await chat(b, ALICE, "rpm-over")
+        refused(over, 429, "rate_limit_exceeded")
+        assert 1 <= int(over.headers["Retry-After"]) <= 60

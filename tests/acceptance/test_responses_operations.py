@@ -1,0 +1,63 @@
+"""Background responses under issue 16's operations rules, through a real socket: an
+Idempotency-Key retry gets the response as it stands now, and the turn keeps its
+place under the limits on turns at once until it ends, not until its POST returns."""
+
+from __future__ import annotations
+
+import anyio
+import attrs
+import httpx2
+
+from nanobot_api.app.config import Config
+from nanobot_api.app.wiring.bootstrap import build
+from nanobot_api.app.wiring.live_server import running_server
+from tests.fakes import GatedAgent
+
+
+async def _until_done(client: httpx2.AsyncClient, response_id: str) -> None:
+    with anyio.fail_after(10):
+        while True:  # another process's turn could end it: polling is what a client does
+            if (await client.get(f"/v1/responses/{response_id}")).json()["status"] == "completed":
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_a_retried_background_response_is_answered_as_it_stands_now(
+    config: Config,
+) -> None:
+    agent = GatedAgent(model="nanobot-echo")
+    body = {"input": "slow", "background": True}
+    key = {"Idempotency-Key": "bg-1"}
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        first = await client.post("/v1/responses", json=body, headers=key)
+        assert first.json()["status"] in ("queued", "in_progress")
+        agent.gate("slow").set()
+        await _until_done(client, first.json()["id"])
+        again = await client.post("/v1/responses", json=body, headers=key)
+        assert again.status_code == 200
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["status"] == "completed"
+        assert again.json()["output"][0]["content"][0]["text"] == "done slow"
+        assert len(agent.seen) == 1  # no second turn
+
+
+async def test_a_background_turn_holds_its_slot_until_it_ends(config: Config) -> None:
+    config = attrs.evolve(config, api=attrs.evolve(config.api, max_concurrent_turns=1))
+    agent = GatedAgent(model="nanobot-echo")
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        started = await client.post("/v1/responses", json={"input": "slow", "background": True})
+        assert started.status_code == 200
+        refused = await client.post("/v1/responses", json={"input": "next"})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "rate_limit_exceeded"
+        agent.gate("slow").set()
+        await _until_done(client, started.json()["id"])
+        agent.gate("next").set()
+        assert (await client.post("/v1/responses", json={"input": "next"})).status_code == 200
