@@ -96,9 +96,17 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history = await self._run(turns_sql.history, name, max_messages)
-        if max_messages is not None:
-            self._recent.put(name, max_messages, history, token)
+        if max_messages is None:
+            # A whole history may be large: read in the thread.
+            return await self._run(turns_sql.history, name, max_messages)
+        # A bounded read is a turn's own: on the loop when free (see _run_short; decoding
+        # its JSON holds the GIL in a thread as much as here).
+        read: tuple[int, History] = await self._run_short(
+            turns_sql.versioned, turns_sql.history, name, max_messages
+        )
+        version, history = read
+        self._seen(version)
+        self._recent.put(name, max_messages, history, token)
         return history
 
     async def commit(
@@ -196,9 +204,11 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     async def _run_short(self, func: Callable[..., _T], *args: object) -> _T:
         """``func(connection, *args)`` right here if that cannot block, else in the thread.
 
-        A short write with NORMAL (no disk sync: a commit, a lease) is a few tens of
-        microseconds, less than the hand-off to a thread and back, which on a busy
-        server cut throughput by a third. While a worker thread has the connection (a
+        A short write with NORMAL (no disk sync: a commit, a lease) or a bounded read is
+        a few tens of microseconds, less than the hand-off to a thread and back, which
+        on a busy server cut throughput by a third; a thousand turns starting together
+        (bench/inflight.py) queued behind each other's hand-offs, and behind the GIL
+        the worker threads then took turns with the loop. While a worker thread has the connection (a
         history read, a checkpoint), this waits for it a little on the loop rather than
         queueing behind it in a thread: once one write went to a thread, the writes
         arriving meanwhile found the connection busy and followed it, and a busy server

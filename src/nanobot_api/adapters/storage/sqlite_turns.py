@@ -241,6 +241,12 @@ def with_version(
         conn.execute("PRAGMA busy_timeout=0")
 
 
+def versioned(conn: sqlite3.Connection, func: Callable[..., _T], *args: object) -> tuple[int, _T]:
+    """``func(conn, *args)`` with the ``data_version`` it was read at (as ``with_version``,
+    for a read on the event loop, which never waits)."""
+    return data_version(conn), func(conn, *args)
+
+
 def data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
