@@ -208,12 +208,14 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         a few tens of microseconds, less than the hand-off to a thread and back, which
         on a busy server cut throughput by a third; a thousand turns starting together
         (bench/inflight.py) queued behind each other's hand-offs, and behind the GIL
-        the worker threads then took turns with the loop. While a worker thread has the connection (a
-        history read, a checkpoint), this waits for it a little on the loop rather than
-        queueing behind it in a thread: once one write went to a thread, the writes
-        arriving meanwhile found the connection busy and followed it, and a busy server
-        ran at half its speed. Another process holding the file's write lock sends it
-        to the thread, the one place allowed to wait for the file.
+        the worker threads then took turns with the loop.
+
+        While a worker thread has the connection (an unbounded read, a checkpoint), this
+        waits for it a little on the loop rather than queueing behind it in a thread:
+        once one write went to a thread, the writes arriving meanwhile found the
+        connection busy and followed it, and a busy server ran at half its speed.
+        Another process holding the file's write lock sends it to the thread, the one
+        place allowed to wait for the file.
         """
         if self._synchronous == "NORMAL":
             for _ in range(_LOOP_TRIES):
