@@ -16,6 +16,7 @@ BENCHMARKS = [
     ["echo_turns.py"],
     ["proxy_overhead.py"],
     ["store_cost.py"],
+    ["whole_conversation.py"],
     ["uploads.py"],
     ["outbox.py"],
     ["upstream_clients.py"],

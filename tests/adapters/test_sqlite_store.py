@@ -185,11 +185,11 @@ async def test_idle_sessions_under_a_prefix_are_forgotten_whole(store: SessionSt
         await store.commit(key, turn("1"))
         await store.commit_branch(key, [], [], turn("1 edited"), NO_IDS)
     await store.commit(A, turn("kept"))
-    assert await store.forget_idle("api:temporary:", time.time() - 60) == 0
-    assert await store.forget_idle("api:temporary:", time.time() + 1) == 2
+    assert await store.forget_idle("api:temporary:", time.time() - 60) == ()
+    assert await store.forget_idle("api:temporary:", time.time() + 1) == tuple(temporary)
     assert await store.sessions() == {A: 1}
     assert await store.turns(temporary[0]) == ()
-    assert await store.forget_idle("api:", time.time() + 1) == 1
+    assert await store.forget_idle("api:", time.time() + 1) == (A,)
 
 
 async def test_concurrent_commits_to_many_sessions_all_land(store: SessionStore) -> None:

@@ -2,7 +2,8 @@
 
 Open WebUI keeps a temporary chat nowhere, and names it ``temporary:<socket id>``; the
 server must not keep it for ever either. Every session under that name is deleted,
-superseded turns included, once no turn has been stored in it for ``api.temporaryTtlS``.
+superseded turns included, once no turn has been stored in it for ``api.temporaryTtlS``,
+and the files uploaded in it go with it (an API client may send images to one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 import anyio
 
 from nanobot_api.domain.front_ends import TEMPORARY_CHAT
-from nanobot_api.domain.ports import SessionStore
+from nanobot_api.domain.ports import ForgetsUploads, SessionStore
 from nanobot_api.domain.sessions import API_CHANNEL
 
 TEMPORARY_KEYS: Final = f"{API_CHANNEL}:{TEMPORARY_CHAT}"
@@ -28,20 +29,34 @@ log = logging.getLogger(__name__)
 
 
 class TemporaryChats:
-    """Sweeps idle temporary chats out of ``store`` while the server runs."""
+    """Sweeps idle temporary chats out of ``store``, and their files out of ``uploads``,
+    while the server runs."""
 
     def __init__(
-        self, store: SessionStore, ttl_s: float, *, clock: Callable[[], float] = time.time
+        self,
+        store: SessionStore,
+        ttl_s: float,
+        *,
+        uploads: ForgetsUploads | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._uploads = uploads
         self._ttl_s = ttl_s
         self._clock = clock
         self.every_s = min(ttl_s / 4, MAX_SWEEP_EVERY_S)
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
-        """Deletes the temporary chats idle for the TTL; returns how many went."""
-        return await self._store.forget_idle(TEMPORARY_KEYS, self._clock() - self._ttl_s)
+        """Deletes the temporary chats idle for the TTL and their uploads; returns how
+        many chats went."""
+        idle_since = self._clock() - self._ttl_s
+        gone = await self._store.forget_idle(TEMPORARY_KEYS, idle_since)
+        if gone and self._uploads is not None:
+            # Files saved since the cut-off belong to a turn that began meanwhile (the
+            # session starts again with it): they stay.
+            await self._uploads.forget_uploads(gone, idle_since)
+        return len(gone)
 
     async def _run(self) -> None:
         while True:

@@ -169,10 +169,10 @@ class SessionStore(Protocol):
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session that holds a turn, with its count of active turns."""
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes every session whose key (``channel:id``) starts with ``key_prefix``
         and whose latest turn was stored before ``idle_since`` (a ``time.time()``);
-        returns how many sessions went."""
+        returns the sessions that went (so their uploads can go too), in key order."""
 
 
 @runtime_checkable
@@ -256,6 +256,17 @@ class SessionUploads(Protocol):
         latest such upload). None for anything else, a file of another session or any
         file outside the uploads included: nothing outside them is ever opened.
         """
+
+
+class ForgetsUploads(Protocol):
+    """Uploads that go with the sessions they were sent in, once those are forgotten."""
+
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes every copy saved in one of ``sessions`` before ``saved_before`` (a
+        ``time.time()``), with its metadata, wherever the store keeps them; never a copy
+        a turn still running here uses (saved, not yet released or discarded). Returns
+        how many copies went. A copy saved since (a new turn of a session forgotten
+        meanwhile) stays with that turn."""
 
 
 class UploadCopies(Protocol):

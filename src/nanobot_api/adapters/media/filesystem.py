@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -75,6 +75,40 @@ class FilesystemMediaStore:
         """The files' turn failed: they are removed with their metadata."""
         gone = [path for path in paths if self._forget(path)]
         await anyio.to_thread.run_sync(self._remove, gone)
+
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes the copies of ``sessions`` saved before ``saved_before`` (by their
+        sidecar's time), with their sidecars, but none a running turn uses."""
+        names = {str(session) for session in sessions}
+        if not names:
+            return 0
+        return await anyio.to_thread.run_sync(self._forget_uploads, names, saved_before)
+
+    def in_use(self) -> frozenset[str]:
+        """The stored names of the copies that running turns use."""
+        return frozenset(Path(path).name for path in self._in_use)
+
+    def _forget_uploads(self, sessions: set[str], saved_before: float) -> int:
+        # One pass over the sidecars: only a sweep that forgot sessions comes here.
+        gone = 0
+        for sidecar in _sidecars(self._root):
+            meta = _sidecar(sidecar)
+            if meta is None or meta.get("session") not in sessions:
+                continue
+            path = sidecar.with_name(sidecar.name.removesuffix(_SIDECAR))
+            if str(path) in self._in_use:
+                continue
+            try:
+                saved = sidecar.stat().st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if saved >= saved_before:
+                continue
+            freed = _unlink(path) + _unlink(sidecar)
+            if self._usage is not None:
+                self._usage -= freed
+            gone += 1
+        return gone
 
     def _forget(self, path: str) -> bool:
         if self._in_use[path] <= 1:
@@ -163,11 +197,7 @@ class FilesystemMediaStore:
                 return self._checked(stored)
         # Else the name the client gave it: the latest of this session's uploads so named.
         found: tuple[float, str] | None = None
-        try:
-            sidecars = list(self._root.glob(f"*{_SIDECAR}"))
-        except OSError:
-            return None
-        for path in sidecars:
+        for path in _sidecars(self._root):
             meta = _sidecar(path)
             if meta is None or meta.get("session") != session:
                 continue
@@ -211,6 +241,14 @@ def _sidecar(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _sidecars(root: Path) -> list[Path]:
+    """Every sidecar in ``root`` (none if it cannot be listed)."""
+    try:
+        return list(root.glob(f"*{_SIDECAR}"))
+    except OSError:
+        return []
 
 
 def _files(root: Path) -> Iterator[tuple[float, int, Path]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import anyio
@@ -71,6 +71,22 @@ class PostgresMediaStore:
             async with self._db.connection() as conn:
                 await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (names,))
         await self._local.discard(paths)
+
+    async def forget_uploads(self, sessions: Collection[SessionKey], saved_before: float) -> int:
+        """Removes the rows of ``sessions``' copies saved before ``saved_before`` (but the
+        ones running turns here use), then this replica's working copies of them."""
+        keys = [str(session) for session in sessions]
+        if not keys:
+            return 0
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM media WHERE session_key = ANY(%s) AND created_at < %s "
+                "AND name <> ALL(%s)",
+                (keys, saved_before, sorted(self._local.in_use())),
+            )
+            gone = cursor.rowcount
+        await self._local.forget_uploads(sessions, saved_before)
+        return gone
 
     async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
         """Stores a file another store saved (``nanobot storage import``) under its name,

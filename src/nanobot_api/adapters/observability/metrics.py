@@ -1,9 +1,10 @@
 """``GET /metrics``: Prometheus text from ``prometheus-client``.
 
 Each app has its own registry (tests build many apps in one process). Under
-``--workers`` the parent sets ``PROMETHEUS_MULTIPROC_DIR`` (:func:`use_multiprocess_dir`)
-before any worker imports ``prometheus_client``; each worker then writes its values to
-files there, and a scrape of any worker adds up all of them (``MultiProcessCollector``).
+``--workers`` the parent sets ``PROMETHEUS_MULTIPROC_DIR`` (:func:`multiprocess_metrics`)
+before any worker makes its metrics; each worker then writes its values to files there,
+and a scrape of any worker adds up all of them (``MultiProcessCollector``); the parent
+drops a dead worker's live gauges (:func:`worker_exited`).
 
 Labels never carry a session id, a key, a request id or any text: only routes, methods,
 statuses, outcomes, channels and file kinds, so the series stay few and nothing private
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +27,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -40,12 +43,36 @@ _FAST_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 Refresh = Callable[["Metrics"], Awaitable[None]]
 
 
-def use_multiprocess_dir(path: Path) -> None:
-    """Prepares ``path`` (emptied) for the workers' metric files and points
-    ``prometheus_client`` at it; call in the parent before the workers start."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, mode=0o700)
+@contextmanager
+def multiprocess_metrics() -> Iterator[Path]:
+    """For the ``--workers`` parent, around the workers' whole life: a folder for their
+    metric files, empty at the start (values of an earlier run would be added in), with
+    ``prometheus_client`` pointed at it. The operator's ``$PROMETHEUS_MULTIPROC_DIR``
+    if set (emptied), else a new private temporary folder, removed at the end."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, mode=0o700)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="nanobot-metrics-"))
     os.environ[MULTIPROC_ENV] = str(path)
+    # prometheus_client chose how to keep values when it was imported (in-process,
+    # the env unset); metrics made from now on (in the workers) go to files.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    try:
+        yield path
+    finally:
+        if not given:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def worker_exited(pid: int) -> None:
+    """Drops a dead worker's live gauges (turns in flight) from the sum; its counters
+    and histograms stay counted, as a restart must not make totals go down."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Metrics:

@@ -71,15 +71,18 @@ class InMemorySessionStore:
         self._times.pop(key, None)
         return len(self._turns.pop(key, ()))
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
-        idle = [
-            key
-            for key, (_, latest) in self._times.items()
-            if str(key).startswith(key_prefix) and latest < idle_since
-        ]
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
+        idle = sorted(
+            (
+                key
+                for key, (_, latest) in self._times.items()
+                if str(key).startswith(key_prefix) and latest < idle_since
+            ),
+            key=str,
+        )
         for key in idle:
             await self.clear(key)
-        return len(idle)
+        return tuple(idle)
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session with its count of active turns."""

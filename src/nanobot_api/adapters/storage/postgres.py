@@ -214,7 +214,7 @@ class PostgresSessionStore(PostgresSessionLeases):
             cursor = await conn.execute("DELETE FROM turns WHERE session_key = %s", (str(key),))
             return cursor.rowcount
 
-    async def forget_idle(self, key_prefix: str, idle_since: float) -> int:
+    async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
         async with self._db.connection() as conn:
             cursor = await conn.execute(
@@ -226,7 +226,7 @@ class PostgresSessionStore(PostgresSessionLeases):
             gone = {str(row[0]) for row in await cursor.fetchall()}
         for name in gone:
             self._handed.pop(name, None)
-        return len(gone)
+        return tuple(SessionKey.parse(name) for name in sorted(gone))
 
     async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
         """Every session of ``channel`` holding a turn, most recently changed first."""

@@ -178,7 +178,7 @@ def build(
     if mcp is not None:
         install_mcp(app, mcp)
         health.add_part(mcp)
-    temporary = TemporaryChats(store, config.api.temporary_ttl_s)
+    temporary = TemporaryChats(store, config.api.temporary_ttl_s, uploads=storage.media)
     # Hooks run in the order given: the sweeps start once the store is open, and
     # stop before it closes.
     app.before_serving(temporary.start)

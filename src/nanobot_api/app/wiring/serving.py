@@ -23,7 +23,7 @@ from quart import Quart
 
 from nanobot_api.adapters.http.serve import serve_app
 from nanobot_api.adapters.observability.logs import LogFormat, configure_logging
-from nanobot_api.adapters.observability.metrics import use_multiprocess_dir
+from nanobot_api.adapters.observability.metrics import multiprocess_metrics, worker_exited
 from nanobot_api.adapters.observability.tracing import start_tracing, stop_tracing
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
 from nanobot_api.adapters.storage.postgres_db import describe_url
@@ -96,8 +96,6 @@ def serve_workers(config: Config, lines: list[str], out: TextIO | None = None) -
     except BaseException:
         sock.close()
         raise
-    # The workers' metrics are summed from files in one folder (see metrics.py).
-    use_multiprocess_dir(config.workspace / ".metrics")
 
     def serve_one(number: int) -> None:
         app = build(config)
@@ -106,7 +104,9 @@ def serve_workers(config: Config, lines: list[str], out: TextIO | None = None) -
             said = lines if number == 0 else []
             anyio.run(partial(_serve, app, config, said, sock, stream), backend="asyncio")
 
-    return run_workers(config.api.workers, sock, serve_one)
+    # The workers' metrics are summed from files in one folder (see metrics.py).
+    with multiprocess_metrics():
+        return run_workers(config.api.workers, sock, serve_one, on_exit=worker_exited)
 
 
 async def _open_storage_once(config: Config) -> None:

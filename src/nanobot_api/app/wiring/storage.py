@@ -26,6 +26,7 @@ from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.config import Config
 from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.ports import (
+    ForgetsUploads,
     IdempotencyStore,
     LimitCounters,
     MediaStore,
@@ -49,9 +50,9 @@ class OutboxStore(Outbox, OutboxAdmin, Protocol):
     """Both sides of the outbox, as one store implements them."""
 
 
-class UploadStore(MediaStore, SessionUploads, UploadCopies, Protocol):
-    """Where uploads are kept, found by session (the message tool) and read back as
-    local files (channels), as one store implements it."""
+class UploadStore(MediaStore, SessionUploads, UploadCopies, ForgetsUploads, Protocol):
+    """Where uploads are kept, found by session (the message tool), read back as local
+    files (channels) and removed with their sessions, as one store implements it."""
 
 
 class RequestRecords(IdempotencyStore, LimitCounters, Protocol):

@@ -38,9 +38,16 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run_workers(count: int, sock: socket.socket, serve_one: Callable[[int], None]) -> int:
+def run_workers(
+    count: int,
+    sock: socket.socket,
+    serve_one: Callable[[int], None],
+    *,
+    on_exit: Callable[[int], None] = lambda pid: None,
+) -> int:
     """Forks ``count`` workers, each running ``serve_one(n)`` (n from 0), supervises them
-    until they have all exited, and returns 0 if all of them exited cleanly, else 1."""
+    until they have all exited (calling ``on_exit(pid)`` as each does), and returns 0 if
+    all of them exited cleanly, else 1."""
     pids: dict[int, int] = {}
     for number in range(count):
         pid = os.fork()
@@ -74,6 +81,7 @@ def run_workers(count: int, sock: socket.socket, serve_one: Callable[[int], None
         except ChildProcessError:
             break
         number = pids.pop(pid, -1)
+        on_exit(pid)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             failed = True
