@@ -2,7 +2,8 @@
 
 Unlike ``tests/upstream.py`` (a script per test), it reads each request: a tool the
 client forces is called with the smallest valid arguments; a ``response_format``
-schema is answered with its smallest instance; a tool result is acknowledged; a
+schema is answered with its smallest instance; a tool result is acknowledged (in a
+call of ``final_answer`` when a call is required, as smolagents' agents ask); a
 question that mentions the weather, or any question when a tool call is required,
 calls the weather tool, or else the request's last tool (the client's); anything else
 is echoed with the number of user messages the request held, so a test sees that the
@@ -98,8 +99,9 @@ class StandInModel:
         if shape.get("type") == "json_object":
             return json.dumps({"ok": True}), []
         last = messages[-1]
-        if last["role"] == "tool":
-            return f"The tool answered: {_text(last)}", []
+        result = _tool_result(last)
+        if result is not None:
+            return self._acknowledged(result, tools, forced)
         if tools and (forced == "required" or "weather" in _text(last).lower()):
             # The client's tools come after the server's own (its message tool).
             named = [f for name, f in tools.items() if "weather" in name]
@@ -107,8 +109,18 @@ class StandInModel:
         users = sum(1 for m in messages if m["role"] == "user")
         return f"echo: {_text(last)} (user messages: {users})", []
 
-    def _call(self, function: dict[str, Any]) -> dict[str, Any]:
-        arguments = minimal_instance(function.get("parameters") or {"type": "object"})
+    def _acknowledged(
+        self, result: str, tools: dict[str, Any], forced: object
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        ack = f"The tool answered: {result}"
+        if forced == "required" and "final_answer" in tools:
+            # smolagents' agents must call a tool every step: the answer is one.
+            return None, [self._call(tools["final_answer"], {"answer": ack})]
+        return ack, []
+
+    def _call(self, function: dict[str, Any], arguments: Any = None) -> dict[str, Any]:
+        if arguments is None:
+            arguments = minimal_instance(function.get("parameters") or {"type": "object"})
         if isinstance(arguments, dict):
             # A place name a test can look for, where the schema takes any string.
             arguments = {k: ("Paris" if v == "" else v) for k, v in arguments.items()}
@@ -159,3 +171,14 @@ def _text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
     return content or ""
+
+
+def _tool_result(message: dict[str, Any]) -> str | None:
+    """A tool's result: a ``tool`` message, or smolagents' way of sending one (a user
+    message starting "Observation:")."""
+    text = _text(message)
+    if message["role"] == "tool":
+        return text
+    if message["role"] == "user" and text.startswith("Observation:"):
+        return text.removeprefix("Observation:").strip()
+    return None

@@ -1,16 +1,12 @@
-"""Session history in one embedded SQLite file (``<workspace>/sessions.sqlite3``).
-
-One row per turn holds the turn's messages as JSON, so a turn is written by a single
-INSERT in its own transaction: a reader, a crash or a ``kill -9`` sees all of a turn or
-none of it. Rows are keyed by ``(session_key, turn_no)``; every query walks that key, so
-the cost of a turn stays flat however many turns and sessions the file holds.
+"""Session history in one embedded SQLite file (``<workspace>/sessions.sqlite3``): the
+SessionStore (and, through SqliteSessionLeases, the session leases) over the ``turns``
+table, whose statements live in ``sqlite_turns``; here, how they are run (which on the
+event loop, which in the worker thread) and the recent-history cache in front.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -19,56 +15,22 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
+from nanobot_api.adapters.storage import sqlite_turns as turns_sql
 from nanobot_api.adapters.storage.recent import RecentHistory
 from nanobot_api.adapters.storage.sqlite_files import (
-    BUSY_TIMEOUT_MS,
     LazyConnection,
     SqliteFile,
     Synchronous,
     Unavailable,
-    connect_wal,
 )
-from nanobot_api.adapters.storage.sqlite_leases import SCHEMA as LEASES_SCHEMA
 from nanobot_api.adapters.storage.sqlite_leases import SqliteSessionLeases
-from nanobot_api.adapters.storage.turn_json import (
-    decode_turn,
-    encode_turn,
-    ids_from_json,
-    ids_json,
-)
+from nanobot_api.adapters.storage.turn_json import encode_turn, ids_json
 from nanobot_api.domain.branches import MessageIds, StoredTurn
 from nanobot_api.domain.conversation import History, TurnRecord
 from nanobot_api.domain.conversations import SessionSummary
-from nanobot_api.domain.sessions import Lease, SessionKey, lease_lost
+from nanobot_api.domain.sessions import Lease, SessionKey
 
 _T = TypeVar("_T")
-_SCHEMA_VERSION = 2
-# parent_no: the turn before this one on its branch; superseded: 1 once a front end
-# showed another branch (see domain/branches.py); ids: the front end's message ids.
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS turns (
-    session_key TEXT NOT NULL,
-    turn_no     INTEGER NOT NULL,
-    n_messages  INTEGER NOT NULL,
-    messages    TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    parent_no   INTEGER,
-    superseded  INTEGER NOT NULL DEFAULT 0,
-    ids         TEXT,
-    PRIMARY KEY (session_key, turn_no)
-) WITHOUT ROWID;
-"""
-    + LEASES_SCHEMA
-)
-# A file of schema 1 held one branch per session, numbered 1..n.
-_FROM_SCHEMA_1 = (
-    "ALTER TABLE turns ADD COLUMN parent_no INTEGER",
-    "ALTER TABLE turns ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE turns ADD COLUMN ids TEXT",
-    "UPDATE turns SET parent_no = turn_no - 1 WHERE turn_no > 1",
-)
-
 _CHECKPOINT_EVERY = 500
 # How long a commit waits on the loop for the connection before taking the thread.
 _LOOP_TRIES = 20
@@ -109,7 +71,8 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     ) -> None:
         self._lease_s = lease_s
         super().__init__(
-            path, LazyConnection(partial(_connect, path, synchronous), "SqliteSessionStore")
+            path,
+            LazyConnection(partial(turns_sql.connect, path, synchronous), "SqliteSessionStore"),
         )
         self._synchronous: Synchronous = synchronous
         self._recent = RecentHistory(cached_sessions)
@@ -133,7 +96,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history = await self._run(self._history, name, max_messages)
+        history = await self._run(turns_sql.history, name, max_messages)
         if max_messages is not None:
             self._recent.put(name, max_messages, history, token)
         return history
@@ -154,7 +117,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
             if not await self._commit_on_loop(*args):
-                await self._run(self._commit, *args)
+                await self._run(turns_sql.commit, *args)
             await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
@@ -163,11 +126,11 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
 
     async def last_turn(self, key: SessionKey) -> tuple[int, TurnRecord | None]:
         """How many turns the active branch holds, and its latest (None if none)."""
-        return await self._run(self._last_turn, str(key))
+        return await self._run(turns_sql.last_turn, str(key))
 
     async def turns(self, key: SessionKey) -> tuple[StoredTurn, ...]:
         """Every turn of the session, superseded ones included, oldest first."""
-        return await self._run(self._turns, str(key))
+        return await self._run(turns_sql.turns, str(key))
 
     async def commit_branch(
         self,
@@ -192,7 +155,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             fence = None if lease is None else lease.token
-            await self._run(self._commit_branch, name, json.dumps(list(kept)), rows, fence)
+            await self._run(turns_sql.commit_branch, name, json.dumps(list(kept)), rows, fence)
         finally:
             self._recent.drop(name)
 
@@ -201,25 +164,25 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         name = str(key)
         self._recent.writing(name)
         try:
-            return await self._run(self._clear, name)
+            return await self._run(turns_sql.clear, name)
         finally:
             self._recent.drop(name)
 
     async def forget_idle(self, key_prefix: str, idle_since: float) -> tuple[SessionKey, ...]:
         """Deletes the sessions under ``key_prefix`` idle since before ``idle_since``."""
         try:
-            return await self._run(self._forget_idle, key_prefix, idle_since)
+            return await self._run(turns_sql.forget_idle, key_prefix, idle_since)
         finally:
             self._recent.reset()
 
     async def sessions(self) -> dict[SessionKey, int]:
         """Every session holding a turn, with its count of turns."""
-        rows = await self._run(self._sessions)
+        rows = await self._run(turns_sql.sessions)
         return {SessionKey.parse(key): count for key, count in rows}
 
     async def summaries(self, channel: str) -> tuple[SessionSummary, ...]:
         """Every session of ``channel`` holding a turn, most recently changed first."""
-        rows = await self._run(self._summaries, channel)
+        rows = await self._run(turns_sql.summaries, channel)
         return tuple(
             SessionSummary(SessionKey.parse(key), int(count), float(first), float(last))
             for key, count, first, last in rows
@@ -227,7 +190,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
 
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
         # Every use also reads data_version: a change means another process wrote.
-        answer: tuple[int, _T] = await self._db.run(_with_version, func, *args)
+        answer: tuple[int, _T] = await self._db.run(turns_sql.with_version, func, *args)
         self._seen(answer[0])
         return answer[1]
 
@@ -244,7 +207,9 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         if self._synchronous != "NORMAL":
             return False
         for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(_commit_without_waiting, name, n_messages, payload, fence)
+            done = self._db.try_now(
+                turns_sql.commit_without_waiting, name, n_messages, payload, fence
+            )
             if done is not Unavailable.BUSY:
                 return done is True
             await anyio.sleep(_LOOP_WAIT_S)
@@ -255,7 +220,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         if self._commits_since_checkpoint >= _CHECKPOINT_EVERY:
             self._commits_since_checkpoint = 0
             with anyio.CancelScope(shield=True):
-                await self._run(_checkpoint)
+                await self._run(turns_sql.checkpoint)
 
     def _unchanged_elsewhere(self) -> bool:
         """True if no other connection wrote since this one last looked.
@@ -267,7 +232,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         wrote. (Answering False there sent every turn of a busy server to the file: 4x
         slower.)
         """
-        version = self._db.try_now(_data_version)
+        version = self._db.try_now(turns_sql.data_version)
         if version is Unavailable.NOT_OPEN:
             return False
         if version is Unavailable.BUSY:
@@ -282,213 +247,3 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         self._data_version = version
         self._recent.reset()
         return False
-
-    @staticmethod
-    def _history(conn: sqlite3.Connection, key: str, max_messages: int | None) -> History:
-        """The active branch, or its most recent whole turns within ``max_messages``."""
-        if max_messages is None:
-            cursor = conn.execute(
-                "SELECT messages FROM turns WHERE session_key = ? AND superseded = 0 "
-                "ORDER BY turn_no",
-                (key,),
-            )
-            return tuple(decode_turn(row[0]) for row in cursor)
-        kept: list[TurnRecord] = []
-        count = 0
-        cursor = conn.execute(
-            "SELECT n_messages, messages FROM turns WHERE session_key = ? AND superseded = 0 "
-            "ORDER BY turn_no DESC",
-            (key,),
-        )
-        for n_messages, payload in cursor:
-            count += n_messages
-            if count > max_messages:
-                break
-            kept.append(decode_turn(payload))
-        cursor.close()
-        return tuple(reversed(kept))
-
-    @staticmethod
-    def _commit(
-        conn: sqlite3.Connection, key: str, n_messages: int, payload: str, fence: int | None
-    ) -> None:
-        # One statement in autocommit mode is one transaction: the whole turn or
-        # nothing. The turn number comes from the primary key's index inside that
-        # statement, so two writers could never take the same one; the turn follows
-        # the latest active one.
-        # With a fence, the row lands only while that token is the session's lease.
-        cursor = conn.execute(
-            "INSERT INTO turns (session_key, turn_no, n_messages, messages, created_at, "
-            "parent_no) SELECT ?1, next_no, ?2, ?3, ?4, parent FROM (SELECT "
-            "COALESCE(MAX(turn_no), 0) + 1 AS next_no, "
-            "(SELECT MAX(turn_no) FROM turns WHERE session_key = ?1 AND superseded = 0) "
-            "AS parent FROM turns WHERE session_key = ?1) WHERE ?5 IS NULL OR EXISTS "
-            "(SELECT 1 FROM session_leases WHERE session_key = ?1 AND token = ?5)",
-            (key, n_messages, payload, time.time(), fence),
-        )
-        if cursor.rowcount == 0:
-            raise lease_lost()
-
-    @staticmethod
-    def _last_turn(conn: sqlite3.Connection, key: str) -> tuple[int, TurnRecord | None]:
-        row = conn.execute(
-            "SELECT COUNT(*), (SELECT messages FROM turns WHERE session_key = ?1 AND "
-            "superseded = 0 ORDER BY turn_no DESC LIMIT 1) FROM turns "
-            "WHERE session_key = ?1 AND superseded = 0",
-            (key,),
-        ).fetchone()
-        return int(row[0]), (None if row[1] is None else decode_turn(row[1]))
-
-    @staticmethod
-    def _turns(conn: sqlite3.Connection, key: str) -> tuple[StoredTurn, ...]:
-        cursor = conn.execute(
-            "SELECT turn_no, parent_no, superseded, ids, messages FROM turns "
-            "WHERE session_key = ? ORDER BY turn_no",
-            (key,),
-        )
-        return tuple(
-            StoredTurn(int(no), parent, decode_turn(payload), bool(superseded), ids_from_json(ids))
-            for no, parent, superseded, ids, payload in cursor
-        )
-
-    @staticmethod
-    def _commit_branch(
-        conn: sqlite3.Connection,
-        key: str,
-        kept: str,
-        rows: list[tuple[int, str, str | None]],
-        fence: int | None,
-    ) -> None:
-        now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            _check_fence(conn, key, fence)
-            # Only the turns whose state changes are written (none, for a new turn
-            # on the active branch).
-            conn.execute(
-                "UPDATE turns SET superseded = 1 - superseded WHERE session_key = ?1 AND "
-                "superseded != (turn_no NOT IN (SELECT value FROM json_each(?2)))",
-                (key, kept),
-            )
-            parent = max(json.loads(kept), default=None)
-            (last,) = conn.execute(
-                "SELECT COALESCE(MAX(turn_no), 0) FROM turns WHERE session_key = ?", (key,)
-            ).fetchone()
-            for n_messages, payload, ids in rows:
-                last += 1
-                conn.execute(
-                    "INSERT INTO turns (session_key, turn_no, n_messages, messages, "
-                    "created_at, parent_no, ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, last, n_messages, payload, now, parent, ids),
-                )
-                parent = last
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    def _clear(conn: sqlite3.Connection, key: str) -> int:
-        return conn.execute("DELETE FROM turns WHERE session_key = ?", (key,)).rowcount
-
-    @staticmethod
-    def _forget_idle(
-        conn: sqlite3.Connection, prefix: str, idle_since: float
-    ) -> tuple[SessionKey, ...]:
-        # A range over the primary key finds the prefix's sessions without a scan.
-        end = prefix + "\U0010ffff"
-        cursor = conn.execute(
-            "DELETE FROM turns WHERE session_key IN (SELECT session_key FROM turns "
-            "WHERE session_key >= ?1 AND session_key < ?2 GROUP BY session_key "
-            "HAVING MAX(created_at) < ?3) RETURNING session_key",
-            (prefix, end, idle_since),
-        )
-        return tuple(SessionKey.parse(name) for name in sorted({row[0] for row in cursor}))
-
-    @staticmethod
-    def _summaries(conn: sqlite3.Connection, channel: str) -> list[tuple[str, int, float, float]]:
-        # ':' + 1 is ';': the range holds exactly the keys that begin with 'channel:'.
-        cursor = conn.execute(
-            "SELECT session_key, SUM(1 - superseded), MIN(created_at), MAX(created_at) "
-            "FROM turns WHERE session_key >= ? AND session_key < ? GROUP BY session_key "
-            "ORDER BY MAX(created_at) DESC, session_key",
-            (f"{channel}:", f"{channel};"),
-        )
-        return list(cursor)
-
-    @staticmethod
-    def _sessions(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-        cursor = conn.execute(
-            "SELECT session_key, COUNT(*) FROM turns WHERE superseded = 0 "
-            "GROUP BY session_key ORDER BY session_key"
-        )
-        return [(str(key), int(count)) for key, count in cursor]
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    # PASSIVE: copies what it can without waiting for readers or writers.
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-
-def _check_fence(conn: sqlite3.Connection, key: str, fence: int | None) -> None:
-    """Raises LeaseLost unless ``fence`` (if any) is still the session's lease token."""
-    if (
-        fence is not None
-        and not conn.execute(
-            "SELECT 1 FROM session_leases WHERE session_key = ? AND token = ?", (key, fence)
-        ).fetchone()
-    ):
-        raise lease_lost()
-
-
-def _commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, fence: int | None
-) -> bool:
-    """Commits unless another process holds the file's write lock (then False).
-
-    The connection's busy timeout is 0 outside the worker thread, so this never waits.
-    """
-    try:
-        SqliteSessionStore._commit(conn, name, n_messages, payload, fence)
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-            raise
-        return False  # another process is writing: wait for it in the thread
-    return True
-
-
-def _with_version(
-    conn: sqlite3.Connection, func: Callable[..., _T], *args: object
-) -> tuple[int, _T]:
-    # Only the worker thread may wait for another process's lock (see _connect).
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    try:
-        return _data_version(conn), func(conn, *args)
-    finally:
-        conn.execute("PRAGMA busy_timeout=0")
-
-
-def _data_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    # Checkpoints run in the worker thread (see SqliteSessionStore), never in a commit.
-    conn = connect_wal(
-        path,
-        synchronous=synchronous,
-        schema=_SCHEMA,
-        schema_version=_SCHEMA_VERSION,
-        autocheckpoint=False,
-    )
-    # Whatever uses the connection on the event loop must never wait on the file; the
-    # worker thread sets a timeout around each of its calls. Toggling it around every
-    # loop commit instead cost two statements per turn.
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
-    if "superseded" not in columns:
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _FROM_SCHEMA_1:
-            conn.execute(statement)
-        conn.execute("COMMIT")
-    conn.execute("PRAGMA busy_timeout=0")
-    return conn
