@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres import PostgresSessionStore
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
@@ -47,6 +50,12 @@ async def seed_workspace(workspace: Path) -> None:
             for text in texts:
                 record = TurnRecord((Message.user(text), Message.assistant(f"re {text}")))
                 await store.commit(SessionKey("api", session), record)
+        # A front end's edit: turn 2 superseded by turn 3 on another branch.
+        gamma = SessionKey("api", "gamma")
+        for text in ("q1", "q2"):
+            await store.commit(gamma, TurnRecord((Message.user(text), Message.assistant("a"))))
+        edited = TurnRecord((Message.user("q2 edited"), Message.assistant("b")))
+        await store.commit_branch(gamma, [1], (), edited, MessageIds("u3", "a3", "a1"))
     async with SqliteOutbox(workspace / "outbox.sqlite3") as outbox:
         message = OutboundMessage("ev1", "telegram", "42", "queued while off")
         await outbox.enqueue(OutboxEvent.queued(message, 1.7e9))
@@ -62,7 +71,12 @@ async def test_import_moves_a_sqlite_workspace_into_the_database_once(
     where = ["--storage-url", postgres_url, "-w", str(tmp_path / "new")]
     imported = run_nanobot("storage", "import", str(old), *where, home=tmp_path)
     assert imported.returncode == 0, imported.stderr
-    assert "Imported 2 sessions (3 turns), 1 outbox events and 1 uploads" in imported.stdout
+    assert "Imported 3 sessions (6 turns), 1 outbox events and 1 uploads" in imported.stdout
+    gamma = SessionKey("api", "gamma")
+    async with SqliteSessionStore(old / "sessions.sqlite3") as source:
+        expected = await source.turns(gamma)
+    async with PostgresDatabase(postgres_url) as db:
+        assert await PostgresSessionStore(db).turns(gamma) == expected  # every branch
 
     listed = run_nanobot("sessions", "list", *where, home=tmp_path)
     assert "api:alpha  2 turns" in listed.stdout
@@ -74,7 +88,7 @@ async def test_import_moves_a_sqlite_workspace_into_the_database_once(
     again = run_nanobot("storage", "import", str(old), *where, home=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "Imported 0 sessions (0 turns), 0 outbox events and 0 uploads" in again.stdout
-    assert "skipped 2 sessions, 1 events and 1 uploads" in again.stdout
+    assert "skipped 3 sessions, 1 events and 1 uploads" in again.stdout
 
 
 def test_import_needs_a_database_and_a_workspace(tmp_path: Path, postgres_url: str) -> None:
