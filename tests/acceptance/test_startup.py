@@ -90,6 +90,18 @@ def test_a_corrupt_sessions_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "backup" in line
 
 
+def test_a_corrupt_responses_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Found at start-up, not by the first Responses request (a 500)."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "responses.sqlite3").write_bytes(b"not a database, " * 512)
+    line = _refused(
+        [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)], tmp_path
+    )
+    assert "responses" in line
+    assert "not a readable SQLite database" in line
+
+
 def test_a_workspace_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
     # Root may write anywhere, so the workspace lies under a file (a read-only mount
     # is refused the same way).
@@ -138,3 +150,5 @@ def test_the_start_up_lines_name_model_provider_storage_workers_and_listen_once_
     assert "1 worker" in said
     assert "sk-secret-1" not in said + rest
     assert server.returncode == 0
+    # Nothing asked for responses: no file of theirs (it is made on first use).
+    assert not (tmp_path / "ws" / "responses.sqlite3").exists()
