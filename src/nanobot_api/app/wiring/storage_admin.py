@@ -4,7 +4,8 @@
 PostgreSQL's schema is created or updated under the same database lock a starting
 server takes; SQLite files bring their own schema up to date when opened. ``import``
 copies a SQLite workspace's sessions (every branch a front end made, with its
-message ids), outbox and uploads into the configured PostgreSQL database. It is safe
+message ids), outbox, uploads and responses (with conversation records) into the
+configured PostgreSQL database. It is safe
 to run again: a session the database already holds turns for, an outbox event or an
 upload it already has, is left as it is and counted as skipped.
 """
@@ -20,8 +21,10 @@ import anyio
 
 from nanobot_api.adapters.cli.args import StorageCommand
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres_import import import_responses
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.adapters.storage.sqlite_responses import responses_path
 from nanobot_api.app.config import Config
 from nanobot_api.app.wiring.storage import OUTBOX_FILE, SESSIONS_FILE, Storage, storage_for
 from nanobot_api.domain.branches import NO_IDS, StoredTurn
@@ -88,7 +91,8 @@ async def _check_source(source: Path) -> None:
 
 
 async def import_workspace(source: Path, storage: Storage, out: TextIO) -> int:
-    """Copies ``source``'s sessions, outbox events and uploads into ``storage``."""
+    """Copies ``source``'s sessions, outbox events, uploads and responses into
+    ``storage``."""
     sessions = turns = skipped_sessions = 0
     async with SqliteSessionStore(source / SESSIONS_FILE) as old:
         present = await storage.sessions.sessions()
@@ -108,11 +112,17 @@ async def import_workspace(source: Path, storage: Storage, out: TextIO) -> int:
                 except ValueError:  # already imported
                     skipped_events += 1
     files, skipped_files = await _import_media(source, storage)
+    responses = skipped_responses = 0
+    if storage.database is not None:
+        responses, skipped_responses = await import_responses(
+            responses_path(source), storage.database
+        )
     out.write(
-        f"Imported {sessions} sessions ({turns} turns), {events} outbox events and "
-        f"{files} uploads into {storage.database.where if storage.database else storage.path}"
-        f"; skipped {skipped_sessions} sessions, {skipped_events} events and "
-        f"{skipped_files} uploads already there.\n"
+        f"Imported {sessions} sessions ({turns} turns), {events} outbox events, "
+        f"{files} uploads and {responses} responses into "
+        f"{storage.database.where if storage.database else storage.path}; skipped "
+        f"{skipped_sessions} sessions, {skipped_events} events, {skipped_files} uploads "
+        f"and {skipped_responses} responses already there.\n"
     )
     return EXIT_OK
 
