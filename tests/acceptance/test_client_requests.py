@@ -180,6 +180,15 @@ async def test_a_client_tool_round_trip_whole_and_streamed(tmp_path: Path) -> No
             assistant,
             {"role": "tool", "tool_call_id": streamed.id, "content": "ok"},
         ]
+        # A resend is matched against the paused turn: calls it never made are refused.
+        other = {**assistant, "tool_calls": [{**assistant["tool_calls"][0], "id": "call_other"}]}
+        with pytest.raises(BadRequestError, match="resends a tool call 'call_other'"):
+            await client.chat.completions.create(
+                model=MODEL,
+                messages=[resent[0], other, resent[2]],
+                tools=[WEATHER],
+                extra_body={"session_id": "s"},
+            )
         final = await client.chat.completions.create(
             model=MODEL, messages=resent, tools=[WEATHER], extra_body={"session_id": "s"}
         )

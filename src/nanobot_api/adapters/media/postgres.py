@@ -127,8 +127,24 @@ class PostgresMediaStore:
                 (keys, saved_before, sorted(self._local.in_use())),
             )
             gone = cursor.rowcount
-        await self._local.forget_uploads(sessions, saved_before)
-        return gone
+        # A working copy whose row another replica removed counts as well.
+        return max(gone, await self._local.forget_uploads(sessions, saved_before))
+
+    async def sessions_with_uploads(
+        self, key_prefix: str, saved_before: float
+    ) -> tuple[SessionKey, ...]:
+        """The sessions under ``key_prefix`` with a row saved before ``saved_before``, or a
+        working copy on this replica (whose row another replica may have removed)."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT DISTINCT session_key FROM media WHERE starts_with(session_key, %s) "
+                "AND created_at < %s AND name <> ALL(%s)",
+                (key_prefix, saved_before, sorted(self._local.in_use())),
+            )
+            names = {str(row[0]) for row in await cursor.fetchall()}
+        here = await self._local.sessions_with_uploads(key_prefix, saved_before)
+        names.update(str(key) for key in here)
+        return tuple(SessionKey.parse(name) for name in sorted(names))
 
     async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
         """Stores a file another store saved (``nanobot storage import``) under its name,
