@@ -78,28 +78,18 @@ def test_a_busy_port_is_one_line_and_exit_2_from_the_cli_and_the_library(tmp_pat
         assert "--port" in line
 
 
-def test_a_corrupt_sessions_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sessions", "responses"])
+def test_a_corrupt_store_file_is_one_line_and_exit_2(tmp_path: Path, store: str) -> None:
+    """Found at start-up (the responses file too, when it exists), not by a request."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "sessions.sqlite3").write_bytes(b"not a database, " * 512)
+    (workspace / f"{store}.sqlite3").write_bytes(b"not a database, " * 512)
     line = _refused(
         [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)], tmp_path
     )
-    assert "sessions" in line
+    assert store in line
     assert "not a readable SQLite database" in line
     assert "backup" in line
-
-
-def test_a_corrupt_responses_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    """Found at start-up, not by the first Responses request (a 500)."""
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "responses.sqlite3").write_bytes(b"not a database, " * 512)
-    line = _refused(
-        [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)], tmp_path
-    )
-    assert "responses" in line
-    assert "not a readable SQLite database" in line
 
 
 def test_a_workspace_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
