@@ -136,3 +136,10 @@ async def _open_if_present(files: Sequence[SqliteResponseStore | SqliteConversat
     if await anyio.Path(files[0].path).exists():
         for file in files:
             await file.open()
+
+
+async def check_responses_file(workspace: Path) -> None:
+    """Opens and closes ``<workspace>/responses.sqlite3`` if it exists, raising what
+    opening it raises (for a parent process checking before its workers start)."""
+    async with SqliteResponseStore(responses_path(workspace)) as store:
+        await _open_if_present([store])
