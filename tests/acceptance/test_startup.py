@@ -153,6 +153,7 @@ def test_the_start_up_lines_name_model_provider_storage_workers_and_listen_once_
     assert "storage: SQLite in" in said
     assert "1 worker" in said
     assert "sk-secret-1" not in said + rest
+    assert "Running on" not in said + rest  # Hypercorn's own line would say it again
     assert server.returncode == 0
     # Nothing asked for responses: no file of theirs (it is made on first use).
     assert not (tmp_path / "ws" / "responses.sqlite3").exists()
