@@ -47,7 +47,8 @@ async def send_image(http: aiohttp.ClientSession, server: RunningServer, session
 
 
 async def until_gone(media: Path, session: str) -> None:
-    for _ in range(100):
+    """Polls, as a person would, for about 10 s (the sweeps run every TTL / 4)."""
+    for _ in range(200):
         if session not in uploads_by_session(media):
             return
         await anyio.sleep(0.05)
