@@ -16,7 +16,7 @@ history (``nanobot sessions show KEY --all``). Run it with the Open WebUI venv's
 Python::
 
     /path/to/owui/bin/python scripts/openwebui_browser.py --owui /path/to/owui \\
-        --nanobot .venv/bin/nanobot --out /tmp/owui-run [--recipe]
+        --nanobot .venv/bin/nanobot --out /tmp/owui-run [--recipe] [--storage-url URL]
 """
 
 from __future__ import annotations
@@ -367,6 +367,8 @@ def prepare(args: argparse.Namespace) -> Run:
             "custom": {"apiBase": f"http://127.0.0.1:{run.ports['model']}/v1", "apiKey": "x"}
         },
     }
+    if args.storage_url:
+        settings["storage"] = {"url": args.storage_url}
     run.config.write_text(json.dumps(settings), encoding="utf-8")
     run.recording.unlink(missing_ok=True)
     return run
@@ -415,10 +417,14 @@ if __name__ == "__main__":
     parser.add_argument("--nanobot", default=".venv/bin/nanobot", help="the nanobot command")
     parser.add_argument("--out", required=True, help="folder for the recording and screenshots")
     parser.add_argument("--recipe", action="store_true", help="add the recipe's headers")
+    parser.add_argument(
+        "--storage-url", default="", help="nanobot's storage.url (PostgreSQL); SQLite if empty"
+    )
     prepared = prepare(parser.parse_args())
     asyncio.run(main(prepared))
     print(
         f"# Open WebUI 0.12.4, {'with the recipe' if prepared.args.recipe else 'forwarding only'}"
     )
+    print(f"# storage: {'PostgreSQL' if prepared.args.storage_url else 'SQLite'}")
     print(f"# requests recorded in {prepared.recording}")
     show_sessions(prepared.args.nanobot, prepared.config, prepared.workspace)

@@ -111,6 +111,12 @@ async def test_n_other_than_1_and_unserved_paths_say_what_to_do(tmp_path: Path) 
             )
         with pytest.raises(NotFoundError) as missing:
             await client.embeddings.create(model="nanobot-echo", input="x")
+        # A base URL without /v1 (a common slip) is told so.
+        origin = str(client.base_url).removesuffix("/v1/")
+        with pytest.raises(NotFoundError, match=r"the OpenAI API is under /v1 .*/v1/chat/com"):
+            await client.with_options(base_url=origin).chat.completions.create(
+                model="nanobot-echo", messages=[{"role": "user", "content": "x"}]
+            )
     message = str(missing.value)
     assert "/v1/embeddings is not served by this server" in message
     assert "POST /v1/chat/completions" in message
@@ -174,6 +180,15 @@ async def test_a_client_tool_round_trip_whole_and_streamed(tmp_path: Path) -> No
             assistant,
             {"role": "tool", "tool_call_id": streamed.id, "content": "ok"},
         ]
+        # A resend is matched against the paused turn: calls it never made are refused.
+        other = {**assistant, "tool_calls": [{**assistant["tool_calls"][0], "id": "call_other"}]}
+        with pytest.raises(BadRequestError, match="resends a tool call 'call_other'"):
+            await client.chat.completions.create(
+                model=MODEL,
+                messages=[resent[0], other, resent[2]],
+                tools=[WEATHER],
+                extra_body={"session_id": "s"},
+            )
         final = await client.chat.completions.create(
             model=MODEL, messages=resent, tools=[WEATHER], extra_body={"session_id": "s"}
         )

@@ -58,8 +58,12 @@ def refused(answer: httpx2.Response, status: int, kind: str) -> dict[str, Any]:
     return error
 
 
-async def test_two_keys_never_see_each_others_sessions_on_any_endpoint(config: Config) -> None:
+async def test_two_keys_never_see_each_others_sessions_on_any_endpoint(
+    config: Config, storage_url: str
+) -> None:
+    """On both storage backends (operations.md)."""
     agent = HistoryCounter()
+    config = attrs.evolve(config, storage=attrs.evolve(config.storage, url=storage_url))
     async with serving(keyed(config), agent) as client:
         assert reply_of(await chat(client, ALICE)) == "0 before"
         assert reply_of(await chat(client, ALICE)) == "1 before"

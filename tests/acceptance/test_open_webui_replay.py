@@ -12,9 +12,6 @@ back through the backend's own store.
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,31 +19,16 @@ import anyio
 import attrs
 import pytest
 
-from nanobot_api.adapters.media.postgres import PostgresMediaStore
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, ApiConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.app.wiring.storage import Storage, storage_for
 from nanobot_api.domain.branches import StoredTurn
 from nanobot_api.domain.sessions import SessionKey
-from nanobot_api.testing.postgres import scratch_database
-from tests.files import make_png
 from tests.fixtures.openwebui import FORWARDING_ONLY, RECIPE, Recorded, answer_text, recorded
 from tests.upstream import Received, ScriptedUpstream, Step, Text
 
 _DROPPED = {"host", "content-length", "accept-encoding"}
-
-
-@pytest.fixture(name="storage_url", params=["sqlite", "postgres"])
-async def _storage_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """``storage.url``: empty (SQLite files in the workspace), or the suite's one
-    PostgreSQL database, emptied after the test."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    url = request.getfixturevalue("shared_postgres_url")
-    async with scratch_database(url):
-        yield url
 
 
 def open_webui_backend(config: Config, upstream: str, storage_url: str = "") -> Config:
@@ -170,50 +152,3 @@ async def test_a_temporary_chat_leaves_nothing_once_idle_for_the_ttl(
                 await anyio.sleep(0.05)
             assert await store.turns(temporary) == ()
             assert set(await store.sessions()) == {chat}
-
-
-def uploads_by_session(media: Path) -> dict[str, str]:
-    """The session of each file in the uploads folder (from its sidecar) -> its name."""
-    return {
-        json.loads(sidecar.read_bytes())["session"]: sidecar.name.removesuffix(".json")
-        for sidecar in media.glob("*.json")
-    }
-
-
-async def test_uploads_to_a_temporary_chat_go_with_it(config: Config, storage_url: str) -> None:
-    """An API client's image in a temporary chat is removed with the chat (file, sidecar
-    and the database's copy); an upload to another session stays."""
-    picture = "data:image/png;base64," + base64.b64encode(make_png("temp")).decode()
-    content = [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": picture}},
-    ]
-    async with ScriptedUpstream(default=stand_in) as up:
-        served = open_webui_backend(config, up.base_url, storage_url)
-        served = attrs.evolve(served, api=attrs.evolve(served.api, temporary_ttl_s=1.0))
-        media = served.workspace / "media" / "api"
-        async with (
-            running_server(build(served)) as server,
-            aiohttp.ClientSession() as http,
-            backend_of(served).opened() as backend,
-        ):
-            for session in ("kept", "temporary:api-client"):
-                body = {"messages": [{"role": "user", "content": content}]}
-                headers = {"X-Session-Id": session}
-                url = server.origin + "/v1/chat/completions"
-                async with http.post(url, json=body, headers=headers) as response:
-                    assert response.status == 200, await response.text()
-            saved = uploads_by_session(media)
-            assert set(saved) == {"api:kept", "api:temporary:api-client"}
-            for _ in range(100):
-                if "api:temporary:api-client" not in uploads_by_session(media):
-                    break
-                await anyio.sleep(0.05)
-            assert {p.name for p in media.iterdir()} == {
-                saved["api:kept"],
-                saved["api:kept"] + ".json",
-            }
-            assert set(await backend.sessions.sessions()) == {SessionKey("api", "kept")}
-            if isinstance(backend.media, PostgresMediaStore):
-                assert await backend.media.load(saved["api:temporary:api-client"]) is None
-                assert await backend.media.load(saved["api:kept"]) is not None

@@ -1,7 +1,7 @@
 """A front end's regenerate or edit while a turn waits for the client's tool results
 (clients.md, "Client tools"): the pause is closed first (its missing calls get "not
 returned by the client"), then the branch is followed like any other; checked in the
-SQLite file a live server wrote, turn by turn."""
+store a live server wrote (SQLite file, PostgreSQL), turn by turn."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import attrs
+import pytest
 from openai import AsyncOpenAI
 
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, ApiConfig, Config, ProviderConfig
@@ -45,9 +46,11 @@ def shape(turn: StoredTurn) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 async def test_a_regenerate_and_an_edit_close_the_pause_then_follow_the_branch(
-    config: Config,
+    config: Config, storage: str, request: pytest.FixtureRequest
 ) -> None:
+    url = request.getfixturevalue("postgres_url") if storage == "postgres" else ""
     weather = Calls((("get_weather", json.dumps({"city": "Paris"})),))
     async with ScriptedUpstream() as up:
         up.add(Text("one"), weather, Text("sunny, I guess"), weather, Text("edited one"))
@@ -56,6 +59,7 @@ async def test_a_regenerate_and_an_edit_close_the_pause_then_follow_the_branch(
             api=ApiConfig(history="latest"),
             agents=AgentsConfig(AgentDefaults(model="scripted-1")),
             providers={"custom": ProviderConfig(api_base=up.base_url, api_key="unused")},
+            storage=attrs.evolve(config.storage, url=url),
         )
         async with (
             running_server(build(served)) as server,

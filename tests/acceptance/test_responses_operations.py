@@ -4,6 +4,8 @@ place under the limits on turns at once until it ends, not until its POST return
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import attrs
 import httpx2
@@ -61,3 +63,31 @@ async def test_a_background_turn_holds_its_slot_until_it_ends(config: Config) ->
         await _until_done(client, started.json()["id"])
         agent.gate("next").set()
         assert (await client.post("/v1/responses", json={"input": "next"})).status_code == 200
+
+
+async def test_a_retry_after_a_cut_background_stream_follows_the_same_turn(
+    config: Config,
+) -> None:
+    agent = GatedAgent(model="nanobot-echo")
+    body = {"input": "slow", "background": True, "stream": True}
+    key = {"Idempotency-Key": "bg-stream"}
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+    ):
+        async with client.stream("POST", "/v1/responses", json=body, headers=key) as first:
+            async for line in first.aiter_lines():
+                if line == "event: response.in_progress":
+                    break  # the client goes away; the turn runs on
+        agent.gate("slow").set()
+        async with client.stream("POST", "/v1/responses", json=body, headers=key) as again:
+            assert again.headers["Idempotent-Replayed"] == "true"
+            events = [
+                json.loads(line.removeprefix("data: "))
+                async for line in again.aiter_lines()
+                if line.startswith("data: ")
+            ]
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] == "response.completed"
+        assert events[-1]["response"]["output"][0]["content"][0]["text"] == "done slow"
+        assert len(agent.seen) == 1  # the retry ran no second turn

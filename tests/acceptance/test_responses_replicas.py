@@ -8,12 +8,15 @@ from pathlib import Path
 
 import anyio
 import attrs
+import httpx
 import pytest
-from openai import AsyncOpenAI
+from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import RunningServer, running_server
+from tests.acceptance.replicas import RoundRobinProxy
 from tests.fakes import GatedAgent
 from tests.upstream import Calls, ScriptedUpstream, Text
 
@@ -87,37 +90,44 @@ async def test_a_cancel_on_another_replica_stops_the_turn(shared: Config, tmp_pa
         assert events[-1].response.status == "cancelled"
 
 
-async def test_a_resent_conversation_resumes_the_paused_turn_on_another_replica(
+async def test_the_agents_sdk_tool_loop_runs_across_two_replicas(
     shared: Config, tmp_path: Path
 ) -> None:
-    """The Agents SDK's tool loop resends everything, naming no conversation: the
-    replica it lands on finds the paused session in the store."""
-    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    """Its tool loop resends the whole conversation, naming none; behind a round-robin
+    proxy the resend lands on the other replica, which finds the paused turn in the
+    store."""
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
     async with ScriptedUpstream() as up:
         providers = {"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up-123456")}
         config = attrs.evolve(
             shared, providers=providers, agents=AgentsConfig(AgentDefaults(model="m1"))
         )
         up.add(Calls((("get_weather", json.dumps({"city": "Oslo"})),)), Text("Sunny."))
+        # A connection per request, so the proxy alternates replicas.
+        fresh = DefaultAsyncHttpxClient(limits=httpx.Limits(max_keepalive_connections=0))
         async with (
             running_server(build(config)) as one,
             running_server(build(_elsewhere(config, tmp_path))) as two,
-            sdk(one) as first,
-            sdk(two) as second,
+            RoundRobinProxy([one.port, two.port]) as proxy,
+            AsyncOpenAI(base_url=f"{proxy.origin}/v1", api_key="x", http_client=fresh) as client,
         ):
-            paused = await first.responses.create(model="m1", input="weather?", tools=[tool])
-            (call,) = [o for o in paused.output if o.type == "function_call"]
-            resent: list[object] = [
-                {"role": "user", "content": "weather?"},
-                call.model_dump(exclude_none=True),
-                {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
-            ]
-            done = await second.responses.create(model="m1", input=resent, tools=[tool])  # type: ignore[arg-type]
-            assert done.output_text == "Sunny."
-            assert done.conversation is None or done.conversation.id == paused.id
-            assert up.received[-1].messages[-1]["content"] == "sunny"
+            model = OpenAIResponsesModel(model="m1", openai_client=client)
+            agent = Agent(name="weather", model=model, tools=[get_weather])
+            result = await Runner.run(
+                agent, "weather?", run_config=RunConfig(tracing_disabled=True)
+            )
+            assert result.final_output == "Sunny."
+            assert sorted(proxy.connections.values()) == [1, 1]  # one request on each
+            assert up.received[-1].messages[-1]["content"] == "sunny in Oslo"
             # One conversation: the paused turn was resumed, not a new one started.
-            items = await second.conversations.items.list(paused.id, order="asc")
+            conversation = result.raw_responses[0].response_id
+            assert conversation is not None
+            items = await client.conversations.items.list(conversation, order="asc")
             assert [i.role for i in items.data if i.type == "message"] == ["user", "assistant"]
 
 

@@ -78,14 +78,30 @@ def test_a_busy_port_is_one_line_and_exit_2_from_the_cli_and_the_library(tmp_pat
         assert "--port" in line
 
 
-def test_a_corrupt_sessions_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("store", "workers"), [("sessions", "1"), ("responses", "1"), ("responses", "2")]
+)
+def test_a_corrupt_store_file_is_one_line_and_exit_2(
+    tmp_path: Path, store: str, workers: str
+) -> None:
+    """Found at start-up (the responses file too, when it exists), not by a request."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "sessions.sqlite3").write_bytes(b"not a database, " * 512)
+    (workspace / f"{store}.sqlite3").write_bytes(b"not a database, " * 512)
     line = _refused(
-        [*NANOBOT, "serve", "--port", str(_free_port()), "-w", str(workspace)], tmp_path
+        [
+            *NANOBOT,
+            "serve",
+            "--port",
+            str(_free_port()),
+            "-w",
+            str(workspace),
+            "--workers",
+            workers,
+        ],
+        tmp_path,
     )
-    assert "sessions" in line
+    assert store in line
     assert "not a readable SQLite database" in line
     assert "backup" in line
 
@@ -137,4 +153,7 @@ def test_the_start_up_lines_name_model_provider_storage_workers_and_listen_once_
     assert "storage: SQLite in" in said
     assert "1 worker" in said
     assert "sk-secret-1" not in said + rest
+    assert "Running on" not in said + rest  # Hypercorn's own line would say it again
     assert server.returncode == 0
+    # Nothing asked for responses: no file of theirs (it is made on first use).
+    assert not (tmp_path / "ws" / "responses.sqlite3").exists()

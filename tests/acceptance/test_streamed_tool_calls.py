@@ -14,7 +14,7 @@ import attrs
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from tests.upstream import Calls, ScriptedUpstream
+from tests.upstream import Calls, ScriptedUpstream, Text
 
 MODEL = "MiniMax-M2.7"
 KEY = "sk-up-secret-0042"
@@ -27,8 +27,9 @@ WEATHER: Any = {
 }
 
 
-async def _stream_deltas(base_url: str, session: str, up: ScriptedUpstream) -> list[Any]:
-    """Every ``delta.tool_calls`` entry of a streamed request, in order, and the finish."""
+async def _stream_deltas(base_url: str, session: str, finish: str = "tool_calls") -> list[Any]:
+    """Every ``delta.tool_calls`` entry of a streamed request, in order (the stream
+    must end with ``finish``)."""
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "weather in Paris?"}],
@@ -45,7 +46,7 @@ async def _stream_deltas(base_url: str, session: str, up: ScriptedUpstream) -> l
     events = [e.removeprefix("data: ") for e in raw.split("\n\n") if e.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["choices"][0]["finish_reason"] == finish
     return [call for c in chunks for call in c["choices"][0]["delta"].get("tool_calls", [])]
 
 
@@ -74,7 +75,7 @@ async def test_a_streamed_call_comes_in_pieces_and_only_the_clients_calls_show(
         up.add(Calls((message, weather, secret)))
         providers = {"custom": ProviderConfig(api_base=up.base_url, api_key=KEY)}
         async with running_server(build(attrs.evolve(config, providers=providers))) as server:
-            deltas = await _stream_deltas(server.base_url, "pieces", up)
+            deltas = await _stream_deltas(server.base_url, "pieces")
     first = deltas[0]
     assert first["index"] == 0
     assert first["type"] == "function"
@@ -90,3 +91,28 @@ async def test_a_streamed_call_comes_in_pieces_and_only_the_clients_calls_show(
     # A configured secret split across two pieces is masked all the same.
     assert json.loads(calls[1]["arguments"]) == {"city": "***"}
     assert KEY not in json.dumps(deltas)
+
+
+async def test_a_call_cut_at_the_reply_bound_ends_the_stream_for_length(tmp_path: Path) -> None:
+    """Pieces already sent cannot be taken back: the stream says the answer was cut,
+    and the turn is not paused (the next message is an ordinary turn)."""
+    runaway = ("get_weather", json.dumps({"city": "x" * 400}))
+    config = Config(
+        agents=AgentsConfig(AgentDefaults(model=MODEL, max_reply_chars=100)),
+        workspace=tmp_path / "ws",
+    )
+    async with ScriptedUpstream() as up:
+        up.add(Calls((runaway,)), Text("fine"))
+        providers = {"custom": ProviderConfig(api_base=up.base_url, api_key=KEY)}
+        async with running_server(build(attrs.evolve(config, providers=providers))) as server:
+            deltas = await _stream_deltas(server.base_url, "cut", finish="length")
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{server.base_url}/chat/completions",
+                    json={"messages": [{"role": "user", "content": "hi"}], "session_id": "cut"},
+                ) as resp,
+            ):
+                after = await resp.json()
+    assert deltas[0]["function"]["name"] == "get_weather"
+    assert after["choices"][0]["message"]["content"] == "fine"

@@ -71,3 +71,13 @@ async def test_uploads_saved_since_or_in_use_stay(store: UploadStore, root: Path
     assert {running, later} <= names(root)
     if isinstance(store, PostgresMediaStore):
         assert await store.load(running) is not None
+
+
+async def test_sessions_with_old_uploads_are_found_under_a_prefix(store: UploadStore) -> None:
+    await saved(store, KEPT)
+    await saved(store, GONE)
+    await saved(store, GONE)
+    await saved(store, SessionKey("api", "other"))
+    await saved(store, SessionKey("api", "temporary:running"), released=False)
+    assert await store.sessions_with_uploads("api:temporary:", time.time() + 1) == (GONE, KEPT)
+    assert await store.sessions_with_uploads("api:temporary:", time.time() - 60) == ()

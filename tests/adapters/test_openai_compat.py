@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nanobot_api.adapters.llm.openai_compat import OpenAICompatChatModel
 from nanobot_api.adapters.llm.openai_wire import StreamAccumulator
@@ -341,3 +344,31 @@ def test_streamed_calls_are_handed_on_in_pieces_with_the_ids_of_the_whole_calls(
         ToolCallPiece(1, "call_b", "echo", "{}"),
         ToolCallPiece(0, "", "", " 1}"),
     ]
+
+
+@given(
+    st.lists(st.lists(st.text(max_size=6), min_size=1, max_size=5), min_size=1, max_size=3),
+    st.randoms(use_true_random=False),
+)
+def test_pieces_joined_are_the_whole_calls_however_the_chunks_interleave(
+    fragments: list[list[str]], rng: random.Random
+) -> None:
+    # Each call: a first chunk naming it, then its argument fragments; calls interleaved.
+    queues = [
+        [{"index": i, "id": f"c{i}", "function": {"name": f"f{i}", "arguments": ""}}]
+        + [{"index": i, "function": {"arguments": text}} for text in texts]
+        for i, texts in enumerate(fragments)
+    ]
+    acc = StreamAccumulator()
+    pieces: list[ToolCallPiece] = []
+    while any(queues):
+        queue = rng.choice([q for q in queues if q])
+        item = {"choices": [{"index": 0, "delta": {"tool_calls": [queue.pop(0)]}}]}
+        acc.add(json.dumps(item), item)
+        pieces += acc.take_pieces()
+    calls = acc.response().message.tool_calls
+    for index, call in enumerate(calls):
+        mine = [p for p in pieces if p.index == index]
+        assert (mine[0].id, mine[0].name) == (call.id, call.name)
+        assert not any(p.starts_call for p in mine[1:])
+        assert "".join(p.arguments for p in mine) == call.arguments == "".join(fragments[index])

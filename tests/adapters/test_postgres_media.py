@@ -84,3 +84,31 @@ async def test_nothing_but_the_sessions_own_uploads_is_found_or_fetched(
     assert await there.local_copy(str(tmp_path / "a" / "sessions.sqlite3")) is None
     assert await there.local_copy(theirs + ".json") is None
     assert not (tmp_path / "b" / "media").exists()  # nothing was fetched
+
+
+async def test_the_table_keeps_under_its_bound_dropping_the_oldest_but_files_in_use(
+    db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """api.maxMediaMb holds for the database too, whichever replica saves."""
+    local = FilesystemMediaStore.in_workspace(tmp_path)
+    store = PostgresMediaStore(db, local, max_bytes=250)
+    running = Path(await store.save(b"r" * 100, FileKind.TEXT, "running.txt", A))  # in use
+    saved = []
+    for n in range(4):
+        path = Path(await store.save(bytes([n]) * 100, FileKind.TEXT, f"{n}.txt", A))
+        await store.release([str(path)])
+        saved.append(path.name)
+    assert await names(db) == [running.name, saved[3]]
+    # Another replica cannot know which files this one's turns use: it leaves every
+    # file younger than a turn's budget, even over the bound.
+    there = PostgresMediaStore(
+        db, FilesystemMediaStore.in_workspace(tmp_path / "b"), max_bytes=250, busy_s=60
+    )
+    newest = Path(await there.save(b"n" * 100, FileKind.TEXT, "n.txt", A))
+    assert await names(db) == [running.name, saved[3], newest.name]
+
+
+async def names(db: PostgresDatabase) -> list[str]:
+    async with db.connection() as conn:
+        cursor = await conn.execute("SELECT name FROM media ORDER BY created_at")
+        return [str(row[0]) for row in await cursor.fetchall()]

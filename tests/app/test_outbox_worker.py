@@ -211,3 +211,20 @@ async def test_stop_lets_a_delivery_under_way_finish() -> None:
         worker.stop()
         gate.set()
     assert await statuses(outbox) == {"e1": "delivered"}
+
+
+async def test_a_stopped_worker_ends_at_once_with_claims_to_keep() -> None:
+    """Its claim keeper sleeps a third of a claim between renewals; a stop (a server's
+    shutdown) must not wait for it."""
+    outbox, channel = InMemoryOutbox(), ScriptedChannel()
+    gate = anyio.Event()
+    channel.script.append(gate)
+    await outbox.enqueue(pending(1))
+    worker = OutboxWorker(Courier(outbox, {"telegram": channel}, policy=FAST), claim_s=30.0)
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.run)
+            await channel.wait_active(1)
+            worker.stop()
+            gate.set()  # the delivery under way still finishes
+    assert await statuses(outbox) == {"e1": "delivered"}

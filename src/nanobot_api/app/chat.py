@@ -26,6 +26,7 @@ from nanobot_api.domain.conversation import (
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, TurnTimedOut
 from nanobot_api.domain.models import ToolCallPiece, ToolSpec
 from nanobot_api.domain.pauses import (
+    check_resent,
     check_results,
     closed,
     expired,
@@ -126,7 +127,7 @@ class ChatService:
         if request.continues:
             # Checked again under the session's lock; here so a stream is refused with
             # a 400 before it starts.
-            await self._check_results(request.session, request.tool_results)
+            await self._check_results(request)
         images, documents = await self._attachments.accept(request.uploads, request.session)
         return PreparedTurn(
             request.session,
@@ -142,11 +143,12 @@ class ChatService:
             continues=request.continues,
         )
 
-    async def _check_results(self, session: SessionKey, results: Sequence[Message]) -> None:
-        _, last = await self._store.last_turn(session)
+    async def _check_results(self, request: ChatRequest) -> None:
+        _, last = await self._store.last_turn(request.session)
         if last is not None and expired(last, self._clock(), self._tool_result_timeout_s):
             last = None  # expired: its calls no longer wait
-        check_results(last, results)
+        check_resent(last, request.resent_calls, f"messages[{request.resent_at}]")
+        check_results(last, request.tool_results)
 
     async def run(self, turn: PreparedTurn, reply: Reply) -> TurnResult:
         kept = False

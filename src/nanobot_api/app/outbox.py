@@ -223,24 +223,28 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Delivers until :meth:`stop` is called (or the task is cancelled)."""
-        async with anyio.create_task_group() as group:
+        async with anyio.create_task_group() as keeping:
             if self._claim_s is not None:
-                group.start_soon(self._keep_claims, self._claim_s)
-            while not self._stopping:
-                try:
-                    next_due = await self._round(group)
-                except Exception:
-                    # The outbox file is unreadable for a moment (locked, a full disk):
-                    # keep serving and look again at the next poll.
-                    log.exception("outbox: looking for due events failed")
-                    next_due = None
-                wait = self._poll_s
-                if next_due is not None:
-                    wait = min(wait, max(0.0, next_due - self._courier.now()))
-                if wait > 0 or len(self._courier.in_flight) >= self._max_in_flight:
-                    with anyio.move_on_after(wait if wait > 0 else self._poll_s):
-                        await self._changed.wait()
-                self._changed = anyio.Event()
+                keeping.start_soon(self._keep_claims, self._claim_s)
+            async with anyio.create_task_group() as group:
+                while not self._stopping:
+                    try:
+                        next_due = await self._round(group)
+                    except Exception:
+                        # The outbox file is unreadable for a moment (locked, a full
+                        # disk): keep serving and look again at the next poll.
+                        log.exception("outbox: looking for due events failed")
+                        next_due = None
+                    wait = self._poll_s
+                    if next_due is not None:
+                        wait = min(wait, max(0.0, next_due - self._courier.now()))
+                    if wait > 0 or len(self._courier.in_flight) >= self._max_in_flight:
+                        with anyio.move_on_after(wait if wait > 0 else self._poll_s):
+                            await self._changed.wait()
+                    self._changed = anyio.Event()
+            # Every delivery has ended: no claim is left to keep. (Waiting for the
+            # keeper's next turn held every shutdown for up to storage.leaseS / 3.)
+            keeping.cancel_scope.cancel()
 
     async def _keep_claims(self, claim_s: float) -> None:
         """Extends the claims of the events being delivered, a few times per claim

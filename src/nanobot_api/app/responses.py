@@ -67,6 +67,10 @@ POLL_S: Final = 0.2
 LEASE_S: Final = 30.0
 
 
+async def _nothing() -> None:
+    pass
+
+
 class LiveRun:
     """A response running in this process: its record, its steps so far, and a wake-up
     for whoever follows them."""
@@ -211,12 +215,7 @@ class ResponsesService:
             release = hold.keep() if hold is not None and request.background else None
 
             async def execute() -> None:
-                try:
-                    await self._execute(run, prepared, store=store)
-                finally:
-                    if release is not None:
-                        with anyio.CancelScope(shield=True):
-                            await release()
+                await self._execute(run, prepared, store=store, release=release or _nothing)
 
             self._spawn(execute)
         else:
@@ -381,7 +380,16 @@ class ResponsesService:
         if not await self._store.delete(response_id):
             raise NotFound(f"No response found with id '{response_id}'", "response_id")
 
-    async def _execute(self, run: LiveRun, prepared: PreparedTurn, *, store: bool) -> None:
+    async def _execute(
+        self,
+        run: LiveRun,
+        prepared: PreparedTurn,
+        *,
+        store: bool,
+        release: Callable[[], Awaitable[None]] = _nothing,
+    ) -> None:
+        """Runs the turn, then lets go of what it held (``release``) before it ends
+        the run: whoever sees the response ended may start another turn at once."""
         client_tools = frozenset(tool.name for tool in prepared.options.tools)
         reply = _StepReply(run, self._redact, client_tools)
         result: TurnResult | None = None
@@ -404,11 +412,13 @@ class ResponsesService:
         except anyio.get_cancelled_exc_class():
             # The client of a foreground response left, or the server is stopping.
             with anyio.CancelScope(shield=True):
+                await release()
                 await self._end(run, Ended("failed", Usage(), INTERRUPTED), store=store)
             raise
         except Exception as exc:  # a store write of the run's own failed
             failure = exc
         with anyio.CancelScope(shield=True):
+            await release()
             if result is not None:
                 # The client's own tools the model called: the turn waits for their
                 # results (function_call items; the next response carries the outputs).

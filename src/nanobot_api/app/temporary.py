@@ -4,6 +4,12 @@ Open WebUI keeps a temporary chat nowhere, and names it ``temporary:<socket id>`
 server must not keep it for ever either. Every session under that name is deleted,
 superseded turns included, once no turn has been stored in it for ``api.temporaryTtlS``,
 and the files uploaded in it go with it (an API client may send images to one).
+
+Uploads can also outlive their session another way: another replica forgot it (this
+machine still has its working copy), or a turn saved a file and never committed (the
+process was killed). So now and then the sweep also removes the uploads of temporary
+chats that hold no turn at all; that pass reads every upload's metadata, so it runs
+less often than the sessions' sweep.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ TEMPORARY_KEYS: Final = f"{API_CHANNEL}:{TEMPORARY_CHAT}"
 # A sweep is one indexed range query; running it this often keeps a temporary chat
 # at most this long past its time.
 MAX_SWEEP_EVERY_S: Final = 30.0
+# The uploads left without a session are looked for at most this often.
+MAX_ORPHANS_EVERY_S: Final = 300.0
 log = logging.getLogger(__name__)
 
 
@@ -45,18 +53,37 @@ class TemporaryChats:
         self._ttl_s = ttl_s
         self._clock = clock
         self.every_s = min(ttl_s / 4, MAX_SWEEP_EVERY_S)
+        self.orphans_every_s = min(ttl_s, MAX_ORPHANS_EVERY_S)
+        self._orphans_due = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
         """Deletes the temporary chats idle for the TTL and their uploads; returns how
         many chats went."""
-        idle_since = self._clock() - self._ttl_s
+        now = self._clock()
+        idle_since = now - self._ttl_s
         gone = await self._store.forget_idle(TEMPORARY_KEYS, idle_since)
-        if gone and self._uploads is not None:
+        if self._uploads is None:
+            return len(gone)
+        if gone:
             # Files saved since the cut-off belong to a turn that began meanwhile (the
             # session starts again with it): they stay.
             await self._uploads.forget_uploads(gone, idle_since)
+        if now >= self._orphans_due:
+            self._orphans_due = now + self.orphans_every_s
+            await self._forget_orphans(self._uploads, idle_since)
         return len(gone)
+
+    async def _forget_orphans(self, uploads: ForgetsUploads, idle_since: float) -> None:
+        """Removes the old uploads of temporary chats that hold no turn."""
+        orphans = [
+            key
+            for key in await uploads.sessions_with_uploads(TEMPORARY_KEYS, idle_since)
+            if (await self._store.last_turn(key))[0] == 0
+        ]
+        if orphans:
+            removed = await uploads.forget_uploads(orphans, idle_since)
+            log.info("temporary chats: removed %d upload(s) left by no session", removed)
 
     async def _run(self) -> None:
         while True:

@@ -56,6 +56,23 @@ def check_results(record: TurnRecord | None, results: Sequence[Message]) -> None
             raise InvalidRequest(f"Unknown tool_call_id '{result.tool_call_id}': {why}", "messages")
 
 
+def check_resent(record: TurnRecord | None, call_ids: Sequence[str], param: str) -> None:
+    """Refuses a resent assistant message (``param``) whose tool calls are not the
+    calls of the paused turn it claims to be; nothing to check when nothing waits (the
+    results are refused then) or when the resend carries no call ids."""
+    if record is None or record.paused_at is None:
+        return
+    made = [call.id for m in record.messages if m.role == "assistant" for call in m.tool_calls]
+    strangers = [call_id for call_id in call_ids if call_id not in made]
+    if strangers:
+        raise InvalidRequest(
+            f"{param} resends a tool call '{strangers[0]}' that the paused turn of this "
+            f"session did not make (it made: {', '.join(made)}): resend that turn as it "
+            "was, or send only the tool messages",
+            param,
+        )
+
+
 def with_results(record: TurnRecord, results: Sequence[Message]) -> TurnRecord:
     """The paused turn with the client's results added, in the order of its calls; a
     call the client left out gets :data:`NOT_RETURNED`. No longer paused."""

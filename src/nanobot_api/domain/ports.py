@@ -268,6 +268,14 @@ class ForgetsUploads(Protocol):
         how many copies went. A copy saved since (a new turn of a session forgotten
         meanwhile) stays with that turn."""
 
+    async def sessions_with_uploads(
+        self, key_prefix: str, saved_before: float
+    ) -> tuple[SessionKey, ...]:
+        """Every session whose key starts with ``key_prefix`` that has a copy saved
+        before ``saved_before`` which ``forget_uploads`` would remove (on this machine
+        or in the shared store), in key order: how a sweep finds uploads left by a
+        session forgotten elsewhere, or by a turn that never committed."""
+
 
 class UploadCopies(Protocol):
     """Uploads as files on this machine, wherever they were saved (with several

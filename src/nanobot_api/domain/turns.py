@@ -48,7 +48,8 @@ class ChatRequest:
     any session. ``options`` is what the client asked of the turn besides its message.
     ``tool_results`` answer the client-tool calls of the session's paused turn;
     ``continues`` says the request holds no new user message, only those results, so
-    the paused turn goes on.
+    the paused turn goes on; ``resent_calls`` are the call ids of the paused turn's
+    assistant message when the request resends it (at ``messages[resent_at]``).
     """
 
     session: SessionKey
@@ -64,6 +65,8 @@ class ChatRequest:
     options: TurnOptions = NO_OPTIONS
     tool_results: tuple[Message, ...] = ()
     continues: bool = False
+    resent_calls: tuple[str, ...] = ()
+    resent_at: int = -1
 
 
 @attrs.frozen

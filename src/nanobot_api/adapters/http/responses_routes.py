@@ -38,7 +38,7 @@ from nanobot_api.adapters.http.wire import load_json_body
 from nanobot_api.domain.conversations import check_metadata, check_page
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.ports import Conversations, ResponseRun, ResponseTurns
-from nanobot_api.domain.responses import ResponseRecord, check_response_id
+from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, check_response_id
 from nanobot_api.domain.sessions import SessionKey, api_session
 
 RESPONSES_PATH: Final = "/v1/responses"
@@ -81,14 +81,16 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
         channel = caller_channel()
         run = await responses.create(parsed, channel, turn_slot_of(request.scope))
         if parsed.stream:
-            return _stream(settings, responses, run, channel, tool_events=parsed.tool_events)
-        if run.failure is not None and not run.record.background:
+            answer = _stream(settings, responses, run, channel, tool_events=parsed.tool_events)
+        elif run.failure is not None and not run.record.background:
             status, error = failure_body(run.failure)
             return json_response(error, status)
-        answer = json_response(response_json(run.record))
+        else:
+            answer = json_response(response_json(run.record))
         if run.record.background:
-            # Where it stands from now on: a retry with its Idempotency-Key gets that.
-            answer.headers["Content-Location"] = f"{RESPONSES_PATH}/{run.record.id}"
+            # Where it stands from now on: a retry with its Idempotency-Key gets that
+            # (a stream, from its first event, if this was one).
+            answer.headers["Content-Location"] = _location(run.record.id, parsed)
         return answer
 
     @app.get(f"{RESPONSES_PATH}/<response_id>")
@@ -185,6 +187,15 @@ def install_conversations(app: Quart, conversations: Conversations) -> None:
         return json_response(
             {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
         )
+
+
+def _location(response_id: str, parsed: ResponseRequest) -> str:
+    location = f"{RESPONSES_PATH}/{response_id}"
+    if parsed.stream:
+        location += "?stream=true"
+        if parsed.tool_events:
+            location += f"&include={TOOL_EVENTS}"
+    return location
 
 
 def _query_flag(name: str) -> bool:

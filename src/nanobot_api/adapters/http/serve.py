@@ -11,13 +11,22 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
 
+def _not_running_on(record: logging.LogRecord) -> bool:
+    # Hypercorn's "Running on ..." repeats our "listening on" line, once per worker, and
+    # under --workers before it (operations.md: "listening" once the socket is bound).
+    return not (record.levelno == logging.INFO and str(record.msg).startswith("Running on"))
+
+
 def hypercorn_config(binds: list[str], *, graceful_timeout_s: float = 5.0) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = binds
     # Per-request access logs cost more than the echo turn itself; errors are still logged.
     config.accesslog = None
     # Hypercorn's own messages go through logging like ours, printed once.
-    config.errorlog = logging.getLogger("hypercorn.error")
+    errors = logging.getLogger("hypercorn.error")
+    if _not_running_on not in errors.filters:
+        errors.addFilter(_not_running_on)
+    config.errorlog = errors
     config.graceful_timeout = graceful_timeout_s
     config.keep_alive_timeout = 75
     # Hypercorn's default of 100 pending connections overflowed when a thousand clients

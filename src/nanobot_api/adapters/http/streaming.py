@@ -186,6 +186,11 @@ class _StreamReply(SilentReply):
             return  # a piece of no call that started: nothing to add it to
         await self._stream.write(self._events.call_piece(piece))
 
+    @property
+    def streamed_calls(self) -> bool:
+        """Whether any call of the client's went out in pieces."""
+        return bool(self._calls)
+
     def rest_of_calls(self, calls: Sequence[ToolCall]) -> list[object]:
         """The deltas that complete the client's ``calls`` after the pieces already
         sent: a streamed call's arguments not sent yet, and each call not streamed."""
@@ -266,7 +271,12 @@ async def stream_turn(
         rest = reply.rest_of_calls(result.tool_calls)
         if rest:
             await stream.write(chunk({"tool_calls": rest}))
-        await stream.write(chunk({}, result.finish_reason))
+        finish = result.finish_reason
+        if reply.streamed_calls and not result.tool_calls:
+            # Calls began but the turn has none: the answer was cut at the reply bound
+            # mid-call, so what was shown is unfinished (OpenAI's "length").
+            finish = "length"
+        await stream.write(chunk({}, finish))
         if include_usage:
             usage = chunk_json(completion_id, created, turns.model, {})
             usage["choices"] = []

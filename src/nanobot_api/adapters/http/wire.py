@@ -304,6 +304,8 @@ def parse_chat_json(
             options=asks,
             tool_results=results,
             continues=True,
+            resent_calls=_call_ids(messages[at.results[0] - 1]),
+            resent_at=at.results[0] - 1,
         )
     where = f"messages[{at.index}]"
     message = _structure(messages[at.index], UserMessage, where)
@@ -358,6 +360,19 @@ def _tool_result(raw: object, index: int) -> Message:
     if isinstance(content, list):
         content = "\n".join(part.text for part in content if isinstance(part, TextPart))
     return Message.tool_result(message.tool_call_id, check_text(content or "", f"{where}.content"))
+
+
+def _call_ids(message: object) -> tuple[str, ...]:
+    """The tool-call ids of a resent assistant message (read leniently: only compared
+    with the paused turn's; nothing for any other message)."""
+    if not isinstance(message, dict) or message.get("role") != "assistant":
+        return ()
+    calls = message.get("tool_calls")
+    return tuple(
+        call["id"]
+        for call in (calls if isinstance(calls, list) else ())
+        if isinstance(call, dict) and isinstance(call.get("id"), str)
+    )
 
 
 def _role(message: object) -> str | None:

@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -84,16 +84,42 @@ class FilesystemMediaStore:
             return 0
         return await anyio.to_thread.run_sync(self._forget_uploads, names, saved_before)
 
+    async def sessions_with_uploads(
+        self, key_prefix: str, saved_before: float
+    ) -> tuple[SessionKey, ...]:
+        """The sessions under ``key_prefix`` with a copy here saved before ``saved_before``
+        that no running turn uses, in key order."""
+        found = await anyio.to_thread.run_sync(
+            self._sessions_with_uploads, key_prefix, saved_before
+        )
+        return tuple(SessionKey.parse(name) for name in sorted(found))
+
     def in_use(self) -> frozenset[str]:
         """The stored names of the copies that running turns use."""
         return frozenset(Path(path).name for path in self._in_use)
 
     def _forget_uploads(self, sessions: set[str], saved_before: float) -> int:
-        # One pass over the sidecars: only a sweep that forgot sessions comes here.
         gone = 0
+        for _, path, sidecar in self._saved(sessions.__contains__, saved_before):
+            freed = _unlink(path) + _unlink(sidecar)
+            if self._usage is not None:
+                self._usage -= freed
+            gone += 1
+        return gone
+
+    def _sessions_with_uploads(self, prefix: str, saved_before: float) -> set[str]:
+        return {name for name, _, _ in self._saved(lambda s: s.startswith(prefix), saved_before)}
+
+    def _saved(
+        self, session: Callable[[str], bool], saved_before: float
+    ) -> Iterator[tuple[str, Path, Path]]:
+        """(session, copy, sidecar) of each copy of a session ``session`` accepts, saved
+        before ``saved_before`` and not in use. One pass over the sidecars: only the
+        temporary chats' sweep asks."""
         for sidecar in _sidecars(self._root):
             meta = _sidecar(sidecar)
-            if meta is None or meta.get("session") not in sessions:
+            name = None if meta is None else meta.get("session")
+            if not isinstance(name, str) or not session(name):
                 continue
             path = sidecar.with_name(sidecar.name.removesuffix(_SIDECAR))
             if str(path) in self._in_use:
@@ -102,13 +128,8 @@ class FilesystemMediaStore:
                 saved = sidecar.stat().st_mtime
             except OSError:
                 continue  # removed meanwhile
-            if saved >= saved_before:
-                continue
-            freed = _unlink(path) + _unlink(sidecar)
-            if self._usage is not None:
-                self._usage -= freed
-            gone += 1
-        return gone
+            if saved < saved_before:
+                yield name, path, sidecar
 
     def _forget(self, path: str) -> bool:
         if self._in_use[path] <= 1:

@@ -19,17 +19,29 @@ class PostgresMediaStore:
     working copy on this replica's disk (what the agent's tools and channels open).
 
     The copy is written first, then the row; a row that cannot be written removes the
-    copy, so a file is never kept on one replica only. :meth:`load` gives any replica
-    the bytes of a file saved by another, by the name the copy was given.
+    copy, so a file is never kept on one replica only. With ``max_bytes``, the table
+    is bounded as the folder is: a save that takes it over removes the oldest files
+    (none saved in the last ``busy_s`` seconds: a turn may still use it elsewhere).
+    :meth:`load` gives any replica the bytes of a file saved by another, by the name
+    the copy was given.
 
     It is also SessionUploads and UploadCopies: the ``media`` table says which uploads
     a session has (whichever replica took them), and a replica without a working copy
     of one fetches it from the table on demand.
     """
 
-    def __init__(self, db: PostgresDatabase, local: FilesystemMediaStore) -> None:
+    def __init__(
+        self,
+        db: PostgresDatabase,
+        local: FilesystemMediaStore,
+        *,
+        max_bytes: int | None = None,
+        busy_s: float = 0.0,
+    ) -> None:
         self._db = db
         self._local = local
+        self._max_bytes = max_bytes
+        self._busy_s = busy_s
 
     async def save(
         self,
@@ -58,7 +70,37 @@ class PostgresMediaStore:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_remove, Path(path))
             raise
+        if self._max_bytes is not None:
+            await self._keep_within(self._max_bytes)
         return path
+
+    async def _keep_within(self, limit: int) -> None:
+        """Removes the oldest files until the table holds at most ``limit`` bytes
+        (``api.maxMediaMb``, for every replica; each also bounds its own working copies).
+
+        Never one that a turn running here uses, nor one saved in the last ``busy_s``
+        seconds: which files another replica's running turns use is known only there,
+        and a turn's files are never older than its time budget."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute("SELECT COALESCE(SUM(size), 0) FROM media")
+            row = await cursor.fetchone()
+            total = 0 if row is None else int(row[0])
+            if total <= limit:
+                return
+            cursor = await conn.execute(
+                "SELECT name, size FROM media WHERE created_at < %s ORDER BY created_at, name",
+                (time.time() - self._busy_s,),
+            )
+            rows = await cursor.fetchall()
+            in_use = self._local.in_use()
+            doomed: list[str] = []
+            for name, size in rows:
+                if total <= limit:
+                    break
+                if name not in in_use:
+                    doomed.append(name)
+                    total -= int(size)
+            await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (doomed,))
 
     async def release(self, paths: Iterable[str]) -> None:
         """The files of a turn that completed: kept, here and in the database."""
@@ -85,8 +127,24 @@ class PostgresMediaStore:
                 (keys, saved_before, sorted(self._local.in_use())),
             )
             gone = cursor.rowcount
-        await self._local.forget_uploads(sessions, saved_before)
-        return gone
+        # A working copy whose row another replica removed counts as well.
+        return max(gone, await self._local.forget_uploads(sessions, saved_before))
+
+    async def sessions_with_uploads(
+        self, key_prefix: str, saved_before: float
+    ) -> tuple[SessionKey, ...]:
+        """The sessions under ``key_prefix`` with a row saved before ``saved_before``, or a
+        working copy on this replica (whose row another replica may have removed)."""
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT DISTINCT session_key FROM media WHERE starts_with(session_key, %s) "
+                "AND created_at < %s AND name <> ALL(%s)",
+                (key_prefix, saved_before, sorted(self._local.in_use())),
+            )
+            names = {str(row[0]) for row in await cursor.fetchall()}
+        here = await self._local.sessions_with_uploads(key_prefix, saved_before)
+        names.update(str(key) for key in here)
+        return tuple(SessionKey.parse(name) for name in sorted(names))
 
     async def adopt(self, name: str, data: bytes, meta: dict[str, object]) -> bool:
         """Stores a file another store saved (``nanobot storage import``) under its name,

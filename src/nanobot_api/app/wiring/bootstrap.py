@@ -145,6 +145,10 @@ def build(
     operations = operations_for(config, health, metrics, storage.requests)
     app = create_quart_app(service, settings, operations)
     set_gate(app, gate)
+    # Background responses run as Quart background tasks. `nanobot serve` drains them
+    # within the grace before Quart stops; served any other way, Quart itself waits
+    # for them that long (not its default 5 s), then cancels them: each ends failed.
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = config.api.shutdown_grace_s
     _redact_logs_while_serving(app, redactor)
     install_responses_api(
         app,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
+import anyio
 from quart import Quart
 
 from nanobot_api.adapters.http.ids import new_id
@@ -24,6 +26,7 @@ from nanobot_api.adapters.storage.sqlite_responses import (
 )
 from nanobot_api.app.conversations import ConversationsService
 from nanobot_api.app.responses import LEASE_S, ResponsesService
+from nanobot_api.app.wiring.lifecycle import Opener, add_opener
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
     ChatTurns,
@@ -121,6 +124,22 @@ def install_responses_api(
         ),
     )
     # Opened on first use, not at start-up: a server whose clients never use these
-    # APIs keeps no file for them in its workspace.
+    # APIs keeps no file for them in its workspace. A file already there is checked
+    # at start-up, though: a corrupt one is one line and exit 2, not a 500 later.
     for file in files:
         app.after_serving(file.close)
+    if files:
+        add_opener(app, Opener("responses", path, partial(_open_if_present, files)))
+
+
+async def _open_if_present(files: Sequence[SqliteResponseStore | SqliteConversationStore]) -> None:
+    if await anyio.Path(files[0].path).exists():
+        for file in files:
+            await file.open()
+
+
+async def check_responses_file(workspace: Path) -> None:
+    """Opens and closes ``<workspace>/responses.sqlite3`` if it exists, raising what
+    opening it raises (for a parent process checking before its workers start)."""
+    async with SqliteResponseStore(responses_path(workspace)) as store:
+        await _open_if_present([store])

@@ -27,11 +27,13 @@ from nanobot_api.adapters.observability.metrics import multiprocess_metrics, wor
 from nanobot_api.adapters.observability.tracing import start_tracing, stop_tracing
 from nanobot_api.adapters.startup import bind_socket, check_workspace, explain_open_failure
 from nanobot_api.adapters.storage.postgres_db import describe_url
+from nanobot_api.adapters.storage.sqlite_responses import responses_path
 from nanobot_api.app.config import ApiConfig, Config
 from nanobot_api.app.drain import TurnGate
 from nanobot_api.app.echo import ECHO_MODEL
 from nanobot_api.app.wiring.bootstrap import build, session_store_path
 from nanobot_api.app.wiring.lifecycle import gate_of, openers
+from nanobot_api.app.wiring.responses import check_responses_file
 from nanobot_api.app.wiring.storage import storage_for
 from nanobot_api.app.wiring.workers import run_workers
 
@@ -119,6 +121,14 @@ async def _open_storage_once(config: Config) -> None:
         if failure is None:
             raise
         raise failure from None
+    if storage.database is None:
+        try:  # the workers would each fail on a corrupt one, with a traceback
+            await check_responses_file(config.workspace)
+        except Exception as exc:
+            failure = explain_open_failure(exc, "responses", responses_path(config.workspace))
+            if failure is None:
+                raise
+            raise failure from None
 
 
 def app_model(config: Config) -> str:

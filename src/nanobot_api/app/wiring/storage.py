@@ -146,6 +146,8 @@ def storage_for(config: Config) -> Storage:
         config.workspace,
         lease_s=storage.lease_s,
         media_max_bytes=config.api.max_media_mb * MIB,
+        # A turn's uploads are in use for at most its budget (and its wait to start).
+        turn_s=config.api.timeout + 60,
     )
 
 
@@ -155,6 +157,7 @@ def storage_at(
     *,
     lease_s: float = 30.0,
     media_max_bytes: int | None = None,
+    turn_s: float = 180.0,
 ) -> Storage:
     """SQLite files in ``workspace`` for an empty ``url``, else that PostgreSQL database.
     Uploads keep a working copy in the workspace either way."""
@@ -172,7 +175,7 @@ def storage_at(
     return Storage(
         PostgresSessionStore(db, lease_s=lease_s, cached_sessions=HISTORY_CACHE_SESSIONS),
         PostgresOutbox(db, claim_s=lease_s),
-        PostgresMediaStore(db, local_media),
+        PostgresMediaStore(db, local_media, max_bytes=media_max_bytes, busy_s=turn_s),
         PostgresRequestRecords(db),
         database=db,
     )

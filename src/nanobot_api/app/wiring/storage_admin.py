@@ -3,15 +3,17 @@
 ``migrate`` and ``status`` act on the configured storage (``--storage-url``):
 PostgreSQL's schema is created or updated under the same database lock a starting
 server takes; SQLite files bring their own schema up to date when opened. ``import``
-copies a SQLite workspace's sessions, outbox and uploads into the configured
-PostgreSQL database. It is safe to run again: a session the database already holds
-turns for, an outbox event or an upload it already has, is left as it is and counted
-as skipped.
+copies a SQLite workspace's sessions (every branch a front end made, with its
+message ids), outbox, uploads and responses (with conversation records) into the
+configured PostgreSQL database. It is safe
+to run again: a session the database already holds turns for, an outbox event or an
+upload it already has, is left as it is and counted as skipped.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -19,11 +21,16 @@ import anyio
 
 from nanobot_api.adapters.cli.args import StorageCommand
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.storage.postgres_import import import_responses
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.adapters.storage.sqlite_responses import responses_path
 from nanobot_api.app.config import Config
 from nanobot_api.app.wiring.storage import OUTBOX_FILE, SESSIONS_FILE, Storage, storage_for
+from nanobot_api.domain.branches import NO_IDS, StoredTurn
 from nanobot_api.domain.errors import ConfigError, InvalidRequest
+from nanobot_api.domain.ports import SessionStore
+from nanobot_api.domain.sessions import SessionKey
 
 EXIT_OK = 0
 
@@ -84,7 +91,8 @@ async def _check_source(source: Path) -> None:
 
 
 async def import_workspace(source: Path, storage: Storage, out: TextIO) -> int:
-    """Copies ``source``'s sessions, outbox events and uploads into ``storage``."""
+    """Copies ``source``'s sessions, outbox events, uploads and responses into
+    ``storage``."""
     sessions = turns = skipped_sessions = 0
     async with SqliteSessionStore(source / SESSIONS_FILE) as old:
         present = await storage.sessions.sessions()
@@ -92,9 +100,7 @@ async def import_workspace(source: Path, storage: Storage, out: TextIO) -> int:
             if key in present:
                 skipped_sessions += 1
                 continue
-            for record in await old.history(key):
-                await storage.sessions.commit(key, record)
-                turns += 1
+            turns += await _import_turns(key, await old.turns(key), storage.sessions)
             sessions += 1
     events = skipped_events = 0
     if await anyio.to_thread.run_sync((source / OUTBOX_FILE).is_file):
@@ -106,13 +112,46 @@ async def import_workspace(source: Path, storage: Storage, out: TextIO) -> int:
                 except ValueError:  # already imported
                     skipped_events += 1
     files, skipped_files = await _import_media(source, storage)
+    responses = skipped_responses = 0
+    if storage.database is not None:
+        responses, skipped_responses = await import_responses(
+            responses_path(source), storage.database
+        )
     out.write(
-        f"Imported {sessions} sessions ({turns} turns), {events} outbox events and "
-        f"{files} uploads into {storage.database.where if storage.database else storage.path}"
-        f"; skipped {skipped_sessions} sessions, {skipped_events} events and "
-        f"{skipped_files} uploads already there.\n"
+        f"Imported {sessions} sessions ({turns} turns), {events} outbox events, "
+        f"{files} uploads and {responses} responses into "
+        f"{storage.database.where if storage.database else storage.path}; skipped "
+        f"{skipped_sessions} sessions, {skipped_events} events, {skipped_files} uploads "
+        f"and {skipped_responses} responses already there.\n"
     )
     return EXIT_OK
+
+
+async def _import_turns(
+    key: SessionKey, stored: Sequence[StoredTurn], sessions: SessionStore
+) -> int:
+    """Writes a session's turns, every branch with its front end's ids, in their order;
+    returns how many. The source's active branch ends active again: its latest turn is
+    always on it (every write appends to the branch it makes active)."""
+    numbers: dict[int, int] = {}  # the source's turn numbers -> the new store's
+    parents: dict[int, int | None] = {}
+    active: list[int] = []
+    for turn in stored:
+        chain: list[int] = []
+        at = None if turn.parent is None else numbers.get(turn.parent)
+        while at is not None:
+            chain.append(at)
+            at = parents[at]
+        chain.reverse()
+        if chain == active and turn.ids == NO_IDS:
+            await sessions.commit(key, turn.record)  # the common case: one more turn
+        else:
+            await sessions.commit_branch(key, chain, (), turn.record, turn.ids)
+        number = len(numbers) + 1
+        numbers[turn.no] = number
+        parents[number] = chain[-1] if chain else None
+        active = [*chain, number]
+    return len(numbers)
 
 
 async def _import_media(source: Path, storage: Storage) -> tuple[int, int]:

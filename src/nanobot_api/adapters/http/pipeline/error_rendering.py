@@ -72,12 +72,40 @@ def install_quart_error_rendering(app: Quart) -> None:
         return error_response(error)  # logged there
 
 
+# OpenAI's endpoints as paths under /v1: a request for one of them without the
+# /v1 prefix comes from a client whose base URL lacks it (a common slip).
+_OPENAI_PATHS = (
+    "assistants",
+    "audio",
+    "batches",
+    "chat/completions",
+    "completions",
+    "conversations",
+    "embeddings",
+    "files",
+    "fine_tuning",
+    "images",
+    "models",
+    "moderations",
+    "responses",
+    "threads",
+    "uploads",
+    "vector_stores",
+)
+
+
 def not_found_message(path: str, app: Quart) -> str:
     """What a client is told for a path nothing answers: for an OpenAI path (under
     ``/v1/``: ``/v1/completions``, ``/v1/embeddings``...), which ones this server
-    serves, so a client configured for another endpoint learns what to use instead."""
+    serves, so a client configured for another endpoint learns what to use instead;
+    for an OpenAI path without its ``/v1`` prefix, that the base URL needs it."""
     if not path.startswith("/v1/"):
-        return "Not found"
+        if not any(path in (f"/{p}", f"/{p}/") or path.startswith(f"/{p}/") for p in _OPENAI_PATHS):
+            return "Not found"
+        return (
+            f"{path} is not served by this server: the OpenAI API is under /v1 "
+            f"(set the client's base URL to end in /v1, here {'/v1' + path})"
+        )
     served = sorted(
         {
             (rule.rule, method)

@@ -112,16 +112,17 @@ class Exchange:
 
         self.body_reader = replayed
 
-    def reroute(self, method: str, path: str) -> None:
-        """Routes the request on as ``method path`` (a route path, no query, no body):
-        a stage answers with what that route answers now."""
+    def reroute(self, method: str, target: str) -> None:
+        """Routes the request on as ``method target`` (a route path, maybe a query; no
+        body): a stage answers with what that route answers now."""
+        path, _, query = target.partition("?")
         root = str(self.scope.get("root_path", ""))
         self.scope = {
             **self.scope,
             "method": method,
             "path": root + path,
             "raw_path": (root + path).encode(),
-            "query_string": b"",
+            "query_string": query.encode(),
         }
         self.method = method
         self.path = path

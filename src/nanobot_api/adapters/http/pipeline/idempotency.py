@@ -57,6 +57,12 @@ def succeeded(answer: StoredAnswer) -> bool:
     return True
 
 
+def located(answer: StoredAnswer) -> bool:
+    """Whether a 2xx answer names where its resource lives (its turn runs on after the
+    answer, whatever became of the answer's stream)."""
+    return 200 <= answer.status < 300 and any(k.lower() == _LOCATION for k, _ in answer.headers)
+
+
 class IdempotencyStage:
     """Runs, replays or refuses a turn-running POST that carries an Idempotency-Key."""
 
@@ -92,11 +98,13 @@ class IdempotencyStage:
             )
             if isinstance(found, StoredAnswer):
                 location = next((v for k, v in found.headers if k.lower() == _LOCATION), None)
-                if location is None:
+                if location is None or not located(found):
                     await _replay(exchange, found)
                     return
                 # Its current state, not its first answer's bytes.
-                exchange.reroute("GET", route_path(location, exchange.scope.get("root_path", "")))
+                path, _, query = location.partition("?")
+                path = route_path(path, exchange.scope.get("root_path", ""))
+                exchange.reroute("GET", f"{path}?{query}" if query else path)
                 exchange.response_headers.append(REPLAYED)
                 await call_next(exchange)
                 return
@@ -114,7 +122,7 @@ class IdempotencyStage:
         try:
             await call_next(exchange)
             answer = capture.answer()
-            if answer is not None and succeeded(answer):
+            if answer is not None and (located(answer) or succeeded(answer)):
                 with anyio.CancelScope(shield=True):
                     await self._store.finish(scope, key, answer)
                 kept = True
@@ -149,8 +157,10 @@ class _Capture:
         return kept
 
     def answer(self) -> StoredAnswer | None:
-        """The whole answer, or None if it never ended."""
-        if not self.done:
+        """The whole answer; None if it never ended, unless it named its resource's
+        location (then it is replayed from there, its own body not needed)."""
+        location = any(k.lower() == _LOCATION.encode() for k, _ in self.headers)
+        if not self.done and not location:
             return None
         content_type = next(
             (v.decode("latin-1") for k, v in self.headers if k.lower() == b"content-type"), ""
@@ -160,7 +170,8 @@ class _Capture:
             for k, v in self.headers
             if k.lower() in _KEPT
         )
-        return StoredAnswer(self.status, content_type, b"".join(self.parts), kept)
+        body = b"".join(self.parts) if self.done else b""
+        return StoredAnswer(self.status, content_type, body, kept)
 
 
 async def _replay(exchange: Exchange, answer: StoredAnswer) -> None:
