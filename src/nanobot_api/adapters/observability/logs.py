@@ -88,7 +88,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
             entry.update(fields)
-        if record.exc_info:
+        # A record whose secrets were masked carries its traceback as text only.
+        if record.exc_text:
+            entry["exc_info"] = record.exc_text
+        elif record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
