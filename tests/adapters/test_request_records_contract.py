@@ -58,6 +58,18 @@ async def test_an_abandoned_claim_lets_the_retry_run_and_a_lost_lease_is_taken_o
     assert await claim(records, now=12.0) == Claimed()  # the holder's lease ran out
 
 
+async def test_a_renewed_claim_holds_past_its_first_lease_until_answered(
+    records: Records,
+) -> None:
+    await claim(records)  # held until 10.0
+    await records.renew("alice", "k", 25.0)
+    assert await claim(records, now=20.0) == Running()
+    assert await claim(records, now=26.0) == Claimed()  # the renewals stopped: taken over
+    await records.finish("alice", "k", ANSWER)
+    await records.renew("alice", "k", 99.0)  # an answered claim has nothing to renew
+    assert await claim(records, now=30.0) == ANSWER
+
+
 async def test_keys_are_per_scope_and_forgotten_after_their_ttl(records: Records) -> None:
     await claim(records)
     await records.finish("alice", "k", ANSWER)

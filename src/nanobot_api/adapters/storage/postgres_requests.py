@@ -28,12 +28,13 @@ _SELECT = (
 
 
 class PostgresRequestRecords:
-    """An IdempotencyStore and LimitCounters in a PostgreSQL database."""
+    """An IdempotencyStore (with IdempotencyLeases) and LimitCounters in a PostgreSQL
+    database."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
-    # --- IdempotencyStore --------------------------------------------------------------
+    # --- IdempotencyStore, IdempotencyLeases --------------------------------------------
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
@@ -85,6 +86,14 @@ class PostgresRequestRecords:
             await conn.execute(
                 "DELETE FROM idempotency WHERE scope = %s AND key = %s AND status IS NULL",
                 (scope, key),
+            )
+
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "UPDATE idempotency SET lease_until = %s "
+                "WHERE scope = %s AND key = %s AND status IS NULL",
+                (until, scope, key),
             )
 
     # --- LimitCounters -----------------------------------------------------------------

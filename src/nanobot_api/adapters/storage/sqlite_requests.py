@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS slots (
 
 
 class SqliteRequestRecords(SqliteFile):
-    """An IdempotencyStore and LimitCounters in one SQLite file, in WAL mode."""
+    """An IdempotencyStore (with IdempotencyLeases) and LimitCounters in one SQLite file,
+    in WAL mode."""
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
         super().__init__(
@@ -70,7 +71,7 @@ class SqliteRequestRecords(SqliteFile):
             ),
         )
 
-    # --- IdempotencyStore --------------------------------------------------------------
+    # --- IdempotencyStore, IdempotencyLeases --------------------------------------------
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
@@ -82,6 +83,9 @@ class SqliteRequestRecords(SqliteFile):
 
     async def abandon(self, scope: str, key: str) -> None:
         await self._run(_abandon, scope, key)
+
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        await self._run(_renew, scope, key, until)
 
     # --- LimitCounters -----------------------------------------------------------------
 
@@ -169,6 +173,13 @@ def _finish(conn: sqlite3.Connection, scope: str, key: str, answer: StoredAnswer
 def _abandon(conn: sqlite3.Connection, scope: str, key: str) -> None:
     conn.execute(
         "DELETE FROM idempotency WHERE scope = ? AND key = ? AND status IS NULL", (scope, key)
+    )
+
+
+def _renew(conn: sqlite3.Connection, scope: str, key: str, until: float) -> None:
+    conn.execute(
+        "UPDATE idempotency SET lease_until = ? WHERE scope = ? AND key = ? AND status IS NULL",
+        (until, scope, key),
     )
 
 

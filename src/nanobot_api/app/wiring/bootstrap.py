@@ -214,6 +214,8 @@ def operations_for(
         idempotency_ttl_s=api.idempotency_h * 3600,
         # A claim outlives the longest turn; a dead holder's runs out after that.
         turn_lease_s=api.timeout + 60,
+        # Renewed while the first runs: a dead worker's claim ends within one lease.
+        renewed_lease_s=config.storage.lease_s,
     )
 
 
