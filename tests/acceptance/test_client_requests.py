@@ -24,21 +24,10 @@ from nanobot_api.app.config import (
 )
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.client_tools import WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 MODEL = "MiniMax-M2.7"
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 @asynccontextmanager

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import attrs
-import pytest
 from openai import AsyncOpenAI
 
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, ApiConfig, Config, ProviderConfig
@@ -19,16 +18,10 @@ from nanobot_api.app.wiring.storage import storage_for
 from nanobot_api.domain.branches import StoredTurn
 from nanobot_api.domain.pauses import NOT_RETURNED
 from nanobot_api.domain.sessions import SessionKey
+from tests.client_tools import WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 CHAT = "owui-paused"
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 
 
 def user(text: str) -> dict[str, str]:
@@ -46,11 +39,9 @@ def shape(turn: StoredTurn) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 async def test_a_regenerate_and_an_edit_close_the_pause_then_follow_the_branch(
-    config: Config, storage: str, request: pytest.FixtureRequest
+    config: Config, storage_url: str
 ) -> None:
-    url = request.getfixturevalue("postgres_url") if storage == "postgres" else ""
     weather = Calls((("get_weather", json.dumps({"city": "Paris"})),))
     async with ScriptedUpstream() as up:
         up.add(Text("one"), weather, Text("sunny, I guess"), weather, Text("edited one"))
@@ -59,7 +50,7 @@ async def test_a_regenerate_and_an_edit_close_the_pause_then_follow_the_branch(
             api=ApiConfig(history="latest"),
             agents=AgentsConfig(AgentDefaults(model="scripted-1")),
             providers={"custom": ProviderConfig(api_base=up.base_url, api_key="unused")},
-            storage=attrs.evolve(config.storage, url=url),
+            storage=attrs.evolve(config.storage, url=storage_url),
         )
         async with (
             running_server(build(served)) as server,

@@ -5,10 +5,12 @@ place under the limits on turns at once until it ends, not until its POST return
 from __future__ import annotations
 
 import json
+import logging
 
 import anyio
 import attrs
 import httpx2
+import pytest
 
 from nanobot_api.app.config import Config
 from nanobot_api.app.wiring.bootstrap import build
@@ -25,8 +27,9 @@ async def _until_done(client: httpx2.AsyncClient, response_id: str) -> None:
 
 
 async def test_a_retried_background_response_is_answered_as_it_stands_now(
-    config: Config,
+    config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "nanobot_api.access")
     agent = GatedAgent(model="nanobot-echo")
     body = {"input": "slow", "background": True}
     key = {"Idempotency-Key": "bg-1"}
@@ -45,6 +48,9 @@ async def test_a_retried_background_response_is_answered_as_it_stands_now(
         assert again.json()["status"] == "completed"
         assert again.json()["output"][0]["content"][0]["text"] == "done slow"
         assert len(agent.seen) == 1  # no second turn
+    # The access line names the request as it came, not the GET that answered it.
+    replayed = [r.getMessage() for r in caplog.records if r.name == "nanobot_api.access"][-1]
+    assert replayed.startswith("POST /v1/responses 200")
 
 
 async def test_a_background_turn_holds_its_slot_until_it_ends(config: Config) -> None:

@@ -14,17 +14,11 @@ import attrs
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.client_tools import WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 MODEL = "MiniMax-M2.7"
 KEY = "sk-up-secret-0042"
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 
 
 async def _stream_deltas(base_url: str, session: str, finish: str = "tool_calls") -> list[Any]:

@@ -54,38 +54,6 @@ async def test_import_adopts_a_file_once(db: PostgresDatabase, tmp_path: Path) -
     assert await store.load("f" * 32 + ".png") == ("x.png", "image/png", b"\x89PNG")
 
 
-async def test_another_replica_finds_a_sessions_upload_and_fetches_its_copy(
-    db: PostgresDatabase, tmp_path: Path
-) -> None:
-    here = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "a"))
-    there = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "b"))
-    older = await here.save(b"v1", FileKind.TEXT, "notes.txt", A)
-    newer = await here.save(b"v2", FileKind.TEXT, "notes.txt", A)
-    found = await there.find(A, "notes.txt")  # the latest so named
-    assert found is not None
-    assert Path(found) == tmp_path / "b" / "media" / "api" / Path(newer).name
-    assert await anyio.to_thread.run_sync(Path(found).read_bytes) == b"v2"
-    for name in (Path(older).name, older):  # its stored name, or its path on the other
-        old = await there.find(A, name)
-        assert old is not None
-        assert await anyio.to_thread.run_sync(Path(old).read_bytes) == b"v1"
-    # A channel reading the event's path (replica A's) gets this machine's copy.
-    assert await there.local_copy(newer) == found
-
-
-async def test_nothing_but_the_sessions_own_uploads_is_found_or_fetched(
-    db: PostgresDatabase, tmp_path: Path
-) -> None:
-    here = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "a"))
-    there = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path / "b"))
-    theirs = await here.save(b"secret", FileKind.TEXT, "theirs.txt", SessionKey("api", "b"))
-    for name in ("theirs.txt", theirs, Path(theirs).name, "../../sessions.sqlite3", ""):
-        assert await there.find(A, name) is None, name
-    assert await there.local_copy(str(tmp_path / "a" / "sessions.sqlite3")) is None
-    assert await there.local_copy(theirs + ".json") is None
-    assert not (tmp_path / "b" / "media").exists()  # nothing was fetched
-
-
 async def test_the_table_keeps_under_its_bound_dropping_the_oldest_but_files_in_use(
     db: PostgresDatabase, tmp_path: Path
 ) -> None:

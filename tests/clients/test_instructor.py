@@ -10,6 +10,7 @@ import instructor
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
+from tests.client_tools import WEATHER
 from tests.clients.conftest import MODEL, Live
 
 
@@ -69,15 +70,6 @@ def _json_schema_mode(base_url: str) -> Forecast:
 async def test_json_schema_mode_sync(live: Live) -> None:
     forecast = await anyio.to_thread.run_sync(_json_schema_mode, live.base_url)
     assert forecast.model_dump() == {"city": "", "celsius": 0}
-
-
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 
 
 async def test_a_client_tool_round_trip_answered_as_a_model(live: Live) -> None:

@@ -9,20 +9,8 @@ import anyio
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
+from tests.client_tools import WEATHER
 from tests.clients.conftest import MODEL, SERVER_PROMPT, Live
-
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 class Forecast(BaseModel):

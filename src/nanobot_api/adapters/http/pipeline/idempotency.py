@@ -102,11 +102,15 @@ class IdempotencyStage:
                     await _replay(exchange, found)
                     return
                 # Its current state, not its first answer's bytes.
+                sent = exchange.method, exchange.path
                 path, _, query = location.partition("?")
                 path = route_path(path, exchange.scope.get("root_path", ""))
                 exchange.reroute("GET", f"{path}?{query}" if query else path)
                 exchange.response_headers.append(REPLAYED)
-                await call_next(exchange)
+                try:
+                    await call_next(exchange)
+                finally:
+                    exchange.method, exchange.path = sent  # the access line names what came
                 return
             if isinstance(found, Claimed):
                 break
