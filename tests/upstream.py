@@ -36,6 +36,8 @@ class Text:
     pieces: tuple[str, ...] | None = None
     # A streamed answer waits for this after its first piece (to show nothing buffers).
     gate: asyncio.Event | None = attrs.field(default=None, eq=False)
+    # All of a streamed answer's events in one write (as a busy provider's reach a reader).
+    together: bool = False
 
 
 @attrs.frozen
@@ -207,6 +209,7 @@ class ScriptedUpstream:
         include_usage = bool(options.get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        held: list[bytes] | None = [] if isinstance(step, Text) and step.together else None
 
         async def event(delta: dict[str, Any], finish: str | None = None) -> None:
             chunk = {
@@ -216,7 +219,11 @@ class ScriptedUpstream:
                 "model": "scripted",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            data = f"data: {json.dumps(chunk)}\n\n".encode()
+            if held is None:
+                await resp.write(data)
+            else:
+                held.append(data)
 
         await event({"role": "assistant", "content": ""})
         pieces = _pieces(step)
@@ -234,6 +241,8 @@ class ScriptedUpstream:
                 for part in (args[: len(args) // 2], args[len(args) // 2 :]):
                     await event({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
         await event({}, "tool_calls" if isinstance(step, Calls) else "stop")
+        if held:
+            await resp.write(b"".join(held))
         if include_usage and step.usage is not None:
             usage_chunk = {"id": cid, "choices": [], "usage": _usage(step.usage)}
             await resp.write(f"data: {json.dumps(usage_chunk)}\n\n".encode())

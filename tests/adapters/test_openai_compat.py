@@ -56,13 +56,13 @@ class Deltas:
         self.items.append(text)
 
 
-async def test_streams_text_as_it_arrives_and_reports_usage(
+async def test_streams_text_and_reports_usage(
     upstream: ScriptedUpstream, model: OpenAICompatChatModel
 ) -> None:
     upstream.add(Text("Hello there friend", usage=(12, 3)))
     deltas = Deltas()
     response = await model.complete(ASK, deltas)
-    assert deltas.items == ["Hello", " there", " friend"]
+    assert "".join(deltas.items) == "Hello there friend"
     assert response.message == Message.assistant("Hello there friend")
     assert response.usage == Usage(12, 3)
     sent = upstream.received[0]
@@ -97,6 +97,17 @@ async def test_first_delta_arrives_before_the_answer_ends(
         assert seen == ["first"]
         upstream_gate.set()
     assert seen == ["first", " second"]
+
+
+async def test_pieces_that_arrive_together_are_passed_on_as_one(
+    upstream: ScriptedUpstream, model: OpenAICompatChatModel
+) -> None:
+    """A reader that fell behind catches up in one step, not one per token."""
+    upstream.add(Text("one two three", together=True))
+    deltas = Deltas()
+    response = await model.complete(ASK, deltas)
+    assert deltas.items == ["one two three"]
+    assert response.message == Message.assistant("one two three")
 
 
 async def test_not_streamed_when_configured(upstream: ScriptedUpstream) -> None:

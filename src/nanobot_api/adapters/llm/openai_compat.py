@@ -273,43 +273,61 @@ class OpenAICompatChatModel:
         decoder = SseDecoder()
         acc = StreamAccumulator()
         async for chunk in resp.content.iter_any():
-            for data in decoder.feed(chunk):
-                await self._event(data, acc, on_delta, on_call)
+            await self._events(decoder.feed(chunk), acc, on_delta, on_call)
             if max_chars is not None and acc.size > max_chars:
                 # Not read on to the end: the connection is dropped instead of pooled,
                 # which costs far less than the rest of a runaway answer.
                 log.warning("upstream answer cut at %d characters", max_chars)
                 return acc.cut_response(max_chars)
-        for data in decoder.close():
-            await self._event(data, acc, on_delta, on_call)
+        await self._events(decoder.close(), acc, on_delta, on_call)
         if not acc.done and acc.finish_reason is None:
             raise UpstreamFailed("Upstream model error: the stream ended before the answer did")
         return acc.response()
 
-    async def _event(
+    async def _events(
         self,
-        data: str,
+        events: list[str],
         acc: StreamAccumulator,
         on_delta: Callable[[str], Awaitable[None]],
         on_call: OnCall,
     ) -> None:
+        """Passes on what the events of one read add: their text as one piece.
+
+        Unhurried, a read holds one event and nothing changes. Behind (many streams in
+        flight), a read holds several, and joined they cost the turn and the client's
+        stream one write instead of one per token, so a busy server catches up instead
+        of falling further behind (bench/inflight.py). A tool call's piece still comes
+        after the text that came before it.
+        """
+        texts: list[str] = []
+        for data in events:
+            text = self._event(data, acc)
+            if text:
+                texts.append(text)
+            if acc.pieces:
+                if texts:
+                    await on_delta("".join(texts))
+                    texts.clear()
+                for piece in acc.take_pieces():
+                    await on_call(piece)
+        if texts:
+            await on_delta("".join(texts))
+
+    def _event(self, data: str, acc: StreamAccumulator) -> str:
+        """The answer text one event adds ("" if none); its tool call pieces wait in
+        ``acc``."""
         if acc.done:
             # Read on to the end of the body so the connection goes back to the pool.
-            return
+            return ""
         if data.strip() == "[DONE]":
             acc.done = True
-            return
+            return ""
         chunk = json.loads(data)
         problem = error_message(chunk)
         if problem is not None:
             quoted = self._scrub(problem)[:_MAX_QUOTE]
             raise UpstreamFailed(f"Upstream model error: {quoted}")
-        text = acc.add(data, chunk)
-        if text:
-            await on_delta(text)
-        if acc.pieces:
-            for piece in acc.take_pieces():
-                await on_call(piece)
+        return acc.add(data, chunk)
 
     def _scrub(self, text: str) -> str:
         return self._redact(text)

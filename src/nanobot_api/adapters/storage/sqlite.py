@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -57,7 +57,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
     it: such a commit runs with no busy timeout; while a worker thread has the
     connection it is retried on the loop for a few milliseconds, and it goes to the
     thread if another process holds the file or the connection stays busy (see
-    ``_commit_on_loop``). Checkpoints (which do sync) run in the thread, every
+    ``_run_short``). Checkpoints (which do sync) run in the thread, every
     ``_CHECKPOINT_EVERY`` commits, instead of inside a commit.
     """
 
@@ -96,9 +96,17 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
             if cached is not None and self._unchanged_elsewhere():
                 return cached
         token = self._recent.token(name)
-        history = await self._run(turns_sql.history, name, max_messages)
-        if max_messages is not None:
-            self._recent.put(name, max_messages, history, token)
+        if max_messages is None:
+            # A whole history may be large: read in the thread.
+            return await self._run(turns_sql.history, name, max_messages)
+        # A bounded read is a turn's own: on the loop when free (see _run_short; decoding
+        # its JSON holds the GIL in a thread as much as here).
+        read: tuple[int, History] = await self._run_short(
+            turns_sql.versioned, turns_sql.history, name, max_messages
+        )
+        version, history = read
+        self._seen(version)
+        self._recent.put(name, max_messages, history, token)
         return history
 
     async def commit(
@@ -116,8 +124,7 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         try:
             # Cancelled before it starts: nothing lands. Once written, it reports success.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            if not await self._commit_on_loop(*args):
-                await self._run(turns_sql.commit, *args)
+            await self._run_short(turns_sql.commit, *args)
             await self._maybe_checkpoint()
         except BaseException:
             self._recent.drop(name)  # it may or may not have landed
@@ -194,26 +201,32 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         self._seen(answer[0])
         return answer[1]
 
-    async def _commit_on_loop(
-        self, name: str, n_messages: int, payload: str, fence: int | None
-    ) -> bool:
-        """Commits right here if that cannot block; False leaves it to the thread.
+    async def _run_short(self, func: Callable[..., _T], *args: object) -> _T:
+        """``func(connection, *args)`` right here if that cannot block, else in the thread.
 
-        While a worker thread has the connection (a history read, a checkpoint), this
+        A short write with NORMAL (no disk sync: a commit, a lease) or a bounded read is
+        a few tens of microseconds, less than the hand-off to a thread and back, which
+        on a busy server cut throughput by a third; a thousand turns starting together
+        (bench/inflight.py) queued behind each other's hand-offs, and behind the GIL
+        the worker threads then took turns with the loop.
+
+        While a worker thread has the connection (an unbounded read, a checkpoint), this
         waits for it a little on the loop rather than queueing behind it in a thread:
-        once one commit went to a thread, the commits arriving meanwhile found the
+        once one write went to a thread, the writes arriving meanwhile found the
         connection busy and followed it, and a busy server ran at half its speed.
+        Another process holding the file's write lock sends it to the thread, the one
+        place allowed to wait for the file.
         """
-        if self._synchronous != "NORMAL":
-            return False
-        for _ in range(_LOOP_TRIES):
-            done = self._db.try_now(
-                turns_sql.commit_without_waiting, name, n_messages, payload, fence
-            )
-            if done is not Unavailable.BUSY:
-                return done is True
-            await anyio.sleep(_LOOP_WAIT_S)
-        return False
+        if self._synchronous == "NORMAL":
+            for _ in range(_LOOP_TRIES):
+                done = self._db.try_now(turns_sql.without_waiting, func, *args)
+                if done is Unavailable.BUSY:
+                    await anyio.sleep(_LOOP_WAIT_S)
+                    continue
+                if not isinstance(done, Unavailable):
+                    return cast("_T", done)
+                break  # not open yet, or locked by another process
+        return await self._run(func, *args)
 
     async def _maybe_checkpoint(self) -> None:
         self._commits_since_checkpoint += 1
@@ -235,8 +248,8 @@ class SqliteSessionStore(SqliteSessionLeases, SqliteFile):
         version = self._db.try_now(turns_sql.data_version)
         if version is Unavailable.NOT_OPEN:
             return False
-        if version is Unavailable.BUSY:
-            return True
+        if isinstance(version, Unavailable):
+            return True  # busy in the thread
         return self._seen(version)
 
     def _seen(self, version: int) -> bool:

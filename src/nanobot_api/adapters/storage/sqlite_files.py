@@ -90,6 +90,7 @@ class Unavailable(enum.Enum):
 
     NOT_OPEN = "not open"
     BUSY = "busy"
+    LOCKED = "locked by another process"
 
 
 class LazyConnection:

@@ -140,7 +140,12 @@ def leave(conn: sqlite3.Connection, ticket: int) -> None:
 
 class SqliteSessionLeases(PolledLeases):
     """SessionLeases for a store in one SQLite file (mixed into SqliteSessionStore):
-    ``_run`` runs a function on the file's connection in a worker thread."""
+    ``_run`` runs a function on the file's connection in a worker thread, ``_run_short``
+    a short write on the event loop when that cannot wait on the file.
+
+    Every turn joins and leaves its session's queue: on a thread each cost a hand-off
+    there and back, more than the write, and a thousand turns starting together queued
+    behind each other's hand-offs (bench/inflight.py)."""
 
     _lease_s: float
 
@@ -148,11 +153,16 @@ class SqliteSessionLeases(PolledLeases):
     async def _run(self, func: Callable[..., _T], *args: object) -> _T:
         """Runs ``func(connection, *args)`` on the store's file in a worker thread."""
 
+    @abc.abstractmethod
+    async def _run_short(self, func: Callable[..., _T], *args: object) -> _T:
+        """Runs ``func(connection, *args)``, a write of a few statements, on the event
+        loop if the file is free, else as ``_run`` does."""
+
     async def _join(self, key: str) -> tuple[int, int | None]:
-        return await self._run(join, key, self._lease_s)
+        return await self._run_short(join, key, self._lease_s)
 
     async def _take(self, key: str, ticket: int) -> int | None:
-        return await self._run(take, key, ticket, self._lease_s)
+        return await self._run_short(take, key, ticket, self._lease_s)
 
     async def _leave(self, ticket: int) -> None:
         await self._run(leave, ticket)
@@ -163,4 +173,4 @@ class SqliteSessionLeases(PolledLeases):
             raise lease_lost()
 
     async def release(self, lease: Lease) -> None:
-        await self._run(release, str(lease.key), lease.token, lease.ticket)
+        await self._run_short(release, str(lease.key), lease.token, lease.ticket)

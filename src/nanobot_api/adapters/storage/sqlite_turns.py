@@ -19,7 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from nanobot_api.adapters.storage.sqlite_files import BUSY_TIMEOUT_MS, Synchronous, connect_wal
+from nanobot_api.adapters.storage.sqlite_files import (
+    BUSY_TIMEOUT_MS,
+    Synchronous,
+    Unavailable,
+    connect_wal,
+)
 from nanobot_api.adapters.storage.sqlite_leases import SCHEMA as LEASES_SCHEMA
 from nanobot_api.adapters.storage.turn_json import decode_turn, ids_from_json
 from nanobot_api.domain.branches import StoredTurn
@@ -209,20 +214,20 @@ def check_fence(conn: sqlite3.Connection, key: str, fence: int | None) -> None:
         raise lease_lost()
 
 
-def commit_without_waiting(
-    conn: sqlite3.Connection, name: str, n_messages: int, payload: str, fence: int | None
-) -> bool:
-    """Commits unless another process holds the file's write lock (then False).
+def without_waiting(
+    conn: sqlite3.Connection, func: Callable[..., _T], *args: object
+) -> _T | Unavailable:
+    """``func(conn, *args)``, or LOCKED if another process holds the file's write lock.
 
-    The connection's busy timeout is 0 outside the worker thread, so this never waits.
+    The connection's busy timeout is 0 outside the worker thread, so this never waits;
+    a write that found the file locked wrote nothing (its transaction rolled back).
     """
     try:
-        commit(conn, name, n_messages, payload, fence)
+        return func(conn, *args)
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
             raise
-        return False  # another process is writing: wait for it in the thread
-    return True
+        return Unavailable.LOCKED  # another process is writing: wait for it in the thread
 
 
 def with_version(
@@ -234,6 +239,12 @@ def with_version(
         return data_version(conn), func(conn, *args)
     finally:
         conn.execute("PRAGMA busy_timeout=0")
+
+
+def versioned(conn: sqlite3.Connection, func: Callable[..., _T], *args: object) -> tuple[int, _T]:
+    """``func(conn, *args)`` with the ``data_version`` it was read at (as ``with_version``,
+    for a read on the event loop, which never waits)."""
+    return data_version(conn), func(conn, *args)
 
 
 def data_version(conn: sqlite3.Connection) -> int:
