@@ -258,6 +258,11 @@ class InMemoryRequestRecords:
         if found is not None and found[3] is None:
             del self.records[scope, key]
 
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        found = self.records.get((scope, key))
+        if found is not None and found[3] is None:
+            self.records[scope, key] = (found[0], found[1], until, None)
+
     async def add(self, bucket: str, window_start: float) -> int:
         start, count = self.counts.get(bucket, (window_start, 0))
         count = 1 if window_start > start else count + 1
@@ -273,7 +278,7 @@ class InMemoryRequestRecords:
     ) -> bool:
         held = {t: until for t, until in self.slots.get(bucket, {}).items() if until > now}
         self.slots[bucket] = held
-        if len(held) >= limit:
+        if len(held.keys() - {token}) >= limit:
             return False
         held[token] = now + lease_s
         return True

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.acceptance.replicas import Replica, replica
-from tests.upstream import ScriptedUpstream, Text
+from tests.upstream import Hang, ScriptedUpstream, Text
 
 pytestmark = pytest.mark.slow
 BOB, ALICE, CAROL = "sk-bob-0123456789abcdef", "sk-alice-0123456789abc", "sk-carol-0123456789abc"
@@ -29,7 +29,7 @@ BOB, ALICE, CAROL = "sk-bob-0123456789abcdef", "sk-alice-0123456789abc", "sk-car
 
 @contextlib.asynccontextmanager
 async def two_replicas(
-    tmp_path: Path, up: ScriptedUpstream, url: str
+    tmp_path: Path, up: ScriptedUpstream, url: str, lease_s: float = 30.0
 ) -> AsyncIterator[tuple[Replica, Replica]]:
     keys = [
         {"name": "bob", "key": BOB},
@@ -39,7 +39,7 @@ async def two_replicas(
     config = {
         "agents": {"defaults": {"model": "m1"}},
         "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
-        "storage": {"url": url},
+        "storage": {"url": url, "leaseS": lease_s},
         "api": {"keys": keys},
     }
     async with (
@@ -120,3 +120,56 @@ async def test_replays_and_limits_hold_across_two_replicas(
         over = await chat(b, ALICE, "rpm-over")
         refused(over, 429, "rate_limit_exceeded")
         assert 1 <= int(over.headers["Retry-After"]) <= 60
+
+
+async def test_a_repeat_waits_for_a_long_first_but_not_for_a_dead_one(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The first's claim is renewed while it runs (every third of storage.leaseS), so a
+    repeat on the other replica waits for it however long it takes, and once the first's
+    replica is killed the repeat runs within about one lease; so does its turn slot."""
+    lease_s = 1.0
+    async with (
+        ScriptedUpstream() as up,
+        two_replicas(tmp_path, up, postgres_url, lease_s) as (a, b),
+    ):
+        gate = asyncio.Event()
+        up.add(Text("slow answer", gate=gate))
+        answers: dict[str, httpx.Response] = {}
+
+        async def send(name: str, where: Replica, idem: str) -> None:
+            with contextlib.suppress(httpx.HTTPError):  # a killed replica cuts it off
+                answers[name] = await chat(where, BOB, idem, idem=idem, stream=True)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "first", a, "long")
+            await up.wait_received(1)
+            tg.start_soon(send, "repeat", b, "long")
+            await anyio.sleep(4 * lease_s)
+            assert "repeat" not in answers  # still waiting: the first's claim holds
+            gate.set()
+        assert answers["repeat"].text == answers["first"].text
+        assert len(up.received) == 1
+
+        # Carol (maxConcurrent 1) runs a turn on A, which is killed mid-turn: its claim
+        # and its turn slot, both renewed while it ran, free within about a lease.
+        up.add(Hang())
+
+        async def carol(name: str, where: Replica) -> None:
+            with contextlib.suppress(httpx.HTTPError):  # a killed replica cuts it off
+                answers[name] = await chat(where, CAROL, "dead", idem="dead")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(carol, "cut", a)
+            await up.wait_received(2)
+            a.kill()
+        began = anyio.current_time()
+        with anyio.fail_after(lease_s + 4):
+            while True:  # a 429 says to retry shortly (the slot's lease is running out)
+                await carol("retry", b)
+                if answers["retry"].status_code != 429:
+                    break
+                await anyio.sleep(0.2)
+        assert answers["retry"].status_code == 200, answers["retry"].text
+        assert anyio.current_time() - began < lease_s + 4
+        assert len(up.received) == 3  # the cut turn's, then the retry's own

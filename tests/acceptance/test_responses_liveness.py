@@ -5,16 +5,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 from openai import AsyncOpenAI
 
+from nanobot_api.adapters.storage.sqlite_responses import SqliteResponseStore, responses_path
 from nanobot_api.app.config import Config, StorageConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from nanobot_api.domain.responses import ResponseError
 from tests.acceptance.replicas import replica
+from tests.fakes import GatedAgent
 from tests.upstream import ScriptedUpstream, Text
 
 pytestmark = pytest.mark.slow
@@ -66,3 +71,25 @@ async def test_followers_of_a_response_whose_replica_was_killed_see_it_fail(
             assert numbers == list(range(len(numbers)))
             polled = await second.responses.retrieve(started.id)
             assert (polled.status, polled.output_text) == ("failed", "first")
+
+
+async def test_a_run_taken_for_dead_stops_and_keeps_the_store_s_word(config: Config) -> None:
+    """A process that stalled past its lease (its response ended as interrupted by
+    another) stops the turn and does not overwrite that end."""
+    agent = GatedAgent(model="nanobot-echo")
+    async with (
+        running_server(build(config, agent=agent)) as server,
+        AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        started = await client.responses.create(input="stuck", background=True)
+        await agent.started_event("stuck").wait()
+        async with SqliteResponseStore(responses_path(config.workspace)) as store:
+            running = await store.get(started.id)
+            assert running is not None
+            gone = ResponseError("server_error", "The response was interrupted")
+            failed = attrs.evolve(running, status="failed", error=gone)
+            assert await store.interrupt(failed, now=time.time() + 3600)
+        with anyio.fail_after(5):
+            await agent.ended_event("stuck").wait()
+        ended = await client.responses.retrieve(started.id)
+        assert (ended.status, ended.error and ended.error.message) == ("failed", gone.message)

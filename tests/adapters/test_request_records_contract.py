@@ -58,6 +58,18 @@ async def test_an_abandoned_claim_lets_the_retry_run_and_a_lost_lease_is_taken_o
     assert await claim(records, now=12.0) == Claimed()  # the holder's lease ran out
 
 
+async def test_a_renewed_claim_holds_past_its_first_lease_until_answered(
+    records: Records,
+) -> None:
+    await claim(records)  # held until 10.0
+    await records.renew("alice", "k", 25.0)
+    assert await claim(records, now=20.0) == Running()
+    assert await claim(records, now=26.0) == Claimed()  # the renewals stopped: taken over
+    await records.finish("alice", "k", ANSWER)
+    await records.renew("alice", "k", 99.0)  # an answered claim has nothing to renew
+    assert await claim(records, now=30.0) == ANSWER
+
+
 async def test_keys_are_per_scope_and_forgotten_after_their_ttl(records: Records) -> None:
     await claim(records)
     await records.finish("alice", "k", ANSWER)
@@ -85,6 +97,14 @@ async def test_slots_are_limited_freed_and_expire(records: Records) -> None:
     await records.free_slot("turns", "t1")
     assert await take("turns", "t3", 2, now=1.0, lease_s=5.0)
     assert await take("turns", "t4", 2, now=6.0, lease_s=5.0)  # t2's lease ran out
+
+
+async def test_a_holder_renews_its_slot_by_taking_it_again(records: Records) -> None:
+    take = records.take_slot
+    assert await take("turns", "t1", 1, now=0.0, lease_s=5.0)
+    assert await take("turns", "t1", 1, now=4.0, lease_s=5.0)  # full, but it is its own
+    assert not await take("turns", "t2", 1, now=8.0, lease_s=5.0)  # renewed until 9.0
+    assert await take("turns", "t2", 1, now=9.5, lease_s=5.0)
 
 
 async def test_one_key_claimed_at_once_from_many_tasks_is_claimed_once(records: Records) -> None:

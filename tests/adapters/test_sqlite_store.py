@@ -72,6 +72,23 @@ async def test_bounded_reads_hand_out_the_same_turn_objects_again(store: Session
     assert fourth[0] is second[1]
 
 
+async def test_bounded_reads_after_branch_commits_see_each_commit(store: SessionStore) -> None:
+    """A branch commit that only appends (a front end resending the conversation), one
+    that changes which turns are active, and one importing turns: each is seen by the
+    next bounded read, even right after a read that a store may have kept."""
+    key = SessionKey("api", "branches")
+    await store.commit(key, turn("one"))
+    for _ in range(2):
+        await store.history(key, 6)
+    ((first, _),) = [(t.no, t) for t in await store.turns(key)]
+    await store.commit_branch(key, [first], [], turn("two"), NO_IDS)
+    assert [t.user_text for t in await store.history(key, 6)] == ["one", "two"]
+    await store.commit_branch(key, [], [], turn("one edited"), NO_IDS)
+    assert [t.user_text for t in await store.history(key, 6)] == ["one edited"]
+    await store.commit_branch(key, [], [turn("a")], turn("b"), NO_IDS)
+    assert [t.user_text for t in await store.history(key, 6)] == ["a", "b"]
+
+
 async def test_a_new_session_is_empty(store: SessionStore) -> None:
     assert await store.history(A) == ()
     assert await store.sessions() == {}

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from nanobot_api.app.outbox import Courier, OutboxWorker
-from nanobot_api.domain.errors import DeliveryFailed
+from nanobot_api.domain.errors import DeliveryFailed, StorageUnavailable
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, RetryPolicy, claimed
 from nanobot_api.domain.ports import OutboundChannel
 from tests.fakes import InMemoryOutbox, ScriptedChannel
@@ -228,3 +228,32 @@ async def test_a_stopped_worker_ends_at_once_with_claims_to_keep() -> None:
             worker.stop()
             gate.set()  # the delivery under way still finishes
     assert await statuses(outbox) == {"e1": "delivered"}
+
+
+class FlakyUploads:
+    """UploadCopies whose store answers ``copies`` once it is back (until then, down)."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    async def local_copy(self, path: str) -> str | None:
+        if self.down:
+            raise StorageUnavailable("The database (db:5432/x) is unavailable")
+        return "/here/" + path.rsplit("/", 1)[-1]
+
+
+async def test_files_are_sent_from_this_machines_copy_and_a_store_down_is_retried() -> None:
+    outbox, channel = InMemoryOutbox(), ScriptedChannel()
+    uploads = FlakyUploads()
+    courier = Courier(outbox, {"telegram": channel}, policy=FAST, uploads=uploads)
+    message = OutboundMessage("e1", "telegram", "42", "report", ("/elsewhere/ws/media/api/f.pdf",))
+    event = claimed(OutboxEvent.pending(message, time.time()))
+    await outbox.enqueue(event)
+    after, _ = await courier.deliver(event)
+    assert after.status == "pending"  # tried again later, not failed
+    assert "unavailable" in (after.last_error or "")
+    assert channel.attempts == []
+    uploads.down = False
+    after, _ = await courier.deliver(claimed(after))
+    assert after.status == "delivered"
+    assert channel.sent[0].media == ("/here/f.pdf",)

@@ -19,9 +19,11 @@ from nanobot_api.domain.conversations import (
 )
 from nanobot_api.domain.errors import ConversationConflict, InvalidRequest, NanobotError
 from nanobot_api.domain.responses import (
+    RESPONSE_STATUSES,
     ResponseRecord,
     check_continuation,
     check_response_id,
+    lost_its_run,
     tool_progress,
 )
 from nanobot_api.domain.sessions import SessionKey
@@ -156,3 +158,18 @@ def test_tool_steps_start_and_end_with_a_short_summary() -> None:
 def test_response_ids_are_checked_or_not_found(value: object) -> None:
     with contextlib.suppress(InvalidRequest):
         assert check_response_id(value).startswith("resp_")
+
+
+times = st.floats(0, 1e10, allow_nan=False)
+
+
+@given(st.sampled_from(RESPONSE_STATUSES), st.one_of(st.none(), times), times, times)
+def test_a_run_once_lost_stays_lost_and_only_a_running_one_is(
+    status: str, alive_until: float | None, now: float, later: float
+) -> None:
+    record = previous(status=status, alive_until=alive_until)
+    if lost_its_run(record, now):
+        assert record.running
+        assert lost_its_run(record, now + later)  # time does not bring it back
+    if alive_until is None:
+        assert not lost_its_run(record, now)  # nobody vouches: nothing to lapse

@@ -83,6 +83,8 @@ class LiveRun:
         self.written = 0
         self.done = False
         self.failure: BaseException | None = None
+        # The response as another process ended it (this run had stopped vouching).
+        self.ended_elsewhere: ResponseRecord | None = None
         self.scope = anyio.CancelScope()
         self._changed = anyio.Event()
         self._finished = anyio.Event()
@@ -434,6 +436,12 @@ class ResponsesService:
             elif failure is not None:
                 run.failure = failure
                 await self._end(run, Ended("failed", error=self._describe(failure)), store=store)
+            elif run.ended_elsewhere is not None:
+                # What the store says stands: its followers have seen that end.
+                stored = run.ended_elsewhere
+                run.add(Ended(stored.status, stored.usage, stored.error))
+                self._live.pop(stored.id, None)
+                run.finish(stored)
             else:
                 await self._end(run, Ended("cancelled", error=CANCELLED), store=store)
 
@@ -486,11 +494,16 @@ class ResponsesService:
                 log.warning("response %s: could not renew its run", run.record.id, exc_info=True)
 
     async def _watch_for_cancel(self, run: LiveRun) -> None:
-        """Cancels the run once another process asked for it (``request_cancel``)."""
+        """Cancels the run once another process asked for it (``request_cancel``), or
+        ended it (this run stopped vouching for it long enough to be taken for dead)."""
         while True:
             await anyio.sleep(self._poll_s)
             current = await self._store.get(run.record.id)
-            if current is not None and current.cancel_requested:
+            if current is None:
+                continue
+            if not current.running:
+                run.ended_elsewhere = current
+            if current.cancel_requested or not current.running:
                 run.scope.cancel()
                 return
 

@@ -463,6 +463,16 @@ class IdempotencyStore(Protocol):
         """Forgets the claim of a request whose turn failed, so a retry runs again."""
 
 
+@runtime_checkable
+class IdempotencyLeases(Protocol):
+    """Keeps alive the claim of a first request that is still running, so a claim whose
+    holder died is taken over within one short lease rather than a whole turn budget."""
+
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        """The unanswered claim on (``scope``, ``key``) now holds until ``until``;
+        nothing if it was answered or forgotten meanwhile."""
+
+
 class LimitCounters(Protocol):
     """Counts behind the rate limits, shared by every worker using the same storage."""
 
@@ -477,7 +487,8 @@ class LimitCounters(Protocol):
         self, bucket: str, token: str, limit: int, *, now: float, lease_s: float
     ) -> bool:
         """Takes one of ``limit`` slots for ``token`` until ``now + lease_s`` (a holder
-        that dies frees its slot then); False when all are taken."""
+        that dies frees its slot then); False when all are taken. The holder of a slot
+        renews it by taking it again (its own slot is not counted against it)."""
 
     async def free_slot(self, bucket: str, token: str) -> None:
         """Frees ``token``'s slot (nothing if it has none)."""

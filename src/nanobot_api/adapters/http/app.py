@@ -93,6 +93,7 @@ def standard_stages(settings: HttpSettings, operations: Operations) -> list[Stag
                 operations.idempotency,
                 ttl_s=operations.idempotency_ttl_s,
                 lease_s=operations.turn_lease_s,
+                renewed_lease_s=operations.renewed_lease_s,
             )
         )
     if operations.limiter is not None and operations.limiter.limits_turns:

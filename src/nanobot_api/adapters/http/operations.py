@@ -29,6 +29,9 @@ class Operations:
     idempotency_ttl_s: float = 24 * 3600.0
     # How long a first request's claim on its Idempotency-Key holds if its worker dies.
     turn_lease_s: float = 180.0
+    # With a store that renews claims (IdempotencyLeases): the claim's lease instead,
+    # renewed every third of it while the first request runs.
+    renewed_lease_s: float = 30.0
 
 
 class NoHealth:

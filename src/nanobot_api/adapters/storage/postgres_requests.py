@@ -28,12 +28,13 @@ _SELECT = (
 
 
 class PostgresRequestRecords:
-    """An IdempotencyStore and LimitCounters in a PostgreSQL database."""
+    """An IdempotencyStore (with IdempotencyLeases) and LimitCounters in a PostgreSQL
+    database."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
-    # --- IdempotencyStore --------------------------------------------------------------
+    # --- IdempotencyStore, IdempotencyLeases --------------------------------------------
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
@@ -87,6 +88,14 @@ class PostgresRequestRecords:
                 (scope, key),
             )
 
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "UPDATE idempotency SET lease_until = %s "
+                "WHERE scope = %s AND key = %s AND status IS NULL",
+                (until, scope, key),
+            )
+
     # --- LimitCounters -----------------------------------------------------------------
 
     async def add(self, bucket: str, window_start: float) -> int:
@@ -127,7 +136,9 @@ class PostgresRequestRecords:
             await conn.execute(
                 "DELETE FROM slots WHERE bucket = %s AND lease_until <= %s", (bucket, now)
             )
-            cursor = await conn.execute("SELECT COUNT(*) FROM slots WHERE bucket = %s", (bucket,))
+            cursor = await conn.execute(
+                "SELECT COUNT(*) FROM slots WHERE bucket = %s AND token <> %s", (bucket, token)
+            )
             row = await cursor.fetchone()
             if row is not None and int(row[0]) >= limit:
                 return False

@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS slots (
 
 
 class SqliteRequestRecords(SqliteFile):
-    """An IdempotencyStore and LimitCounters in one SQLite file, in WAL mode."""
+    """An IdempotencyStore (with IdempotencyLeases) and LimitCounters in one SQLite file,
+    in WAL mode."""
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
         super().__init__(
@@ -70,7 +71,7 @@ class SqliteRequestRecords(SqliteFile):
             ),
         )
 
-    # --- IdempotencyStore --------------------------------------------------------------
+    # --- IdempotencyStore, IdempotencyLeases --------------------------------------------
 
     async def claim(
         self, scope: str, key: str, fingerprint: str, *, now: float, lease_s: float, ttl_s: float
@@ -82,6 +83,9 @@ class SqliteRequestRecords(SqliteFile):
 
     async def abandon(self, scope: str, key: str) -> None:
         await self._run(_abandon, scope, key)
+
+    async def renew(self, scope: str, key: str, until: float) -> None:
+        await self._run(_renew, scope, key, until)
 
     # --- LimitCounters -----------------------------------------------------------------
 
@@ -172,6 +176,13 @@ def _abandon(conn: sqlite3.Connection, scope: str, key: str) -> None:
     )
 
 
+def _renew(conn: sqlite3.Connection, scope: str, key: str, until: float) -> None:
+    conn.execute(
+        "UPDATE idempotency SET lease_until = ? WHERE scope = ? AND key = ? AND status IS NULL",
+        (until, scope, key),
+    )
+
+
 def _add(conn: sqlite3.Connection, bucket: str, window_start: float) -> int:
     # One statement: a newer window replaces the bucket's old one, else the count grows
     # (a late event stamped with an earlier window counts in the newer one).
@@ -198,7 +209,9 @@ def _take_slot(conn: sqlite3.Connection, ident: tuple[str, str], limit: int, tim
     (bucket, token), (now, lease_s, _) = ident, times
     with immediate_transaction(conn):
         conn.execute("DELETE FROM slots WHERE bucket = ? AND lease_until <= ?", (bucket, now))
-        (held,) = conn.execute("SELECT COUNT(*) FROM slots WHERE bucket = ?", (bucket,)).fetchone()
+        (held,) = conn.execute(
+            "SELECT COUNT(*) FROM slots WHERE bucket = ? AND token != ?", (bucket, token)
+        ).fetchone()
         if held >= limit:
             return False
         conn.execute(

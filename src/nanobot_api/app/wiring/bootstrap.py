@@ -203,6 +203,8 @@ def operations_for(
         max_concurrent_turns=api.max_concurrent_turns,
         auth_failures_per_min=api.auth_failures_per_min,
         turn_budget_s=api.timeout,
+        # Renewed while a turn runs: a dead worker's slots free within one lease.
+        slot_lease_s=config.storage.lease_s,
     )
     return Operations(
         health,
@@ -214,6 +216,8 @@ def operations_for(
         idempotency_ttl_s=api.idempotency_h * 3600,
         # A claim outlives the longest turn; a dead holder's runs out after that.
         turn_lease_s=api.timeout + 60,
+        # Renewed while the first runs: a dead worker's claim ends within one lease.
+        renewed_lease_s=config.storage.lease_s,
     )
 
 

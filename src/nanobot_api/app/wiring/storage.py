@@ -27,6 +27,7 @@ from nanobot_api.app.config import Config
 from nanobot_api.domain.attachments import MIB
 from nanobot_api.domain.ports import (
     ForgetsUploads,
+    IdempotencyLeases,
     IdempotencyStore,
     LimitCounters,
     MediaStore,
@@ -55,7 +56,7 @@ class UploadStore(MediaStore, SessionUploads, UploadCopies, ForgetsUploads, Prot
     files (channels) and removed with their sessions, as one store implements it."""
 
 
-class RequestRecords(IdempotencyStore, LimitCounters, Protocol):
+class RequestRecords(IdempotencyStore, IdempotencyLeases, LimitCounters, Protocol):
     """Idempotency-Key records and the limits' counters, as one store implements them."""
 
 

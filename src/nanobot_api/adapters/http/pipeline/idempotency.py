@@ -8,6 +8,10 @@ first fails: a failed turn is not kept. The same key with another body -> 422
 ``idempotency_key_reused``. The records live in the store, so they hold across
 restarts and across every worker sharing it.
 
+While the first runs, its claim is renewed (a store with IdempotencyLeases), so a
+repeat after the first's worker died (``kill -9``, a lost replica) runs within one
+short lease, not a whole turn budget.
+
 An answer that names where its resource lives (``Content-Location``: a background
 response, whose turn runs on after its first answer) is replayed as that resource
 stands now, by routing the repeat on as a GET of it.
@@ -15,6 +19,9 @@ stands now, by routing the repeat on as a GET of it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
@@ -25,16 +32,19 @@ from nanobot_api.adapters.http.pipeline.exchange import Exchange, Message, Send
 from nanobot_api.adapters.http.pipeline.limits import TURN_PATHS
 from nanobot_api.adapters.http.pipeline.routing import route_path
 from nanobot_api.adapters.http.tenancy import tenant_of
+from nanobot_api.domain.errors import StorageUnavailable
 from nanobot_api.domain.idempotency import (
     Claimed,
     StoredAnswer,
     check_idempotency_key,
     fingerprint,
 )
-from nanobot_api.domain.ports import IdempotencyStore
+from nanobot_api.domain.ports import IdempotencyLeases, IdempotencyStore
 
 if TYPE_CHECKING:
     from nanobot_api.adapters.http.pipeline import Next
+
+log = logging.getLogger(__name__)
 
 HEADER: Final = "idempotency-key"
 REPLAYED: Final = (b"idempotent-replayed", b"true")
@@ -74,11 +84,14 @@ class IdempotencyStage:
         lease_s: float,
         paths: Collection[str] = TURN_PATHS,
         clock: Callable[[], float] = time.time,
+        renewed_lease_s: float = 30.0,
     ) -> None:
         self._store = store
         self._paths = frozenset(paths)
         self._ttl_s = ttl_s
-        self._lease_s = lease_s
+        self._leases = store if isinstance(store, IdempotencyLeases) else None
+        # A claim that is renewed can be short: it outlives a dead holder only briefly.
+        self._lease_s = lease_s if self._leases is None else renewed_lease_s
         self._clock = clock
 
     async def __call__(self, exchange: Exchange, call_next: Next) -> None:
@@ -123,6 +136,11 @@ class IdempotencyStage:
         capture = _Capture()
         exchange.wrap_send(capture.around)
         kept = False
+        # A plain asyncio task (Quart runs on asyncio): a task group would wrap the
+        # request's own errors in an ExceptionGroup on their way to the error stage.
+        renewing = None
+        if self._leases is not None:
+            renewing = asyncio.get_running_loop().create_task(self._renew(self._leases, scope, key))
         try:
             await call_next(exchange)
             answer = capture.answer()
@@ -131,10 +149,23 @@ class IdempotencyStage:
                     await self._store.finish(scope, key, answer)
                 kept = True
         finally:
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
             if not kept:
                 # Failed, refused or cut off: a retry runs the turn again.
                 with anyio.CancelScope(shield=True):
                     await self._store.abandon(scope, key)
+
+    async def _renew(self, leases: IdempotencyLeases, scope: str, key: str) -> None:
+        """Renews the claim every third of its lease until cancelled."""
+        while True:
+            await anyio.sleep(self._lease_s / 3)
+            try:
+                await leases.renew(scope, key, self._clock() + self._lease_s)
+            except StorageUnavailable as exc:  # the next renewal may get through
+                log.warning("Idempotency-Key claim not renewed: %s", exc.message)
 
 
 class _Capture:
