@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import attrs
@@ -55,6 +56,18 @@ class TurnRecord:
     def user_text(self) -> str:
         return self.messages[0].content or "" if self.messages else ""
 
+    @functools.cached_property
+    def byte_size(self) -> int:
+        """See :func:`turn_size`; counted once per turn object, since every turn of a
+        session bounds its history by it again (the stores hand out the same objects)."""
+        size = 0
+        for message in self.messages:
+            if message.content:
+                size += _utf8_size(message.content)
+            for call in message.tool_calls:
+                size += _utf8_size(call.arguments) + len(call.name)
+        return size
+
 
 History = tuple[TurnRecord, ...]
 
@@ -85,13 +98,7 @@ MAX_HISTORY_BYTES = 2 * 1024 * 1024
 def turn_size(record: TurnRecord) -> int:
     """About how many bytes a turn adds to a model request: its texts and tool
     arguments in UTF-8 (the JSON around them is left out)."""
-    size = 0
-    for message in record.messages:
-        if message.content:
-            size += _utf8_size(message.content)
-        for call in message.tool_calls:
-            size += _utf8_size(call.arguments) + len(call.name)
-    return size
+    return record.byte_size
 
 
 def _utf8_size(text: str) -> int:
