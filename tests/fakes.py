@@ -278,7 +278,7 @@ class InMemoryRequestRecords:
     ) -> bool:
         held = {t: until for t, until in self.slots.get(bucket, {}).items() if until > now}
         self.slots[bucket] = held
-        if len(held) >= limit:
+        if len(held.keys() - {token}) >= limit:
             return False
         held[token] = now + lease_s
         return True

@@ -99,6 +99,14 @@ async def test_slots_are_limited_freed_and_expire(records: Records) -> None:
     assert await take("turns", "t4", 2, now=6.0, lease_s=5.0)  # t2's lease ran out
 
 
+async def test_a_holder_renews_its_slot_by_taking_it_again(records: Records) -> None:
+    take = records.take_slot
+    assert await take("turns", "t1", 1, now=0.0, lease_s=5.0)
+    assert await take("turns", "t1", 1, now=4.0, lease_s=5.0)  # full, but it is its own
+    assert not await take("turns", "t2", 1, now=8.0, lease_s=5.0)  # renewed until 9.0
+    assert await take("turns", "t2", 1, now=9.5, lease_s=5.0)
+
+
 async def test_one_key_claimed_at_once_from_many_tasks_is_claimed_once(records: Records) -> None:
     found: list[object] = []
 

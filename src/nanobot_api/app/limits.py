@@ -4,12 +4,15 @@ with the seconds until it would be allowed.
 
 Requests per minute are counted in fixed one-minute windows; turns at once are slots
 leased for at most a turn's whole budget, so a worker that dies mid-turn frees its
-slots when the lease runs out. Both live in the LimitCounters store, so every worker
-sharing the storage sees the same counts.
+slots when the lease runs out; with ``slot_lease_s``, slots are leased that long and
+renewed while their turns run, so a dead worker's slots free within it. Both live in
+the LimitCounters store, so every worker sharing the storage sees the same counts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import secrets
 import time
@@ -19,9 +22,11 @@ from contextlib import asynccontextmanager
 import anyio
 import attrs
 
-from nanobot_api.domain.errors import RateLimited
+from nanobot_api.domain.errors import RateLimited, StorageUnavailable
 from nanobot_api.domain.ports import LimitCounters
 from nanobot_api.domain.tenants import Tenant
+
+log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
 # A slot's holder frees it when the turn ends; this only bounds a dead holder's slot.
@@ -49,12 +54,14 @@ class RequestLimits:
         auth_failures_per_min: int,
         turn_budget_s: float,
         clock: Callable[[], float] = time.time,
+        slot_lease_s: float | None = None,
     ) -> None:
         self._counters = counters
         self._keys = keys
         self._max_turns = max_concurrent_turns
         self._auth_failures = auth_failures_per_min
-        self._lease_s = turn_budget_s + _SLOT_SLACK_S
+        self._renews = slot_lease_s is not None
+        self._lease_s = turn_budget_s + _SLOT_SLACK_S if slot_lease_s is None else slot_lease_s
         self._clock = clock
 
     @property
@@ -99,7 +106,8 @@ class RequestLimits:
         """Holds a turn's place under the key's ``maxConcurrent`` and the server's
         ``maxConcurrentTurns`` while the block runs; refuses at once when either is full."""
         token = secrets.token_hex(8)
-        taken: list[str] = []
+        limits: dict[str, int] = {}  # the slots taken
+        renewing: asyncio.Future[None] | None = None
         per_key = self._keys.get(tenant.label, KeyLimits()).max_concurrent
         wanted = [(f"turns:{tenant.label}", per_key, f"key '{tenant.label}'")]
         wanted.append(("turns:*", self._max_turns, "the server"))
@@ -115,9 +123,27 @@ class RequestLimits:
                         f"Too many turns at once for {whose} (at most {limit}); retry shortly",
                         retry_after_s=_BUSY_RETRY_S,
                     )
-                taken.append(bucket)
+                limits[bucket] = limit
+            # A plain task, not a task group: the slot may be kept past the request by a
+            # turn that outlives it (a background response), and freed from that turn.
+            if self._renews and limits:
+                renewing = asyncio.ensure_future(self._renew(limits, token))
             yield
         finally:
+            if renewing is not None:
+                renewing.cancel()
             with anyio.CancelScope(shield=True):  # a cancelled turn still frees its place
-                for bucket in taken:
+                for bucket in limits:
                     await self._counters.free_slot(bucket, token)
+
+    async def _renew(self, limits: Mapping[str, int], token: str) -> None:
+        """Takes the slots again every third of their lease (their holder may)."""
+        while True:
+            await anyio.sleep(self._lease_s / 3)
+            for bucket, limit in limits.items():
+                try:
+                    await self._counters.take_slot(
+                        bucket, token, limit, now=self._clock(), lease_s=self._lease_s
+                    )
+                except StorageUnavailable:  # the next renewal may get through
+                    log.warning("turn slot %s not renewed (storage unavailable)", bucket)

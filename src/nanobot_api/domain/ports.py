@@ -487,7 +487,8 @@ class LimitCounters(Protocol):
         self, bucket: str, token: str, limit: int, *, now: float, lease_s: float
     ) -> bool:
         """Takes one of ``limit`` slots for ``token`` until ``now + lease_s`` (a holder
-        that dies frees its slot then); False when all are taken."""
+        that dies frees its slot then); False when all are taken. The holder of a slot
+        renews it by taking it again (its own slot is not counted against it)."""
 
     async def free_slot(self, bucket: str, token: str) -> None:
         """Frees ``token``'s slot (nothing if it has none)."""

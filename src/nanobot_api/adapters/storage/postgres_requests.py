@@ -136,7 +136,9 @@ class PostgresRequestRecords:
             await conn.execute(
                 "DELETE FROM slots WHERE bucket = %s AND lease_until <= %s", (bucket, now)
             )
-            cursor = await conn.execute("SELECT COUNT(*) FROM slots WHERE bucket = %s", (bucket,))
+            cursor = await conn.execute(
+                "SELECT COUNT(*) FROM slots WHERE bucket = %s AND token <> %s", (bucket, token)
+            )
             row = await cursor.fetchone()
             if row is not None and int(row[0]) >= limit:
                 return False

@@ -209,7 +209,9 @@ def _take_slot(conn: sqlite3.Connection, ident: tuple[str, str], limit: int, tim
     (bucket, token), (now, lease_s, _) = ident, times
     with immediate_transaction(conn):
         conn.execute("DELETE FROM slots WHERE bucket = ? AND lease_until <= ?", (bucket, now))
-        (held,) = conn.execute("SELECT COUNT(*) FROM slots WHERE bucket = ?", (bucket,)).fetchone()
+        (held,) = conn.execute(
+            "SELECT COUNT(*) FROM slots WHERE bucket = ? AND token != ?", (bucket, token)
+        ).fetchone()
         if held >= limit:
             return False
         conn.execute(

@@ -203,6 +203,8 @@ def operations_for(
         max_concurrent_turns=api.max_concurrent_turns,
         auth_failures_per_min=api.auth_failures_per_min,
         turn_budget_s=api.timeout,
+        # Renewed while a turn runs: a dead worker's slots free within one lease.
+        slot_lease_s=config.storage.lease_s,
     )
     return Operations(
         health,
