@@ -47,3 +47,19 @@ def test_any_cuts(cuts: list[int]) -> None:
 
 def test_a_last_event_without_a_blank_line_is_flushed_on_close() -> None:
     assert decode([b"data: tail"]) == ["tail"]
+
+
+# Every line ending in LF, as providers send them (the decoder's fast path).
+LF_STREAM = (
+    ': keep-alive\n\ndata: {"a": "\u2028é"}\n\n'
+    "data: line one\ndata:line two\n\n"
+    "event: ignored\nid: 7\ndata\n\n"
+    "data: [DONE]\n\n"
+).encode()
+LF_EVENTS = ['{"a": "\u2028é"}', "line one\nline two", "", "[DONE]"]
+
+
+@given(st.lists(st.integers(0, len(LF_STREAM)), max_size=12))
+def test_any_cuts_of_a_stream_of_lf_lines(cuts: list[int]) -> None:
+    points = [0, *sorted(cuts), len(LF_STREAM)]
+    assert decode([LF_STREAM[a:b] for a, b in itertools.pairwise(points)]) == LF_EVENTS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -119,7 +119,7 @@ class SessionTurns:
     async def _leased(self, key: SessionKey, leases: SessionLeases) -> AsyncIterator[Lease]:
         async with self._locks.hold(key):
             lease = await leases.acquire(key, wait=self._busy == "queue")
-            renewing = asyncio.ensure_future(self._renew(leases, lease))
+            renewing = _Renewing(self._renew(leases, lease), self._lease_s / 3)
             try:
                 yield lease
             finally:
@@ -133,7 +133,6 @@ class SessionTurns:
 
     async def _renew(self, leases: SessionLeases, lease: Lease) -> None:
         while True:
-            await anyio.sleep(self._lease_s / 3)
             try:
                 await leases.renew(lease)
             except LeaseLost:
@@ -142,3 +141,28 @@ class SessionTurns:
                 return
             except StorageUnavailable:
                 log.warning("session %s: lease not renewed (storage unavailable)", lease.key)
+            await anyio.sleep(self._lease_s / 3)
+
+
+class _Renewing:
+    """Runs ``renewals`` in a task of its own from ``after_s`` on, until cancelled.
+
+    A timer until then, not a task: most turns end before their first renewal, and a
+    task per turn (started, scheduled, cancelled) was paid by every turn of a busy
+    server (bench/inflight.py).
+    """
+
+    def __init__(self, renewals: Coroutine[Any, Any, None], after_s: float) -> None:
+        self._renewals = renewals
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after_s, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._renewals)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._task is None:
+            self._renewals.close()  # never started: nothing to wait for
+        else:
+            self._task.cancel()

@@ -268,21 +268,25 @@ async def stream_turn(
             return
         # The client's calls went out piece by piece as the model wrote them (as OpenAI
         # streams them); what the model did not stream is sent now, whole.
+        # The events that end the stream are ready at once: one write (each write is a
+        # send on the socket, paid by every stream in flight).
+        tail: list[bytes] = []
         rest = reply.rest_of_calls(result.tool_calls)
         if rest:
-            await stream.write(chunk({"tool_calls": rest}))
+            tail.append(chunk({"tool_calls": rest}))
         finish = result.finish_reason
         if reply.streamed_calls and not result.tool_calls:
             # Calls began but the turn has none: the answer was cut at the reply bound
             # mid-call, so what was shown is unfinished (OpenAI's "length").
             finish = "length"
-        await stream.write(chunk({}, finish))
+        tail.append(chunk({}, finish))
         if include_usage:
             usage = chunk_json(completion_id, created, turns.model, {})
             usage["choices"] = []
             usage["usage"] = usage_json(result.usage)
-            await stream.write(sse(usage))
-        await stream.write(DONE)
+            tail.append(sse(usage))
+        tail.append(DONE)
+        await stream.write(b"".join(tail))
     finally:
         reply.stop()
         stream.stop()

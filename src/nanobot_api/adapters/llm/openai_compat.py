@@ -46,6 +46,7 @@ _DOCUMENT_SLACK = 64 * 1024
 # Time kept back from the caller's deadline: a retry that would end with the deadline
 # gives the caller a timeout instead of the upstream's real answer, so do not start it.
 _DEADLINE_MARGIN_S = 0.25
+_POOL_SIZE = 4096
 
 
 class _TooLarge(Exception):
@@ -129,11 +130,13 @@ class OpenAICompatChatModel:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # A pool wide enough for the concurrency one server process sees; DNS cached
-            # so a hot path does not resolve the provider's name per turn. No cookie jar:
-            # every user's turns share this session, and a cookie one turn was given
-            # must not ride along with another's (it also saves its work per call).
-            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300)
+            # A pool wide enough for the concurrency one server process sees (as many
+            # as its listen backlog: with 512, of a thousand streams at once the last
+            # half waited for the first to end, bench/inflight.py); DNS cached so a hot
+            # path does not resolve the provider's name per turn. No cookie jar: every
+            # user's turns share this session, and a cookie one turn was given must not
+            # ride along with another's (it also saves its work per call).
+            connector = aiohttp.TCPConnector(limit=_POOL_SIZE, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )

@@ -34,6 +34,23 @@ class SseDecoder:
             text = text.removeprefix("\n")
         buffer = self._pending + text
         events: list[str] = []
+        if "\r" not in buffer:
+            # Every line ends in LF (what providers send): split once, and take the
+            # usual lines (data, the blank line ending an event) here. This runs for
+            # every read of every stream in flight.
+            lines = buffer.split("\n")
+            self._pending = lines.pop()
+            data = self._data
+            for line in lines:
+                if not line:
+                    if data:
+                        events.append("\n".join(data))
+                        data.clear()
+                elif line.startswith("data:"):
+                    data.append(line[6:] if line.startswith(" ", 5) else line[5:])
+                else:
+                    self._line(line, events)
+            return events
         start = 0
         for match in _BREAK.finditer(buffer):
             self._line(buffer[start : match.start()], events)
@@ -51,14 +68,14 @@ class SseDecoder:
             self._line(tail, events)
         if self._data:
             events.append("\n".join(self._data))
-            self._data = []
+            self._data.clear()
         return events
 
     def _line(self, line: str, events: list[str]) -> None:
         if not line:
             if self._data:
                 events.append("\n".join(self._data))
-                self._data = []
+                self._data.clear()
             return
         if line.startswith(":"):
             return
