@@ -27,7 +27,9 @@ from nanobot_api.adapters.storage.sqlite_responses import (
 )
 from nanobot_api.domain.conversation import Message, ToolCall, TurnRecord, Usage
 from nanobot_api.domain.conversations import ConversationRecord
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.responses import (
+    CallPiece,
     ClientCall,
     Ended,
     ResponseError,
@@ -144,7 +146,7 @@ async def test_steps_are_kept_in_order_and_never_renumbered(responses: Responses
         TextDelta("a"),
         ToolProgress("c1", "search", "started", "q"),
         ClientCall(ToolCall("c2", "f", "{}")),
-        TextDelta("b"),
+        CallPiece(ToolCallPiece(1, "c3", "g", '{"é":')),
         Ended("completed", Usage(1, 2)),
     ]
     await responses.put(record(1))

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from nanobot_api.adapters.http.responses_json import response_events, response_json
 from nanobot_api.adapters.http.responses_wire import parse_response_json
 from nanobot_api.domain.attachments import UploadLimits
 from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import InvalidRequest, NanobotError
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.responses import (
+    CallPiece,
     ClientCall,
     Ended,
     ResponseError,
@@ -155,3 +161,75 @@ def test_the_response_object_reports_what_was_asked() -> None:
     assert body["conversation"] == {"id": "c"}
     assert body["usage"] is None
     assert body["status"] == "in_progress"
+
+
+SDK_EVENT: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
+
+
+def _streamed(call: ToolCall, fragments: list[str], index: int = 0) -> list[CallPiece]:
+    first = CallPiece(ToolCallPiece(index, call.id, call.name, ""))
+    return [first, *(CallPiece(ToolCallPiece(index, "", "", f)) for f in fragments)]
+
+
+def _assembled(events: list[dict[str, object]]) -> dict[object, str]:
+    """Each call's arguments as a client joins them: its deltas, by output index."""
+    calls: dict[object, str] = {}
+    for event in events:
+        if event["type"] == "response.function_call_arguments.delta":
+            calls[event["output_index"]] = calls.get(event["output_index"], "") + str(
+                event["delta"]
+            )
+    return calls
+
+
+@given(
+    arguments=st.text(max_size=30),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+    held=st.integers(0, 5),
+)
+def test_a_call_shown_in_pieces_is_whole_once_it_ends(
+    arguments: str, cuts: list[int], held: int
+) -> None:
+    """However the model cut the arguments, and whatever tail the pieces held back,
+    the deltas join to the whole call, each expansion begins like the longer ones, and
+    every event is one the openai SDK knows."""
+    call = ToolCall("c1", "f", arguments)
+    shown = arguments[: max(0, len(arguments) - held)]
+    bounds = sorted({0, len(shown), *(c for c in cuts if c < len(shown))})
+    fragments = [shown[a:b] for a, b in itertools.pairwise(bounds)]
+    record = attrs.evolve(RECORD, status="in_progress")
+    steps = (TextDelta("a"), *_streamed(call, fragments), ClientCall(call), Ended("completed"))
+    whole = list(response_events(record, steps, tool_events=False))
+    for cut in range(len(steps)):
+        head = list(response_events(record, steps[:cut], tool_events=False))
+        assert whole[: len(head)] == head
+    assert [e["sequence_number"] for e in whole] == list(range(len(whole)))
+    for event in whole:
+        SDK_EVENT.validate_python(event)
+    assert _assembled(whole) == ({1: arguments} if arguments else {})
+    kinds = [e["type"] for e in whole]
+    added = kinds.index("response.output_item.added", kinds.index("response.output_text.done"))
+    assert whole[added]["item"]["arguments"] == ""
+    assert kinds[-3:] == [
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert whole[-1]["response"]["output"][1]["arguments"] == arguments
+
+
+def test_a_call_cut_short_ends_its_item_incomplete_and_is_not_to_be_run() -> None:
+    """A reply cut at its bound mid-call: the call shown so far ends incomplete, the
+    response carries no call, and a call the model did not stream still shows whole."""
+    cut = ToolCall("c1", "f", "")
+    whole = ToolCall("c2", "g", '{"a": 1}')
+    steps = (*_streamed(cut, ['{"x":']), ClientCall(whole), Ended("completed"))
+    record = attrs.evolve(RECORD, status="in_progress")
+    events = list(response_events(record, steps, tool_events=False))
+    for event in events:
+        SDK_EVENT.validate_python(event)
+    assert _assembled(events) == {0: '{"x":', 1: '{"a": 1}'}
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    ends = [(d["call_id"], d["status"]) for d in done]
+    assert ends == [("c2", "completed"), ("c1", "incomplete")]
+    assert [o["call_id"] for o in events[-1]["response"]["output"]] == ["c2"]

@@ -379,6 +379,10 @@ class _TurnRecorder:
     async def send_call(self, piece: ToolCallPiece) -> None:
         if not isinstance(self._outer, StreamsToolCalls):
             return
+        if piece.starts_call:
+            # The model went on from its text to its calls: what the text held back
+            # (it could have begun a secret) is final, and is shown before the call.
+            await self._write(self._masking.flush())
         masking = self._call_masks.setdefault(piece.index, self._redactor.stream())
         arguments = masking.feed(piece.arguments)
         # What is held back goes with the whole call at the end (see StreamsToolCalls).

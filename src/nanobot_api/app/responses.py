@@ -23,6 +23,7 @@ import attrs
 
 from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import InvalidRequest, NotFound
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.ports import (
     ChatTurns,
     PausedCalls,
@@ -34,6 +35,7 @@ from nanobot_api.domain.ports import (
     TurnHold,
 )
 from nanobot_api.domain.responses import (
+    CallPiece,
     ClientCall,
     Ended,
     ResponseError,
@@ -112,7 +114,8 @@ class LiveRun:
 
 
 class _StepReply:
-    """The Reply of a response's turn: text and tool steps become the run's steps."""
+    """The Reply of a response's turn: text, tool steps and the pieces of the client's
+    calls become the run's steps (StreamsToolCalls: a call shows as the model writes it)."""
 
     def __init__(
         self, run: LiveRun, redact: Callable[[str], str], client_tools: frozenset[str]
@@ -126,6 +129,10 @@ class _StepReply:
         if delta:
             self._run.add(TextDelta(delta))
             await anyio.lowlevel.checkpoint()  # let a follower write it before the next
+
+    async def send_call(self, piece: ToolCallPiece) -> None:
+        self._run.add(CallPiece(piece))
+        await anyio.lowlevel.checkpoint()
 
     def add_usage(self, usage: Usage) -> None:
         pass  # the turn's result carries the total

@@ -2,10 +2,10 @@
 
 A response is a turn with an identity that outlives the request: its record (status,
 output, usage, error) can be read later, and a background response's steps (text
-deltas, tool progress, client tool calls, the end) are kept in order so that a stream
-can be picked up again after any step. The wire form of those steps (named events
-with sequence numbers) is the HTTP adapter's business; it expands the same steps into
-the same events every time, so a replay numbers them as the live stream did.
+deltas, tool progress, client tool calls and their pieces, the end) are kept in
+order so that a stream can be picked up again after any step. The wire form of those
+steps (named events with sequence numbers) is the HTTP adapter's business; it expands
+the same steps into the same events every time, so a replay numbers them as the live stream did.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import attrs
 
 from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.errors import ConversationConflict, InvalidRequest, NotFound
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.domain.turns import ChatRequest
 
@@ -70,6 +71,15 @@ class ClientCall:
 
 
 @attrs.frozen
+class CallPiece:
+    """A piece of a client call as the model writes it (see ``ToolCallPiece``): shown
+    at once, while the record waits for the whole call (its ``ClientCall``), which
+    comes when the turn ends and may hold a tail of arguments no piece carried."""
+
+    piece: ToolCallPiece
+
+
+@attrs.frozen
 class Ended:
     """The last step of every response: how it ended, with its usage and any error."""
 
@@ -78,7 +88,7 @@ class Ended:
     error: ResponseError | None = None
 
 
-ResponseStep = TextDelta | ToolProgress | ClientCall | Ended
+ResponseStep = TextDelta | ToolProgress | CallPiece | ClientCall | Ended
 
 
 @attrs.frozen

@@ -16,7 +16,9 @@ from nanobot_api.adapters.http.answers import json_bytes
 from nanobot_api.adapters.http.errors import failure_body
 from nanobot_api.domain.conversation import Message, ToolCall, Usage
 from nanobot_api.domain.conversations import ConversationItem, ConversationRecord
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.responses import (
+    CallPiece,
     ClientCall,
     Ended,
     ResponseError,
@@ -33,7 +35,7 @@ TOOL_EVENT_PREFIX: Final = "nanobot.tool."
 def usage_json(usage: Usage) -> Json:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,
@@ -128,11 +130,24 @@ class EventStream:
     """Expands a response's steps into its events, one step at a time."""
 
     def __init__(self, first: ResponseRecord, *, tool_events: bool) -> None:
-        self._record = attrs.evolve(first, output_text="", calls=())
+        # The record as it was created, whatever it is now: a stream resumed after a
+        # background response left "queued" numbers its events as its first stream did.
+        self._record = attrs.evolve(
+            first,
+            status="queued" if first.background else "in_progress",
+            output_text="",
+            calls=(),
+            usage=Usage(),
+            error=None,
+        )
         self._tool_events = tool_events
         self._seq = 0
         self._text_open = False
         self._outputs = 0
+        # The client's calls shown in pieces and not finished yet, by call id (the
+        # fragments sent so far in ``arguments``); and which call each piece index is.
+        self._open_calls: dict[str, tuple[int, ToolCall]] = {}
+        self._call_at: dict[int, str] = {}
 
     def _event(self, kind: str, **fields: Any) -> Json:
         event = {"type": kind, "sequence_number": self._seq, **fields}
@@ -184,39 +199,80 @@ class EventStream:
                         status=step.status,
                         summary=step.summary,
                     )
+            case CallPiece(piece=piece):
+                yield from self._piece(piece)
             case ClientCall(call=call):
-                yield from self._close_text()
-                item = call_item(call, "in_progress")
-                index = self._outputs
-                yield self._event("response.output_item.added", output_index=index, item=item)
-                yield self._event(
-                    "response.function_call_arguments.delta",
-                    item_id=item["id"],
-                    output_index=index,
-                    delta=call.arguments,
-                )
-                yield self._event(
-                    "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    name=call.name,
-                    arguments=call.arguments,
-                )
-                yield self._event(
-                    "response.output_item.done", output_index=index, item=call_item(call)
-                )
-                self._outputs += 1
+                yield from self._finish_call(call)
                 self._record = attrs.evolve(record, calls=(*record.calls, call))
             case Ended(status=status, usage=usage, error=error):
                 final = attrs.evolve(record, status=status, usage=usage, error=error)
                 if status == "completed":
                     yield from self._close_text()
+                    yield from self._close_unfinished_calls()
                     yield self._event("response.completed", response=response_json(final))
                 elif status == "incomplete":
                     yield self._event("response.incomplete", response=response_json(final))
                 else:
                     # Failed or cancelled: never a completed item, never response.completed.
                     yield self._event("response.failed", response=response_json(final))
+
+    def _piece(self, piece: ToolCallPiece) -> Iterator[Json]:
+        """A call's first piece opens its item, as OpenAI streams one; each later piece
+        is a fragment of its arguments."""
+        if piece.starts_call:
+            yield from self._close_text()
+            index = self._outputs
+            self._outputs += 1
+            self._open_calls[piece.id] = (index, ToolCall(piece.id, piece.name, ""))
+            self._call_at[piece.index] = piece.id
+            item = call_item(ToolCall(piece.id, piece.name, ""), "in_progress")
+            yield self._event("response.output_item.added", output_index=index, item=item)
+        call_id = self._call_at.get(piece.index)
+        if call_id is None or call_id not in self._open_calls or not piece.arguments:
+            return  # a piece of no call that started, or nothing to add
+        index, shown = self._open_calls[call_id]
+        arguments = shown.arguments + piece.arguments
+        self._open_calls[call_id] = (index, attrs.evolve(shown, arguments=arguments))
+        yield self._arguments_delta(call_id, index, piece.arguments)
+
+    def _finish_call(self, call: ToolCall) -> Iterator[Json]:
+        """The whole call: what its pieces did not carry, then its end. A call that was
+        never shown in pieces is shown whole, in one fragment."""
+        if call.id in self._open_calls:
+            index, shown = self._open_calls.pop(call.id)
+            so_far = shown.arguments
+        else:
+            yield from self._close_text()
+            index, so_far = self._outputs, ""
+            self._outputs += 1
+            item = call_item(call, "in_progress")
+            yield self._event("response.output_item.added", output_index=index, item=item)
+        if call.arguments.startswith(so_far) and len(call.arguments) > len(so_far):
+            yield self._arguments_delta(call.id, index, call.arguments[len(so_far) :])
+        yield self._event(
+            "response.function_call_arguments.done",
+            item_id="fc_" + call.id,
+            output_index=index,
+            name=call.name,
+            arguments=call.arguments,
+        )
+        yield self._event("response.output_item.done", output_index=index, item=call_item(call))
+
+    def _arguments_delta(self, call_id: str, index: int, fragment: str) -> Json:
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id="fc_" + call_id,
+            output_index=index,
+            delta=fragment,
+        )
+
+    def _close_unfinished_calls(self) -> Iterator[Json]:
+        """Calls shown in part that the turn did not end with (its reply was cut at its
+        bound mid-call): their items end incomplete; the client has nothing to run."""
+        for index, shown in sorted(self._open_calls.values(), key=lambda open_call: open_call[0]):
+            item = {**call_item(shown), "status": "incomplete"}
+            yield self._event("response.output_item.done", output_index=index, item=item)
+        self._open_calls.clear()
 
     def _close_text(self) -> Iterator[Json]:
         if not self._text_open:

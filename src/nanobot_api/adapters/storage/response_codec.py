@@ -12,9 +12,11 @@ from typing import Any
 
 from nanobot_api.adapters.storage.turn_json import message_from_json, message_json
 from nanobot_api.domain.conversation import ToolCall, Usage
+from nanobot_api.domain.models import ToolCallPiece
 from nanobot_api.domain.responses import (
     RESPONSE_STATUSES,
     TOOL_STATUSES,
+    CallPiece,
     ClientCall,
     Ended,
     ResponseError,
@@ -85,6 +87,8 @@ def step_json(step: ResponseStep) -> str:
             payload = ["text", text]
         case ToolProgress(call_id=call_id, name=name, status=status, summary=summary):
             payload = ["tool", call_id, name, status, summary]
+        case CallPiece(piece=piece):
+            payload = ["piece", piece.index, piece.id, piece.name, piece.arguments]
         case ClientCall(call=call):
             payload = ["call", call.id, call.name, call.arguments]
         case Ended(status=status, usage=usage, error=error):
@@ -104,6 +108,9 @@ def step_from_json(text: str) -> ResponseStep:
         )
     if kind == "call":
         return ClientCall(ToolCall(str(payload[1]), str(payload[2]), str(payload[3])))
+    if kind == "piece":
+        index, call_id, name, arguments = payload[1:]
+        return CallPiece(ToolCallPiece(int(index), str(call_id), str(name), str(arguments)))
     if kind == "end":
         usage = Usage(int(payload[2]), int(payload[3]))
         return Ended(_STATUSES[payload[1]], usage, _error(payload[4]))
