@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import attrs
 import openai
 import pytest
@@ -87,6 +89,30 @@ async def test_a_configured_provider_is_served_streamed_and_not(config: Config) 
     assert sent.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
     # A caller reading the whole answer at once gets it upstream in one document too.
     assert [r.body.get("stream", False) for r in up.received] == [False, True]
+
+
+async def test_streamed_text_reaches_the_client_piece_by_piece_as_the_model_writes_it(
+    config: Config,
+) -> None:
+    """The first piece is read by the client while the model still holds the second."""
+    gate = asyncio.Event()
+    async with (
+        ScriptedUpstream([Text("first second", gate=gate)]) as up,
+        llm_server(config, up.base_url) as client,
+    ):
+        stream = await client.chat.completions.create(
+            model="acme-large",
+            messages=[{"role": "user", "content": "go"}],
+            stream=True,
+            extra_body={"session_id": "pieces"},
+        )
+        pieces: list[str] = []
+        with anyio.fail_after(10):
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                    gate.set()  # only now does the model write the rest
+    assert pieces == ["first", " second"]
 
 
 async def test_history_is_kept_in_the_workspace_file(config: Config) -> None:
