@@ -27,6 +27,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _server import free_port, nanobot_server, percentiles
+from proxy_overhead import cpu_seconds
 
 BACKLOG = 4096  # 1,000 connects at once overflow the usual 100-128 (then SYN retries)
 
@@ -114,11 +115,13 @@ def main() -> None:
             "providers": {"local": {"apiBase": base, "apiKey": "sk-bench"}},
             "api": {"timeout": 300},
         }
-        with nanobot_server(config) as (nanobot_port, _, _):
+        with nanobot_server(config) as (nanobot_port, server, _):
             direct = asyncio.run(burst(f"{base}/chat/completions", args.turns))
+            before = cpu_seconds(server.pid)
             proxied = asyncio.run(
                 burst(f"http://127.0.0.1:{nanobot_port}/v1/chat/completions", args.turns)
             )
+            server_cpu = cpu_seconds(server.pid) - before
     finally:
         model.terminate()
         model.wait()
@@ -131,6 +134,12 @@ def main() -> None:
     print(f" model directly   {d50:12.2f}  {d99:12.2f}")
     print(f" through nanobot  {p50:12.2f}  {p99:12.2f}")
     print(f" ratio            {p50 / d50:12.2f}  {p99 / d99:12.2f}   (target: p50 <= 1.5)")
+    # Other jobs on the machine move the times by tens of percent; the server's own CPU
+    # time moves less, and tells a change's cost apart from the machine's mood.
+    print(
+        f"server CPU for the {args.turns} turns: {server_cpu:.2f} s "
+        f"({server_cpu * 1000 / args.turns:.2f} ms a turn)"
+    )
 
 
 if __name__ == "__main__":
