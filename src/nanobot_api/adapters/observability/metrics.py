@@ -151,6 +151,10 @@ class Metrics:
             registry=registry,
         )
         self._refreshers: list[Refresh] = []
+        # Label children looked up once each (see request_answered).
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._turn_outcomes: dict[str, Histogram] = {}
+        self._model_statuses: dict[str, Counter] = {}
 
     # ---- Telemetry ------------------------------------------------------------------
 
@@ -164,7 +168,10 @@ class Metrics:
         if facts is not None:
             facts.tokens += tokens
         self.turns_in_flight.dec()
-        self.turn_seconds.labels(outcome).observe(seconds)
+        child = self._turn_outcomes.get(outcome)
+        if child is None:
+            child = self._turn_outcomes[outcome] = self.turn_seconds.labels(outcome)
+        child.observe(seconds)
         if first_token_s is not None:
             self.first_token_seconds.observe(first_token_s)
 
@@ -175,7 +182,10 @@ class Metrics:
         facts = request_facts_var.get()
         if facts is not None:
             facts.model_s += seconds
-        self.model_calls.labels(status).inc()
+        child = self._model_statuses.get(status)
+        if child is None:
+            child = self._model_statuses[status] = self.model_calls.labels(status)
+        child.inc()
         self.model_call_seconds.observe(seconds)
 
     def upload_accepted(self, kind: str) -> None:
@@ -187,8 +197,18 @@ class Metrics:
     # ---- the HTTP side --------------------------------------------------------------
 
     def request_answered(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_seconds.labels(route).observe(seconds)
+        # labels() takes a lock and checks its values on every call: each child is looked
+        # up once. The keys are the registry's own series, so this holds no more than it.
+        key = (route, method, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route),
+            )
+            self._answered[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def refresh_with(self, refresh: Refresh) -> None:
         """``refresh`` sets gauges read from elsewhere (the outbox) before each scrape."""

@@ -72,6 +72,13 @@ class AccessLogStage:
             self._record(exchange, status, time.monotonic() - started, facts)
 
     def _record(self, exchange: Exchange, status: int, seconds: float, facts: RequestFacts) -> None:
+        if self._metrics is not None:
+            self._metrics.request_answered(
+                route_of(exchange.path, status), exchange.method, status, seconds
+            )
+        # The line's fields are built only when the line is written (not at WARNING).
+        if not log.isEnabledFor(logging.INFO):
+            return
         session = next(
             (v.decode("latin-1") for k, v in exchange.response_headers if k == _SESSION), "-"
         )
@@ -95,6 +102,3 @@ class AccessLogStage:
             facts.tokens,
             extra={"fields": fields},
         )
-        if self._metrics is not None:
-            route = route_of(exchange.path, status)
-            self._metrics.request_answered(route, exchange.method, status, seconds)
