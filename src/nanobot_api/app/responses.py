@@ -21,6 +21,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from nanobot_api.domain.attachments import Document
 from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.models import ToolCallPiece
@@ -77,9 +78,12 @@ class LiveRun:
     """A response running in this process: its record, its steps so far, and a wake-up
     for whoever follows them."""
 
-    def __init__(self, record: ResponseRecord, *, persist: bool) -> None:
+    def __init__(
+        self, record: ResponseRecord, *, persist: bool, documents: tuple[Document, ...] = ()
+    ) -> None:
         self.record = record
         self.first = record
+        self.documents = documents
         self.steps: list[ResponseStep] = []
         self.persist = persist
         self.written = 0
@@ -215,7 +219,7 @@ class ResponsesService:
             # A foreground response is read from here while it runs (and its record
             # is stored when it ends), which keeps a store write off its first event.
             await self._store.put(record)
-        run = LiveRun(record, persist=request.background)
+        run = LiveRun(record, persist=request.background, documents=prepared.documents)
         store = request.store
         if request.background or request.stream:
             self._live[response_id] = run
