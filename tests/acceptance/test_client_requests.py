@@ -194,6 +194,8 @@ async def test_a_document_cut_to_its_bound_is_named_in_a_header(tmp_path: Path) 
     data = base64.b64encode(b"word " * 100).decode()
     part: Any = {"type": "file", "file": {"file_data": f"data:text/plain;base64,{data}",
                                           "filename": "notes é.txt"}}  # fmt: skip
+    item: Any = {"type": "input_file", "file_data": part["file"]["file_data"],
+                 "filename": "notes é.txt"}  # fmt: skip
     async with served(tmp_path, max_document_chars=40) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="nanobot-echo", messages=[{"role": "user", "content": [part]}]
@@ -201,5 +203,21 @@ async def test_a_document_cut_to_its_bound_is_named_in_a_header(tmp_path: Path) 
         whole = await client.chat.completions.with_raw_response.create(
             model="nanobot-echo", messages=[{"role": "user", "content": "no files"}]
         )
+        # /v1/responses reports it the same way, answered whole or streamed.
+        answers = [
+            await client.responses.with_raw_response.create(
+                model="nanobot-echo", input=[{"role": "user", "content": [item]}]
+            )
+        ]
+        async with client.responses.with_streaming_response.create(
+            model="nanobot-echo", input=[{"role": "user", "content": [item]}], stream=True
+        ) as streamed:
+            answers.append(streamed)
+            assert [line async for line in streamed.iter_lines() if "response.completed" in line]
+        plain = await client.responses.with_raw_response.create(
+            model="nanobot-echo", input="no files"
+        )
     assert raw.headers["x-attachments-truncated"] == "notes%20%C3%A9.txt".replace("%20", " ")
     assert "x-attachments-truncated" not in whole.headers
+    assert [a.headers.get("x-attachments-truncated") for a in answers] == ["notes %C3%A9.txt"] * 2
+    assert "x-attachments-truncated" not in plain.headers

@@ -79,12 +79,20 @@ def test_a_busy_port_is_one_line_and_exit_2_from_the_cli_and_the_library(tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("store", "workers"), [("sessions", "1"), ("responses", "1"), ("responses", "2")]
+    ("store", "workers"),
+    [
+        ("sessions", "1"),
+        ("responses", "1"),
+        ("responses", "2"),
+        ("requests", "1"),
+        ("requests", "2"),
+    ],
 )
 def test_a_corrupt_store_file_is_one_line_and_exit_2(
     tmp_path: Path, store: str, workers: str
 ) -> None:
-    """Found at start-up (the responses file too, when it exists), not by a request."""
+    """Found at start-up (the responses and requests files too, when they exist), not
+    by a request."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / f"{store}.sqlite3").write_bytes(b"not a database, " * 512)

@@ -64,6 +64,18 @@ def test_history_is_bounded_by_bytes_dropping_the_oldest_whole_turns() -> None:
     assert bounded_history(history, max_messages=4, max_bytes=10_000) == history[1:]
 
 
+@given(st.lists(st.text(max_size=30), max_size=12), st.integers(min_value=0, max_value=400))
+def test_bytes_alone_keep_the_longest_suffix_that_fits(texts: list[str], max_bytes: int) -> None:
+    """The bytes-only bound (every turn's case) keeps what the general walk keeps."""
+    history = tuple(_turn(text) for text in texts)
+    kept = bounded_history(history, max_bytes=max_bytes)
+    assert kept == bounded_history(history, max_messages=10**9, max_bytes=max_bytes)
+    assert sum(turn_size(t) for t in kept) <= max_bytes
+    assert kept == history[len(history) - len(kept) :]
+    if len(kept) < len(history):
+        assert sum(turn_size(t) for t in history[len(history) - len(kept) - 1 :]) > max_bytes
+
+
 def test_a_reply_over_its_bound_is_cut_with_a_marker() -> None:
     bound = ReplyBound(10)
     assert bound.cut("short") == "short"

@@ -21,6 +21,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from nanobot_api.domain.attachments import Document
 from nanobot_api.domain.conversation import Message, TurnRecord, Usage
 from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.models import ToolCallPiece
@@ -46,6 +47,7 @@ from nanobot_api.domain.responses import (
     apply_step,
     check_continuation,
     ended,
+    is_latest_turn,
     lost_its_run,
     tool_progress,
 )
@@ -77,9 +79,12 @@ class LiveRun:
     """A response running in this process: its record, its steps so far, and a wake-up
     for whoever follows them."""
 
-    def __init__(self, record: ResponseRecord, *, persist: bool) -> None:
+    def __init__(
+        self, record: ResponseRecord, *, persist: bool, documents: tuple[Document, ...] = ()
+    ) -> None:
         self.record = record
         self.first = record
+        self.documents = documents
         self.steps: list[ResponseStep] = []
         self.persist = persist
         self.written = 0
@@ -215,7 +220,7 @@ class ResponsesService:
             # A foreground response is read from here while it runs (and its record
             # is stored when it ends), which keeps a store write off its first event.
             await self._store.put(record)
-        run = LiveRun(record, persist=request.background)
+        run = LiveRun(record, persist=request.background, documents=prepared.documents)
         store = request.store
         if request.background or request.stream:
             self._live[response_id] = run
@@ -255,7 +260,13 @@ class ResponsesService:
         )
         count, answer = await self._session_state(previous.session)
         named = request.named and SessionKey(channel, request.named.session_id)
-        return check_continuation(previous, named, count, answer)
+        latest = None
+        if not previous.running and not is_latest_turn(previous, count, answer):
+            # Refused: the error names the response to continue from, if one is.
+            found = await self._store.latest(previous.session)
+            if found is not None and is_latest_turn(found, count, answer):
+                latest = found.id
+        return check_continuation(previous, named, count, answer, latest)
 
     async def _session_state(self, session: SessionKey) -> tuple[int, str | None]:
         """The session's count of (active) turns and its latest turn's answer."""

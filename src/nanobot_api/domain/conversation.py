@@ -118,6 +118,14 @@ def bounded_history(
     count = 0
     size = 0
     start = len(history)
+    if max_messages is None and max_bytes is not None:
+        # The turn path's case (every turn, over up to a window of turns): sizes only.
+        while start > 0:
+            size += history[start - 1].byte_size
+            if size > max_bytes:
+                break
+            start -= 1
+        return history[start:]
     while start > 0:
         record = history[start - 1]
         count += len(record.messages)

@@ -627,6 +627,8 @@ class ResponseRun(Protocol):
     first: ResponseRecord
     record: ResponseRecord
     failure: BaseException | None
+    documents: tuple[Document, ...]
+    """The documents its turn was given (``truncated`` ones were cut to their bound)."""
 
     async def finished(self) -> ResponseRecord:
         """The record once the response has ended."""

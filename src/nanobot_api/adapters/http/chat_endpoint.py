@@ -72,9 +72,9 @@ class ChatEndpoint:
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
         exchange.response_headers.append((_SESSION_ID, prepared.session.session_id.encode()))
-        cut = [doc.name for doc in prepared.documents if doc.truncated]
-        if cut:
-            exchange.response_headers.append((_TRUNCATED, truncated_files(cut).encode()))
+        cut = truncated_files(prepared.documents)
+        if cut is not None:
+            exchange.response_headers.append((_TRUNCATED, cut.encode()))
         # A stream writes all along, and must stop as soon as its client is gone; a
         # single answer is written once, at the end.
         watch_after_s = 0.0 if chat.stream else WATCH_AFTER_S

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Final, Protocol
 from urllib.parse import quote
 
+from nanobot_api.domain.attachments import Document
 from nanobot_api.domain.sessions import SessionHeaders
 
 REQUEST_ID: Final = "X-Request-ID"
@@ -35,12 +36,14 @@ def session_headers(headers: Mapping[str, str]) -> SessionHeaders:
     return SessionHeaders(None if session is None else (SESSION_HEADER, session), chat_ids)
 
 
-def truncated_files(names: Sequence[str]) -> str:
-    """The ``X-Attachments-Truncated`` value: the names of the documents cut to their
-    bound, comma-separated, each percent-encoded as UTF-8 where it is not plain
-    (a header carries Latin-1 only, and a comma or control character in a name must
-    not split or break it)."""
-    return ", ".join(quote(name, safe=" ._-()[]+@") for name in names)
+def truncated_files(documents: Iterable[Document]) -> str | None:
+    """The ``X-Attachments-Truncated`` value, or None when no document was cut: the
+    names of the documents cut to their bound, comma-separated, each percent-encoded
+    as UTF-8 where it is not plain (a header carries Latin-1 only, and a comma or
+    control character in a name must not split or break it). Every route answering a
+    turn sets it from here."""
+    cut = [quote(doc.name, safe=" ._-()[]+@") for doc in documents if doc.truncated]
+    return ", ".join(cut) if cut else None
 
 
 def as_utf8(value: str) -> str:

@@ -13,7 +13,11 @@ import attrs
 from quart import Quart, Response, request
 
 from nanobot_api.adapters.http.errors import failure_body
-from nanobot_api.adapters.http.headers import quart_session_headers
+from nanobot_api.adapters.http.headers import (
+    TRUNCATED_HEADER,
+    quart_session_headers,
+    truncated_files,
+)
 from nanobot_api.adapters.http.lifted import lift_data_urls
 from nanobot_api.adapters.http.pipeline.error_rendering import json_response
 from nanobot_api.adapters.http.pipeline.limits import turn_slot_of
@@ -84,9 +88,12 @@ def install_responses(app: Quart, responses: ResponseTurns, settings: HttpSettin
             answer = _stream(settings, responses, run, channel, tool_events=parsed.tool_events)
         elif run.failure is not None and not run.record.background:
             status, error = failure_body(run.failure)
-            return json_response(error, status)
+            answer = json_response(error, status)
         else:
             answer = json_response(response_json(run.record))
+        cut = truncated_files(run.documents)
+        if cut is not None:
+            answer.headers[TRUNCATED_HEADER] = cut
         if run.record.background:
             # Where it stands from now on: a retry with its Idempotency-Key gets that
             # (a stream, from its first event, if this was one).

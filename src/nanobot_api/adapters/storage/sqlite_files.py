@@ -199,6 +199,12 @@ class SqliteFile:
             self._identity = await anyio.to_thread.run_sync(_identity_of, self._path)
         return self
 
+    async def open_if_present(self) -> None:
+        """Opens the file if it exists (so a corrupt one fails now, at start-up), and
+        otherwise leaves it to be made on first use."""
+        if await anyio.Path(self._path).exists():
+            await self.open()
+
     async def ping(self) -> None:
         """Raises unless the file is open, still in place, and answers a query (for
         readiness)."""

@@ -165,6 +165,8 @@ def build(
     # an app served any other way.
     opener = Opener(storage.kind, storage.path, partial(storage.open, retry_for_s=retry_s))
     add_opener(app, opener)
+    for file in storage.made_on_first_use:
+        add_opener(app, Opener(file.path.stem, file.path, file.open_if_present))
     if storage.serves_sessions:
         health.add_check("storage", storage.ping)
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -116,22 +117,30 @@ def serve_workers(config: Config, lines: list[str], out: TextIO | None = None) -
 
 async def _open_storage_once(config: Config) -> None:
     storage = storage_for(config)
+    with _one_line_if_known(storage.kind, storage.path):
+        await storage.open(retry_for_s=config.storage.connect_retry_s)
     try:
-        async with storage.opened(retry_for_s=config.storage.connect_retry_s):
-            pass
+        # The workers would each fail on a corrupt file, with a traceback.
+        for file in storage.made_on_first_use:
+            with _one_line_if_known(file.path.stem, file.path):
+                await file.open_if_present()
+        if storage.database is None:
+            with _one_line_if_known("responses", responses_path(config.workspace)):
+                await check_responses_file(config.workspace)
+    finally:
+        await storage.close()
+
+
+@contextmanager
+def _one_line_if_known(what: str, path: Path | None) -> Iterator[None]:
+    """Turns a store's open failure that an operator can fix into StartupFailed."""
+    try:
+        yield
     except Exception as exc:
-        failure = explain_open_failure(exc, storage.kind, storage.path)
+        failure = explain_open_failure(exc, what, path)
         if failure is None:
             raise
         raise failure from None
-    if storage.database is None:
-        try:  # the workers would each fail on a corrupt one, with a traceback
-            await check_responses_file(config.workspace)
-        except Exception as exc:
-            failure = explain_open_failure(exc, "responses", responses_path(config.workspace))
-            if failure is None:
-                raise
-            raise failure from None
 
 
 def app_model(config: Config) -> str:
@@ -182,13 +191,8 @@ async def _serve(
     from_parent: signal.Signals | None = None,
 ) -> None:
     for opener in openers(app):
-        try:
+        with _one_line_if_known(opener.what, opener.path):
             await opener.open()
-        except Exception as exc:
-            failure = explain_open_failure(exc, opener.what, opener.path)
-            if failure is None:
-                raise
-            raise failure from None
     port = int(sock.getsockname()[1])
     listening = [*lines, f"listening on {api_url(config.api, port)}"]
     if config.api.chat_page:

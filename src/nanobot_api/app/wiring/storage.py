@@ -21,6 +21,7 @@ from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.postgres_requests import PostgresRequestRecords
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
+from nanobot_api.adapters.storage.sqlite_files import SqliteFile
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.adapters.storage.sqlite_requests import SqliteRequestRecords
 from nanobot_api.app.config import Config
@@ -83,6 +84,12 @@ class Storage:
     def serves_sessions(self) -> bool:
         """Whether the sessions are the backend's own (not a store given by the caller)."""
         return self.database is not None or any(f is self.sessions for f in self._files)
+
+    @property
+    def made_on_first_use(self) -> tuple[SqliteFile, ...]:
+        """The files ``open`` leaves alone, to be made when first needed; one that
+        exists is checked at start-up with ``open_if_present``."""
+        return (self.requests,) if isinstance(self.requests, SqliteRequestRecords) else ()
 
     async def ping(self) -> None:
         """Raises unless the backend answers a query now (for readiness)."""

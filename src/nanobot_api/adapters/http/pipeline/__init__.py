@@ -58,8 +58,11 @@ class Pipeline:
 
 
 def _link(stage: Stage, call_next: Next) -> Next:
-    async def run(exchange: Exchange) -> None:
-        await stage(exchange, call_next)
+    # A plain function handing back the stage's own coroutine, not a coroutine awaiting
+    # it: one frame less per stage on every request, and on every wake-up of a streamed
+    # answer (each resumes through the whole chain of awaits).
+    def run(exchange: Exchange) -> Awaitable[None]:
+        return stage(exchange, call_next)
 
     return run
 
