@@ -38,7 +38,7 @@ from nanobot_api.app.wiring.bootstrap import build, session_store_path
 from nanobot_api.app.wiring.lifecycle import gate_of, openers
 from nanobot_api.app.wiring.responses import check_responses_file
 from nanobot_api.app.wiring.storage import storage_for
-from nanobot_api.app.wiring.workers import FROM_PARENT, run_workers
+from nanobot_api.app.wiring.workers import FROM_PARENT, early_stops, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -256,22 +256,28 @@ async def _stop_on_signals(
             group.cancel_scope.cancel()
 
         group.start_soon(end_when_served)
+
+        def handle(signum: int) -> None:
+            name = signal.Signals(signum).name
+            source = signum == FROM_PARENT
+            seen[source] += 1
+            if gate is None or stop.is_set():
+                stop.set()
+            elif gate.draining and seen[source] > 1:
+                log.warning("%s again: stopping now", name)
+                gate.cancel_all()
+                stop.set()
+            elif gate.draining:
+                log.info("%s: already draining", name)  # the other source's copy
+            else:
+                log.info("%s: draining (up to %gs for turns in flight)", name, grace_s)
+                group.start_soon(_drain_then_stop, gate, grace_s, stop)
+
         with _quiet_after(signals), anyio.open_signal_receiver(*signals) as received:
+            for signum in early_stops():
+                handle(signum)
             async for signum in received:
-                name = signal.Signals(signum).name
-                source = signum == FROM_PARENT
-                seen[source] += 1
-                if gate is None or stop.is_set():
-                    stop.set()
-                elif gate.draining and seen[source] > 1:
-                    log.warning("%s again: stopping now", name)
-                    gate.cancel_all()
-                    stop.set()
-                elif gate.draining:
-                    log.info("%s: already draining", name)  # the other source's copy
-                else:
-                    log.info("%s: draining (up to %gs for turns in flight)", name, grace_s)
-                    group.start_soon(_drain_then_stop, gate, grace_s, stop)
+                handle(signum)
 
 
 async def _drain_then_stop(gate: TurnGate, grace_s: float, stop: anyio.Event) -> None:

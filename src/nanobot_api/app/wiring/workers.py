@@ -32,6 +32,24 @@ log = logging.getLogger(__name__)
 FROM_PARENT = signal.SIGUSR1
 """The signal a worker gets when the parent was told to stop (by SIGTERM or SIGINT)."""
 
+_early: list[signal.Signals] = []
+
+
+def _hold_early_stops() -> None:
+    """A stop that comes while the worker still builds its app (the other worker may
+    already answer) is kept for the server's watch, instead of ending the worker by the
+    default action (exit -10 or -15, which the parent reports as a failure)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, FROM_PARENT):
+        signal.signal(signum, lambda number, frame: _early.append(signal.Signals(number)))
+
+
+def early_stops() -> list[signal.Signals]:
+    """The stop signals this worker got before its server watched for them, oldest
+    first (none in a single process); each is returned once."""
+    stops = list(_early)
+    _early.clear()
+    return stops
+
 
 def _exit_with_parent() -> None:
     """Stops this worker (as SIGTERM does) if the parent dies without passing a signal
@@ -65,6 +83,7 @@ def run_workers(
                 # A process group of its own: a Ctrl-C reaches the parent only, which
                 # passes it on once (two would stop a worker without draining).
                 os.setpgid(0, 0)
+                _hold_early_stops()
                 _exit_with_parent()
                 serve_one(number)
             except BaseException:
