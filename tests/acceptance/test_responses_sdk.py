@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import openai
@@ -39,6 +40,9 @@ async def test_create_retrieve_and_chain_with_previous_response_id(config: Confi
         with pytest.raises(openai.ConflictError) as info:
             await client.responses.create(input="fork", previous_response_id=first.id)
         assert info.value.status_code == 409
+        error: Any = info.value.body
+        assert (error["type"], error["code"]) == ("conversation_conflict", 409)
+        assert f"its latest response is '{second.id}'" in error["message"]
         items = await client.responses.input_items.list(second.id)
         assert [i.type for i in items.data] == ["message"]
         await client.responses.delete(first.id)

@@ -55,8 +55,13 @@ def test_the_latest_response_continues_its_session() -> None:
     [(3, "a"), (2, "another answer (a branch switch)"), (1, "a")],
 )
 def test_a_response_that_is_no_longer_the_latest_turn_conflicts(turns: int, answer: str) -> None:
-    with pytest.raises(ConversationConflict, match="not the latest"):
+    with pytest.raises(ConversationConflict, match="not the latest") as info:
+        check_continuation(previous(), None, turns, answer, latest="resp_later")
+    assert "its latest response is 'resp_later'" in info.value.message
+    # With no response as the latest turn (a chat-completions turn), the conversation.
+    with pytest.raises(ConversationConflict, match="latest turn is not a response") as info:
         check_continuation(previous(), None, turns, answer)
+    assert f"'{SESSION.session_id}'" in info.value.message
 
 
 def test_a_running_response_cannot_be_continued_yet() -> None:

@@ -47,6 +47,7 @@ from nanobot_api.domain.responses import (
     apply_step,
     check_continuation,
     ended,
+    is_latest_turn,
     lost_its_run,
     tool_progress,
 )
@@ -259,7 +260,13 @@ class ResponsesService:
         )
         count, answer = await self._session_state(previous.session)
         named = request.named and SessionKey(channel, request.named.session_id)
-        return check_continuation(previous, named, count, answer)
+        latest = None
+        if not previous.running and not is_latest_turn(previous, count, answer):
+            # Refused: the error names the response to continue from, if one is.
+            found = await self._store.latest(previous.session)
+            if found is not None and is_latest_turn(found, count, answer):
+                latest = found.id
+        return check_continuation(previous, named, count, answer, latest)
 
     async def _session_state(self, session: SessionKey) -> tuple[int, str | None]:
         """The session's count of (active) turns and its latest turn's answer."""

@@ -151,18 +151,31 @@ def ended(record: ResponseRecord, step: Ended, turn_no: int | None = None) -> Re
     return attrs.evolve(apply_step(record, step), turn_no=turn_no)
 
 
+def is_latest_turn(record: ResponseRecord, session_turns: int, last_answer: str | None) -> bool:
+    """Whether ``record``'s turn is its session's latest, the session now having
+    ``session_turns`` turns whose latest answered ``last_answer``."""
+    return (
+        record.turn_no is not None
+        and record.turn_no == session_turns
+        and (last_answer is None or last_answer == record.output_text or bool(record.calls))
+    )
+
+
 def check_continuation(
     previous: ResponseRecord,
     named: SessionKey | None,
     session_turns: int,
     last_answer: str | None,
+    latest: str | None = None,
 ) -> SessionKey:
     """The session a ``previous_response_id`` continues, or the error refusing it.
 
     ``named`` is the conversation the request also named (if any): a different one is
     an InvalidRequest. ``session_turns`` and ``last_answer`` describe the session now
     (its count of turns and the latest turn's last assistant text): the previous
-    response must be that latest turn, else ConversationConflict.
+    response must be that latest turn, else ConversationConflict, naming ``latest``
+    (the id of the response that is the latest turn; None when no response is, as
+    after a chat-completions turn).
     """
     if named is not None and named != previous.session:
         raise InvalidRequest(
@@ -173,16 +186,15 @@ def check_continuation(
         raise ConversationConflict(
             f"Response '{previous.id}' has not finished yet", "previous_response_id"
         )
-    latest = (
-        previous.turn_no is not None
-        and previous.turn_no == session_turns
-        and (last_answer is None or last_answer == previous.output_text or bool(previous.calls))
-    )
-    if not latest:
+    if not is_latest_turn(previous, session_turns, last_answer):
+        conversation = previous.session.session_id
+        if latest is not None and latest != previous.id:
+            how = f"its latest response is '{latest}': continue from that one"
+        else:
+            how = "its latest turn is not a response: continue it"
         raise ConversationConflict(
-            f"Response '{previous.id}' is not the latest of its conversation: the "
-            "conversation went on since (continue it with its latest response id, or "
-            "by naming the conversation)",
+            f"Response '{previous.id}' is not the latest of its conversation, which went "
+            f"on since; {how}, or name the conversation '{conversation}'",
             "previous_response_id",
         )
     return previous.session
