@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from nanobot_api.adapters.http.headers import SESSION_HEADER
-from nanobot_api.adapters.http.pipeline.exchange import Exchange, Message, Send
+from nanobot_api.adapters.http.pipeline.exchange import Exchange
 from nanobot_api.adapters.observability import tracing
 from nanobot_api.adapters.observability.logs import ACCESS_LOGGER, RequestFacts, request_facts_var
 from nanobot_api.adapters.observability.metrics import Metrics
@@ -52,23 +52,12 @@ class AccessLogStage:
         started = time.monotonic()
         facts = RequestFacts()
         token = request_facts_var.set(facts)
-        status = CLIENT_GONE
-
-        def observe(send: Send) -> Send:
-            async def observed(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                await send(message)
-
-            return observed
-
-        exchange.wrap_send(observe)
         try:
             with tracing.span(f"{exchange.method} {route_of(exchange.path, 0)}"):
                 await call_next(exchange)
         finally:
             request_facts_var.reset(token)
+            status = CLIENT_GONE if exchange.status is None else exchange.status
             self._record(exchange, status, time.monotonic() - started, facts)
 
     def _record(self, exchange: Exchange, status: int, seconds: float, facts: RequestFacts) -> None:

@@ -60,6 +60,7 @@ class Exchange:
         "response_headers",
         "scope",
         "started",
+        "status",
     )
 
     def __init__(self, scope: Mapping[str, Any], receive: Receive, send: Send, path: str) -> None:
@@ -73,6 +74,9 @@ class Exchange:
         self.request_id = ""
         self.public = False  # a route that never needs a key (set by routing rules)
         self.started = False
+        # The status of the answer's start once sent (read by the access log; kept here
+        # rather than by a wrapper of send, which would cost a frame per streamed event).
+        self.status: int | None = None
         self.body_reader: BodyReader | None = None
         self._body_begun = False
         self.body_done = False
@@ -130,7 +134,7 @@ class Exchange:
 
     def wrap_send(self, wrapper: Callable[[Send], Send]) -> None:
         """Puts ``wrapper(send)`` in the way of every ASGI message the answer sends
-        (an access log sees its status, an idempotency record keeps its body)."""
+        (an idempotency record keeps its body)."""
         self._send = wrapper(self._send)
 
     async def discard_some(self) -> None:
@@ -159,6 +163,7 @@ class Exchange:
         """Sends an ASGI message; the response's start gets ``response_headers``."""
         if message["type"] == "http.response.start":
             self.started = True
+            self.status = int(message["status"])
             message = {**message, "headers": [*message["headers"], *self.response_headers]}
         await self._send(message)
 
@@ -166,11 +171,13 @@ class Exchange:
         body = json_bytes(payload)
         headers = [_JSON, (b"content-length", str(len(body)).encode()), *self.response_headers]
         self.started = True
+        self.status = status
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
 
     async def respond_empty(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.started = True
+        self.status = status
         sent = [*headers, *self.response_headers, (b"content-length", b"0")]
         await self._send({"type": "http.response.start", "status": status, "headers": sent})
         await self._send({"type": "http.response.body", "body": b""})
@@ -178,6 +185,7 @@ class Exchange:
     async def start_stream(self) -> Callable[[bytes], Awaitable[None]]:
         """Sends the headers of an event stream; returns how to write its events."""
         self.started = True
+        self.status = 200
         headers = [*_SSE_HEADERS, *self.response_headers]
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         return self._write_event
