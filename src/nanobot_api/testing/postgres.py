@@ -196,7 +196,11 @@ class TemporaryPostgres:
             )
         finally:
             log.close()
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.pause()  # a server that never answered must not outlive the run
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -283,7 +287,11 @@ def temporary_postgres() -> Iterator[TemporaryPostgres]:
     """A server in a fresh temp folder, deleted afterwards."""
     root = Path(tempfile.mkdtemp(prefix="nanobot-pg-"))
     os.chmod(root, 0o755)  # run as nobody (see above), the server must reach its folder
-    server = TemporaryPostgres.start(root / "server")
+    try:
+        server = TemporaryPostgres.start(root / "server")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         yield server
     finally:
