@@ -15,7 +15,9 @@ import pytest
 from nanobot_api.app.config import ApiKeyConfig, Config
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from tests.fakes import HistoryCounter
+from nanobot_api.domain.ports import Reply
+from nanobot_api.domain.turns import Turn
+from tests.fakes import FailingAgent, HistoryCounter
 
 ALICE, BOB = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef"
 
@@ -132,3 +134,53 @@ async def test_a_retry_after_a_cut_connection_makes_one_turn_and_survives_a_rest
             headers={"Authorization": f"Bearer {ALICE}"},
         )
         assert json.loads(history.text)["choices"][0]["message"]["content"].endswith("1 before")
+
+
+class _EchoCounter(HistoryCounter):
+    """Answers the user's own text, counting turns."""
+
+    async def respond(self, turn: Turn, reply: Reply) -> None:
+        self.turns += 1
+        await reply.send(f"you said: {turn.text}")
+
+
+# Text about SSE that looks like the framing of a failed stream.
+_LOOKS_FAILED = (
+    'how do I parse\nevent: error\ndata: {"error": {"message": "x"}}\n'
+    "event: response.failed\nlines?"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/chat/completions", body(_LOOKS_FAILED, stream=True)),
+        ("/v1/responses", {"input": _LOOKS_FAILED, "stream": True}),
+    ],
+)
+async def test_a_streamed_answer_whose_text_mentions_error_events_is_replayed(
+    config: Config, path: str, payload: dict[str, Any]
+) -> None:
+    """Success is decided by the stream's framing, not by the words of the reply."""
+    agent = _EchoCounter()
+    headers = {"Authorization": f"Bearer {ALICE}", "Idempotency-Key": "sse-text"}
+    async with serving(keyed(config), agent) as client:
+        first = await client.post(path, json=payload, headers=headers)
+        again = await client.post(path, json=payload, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert "event: error" in json.dumps(first.text)  # the text did reach the stream
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.text == first.text
+    assert agent.turns == 1
+
+
+async def test_a_stream_that_failed_is_not_replayed_and_its_retry_runs_again(
+    config: Config,
+) -> None:
+    agent = FailingAgent(RuntimeError("model went away"))
+    async with serving(keyed(config), agent) as client:
+        first = await post(client, ALICE, "fails", body(stream=True))
+        again = await post(client, ALICE, "fails", body(stream=True))
+    assert '"error"' in first.text
+    assert "Idempotent-Replayed" not in again.headers
+    assert '"error"' in again.text  # it ran again (and failed again)

@@ -114,6 +114,24 @@ async def test_conversations_are_sessions(config: Config) -> None:
             await client.conversations.retrieve(conversation.id)
 
 
+async def test_conversations_are_listed_newest_first_a_page_at_a_time(config: Config) -> None:
+    async with running_server(build(config)) as server, sdk(server) as client:
+        # Made in the order c, b, a, then c went on: the newest is c, then a, then b
+        # (not the order of their names either way).
+        for session in ("c", "b", "a", "c"):
+            await client.responses.create(input="hi", conversation=session)
+
+        async def page(**query: Any) -> Any:
+            return await client.get("/conversations", cast_to=object, options={"params": query})
+
+        first = await page(limit=2)
+        assert [c["id"] for c in first["data"]] == ["c", "a"]
+        assert first["has_more"] is True
+        rest = await page(limit=2, after=first["last_id"])
+        assert [c["id"] for c in rest["data"]] == ["b"]
+        assert rest["has_more"] is False
+
+
 async def test_a_background_response_is_cancelled_and_leaves_no_trace(config: Config) -> None:
     agent = GatedAgent()
     store = InMemorySessionStore()

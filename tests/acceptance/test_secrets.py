@@ -156,3 +156,33 @@ async def test_a_model_repeating_secrets_is_masked_in_answers_streams_and_histor
     finally:
         await store.close()
     assert_clean(repr(history))
+
+
+async def test_responses_never_show_a_secret_an_upstream_quotes(tmp_path: Path) -> None:
+    """/v1/responses: the error body, the ``response.failed`` event, the answer and
+    the stored response are all masked."""
+    workspace = tmp_path / "ws"
+    async with ScriptedUpstream() as up:
+        up.add(Status(400, f"bad: {ALL}"), Status(400, f"again: {ALL}"), Text(f"whole: {ALL}"))
+        async with (
+            running_server(build(configured(workspace, up))) as server,
+            AsyncOpenAI(base_url=server.base_url, api_key=SERVER_KEY, max_retries=0) as client,
+        ):
+            with pytest.raises(APIStatusError) as refused:
+                await client.responses.create(model="MiniMax-M2.7", input="hi")
+            stream = await client.responses.create(model="MiniMax-M2.7", input="hi", stream=True)
+            events = [event.model_dump_json() async for event in stream]
+            answer = await client.responses.create(model="MiniMax-M2.7", input="leak")
+            stored = await client.responses.retrieve(answer.id)
+    assert refused.value.status_code == 502
+    assert "bad: ***" in json.dumps(refused.value.body)
+    assert_clean(json.dumps(refused.value.body))
+    assert "response.failed" in events[-1]
+    assert "again: ***" in events[-1]
+    assert_clean("".join(events))
+    assert answer.output_text.startswith("whole: *** | ***")
+    assert_clean(answer.output_text + stored.model_dump_json())
+    files = list(workspace.glob("responses.sqlite3*"))
+    assert files
+    for path in files:
+        assert_clean(path.read_bytes().decode("utf-8", "replace"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -53,8 +54,9 @@ _KEPT: Final = frozenset({b"x-session-id", b"x-attachments-truncated", b"content
 _LOCATION: Final = "content-location"
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.5
-# What ends a stream that failed: chat completions' error event, the Responses API's.
-_STREAM_FAILURES: Final = (b'data: {"error"', b"event: error", b"event: response.failed")
+# The event names that end a stream that failed: the Responses API's.
+_FAILED_EVENTS: Final = frozenset({b"error", b"response.failed"})
+_FAILED_TYPES: Final = frozenset({"error", "response.failed"})
 
 
 def succeeded(answer: StoredAnswer) -> bool:
@@ -63,8 +65,31 @@ def succeeded(answer: StoredAnswer) -> bool:
     if not 200 <= answer.status < 300:
         return False
     if answer.content_type.startswith("text/event-stream"):
-        return not any(marker in answer.body for marker in _STREAM_FAILURES)
+        return not _stream_failed(answer.body)
     return True
+
+
+def _stream_failed(body: bytes) -> bool:
+    """Whether an SSE body carries a failure in its framing: an ``event:`` line naming
+    one, or a ``data:`` line whose JSON has a top-level error (chat completions' error
+    event) or is a failure event. Decided per line, never by searching the body, so
+    a reply whose text mentions "event: error" (its newlines are escaped inside the
+    JSON, so it never starts a line) is still a success."""
+    for line in body.splitlines():
+        if line.startswith(b"event:"):
+            if line[6:].strip() in _FAILED_EVENTS:
+                return True
+        # Only a line that names an error is parsed: most are text deltas.
+        elif line.startswith(b"data:") and (b'"error' in line or b"response.failed" in line):
+            try:
+                data = json.loads(line[5:])
+            except ValueError:
+                continue  # "[DONE]", or not ours to judge
+            if isinstance(data, dict) and (
+                data.get("error") is not None or data.get("type") in _FAILED_TYPES
+            ):
+                return True
+    return False
 
 
 def located(answer: StoredAnswer) -> bool:
