@@ -94,3 +94,35 @@ async def test_a_database_down_while_serving_is_503_then_recovers_by_itself(
     texts = [turn.user_text for turn in kept]
     assert "while down" not in texts
     assert texts[0] == "before"
+
+
+@pytest.mark.parametrize("store", ["responses", "requests"])
+async def test_every_store_file_gone_from_under_the_server_stops_its_200s(
+    tmp_path: Path, store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not the sessions file only: a response or an Idempotency-Key record written to a
+    deleted file would be lost at the next restart, so it is refused."""
+    workspace = tmp_path / "ws"
+    config = attrs.evolve(Config(), workspace=workspace)
+    path = workspace / f"{store}.sqlite3"
+
+    async def post(text: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.origin, timeout=30) as client:
+            if store == "responses":
+                return await client.post("/v1/responses", json={"input": text})
+            body = {"messages": [{"role": "user", "content": text}], "session_id": text}
+            headers = {"Idempotency-Key": text}
+            return await client.post("/v1/chat/completions", json=body, headers=headers)
+
+    async with running_server(build(config)) as server:
+        assert (await post("kept")).status_code == 200
+        await anyio.to_thread.run_sync(take_away, path, False)
+        with caplog.at_level(logging.ERROR):
+            refused = await post("would-be-lost")
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["type"] == "storage_unavailable"
+    assert int(refused.headers["Retry-After"]) > 0
+    said = [r.getMessage() for r in caplog.records if "while the server ran" in r.getMessage()]
+    assert said, "the log says why"
+    assert str(path) in said[0]
+    assert "deleted" in said[0]

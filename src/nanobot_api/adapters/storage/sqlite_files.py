@@ -238,6 +238,16 @@ class SqliteFile:
             retry_after_s=30.0,
         )
 
+    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
+        """``func(connection, *args)`` in a worker thread, for a store's every read and
+        write: refused (StorageUnavailable) once the file is no longer the one opened.
+        A file first opened here, on first use, is the one checked from then on."""
+        if self._identity is None:
+            await self.open()
+        else:
+            self.check_in_place()
+        return await self._db.run(func, *args)
+
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""
         await self._db.close()

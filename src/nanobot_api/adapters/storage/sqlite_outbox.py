@@ -14,10 +14,9 @@ a crash in the middle of the attempt.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 
@@ -37,7 +36,6 @@ from nanobot_api.adapters.storage.sqlite_files import (
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
 
-_T = TypeVar("_T")
 # 2: retried_from (an operator's retry keeps the attempts counted so far).
 _SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -129,11 +127,6 @@ class SqliteOutbox(SqliteFile):
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event, returning it; NotFound for an unknown id."""
         return await self._run(_drop, event_id)
-
-    # --- plumbing ----------------------------------------------------------------------
-
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        return await self._db.run(func, *args)
 
 
 # --- in the worker thread ----------------------------------------------------------------

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import anyio
 
@@ -27,7 +26,6 @@ from nanobot_api.adapters.storage.sqlite_files import (
 )
 from nanobot_api.domain.idempotency import Claimed, KeyClaim, StoredAnswer, decide
 
-_T = TypeVar("_T")
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -102,9 +100,6 @@ class SqliteRequestRecords(SqliteFile):
 
     async def free_slot(self, bucket: str, token: str) -> None:
         await self._run(_free_slot, bucket, token)
-
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        return await self._db.run(func, *args)
 
 
 # --- in the worker thread ----------------------------------------------------------------

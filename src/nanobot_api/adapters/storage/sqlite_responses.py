@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from nanobot_api.adapters.storage.response_codec import (
     record_from_row,
@@ -31,7 +30,6 @@ from nanobot_api.domain.conversations import ConversationRecord
 from nanobot_api.domain.responses import ResponseRecord, ResponseStep
 from nanobot_api.domain.sessions import SessionKey
 
-_T = TypeVar("_T")
 _SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -91,9 +89,6 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
 class _ResponsesFile(SqliteFile):
     def __init__(self, path: Path, synchronous: Synchronous, owner: str) -> None:
         super().__init__(path, LazyConnection(partial(_connect, path, synchronous), owner))
-
-    async def _run(self, func: Callable[..., _T], *args: object) -> _T:
-        return await self._db.run(func, *args)
 
 
 class SqliteResponseStore(_ResponsesFile):
