@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import attrs
 import httpx2
 import pytest
 
+from tests.acceptance.test_workers import children
 from tests.upstream import ScriptedUpstream, Text
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,9 @@ class Served:
 
 
 @asynccontextmanager
-async def _serve(home: Path, upstream: ScriptedUpstream, grace_s: float) -> AsyncIterator[Served]:
+async def _serve(
+    home: Path, upstream: ScriptedUpstream, grace_s: float, *flags: str
+) -> AsyncIterator[Served]:
     config = {
         "api": {"shutdownGraceS": grace_s, "timeout": 60},
         "agents": {"defaults": {"provider": "local", "model": "m1"}},
@@ -49,7 +53,7 @@ async def _serve(home: Path, upstream: ScriptedUpstream, grace_s: float) -> Asyn
     (home / "config.json").write_text(json.dumps(config))
     port = _free_port()
     argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-c", str(home / "config.json")]
-    argv += ["-w", str(home / "ws"), "-p", str(port)]
+    argv += ["-w", str(home / "ws"), "-p", str(port), *flags]
     process = await anyio.open_process(
         argv, env={**os.environ, "HOME": str(home)}, stdout=subprocess.DEVNULL
     )
@@ -189,3 +193,88 @@ async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
         with anyio.fail_after(15):  # far sooner than the 60 s grace
             assert await served.process.wait() == 0
     assert json.loads(events[0][-1])["error"]["type"] == "server_shutdown"
+
+
+def _to_every_process(served: Served, signum: signal.Signals) -> None:
+    """What systemd's `stop` does (KillMode=control-group): the parent and each worker
+    get the signal at the same moment."""
+    workers = children(served.process.pid)
+    assert len(workers) == 2
+    for pid in [served.process.pid, *workers]:
+        os.kill(pid, signum)
+
+
+async def _stop_with_streams_in_flight(
+    streams: anyio.abc.TaskGroup, served: Served, count: int, events: dict[int, list[str]]
+) -> None:
+    """Starts ``count`` streams, SIGTERMs every process once each has its first piece,
+    and returns once the server says it is draining."""
+    for n in range(count):
+        streams.start_soon(_stream, served.origin, n, events)
+    await _until(_events_at_least(events, 2 * count))
+    _to_every_process(served, signal.SIGTERM)
+    await _draining(served.origin)
+
+
+async def _draining(origin: str) -> None:
+    async with httpx2.AsyncClient(timeout=10) as client:
+
+        async def both_503() -> bool:
+            ready = await client.get(f"{origin}/health/ready")
+            live = await client.get(f"{origin}/health/live")
+            return (ready.status_code, live.status_code) == (503, 503)
+
+        await _until(both_503)
+
+
+async def test_sigterm_to_every_process_drains_two_workers_streams(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    events: dict[int, list[str]] = {}
+    async with (
+        ScriptedUpstream([Text("first second", gate=gate)] * 4) as up,
+        _serve(tmp_path, up, 30, "--workers", "2") as served,
+    ):
+        async with anyio.create_task_group() as streams:
+            await _stop_with_streams_in_flight(streams, served, 4, events)
+            await anyio.sleep(0.3)  # the copies have all arrived, and cut nothing
+            assert all(len(events[n]) == 2 for n in range(4))
+            gate.set()
+        with anyio.fail_after(30):
+            assert await served.process.wait() == 0
+    assert all(events[n][-1] == "[DONE]" for n in range(4))
+    assert b"Traceback" not in served.stderr
+    assert b"exited with" not in served.stderr
+    assert await _turns(tmp_path) == 4
+
+
+async def test_under_workers_the_operators_second_signal_stops_at_once(tmp_path: Path) -> None:
+    events: dict[int, list[str]] = {}
+    never = asyncio.Event()
+    async with (
+        ScriptedUpstream([Text("first second", gate=never)] * 2) as up,
+        _serve(tmp_path, up, 60, "--workers", "2") as served,
+    ):
+        async with anyio.create_task_group() as streams:
+            await _stop_with_streams_in_flight(streams, served, 2, events)
+            served.process.send_signal(signal.SIGINT)  # Ctrl-C reaches the parent only
+        with anyio.fail_after(15):  # far sooner than the 60 s grace
+            assert await served.process.wait() == 0
+    for n in range(2):
+        assert json.loads(events[n][-1])["error"]["type"] == "server_shutdown"
+    assert b"Traceback" not in served.stderr
+    assert b"exited with" not in served.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--workers", "2")], ids=["one", "workers"])
+async def test_a_second_signal_right_after_a_quick_drain_still_exits_0(
+    tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    async with ScriptedUpstream([]) as up, _serve(tmp_path, up, 30, *flags) as served:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError):  # it may be gone already
+                served.process.send_signal(signum)
+            await anyio.sleep(0.05)
+        with anyio.fail_after(15):
+            assert await served.process.wait() == 0
+    assert b"Traceback" not in served.stderr
+    assert b"exited with" not in served.stderr

@@ -13,10 +13,12 @@ import logging
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 import anyio
@@ -36,7 +38,7 @@ from nanobot_api.app.wiring.bootstrap import build, session_store_path
 from nanobot_api.app.wiring.lifecycle import gate_of, openers
 from nanobot_api.app.wiring.responses import check_responses_file
 from nanobot_api.app.wiring.storage import storage_for
-from nanobot_api.app.wiring.workers import run_workers
+from nanobot_api.app.wiring.workers import FROM_PARENT, early_stops, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def run_server(config: Config, *, verbose: bool = False) -> int:
     if config.api.workers > 1:
         return serve_workers(config, lines)
     app = build(config)
-    serve_until_stopped(app, config, lines)
+    serve_until_stopped(app, config, lines, restore_signals=False)  # quiet until exit
     return 0
 
 
@@ -105,7 +107,8 @@ def serve_workers(config: Config, lines: list[str], out: TextIO | None = None) -
         with _collecting_less_often():
             # Only the first worker says what is served where.
             said = lines if number == 0 else []
-            anyio.run(partial(_serve, app, config, said, sock, stream), backend="asyncio")
+            serving = partial(_serve, app, config, said, sock, stream, from_parent=FROM_PARENT)
+            anyio.run(serving, backend="asyncio")
 
     # The workers' metrics are summed from files in one folder (see metrics.py).
     with multiprocess_metrics():
@@ -145,14 +148,22 @@ def app_model(config: Config) -> str:
 
 
 def serve_until_stopped(
-    app: Quart, config: Config, lines: list[str], out: TextIO | None = None
+    app: Quart,
+    config: Config,
+    lines: list[str],
+    out: TextIO | None = None,
+    *,
+    restore_signals: bool = True,
 ) -> None:
     """Checks the workspace, binds ``api.host:api.port``, opens the stores, prints
     ``lines`` and "listening on <url>", and serves ``app`` until SIGINT or SIGTERM.
 
     Raises StartupFailed, with nothing served, for a workspace that cannot be written, a
-    port that cannot be bound or a store that cannot be opened.
+    port that cannot be bound or a store that cannot be opened. With ``restore_signals``
+    the program's own SIGTERM and SIGINT handlers are back on return, else both are
+    ignored from then on (the process is about to exit).
     """
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     stream = out or sys.stderr
     check_workspace(config.workspace)
     sock = bind_socket(config.api.host, config.api.port)
@@ -164,10 +175,20 @@ def serve_until_stopped(
     finally:
         sock.close()  # a no-op once Hypercorn has taken it over
         stop_tracing()
+        for signum, handler in previous.items():
+            # Else ignored up to the exit: Python's finalization would put back the
+            # default handlers of any handler of ours, reopening a 143/130 window.
+            signal.signal(signum, handler if restore_signals and handler else signal.SIG_IGN)
 
 
 async def _serve(
-    app: Quart, config: Config, lines: list[str], sock: socket.socket, out: TextIO
+    app: Quart,
+    config: Config,
+    lines: list[str],
+    sock: socket.socket,
+    out: TextIO,
+    *,
+    from_parent: signal.Signals | None = None,
 ) -> None:
     for opener in openers(app):
         with _one_line_if_known(opener.what, opener.path):
@@ -184,38 +205,79 @@ async def _serve(
             say(listening, out, config.api.log_format)
 
     stop = anyio.Event()
+    served = anyio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT, *([] if from_parent is None else [from_parent]))
     async with anyio.create_task_group() as watching:
-        watching.start_soon(_stop_on_signals, gate_of(app), config.api.shutdown_grace_s, stop)
+        watching.start_soon(
+            _stop_on_signals, gate_of(app), config.api.shutdown_grace_s, stop, served, signals
+        )
         try:
             await serve_app(app, sock=sock, shutdown_trigger=stop.wait)
         finally:
-            stop.set()  # ends the watch
+            stop.set()
+            served.set()  # ends the watch
     log.info("stopped")
 
 
-async def _stop_on_signals(gate: TurnGate | None, grace_s: float, stop: anyio.Event) -> None:
-    """The first SIGTERM or SIGINT drains (see ``app/drain.py``) and then stops the
-    server; a second one cancels the turns still running and stops at once. Returns
-    once ``stop`` is set."""
+@contextmanager
+def _quiet_after(signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """A stop signal that comes once the server has stopped (say a second SIGTERM right
+    after a quick drain) is ignored until the process exits: Python's default handler
+    would turn a clean exit into 143 or 130, or kill a worker so the parent reports it
+    as failed."""
+    try:
+        yield
+    finally:
+        for signum in signals:
+            signal.signal(signum, _already_stopping)
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    log.info("%s: already stopping", signal.Signals(signum).name)
+
+
+async def _stop_on_signals(
+    gate: TurnGate | None,
+    grace_s: float,
+    stop: anyio.Event,
+    served: anyio.Event,
+    signals: tuple[signal.Signals, ...],
+) -> None:
+    """The first stop signal drains (see ``app/drain.py``) and then stops the server; a
+    second one from the same source cancels the turns still running and stops at once.
+    The sources are the worker's parent (``FROM_PARENT``) and everything else: under
+    systemd a worker gets one SIGTERM from each, and that is still one stop. Returns once
+    ``served`` is set, so a signal during Hypercorn's shutdown is still handled."""
+    seen: Counter[bool] = Counter()
     async with anyio.create_task_group() as group:
 
-        async def end_with_stop() -> None:
-            await stop.wait()
+        async def end_when_served() -> None:
+            await served.wait()
             group.cancel_scope.cancel()
 
-        group.start_soon(end_with_stop)
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        group.start_soon(end_when_served)
+
+        def handle(signum: int) -> None:
+            name = signal.Signals(signum).name
+            source = signum == FROM_PARENT
+            seen[source] += 1
+            if gate is None or stop.is_set():
+                stop.set()
+            elif gate.draining and seen[source] > 1:
+                log.warning("%s again: stopping now", name)
+                gate.cancel_all()
+                stop.set()
+            elif gate.draining:
+                log.info("%s: already draining", name)  # the other source's copy
+            else:
+                log.info("%s: draining (up to %gs for turns in flight)", name, grace_s)
+                group.start_soon(_drain_then_stop, gate, grace_s, stop)
+
+        with _quiet_after(signals), anyio.open_signal_receiver(*signals) as received:
+            for signum in early_stops():
+                handle(signum)
             async for signum in received:
-                name = signal.Signals(signum).name
-                if gate is None:
-                    stop.set()
-                elif gate.draining:
-                    log.warning("%s again: stopping now", name)
-                    gate.cancel_all()
-                    stop.set()
-                else:
-                    log.info("%s: draining (up to %gs for turns in flight)", name, grace_s)
-                    group.start_soon(_drain_then_stop, gate, grace_s, stop)
+                handle(signum)
 
 
 async def _drain_then_stop(gate: TurnGate, grace_s: float, stop: anyio.Event) -> None:

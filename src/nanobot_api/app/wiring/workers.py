@@ -6,6 +6,11 @@ serves the inherited socket, the kernel handing each new connection to one of th
 State is shared only through the storage (SQLite files or one PostgreSQL database), and
 session leases keep each session's turns one at a time across the workers. SIGINT or
 SIGTERM to the parent stops every worker gracefully; the parent exits once they have.
+
+The parent passes a stop on as ``FROM_PARENT`` (SIGUSR1), not as the signal it got:
+systemd (KillMode=control-group) sends SIGTERM to every process of the unit, so a worker
+gets the same stop twice, straight and through the parent, and must tell the copy from
+a second stop (which means "stop now"). A worker counts the two sources apart.
 """
 
 from __future__ import annotations
@@ -23,6 +28,27 @@ from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger(__name__)
+
+FROM_PARENT = signal.SIGUSR1
+"""The signal a worker gets when the parent was told to stop (by SIGTERM or SIGINT)."""
+
+_early: list[signal.Signals] = []
+
+
+def _hold_early_stops() -> None:
+    """A stop that comes while the worker still builds its app (the other worker may
+    already answer) is kept for the server's watch, instead of ending the worker by the
+    default action (exit -10 or -15, which the parent reports as a failure)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, FROM_PARENT):
+        signal.signal(signum, lambda number, frame: _early.append(signal.Signals(number)))
+
+
+def early_stops() -> list[signal.Signals]:
+    """The stop signals this worker got before its server watched for them, oldest
+    first (none in a single process); each is returned once."""
+    stops = list(_early)
+    _early.clear()
+    return stops
 
 
 def _exit_with_parent() -> None:
@@ -57,6 +83,7 @@ def run_workers(
                 # A process group of its own: a Ctrl-C reaches the parent only, which
                 # passes it on once (two would stop a worker without draining).
                 os.setpgid(0, 0)
+                _hold_early_stops()
                 _exit_with_parent()
                 serve_one(number)
             except BaseException:
@@ -70,7 +97,7 @@ def run_workers(
     def forward(signum: int, frame: FrameType | None) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):  # it has just exited
-                os.kill(pid, signum)
+                os.kill(pid, FROM_PARENT)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -86,5 +113,9 @@ def run_workers(
         if code != 0:
             failed = True
             log.error("worker %s exited with %s", number, code)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Ignored up to the exit: at finalization Python puts the default handler back
+        # in place of ``forward``, and a late second signal would end the parent by it.
+        signal.signal(signum, signal.SIG_IGN)
     sys.stderr.flush()
     return 1 if failed else 0
