@@ -121,7 +121,7 @@ async def test_sessions_show_prints_escape_sequences_escaped(config: Config) -> 
     shown = out.getvalue()
     assert "\x1b" not in shown
     assert "\r" not in shown
-    assert "red \\x1b[31mtext\\x1b[0m\\rover\nnext line" in shown
+    assert "red \\x1b[31mtext\\x1b[0m\\rover\\nnext line" in shown
 
 
 def test_a_newline_in_client_text_cannot_forge_a_log_line() -> None:

@@ -132,6 +132,24 @@ async def test_conversations_are_listed_newest_first_a_page_at_a_time(config: Co
         assert rest["has_more"] is False
 
 
+async def test_an_unstored_response_is_answered_and_leaves_nothing_behind(config: Config) -> None:
+    """``store: false``: the answer comes, the response cannot be read back or continued,
+    and a client calling that way every time piles up no listed conversation."""
+    async with running_server(build(config)) as server, sdk(server) as client:
+        kept = await client.responses.create(input="keep me")
+        answers = [await client.responses.create(input=f"call {n}", store=False) for n in (1, 2)]
+        assert [a.output_text for a in answers] == ["echo: call 1", "echo: call 2"]
+        for answer in answers:
+            with pytest.raises(openai.NotFoundError):
+                await client.responses.retrieve(answer.id)
+            with pytest.raises(openai.NotFoundError):
+                await client.responses.create(input="on", previous_response_id=answer.id)
+        listed: Any = await client.get("/conversations", cast_to=object)
+        assert [c["id"] for c in listed["data"]] == [kept.id]
+        with pytest.raises(openai.BadRequestError, match="need store: true"):
+            await client.responses.create(input="later", store=False, background=True)
+
+
 async def test_a_background_response_is_cancelled_and_leaves_no_trace(config: Config) -> None:
     agent = GatedAgent()
     store = InMemorySessionStore()

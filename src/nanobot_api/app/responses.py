@@ -451,6 +451,8 @@ class ResponsesService:
                 # Finished, even if a cancel landed after it: its turn is committed.
                 completed = Ended("completed", result.usage)
                 await self._end(run, completed, prepared.session, store=store)
+                if not store and not result.tool_calls:
+                    await self._forget_unstored(run.record.id, prepared.session)
             elif failure is not None:
                 run.failure = failure
                 await self._end(run, Ended("failed", error=self._describe(failure)), store=store)
@@ -481,6 +483,20 @@ class ResponsesService:
         finally:
             self._live.pop(record.id, None)
             run.finish(record)
+
+    async def _forget_unstored(self, response_id: str, session: SessionKey) -> None:
+        """Forgets the session a ``store: false`` response made for itself alone (named
+        after it): no one can continue it (the response cannot be retrieved or named as
+        previous), so a client sending every call that way must not pile up a listed
+        session per call. The caller keeps one paused on client tools, for the call
+        that brings their results."""
+        if session.session_id != response_id:
+            return  # a conversation the client named or continued: it stays
+        try:
+            await self._sessions.clear(session)
+        except Exception:
+            # The answer stands; the session is left as any other (listed, deletable).
+            log.warning("could not forget the unstored session %s", session, exc_info=True)
 
     async def _note_paused(self, session: SessionKey, result: TurnResult) -> None:
         try:

@@ -18,9 +18,6 @@ from nanobot_api.domain.text import printable
 EXIT_OK = 0
 EXIT_EMPTY = 1
 _PREVIEW_CHARS = 2000
-# A message's own line breaks and tabs lay it out; every other control character (an
-# escape sequence, a carriage return that would overwrite the line) is shown escaped.
-_LAYOUT = "\n\t"
 
 
 async def list_sessions(store: SessionStore, out: TextIO) -> int:
@@ -91,13 +88,14 @@ def format_message(message: Message) -> str:
 
 
 def _preview(text: str | None) -> str:
-    """A message's text on the terminal: cut when long, its control characters (escape
-    sequences, carriage returns) shown as escapes, never acted on by the terminal."""
+    """A message's text on the terminal: cut when long, on one line, its control
+    characters shown as escapes, never acted on by the terminal. Newlines too: kept,
+    a message could print its own "--- turn N ---" or "assistant:" line."""
     if text is None:
         return ""
     if len(text) <= _PREVIEW_CHARS:
-        return printable(text, keep=_LAYOUT)
-    cut = printable(text[:_PREVIEW_CHARS], keep=_LAYOUT)
+        return printable(text)
+    cut = printable(text[:_PREVIEW_CHARS])
     return f"{cut}... [{len(text) - _PREVIEW_CHARS} more chars]"
 
 

@@ -65,14 +65,22 @@ def stop_tracing() -> None:
         provider.shutdown()
 
 
-@contextlib.contextmanager
-def span(name: str, **attributes: str | int | float) -> Iterator[None]:
+# What span gives when tracing is off: one shared do-nothing block, not a generator
+# made and run for each of a turn's spans (four a turn).
+_OFF: Final[contextlib.AbstractContextManager[None]] = contextlib.nullcontext()
+
+
+def span(name: str, **attributes: str | int | float) -> contextlib.AbstractContextManager[None]:
     """A span around the block, a child of the current one, tagged with the request id
     (a no-op when tracing is off). An exception leaving the block marks it failed."""
     tracer = _state.tracer
     if tracer is None:
-        yield
-        return
+        return _OFF
+    return _span(tracer, name, attributes)
+
+
+@contextlib.contextmanager
+def _span(tracer: Any, name: str, attributes: dict[str, str | int | float]) -> Iterator[None]:
     request_id = request_id_var.get()
     if request_id is not None:
         attributes["nanobot.request_id"] = request_id
