@@ -157,15 +157,15 @@ async def test_three_replicas_deliver_each_outbox_event_once(
     tmp_path: Path, postgres_url: str
 ) -> None:
     count = 30
-    async with PostgresDatabase(postgres_url) as db:
-        outbox = PostgresOutbox(db)
-        for n in range(count):
-            message = OutboundMessage(f"ev{n:02d}", "webhook", f"chat{n % 4}", f"text {n}")
-            await outbox.enqueue(OutboxEvent.pending(message, 1.0))
     async with FakePlatforms() as fake, ScriptedUpstream() as up:
         hook = {"enabled": True, "url": fake.webhook_url, "secret": WEBHOOK_SECRET}
         config = config_for(up, postgres_url, channels={"webhook": hook})
-        async with three(tmp_path, config):
+        async with three(tmp_path, config), PostgresDatabase(postgres_url) as db:
+            # Queued while all three run, so every delivery worker races for each event.
+            outbox = PostgresOutbox(db)
+            for n in range(count):
+                message = OutboundMessage(f"ev{n:02d}", "webhook", f"chat{n % 4}", f"text {n}")
+                await outbox.enqueue(OutboxEvent.pending(message, 1.0))
             with anyio.fail_after(60):
                 await fake.wait_for(lambda f: len(f.messages("webhook")) >= count)
             await anyio.sleep(1.0)  # room for a duplicate to show up
