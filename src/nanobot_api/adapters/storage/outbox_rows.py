@@ -44,6 +44,33 @@ def event_row(event: OutboxEvent) -> tuple[object, ...]:
     )
 
 
+# The columns a delivery attempt changes, in the order of the UPDATE's SET list,
+# then the id for its WHERE.
+STATE_COLUMNS = (
+    "status",
+    "attempts",
+    "progress",
+    "next_attempt_at",
+    "last_error",
+    "delivered_at",
+    "retried_from",
+)
+
+
+def state_row(event: OutboxEvent) -> tuple[object, ...]:
+    """The values of :data:`STATE_COLUMNS` and then the event's id."""
+    return (
+        event.status,
+        event.attempts,
+        event.progress,
+        event.next_attempt_at,
+        event.last_error,
+        event.delivered_at,
+        event.retried_from,
+        event.id,
+    )
+
+
 def row_event(row: Sequence[Any]) -> OutboxEvent:
     ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
     next_at, error, delivered_at, retried_from = row[9:13]

@@ -13,7 +13,13 @@ from collections.abc import Collection
 from typing import Any
 
 from nanobot_api.adapters.storage.outbox_rows import COLUMNS as _COLUMNS
-from nanobot_api.adapters.storage.outbox_rows import claim_until, event_row, row_event
+from nanobot_api.adapters.storage.outbox_rows import (
+    STATE_COLUMNS,
+    claim_until,
+    event_row,
+    row_event,
+    state_row,
+)
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
@@ -22,6 +28,12 @@ from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed,
 # GREATEST skips NULLs: an event never claimed is ready when due.
 _READY_AT = "GREATEST(COALESCE(next_attempt_at, %(now)s), claimed_until)"
 DEFAULT_CLAIM_S = 600.0
+
+_UPDATE_STATE = (
+    "UPDATE outbox SET "
+    + ", ".join(f"{name} = %s" for name in STATE_COLUMNS)
+    + ", claimed_until = NULL WHERE id = %s"
+)
 
 
 class PostgresOutbox:
@@ -84,21 +96,7 @@ class PostgresOutbox:
     async def settle(self, event: OutboxEvent) -> bool:
         """Writes the event's state and ends its claim; False if its row is gone."""
         async with self._db.connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE outbox SET status = %s, attempts = %s, progress = %s, "
-                "next_attempt_at = %s, last_error = %s, delivered_at = %s, retried_from = %s, "
-                "claimed_until = NULL WHERE id = %s",
-                (
-                    event.status,
-                    event.attempts,
-                    event.progress,
-                    event.next_attempt_at,
-                    event.last_error,
-                    event.delivered_at,
-                    event.retried_from,
-                    event.id,
-                ),
-            )
+            cursor = await conn.execute(_UPDATE_STATE, state_row(event))
             return cursor.rowcount > 0
 
     async def extend_claims(self, event_ids: Collection[str], now: float) -> None:

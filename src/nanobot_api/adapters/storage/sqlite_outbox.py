@@ -22,9 +22,11 @@ import anyio
 
 from nanobot_api.adapters.storage.outbox_rows import (
     COLUMNS,
+    STATE_COLUMNS,
     claim_until,
     event_row,
     row_event,
+    state_row,
 )
 from nanobot_api.adapters.storage.sqlite_files import (
     LazyConnection,
@@ -151,22 +153,15 @@ def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -
     )
 
 
+_UPDATE_STATE = (
+    "UPDATE outbox SET "
+    + ", ".join(f"{name} = ?" for name in STATE_COLUMNS)
+    + ", claimed_until = NULL WHERE id = ?"
+)
+
+
 def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
-    cursor = conn.execute(
-        "UPDATE outbox SET status = ?, attempts = ?, progress = ?, next_attempt_at = ?, "
-        "last_error = ?, delivered_at = ?, retried_from = ?, claimed_until = NULL "
-        "WHERE id = ?",
-        (
-            event.status,
-            event.attempts,
-            event.progress,
-            event.next_attempt_at,
-            event.last_error,
-            event.delivered_at,
-            event.retried_from,
-            event.id,
-        ),
-    )
+    cursor = conn.execute(_UPDATE_STATE, state_row(event))
     return cursor.rowcount > 0
 
 
