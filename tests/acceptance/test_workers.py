@@ -50,6 +50,7 @@ async def test_two_workers_run_one_sessions_turns_in_turn_on_full_history(
         async with replica(tmp_path, config, "w", "--workers", "2") as served:
             assert len(await anyio.to_thread.run_sync(children, served.process.pid)) == 2
             answers: list[int] = []
+            workers: set[str] = set()  # request ids are <worker's prefix><counter>
 
             async def one(n: int) -> None:
                 async with httpx.AsyncClient(timeout=60) as client:  # a connection each
@@ -61,10 +62,15 @@ async def test_two_workers_run_one_sessions_turns_in_turn_on_full_history(
                         },
                     )
                 answers.append(answer.status_code)
+                workers.add(answer.headers["X-Request-ID"][:-12])
 
             async with anyio.create_task_group() as tg:
                 for n in range(count):
                     tg.start_soon(one, n)
+            while len(workers) < 2:  # both workers answered turns of the one session
+                assert count < 200, "one worker took every connection"
+                await one(count)
+                count += 1
     assert answers == [200] * count
     seen = [[m["content"] for m in r.messages if m["role"] == "user"] for r in up.received]
     # One at a time: the k-th turn to run saw the k-1 turns kept before it.
