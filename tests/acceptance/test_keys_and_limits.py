@@ -120,7 +120,8 @@ async def test_the_other_key_gets_404_on_cancel_items_update_and_delete_of_a_con
                 c: [i.model_dump() async for i in alice.conversations.items.list(c)]
                 for c in (made.id, "alice-only")
             }
-            assert before[made.id] and before["alice-only"]
+            assert before[made.id]
+            assert before["alice-only"]
             for conversation in (made.id, "alice-only"):
                 for attempt in (
                     bob.conversations.items.list(conversation),
