@@ -101,6 +101,52 @@ async def test_two_keys_never_see_each_others_sessions_on_any_endpoint(
             assert (await alice.responses.retrieve(mine.id)).output_text == "2 before"
 
 
+async def test_the_other_key_gets_404_on_cancel_items_update_and_delete_of_a_conversation(
+    config: Config, storage_url: str
+) -> None:
+    """The endpoints the test above leaves out, on a conversation made with
+    POST /v1/conversations and one made by a response; the owner's data stays."""
+    config = attrs.evolve(config, storage=attrs.evolve(config.storage, url=storage_url))
+    async with serving(keyed(config), HistoryCounter()) as client:
+        base = str(client.base_url) + "/v1"
+        async with (
+            AsyncOpenAI(base_url=base, api_key=ALICE, max_retries=0) as alice,
+            AsyncOpenAI(base_url=base, api_key=BOB, max_retries=0) as bob,
+        ):
+            made = await alice.conversations.create(metadata={"topic": "hers"})
+            mine = await alice.responses.create(input="private", conversation=made.id)
+            await alice.responses.create(input="hers", conversation="alice-only")
+            before = {
+                c: [i.model_dump() async for i in alice.conversations.items.list(c)]
+                for c in (made.id, "alice-only")
+            }
+            assert before[made.id]
+            assert before["alice-only"]
+            for conversation in (made.id, "alice-only"):
+                for attempt in (
+                    bob.conversations.items.list(conversation),
+                    bob.conversations.update(conversation, metadata={"topic": "his"}),
+                    bob.conversations.delete(conversation),
+                ):
+                    with pytest.raises(openai.NotFoundError):
+                        await attempt
+            with pytest.raises(openai.NotFoundError):
+                await bob.responses.cancel(mine.id)
+            with pytest.raises(openai.BadRequestError):  # the owner is told why not
+                await alice.responses.cancel(mine.id)
+            listed = await client.get(
+                "/v1/conversations", headers={"Authorization": f"Bearer {BOB}"}
+            )
+            assert listed.status_code == 200
+            assert made.id not in listed.text
+            assert (await alice.conversations.retrieve(made.id)).metadata == {"topic": "hers"}
+            for conversation, items in before.items():
+                after = [i.model_dump() async for i in alice.conversations.items.list(conversation)]
+                assert after == items
+            kept = await alice.responses.retrieve(mine.id)
+            assert (kept.status, kept.output_text) == (mine.status, mine.output_text)
+
+
 async def test_a_key_over_its_requests_per_minute_gets_429_with_retry_after(
     config: Config,
 ) -> None:

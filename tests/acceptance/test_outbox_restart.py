@@ -222,6 +222,26 @@ async def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     assert remaining == {"ev2": ("pending", 0), "ev3": ("delivered", 0)}
 
 
+async def test_retrying_a_delivered_event_needs_force(tmp_path: Path) -> None:
+    await seed(tmp_path)
+    before = {e.id: e for e in await events(tmp_path)}
+    code, out, err = await nanobot(tmp_path, "outbox", "retry", "ev3")
+    assert (code, out) == (2, "")
+    assert err == (
+        "nanobot: Event ev3 was already delivered; retry it with --force to send it again\n"
+    )
+    assert {e.id: e for e in await events(tmp_path)} == before
+    code, out, _ = await nanobot(tmp_path, "outbox", "retry", "--force", "ev3")
+    assert code == 0
+    assert out.startswith("Event ev3 to webhook:42 is pending again")
+    again = {e.id: e for e in await events(tmp_path)}["ev3"]
+    assert (again.status, again.progress, again.delivered_at) == (
+        "pending",
+        0,
+        before["ev3"].delivered_at,
+    )
+
+
 @pytest.mark.parametrize("action", ["retry", "drop"])
 async def test_an_unknown_id_is_one_line_and_exit_2(tmp_path: Path, action: str) -> None:
     await seed(tmp_path)
