@@ -161,7 +161,7 @@ async def test_a_pause_nobody_answers_expires() -> None:
         r.up.add(Calls((weather_call(),)))
         paused = await r.ask("weather", options=TurnOptions(tools=(WEATHER,)))
         r.now += 61
-        with pytest.raises(InvalidRequest, match="no tool call of this session awaits"):
+        with pytest.raises(InvalidRequest, match="has expired"):
             await r.ask(
                 tool_results=(Message.tool_result(paused.tool_calls[0].id, "late"),),
                 continues=True,

@@ -26,6 +26,7 @@ from nanobot_api.domain.conversation import (
 from nanobot_api.domain.errors import InvalidRequest, NanobotError, TurnTimedOut
 from nanobot_api.domain.models import ToolCallPiece, ToolSpec
 from nanobot_api.domain.pauses import (
+    check_not_late,
     check_resent,
     check_results,
     closed,
@@ -146,6 +147,7 @@ class ChatService:
     async def _check_results(self, request: ChatRequest) -> None:
         _, last = await self._store.last_turn(request.session)
         if last is not None and expired(last, self._clock(), self._tool_result_timeout_s):
+            check_not_late(last, request.tool_results)
             last = None  # expired: its calls no longer wait
         check_resent(last, request.resent_calls, f"messages[{request.resent_at}]")
         check_results(last, request.tool_results)

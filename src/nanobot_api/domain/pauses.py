@@ -56,6 +56,20 @@ def check_results(record: TurnRecord | None, results: Sequence[Message]) -> None
             raise InvalidRequest(f"Unknown tool_call_id '{result.tool_call_id}': {why}", "messages")
 
 
+def check_not_late(record: TurnRecord, results: Sequence[Message]) -> None:
+    """Refuses results for the calls of a pause that has expired, saying so (``record``
+    is that pause): its turn no longer waits, and the client should know why."""
+    late = {call.id for call in pending_calls(record.messages)} if record.paused_at else set()
+    for result in results:
+        if result.tool_call_id in late:
+            raise InvalidRequest(
+                f"tool_call_id '{result.tool_call_id}' has expired: its result came after "
+                "api.toolResultTimeoutS, so the turn stopped waiting and answers it as "
+                "'not returned by the client'; send a new user message instead",
+                "messages",
+            )
+
+
 def check_resent(record: TurnRecord | None, call_ids: Sequence[str], param: str) -> None:
     """Refuses a resent assistant message (``param``) whose tool calls are not the
     calls of the paused turn it claims to be; nothing to check when nothing waits (the
