@@ -86,16 +86,22 @@ def _reachable_binaries(folder: Path, user: pwd.struct_passwd | None) -> Path:
     if user is None or _runs_as(user, folder / "postgres"):
         return folder
     install = folder.parent  # bin/ beside lib/ and share/: copied whole, it still runs
+    # pgserver's binaries find libpq by RPATH $ORIGIN/../../../pgserver.libs: the
+    # wheel's .libs folder two levels up is copied too, at the same place.
+    top = install.parent.parent
+    parts = [install.relative_to(top), *(p.relative_to(top) for p in top.glob("pgserver.libs"))]
     tag = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     copy = Path(tempfile.gettempdir()) / f"nanobot-postgres-{tag}"
-    if not (copy / "bin" / "postgres").exists():
+    binaries = copy / install.relative_to(top) / "bin"
+    if not (binaries / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix=".nanobot-postgres-"))
-        shutil.copytree(install, staging / "install", symlinks=True)
+        for part in parts:
+            shutil.copytree(top / part, staging / "install" / part, symlinks=True)
         os.chmod(staging, 0o755)
         with contextlib.suppress(OSError):  # another process copied it meanwhile
             os.replace(staging / "install", copy)
         shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+    return binaries
 
 
 def _runs_as(user: pwd.struct_passwd, binary: Path) -> bool:
