@@ -21,7 +21,11 @@ import attrs
 import httpx2
 import pytest
 
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
+from tests.acceptance.test_outbox_restart import config_for, events, serving
 from tests.acceptance.test_workers import children
+from tests.platforms import FakePlatforms, Hold
 from tests.upstream import ScriptedUpstream, Text
 
 pytestmark = pytest.mark.slow
@@ -278,3 +282,26 @@ async def test_a_second_signal_right_after_a_quick_drain_still_exits_0(
             assert await served.process.wait() == 0
     assert b"Traceback" not in served.stderr
     assert b"exited with" not in served.stderr
+
+
+async def test_sigterm_lets_the_outbox_finish_the_delivery_under_way(tmp_path: Path) -> None:
+    message = OutboundMessage("ev1", "webhook", "ops", "deploy finished")
+    async with SqliteOutbox(tmp_path / "ws" / "outbox.sqlite3") as outbox:
+        await outbox.enqueue(OutboxEvent.pending(message, time.time()))  # due at start-up
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        fake.fail("webhook", Hold())
+        async with serving(tmp_path, config_for(up, fake)) as (server, _):
+            await fake.wait_for(lambda f: len(f.arrivals) == 1)  # the delivery is under way
+            server.send_signal(signal.SIGTERM)
+            await anyio.sleep(0.5)
+            assert server.returncode is None  # waiting for the platform's answer
+            fake.release()
+            with anyio.fail_after(15):
+                assert await server.wait() == 0
+        received = fake.messages("webhook")
+    (event,) = await events(tmp_path)
+    assert (event.id, event.status, event.attempts) == ("ev1", "delivered", 1)
+    assert [(p.event_id, p.text) for p in received] == [("ev1", "deploy finished")]
+    logged = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in logged
+    assert "CancelledError" not in logged

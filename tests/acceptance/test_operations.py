@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.acceptance.test_channels import call, configured
+from tests.platforms import Fail, FakePlatforms, Hold
 from tests.subprocess_server import wait_until_up
 from tests.upstream import Calls, ScriptedUpstream, Text
 
@@ -113,6 +115,78 @@ async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_p
     assert after[("nanobot_outbox_oldest_pending_age_seconds", ())] == 0
     for private in ("secret-session", "private words", "secret notes", "sk-up"):
         assert private not in scrape.text
+
+
+async def test_requests_are_counted_by_route_method_and_status(config: Config) -> None:
+    key = "sk-operations-key"
+    auth = {"Authorization": f"Bearer {key}"}
+    config = attrs.evolve(config, api=attrs.evolve(config.api, api_key=key))
+    async with _client(config) as client:
+        before = _samples((await client.get("/metrics", headers=auth)).text)
+        assert (await client.get("/health/live")).status_code == 200
+        for _ in range(2):
+            bad = await client.post("/v1/chat/completions", json={"messages": []}, headers=auth)
+            assert bad.status_code == 400
+        assert (
+            await client.get("/v1/models", headers={"Authorization": "Bearer no"})
+        ).status_code == 401
+        assert (await client.get("/v1/no-such-thing", headers=auth)).status_code == 404
+        after = _samples((await client.get("/metrics", headers=auth)).text)
+
+    def grew(route: str, method: str, status: str) -> float:
+        labels = (("method", method), ("route", route), ("status", status))
+        key = ("nanobot_http_requests_total", labels)
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("/health/live", "GET", "200") == 1
+    assert grew("/v1/chat/completions", "POST", "400") == 2
+    assert grew("/v1/models", "GET", "401") == 1
+    assert grew("unmatched", "GET", "404") == 1
+    assert grew("/metrics", "GET", "200") == 1  # the first scrape (a scrape counts after it)
+    assert grew("/v1/chat/completions", "POST", "200") == 0
+
+
+def _outbox(scrape: str) -> tuple[dict[str, float], float]:
+    samples = _samples(scrape)
+    counts = {
+        dict(labels)["status"]: value
+        for (name, labels), value in samples.items()
+        if name == "nanobot_outbox_events"
+    }
+    return counts, samples[("nanobot_outbox_oldest_pending_age_seconds", ())]
+
+
+async def test_the_outbox_gauges_follow_an_event_from_pending_to_delivered(
+    tmp_path: Path,
+) -> None:
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        # The webhook is down for the turn's own attempt; the retry is held open.
+        fake.fail("webhook", Fail(500), Hold())
+        up.add(Calls((call(content="deploy done", channel="webhook", chat_id="ops"),)), Text("ok"))
+        async with _client(configured(tmp_path / "workspace", up, fake)) as client:
+            before, age = _outbox((await client.get("/metrics")).text)
+            assert (before.get("pending"), age) == (0, 0)
+            answer = await client.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "go"}]}
+            )
+            assert answer.status_code == 200
+            counts, first_age = _outbox((await client.get("/metrics")).text)
+            assert counts["pending"] == 1
+            assert first_age > 0
+            await anyio.sleep(0.05)
+            counts, second_age = _outbox((await client.get("/metrics")).text)
+            assert counts["pending"] == 1
+            assert second_age >= first_age + 0.05
+            fake.release()  # the platform answers: delivered
+            await fake.wait_for(lambda f: len(f.messages("webhook")) == 1)
+            with anyio.fail_after(10):
+                while True:  # the server writes "delivered" after the answer arrives
+                    counts, age = _outbox((await client.get("/metrics")).text)
+                    if counts["pending"] == 0:
+                        break
+                    await anyio.sleep(0.02)
+    assert age == 0
+    assert (counts["queued"], counts["failed"]) == (0, 0)
 
 
 def _free_port() -> int:
