@@ -186,6 +186,7 @@ async def test_the_outbox_gauges_follow_an_event_from_pending_to_delivered(
                         break
                     await anyio.sleep(0.02)
     assert age == 0
+    assert counts["delivered"] == before["delivered"] + 1
     assert (counts["queued"], counts["failed"]) == (0, 0)
 
 

@@ -38,6 +38,7 @@ from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
     OutboxStatus,
+    OutboxTally,
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import Lease, SessionKey
@@ -456,6 +457,11 @@ class OutboxAdmin(Protocol):
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event (or those with ``status``), oldest first."""
+
+    async def tally(self) -> OutboxTally:
+        """How many events are in each state and when the oldest waiting one was
+        created, counted by the store without reading the events (delivered ones
+        accumulate): cheap enough for every metrics scrape."""
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         """Makes the event pending and due now with a fresh budget of attempts, its past

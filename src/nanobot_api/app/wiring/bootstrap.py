@@ -41,6 +41,7 @@ from nanobot_api.app.wiring.storage import (
 )
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
+from nanobot_api.domain.outbox import OUTBOX_STATUSES
 from nanobot_api.domain.ports import (
     Agent,
     Attachments,
@@ -220,16 +221,11 @@ def operations_for(
 
 
 async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
-    """Sets the outbox gauges from the store, as a scrape begins. Delivered events are
-    left out: they accumulate, and a scrape must not read them all."""
-    now = time.time()
-    oldest = 0.0
-    for status in ("queued", "pending", "failed"):
-        events = await outbox.events(status)
-        metrics.outbox_events.labels(status).set(len(events))
-        if events and status != "failed":
-            oldest = max(oldest, now - events[0].created_at)
-    metrics.outbox_oldest_seconds.set(oldest)
+    """Sets the outbox gauges from the store's tally, as a scrape begins."""
+    tally = await outbox.tally()
+    for status in OUTBOX_STATUSES:
+        metrics.outbox_events.labels(status).set(tally.count(status))
+    metrics.outbox_oldest_seconds.set(tally.waiting_age_s(time.time()))
 
 
 def llm_agent(
