@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,8 +19,8 @@ from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from tests.acceptance.test_channels import call, configured
 from tests.platforms import Fail, FakePlatforms, Hold
-from tests.subprocess_server import wait_until_up
-from tests.upstream import Calls, ScriptedUpstream, Status, Text
+from tests.subprocess_server import one_turn
+from tests.upstream import Calls, ScriptedUpstream, Status, Step, Text
 
 
 def _with_upstream(config: Config, upstream: ScriptedUpstream, **api: object) -> Config:
@@ -151,7 +145,7 @@ async def test_a_scrape_shows_a_failed_model_call_and_a_wait_for_a_busy_session(
     config: Config,
 ) -> None:
     gate = asyncio.Event()
-    steps = [Status(400, "bad request"), Text("first second", gate=gate), Text("after")]
+    steps: list[Step] = [Status(400, "bad request"), Text("first second", gate=gate), Text("after")]
     async with ScriptedUpstream(steps) as up, _client(_with_upstream(config, up)) as client:
         before = _samples((await client.get("/metrics")).text)
         failed = await client.post("/v1/chat/completions", json=_ask("fails"))
@@ -231,12 +225,6 @@ async def test_the_outbox_gauges_follow_an_event_from_pending_to_delivered(
     assert (counts["queued"], counts["failed"]) == (0, 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_path: Path) -> None:
     steps = [Calls((("no_such_tool", "{}"),)), Text("done")]
@@ -245,26 +233,10 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
             "agents": {"defaults": {"provider": "local", "model": "m1"}},
             "providers": {"local": {"apiBase": up.base_url, "apiKey": "sk-x"}},
         }
-        (tmp_path / "config.json").write_text(json.dumps(config))
-        port = _free_port()
-        argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-v", "-p", str(port)]
-        argv += ["-c", str(tmp_path / "config.json"), "-w", str(tmp_path / "ws")]
-        env = {**os.environ, "HOME": str(tmp_path)}
-        process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
-        try:
-            await wait_until_up(f"http://127.0.0.1:{port}/health")
-            async with httpx2.AsyncClient(timeout=30) as client:
-                answer = await client.post(
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
-                    json={"messages": [{"role": "user", "content": "go"}]},
-                    headers={"X-Request-ID": "verbose-1"},
-                )
-                assert answer.status_code == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.stderr is not None
-            logged = b"".join([chunk async for chunk in process.stderr]).decode()
-            await process.wait()
+        body = {"messages": [{"role": "user", "content": "go"}]}
+        served = await one_turn(tmp_path, config, body, request_id="verbose-1", flags=("-v",))
+    assert served.answer.status_code == 200
+    logged = served.stderr
     assert "model call 1 to m1: ok in " in logged
     # Every line about the request carries its id: the model call's, the tool's, the access line.
     about = [line for line in logged.splitlines() if "model call" in line or "tool no_such" in line]

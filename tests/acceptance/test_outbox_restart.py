@@ -181,7 +181,8 @@ async def seed(tmp_path: Path) -> None:
 
     policy = RetryPolicy(max_attempts=1)
     async with SqliteOutbox(tmp_path / "ws" / "outbox.sqlite3") as outbox:
-        await outbox.enqueue(OutboxEvent.queued(event(1, "discord", "queued one").message, 1.7e9))
+        queued = event(1, "discord", "queued \x1b[2Jone").message
+        await outbox.enqueue(OutboxEvent.queued(queued, 1.7e9))
         failed = failed_attempt(
             claimed(event(2, "telegram", "refused\nline two")),
             "telegram: HTTP 403 bot was blocked",
@@ -206,6 +207,8 @@ async def test_outbox_list_shows_every_event_and_filters_by_status(tmp_path: Pat
     ]
     assert lines[1].endswith("'refused line two'  last error: telegram: HTTP 403 bot was blocked")
     assert lines[0].endswith("last error: channel 'discord' is not enabled")
+    assert "'queued \\x1b[2Jone'" in lines[0]  # an escape sequence is shown, not acted on
+    assert "\x1b" not in out
     code, out, _ = await nanobot(tmp_path, "outbox", "list", "--status", "failed")
     assert [line.split()[0] for line in out.splitlines()] == ["ev2"]
     code, out, _ = await nanobot(tmp_path, "outbox", "list", "--status", "pending")
