@@ -74,6 +74,20 @@ async def test_a_repeat_gets_the_stored_answer_and_runs_no_second_turn(config: C
         assert reused.json()["error"]["type"] == "idempotency_key_reused"
 
 
+async def test_a_repeat_after_idempotency_h_runs_a_new_turn(config: Config) -> None:
+    config = keyed(config)
+    config = attrs.evolve(config, api=attrs.evolve(config.api, idempotency_h=0.3 / 3600))
+    agent = HistoryCounter()
+    async with serving(config, agent) as client:
+        first = await post(client, ALICE, "ttl", body())
+        await anyio.sleep(0.4)  # the record is forgotten after 0.3 s
+        late = await post(client, ALICE, "ttl", body())
+    assert first.status_code == late.status_code == 200
+    assert "Idempotent-Replayed" not in late.headers
+    assert late.json()["id"] != first.json()["id"]
+    assert agent.turns == 2
+
+
 async def test_a_streamed_repeat_gets_the_stored_stream(config: Config) -> None:
     agent = HistoryCounter()
     async with serving(keyed(config), agent) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -179,8 +180,9 @@ async def test_turns_at_once_per_key_and_for_the_server(config: Config) -> None:
 
 
 async def test_an_address_sending_wrong_keys_is_throttled_before_keys_are_compared(
-    config: Config,
+    config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with serving(keyed(config, auth_failures_per_min=3), HistoryCounter()) as client:
         for _ in range(3):
             # A forged X-Forwarded-For from a peer that is not a trusted proxy is ignored.
@@ -193,6 +195,11 @@ async def test_an_address_sending_wrong_keys_is_throttled_before_keys_are_compar
         assert int(throttled.headers["Retry-After"]) >= 1
         health = await client.get("/health/ready")
         assert health.status_code == 200  # the public routes stay open
+    # Every request was logged (an access line each), and no key, right or wrong.
+    access = [r for r in caplog.records if r.name == "nanobot_api.access"]
+    assert len(access) == 5
+    for key in (ALICE, OWNER, "sk-guess-0123456789abcd"):
+        assert key not in caplog.text
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(

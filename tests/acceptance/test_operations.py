@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -25,7 +26,7 @@ from nanobot_api.app.wiring.live_server import running_server
 from tests.acceptance.test_channels import call, configured
 from tests.platforms import Fail, FakePlatforms, Hold
 from tests.subprocess_server import wait_until_up
-from tests.upstream import Calls, ScriptedUpstream, Text
+from tests.upstream import Calls, ScriptedUpstream, Status, Text
 
 
 def _with_upstream(config: Config, upstream: ScriptedUpstream, **api: object) -> Config:
@@ -144,6 +145,46 @@ async def test_requests_are_counted_by_route_method_and_status(config: Config) -
     assert grew("unmatched", "GET", "404") == 1
     assert grew("/metrics", "GET", "200") == 1  # the first scrape (a scrape counts after it)
     assert grew("/v1/chat/completions", "POST", "200") == 0
+
+
+async def test_a_scrape_shows_a_failed_model_call_and_a_wait_for_a_busy_session(
+    config: Config,
+) -> None:
+    gate = asyncio.Event()
+    steps = [Status(400, "bad request"), Text("first second", gate=gate), Text("after")]
+    async with ScriptedUpstream(steps) as up, _client(_with_upstream(config, up)) as client:
+        before = _samples((await client.get("/metrics")).text)
+        failed = await client.post("/v1/chat/completions", json=_ask("fails"))
+        assert failed.status_code == 502
+
+        async def turn(body: dict[str, object]) -> None:
+            answer = await client.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(turn, _ask("slow", stream=True))
+            await up.wait_received(2)
+            group.start_soon(turn, _ask("behind"))
+            await anyio.sleep(0.3)  # the session is busy: the second turn waits
+            during = _samples((await client.get("/metrics")).text)
+            gate.set()
+        after = _samples((await client.get("/metrics")).text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert during[("nanobot_turns_in_flight", ())] == 2  # the running one, the one behind it
+    assert grew("nanobot_model_calls_total", status="error") == 1
+    assert grew("nanobot_model_calls_total", status="ok") == 2
+    assert grew("nanobot_turn_duration_seconds_count", outcome="error") == 1
+    assert grew("nanobot_turn_duration_seconds_count", outcome="ok") == 2
+    assert grew("nanobot_session_wait_seconds_count") == 3
+    assert grew("nanobot_session_wait_seconds_sum") >= 0.3
+
+
+def _ask(text: str, *, stream: bool = False) -> dict[str, object]:
+    return {"messages": [{"role": "user", "content": text}], "session_id": "busy", "stream": stream}
 
 
 def _outbox(scrape: str) -> tuple[dict[str, float], float]:
