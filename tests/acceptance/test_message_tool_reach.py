@@ -157,22 +157,26 @@ async def test_allow_chat_ids_and_max_sends_per_turn(tmp_path: Path, storage_url
     a reply of 200 calls makes exactly ``maxSendsPerTurn`` sends, the rest refused with
     a result saying so, and the caller still gets the answer."""
     async with stack(tmp_path, storage_url, allow=("42",), max_sends=3) as s:
+        # A file the client named as the database: the name finds the upload, only it.
+        db = ("sessions.sqlite3", b"an upload, not the database")
+        attach = {"channel": "telegram", "media": [db[0]]}
         s.up.add(
             Calls(
                 (
-                    call(content="leak", channel="telegram", chat_id="666"),
-                    call(content="hello", channel="telegram", chat_id=42),
+                    call(content="leak", chat_id="666", **attach),
+                    call(content="hello", chat_id=42, **attach),
                 )
             ),
             Text("turn one"),
         )
-        assert await s.turn("s", "say hello") == "turn one"
+        assert await s.turn("s", "say hello", db) == "turn one"
         outside, inside = tool_results(s.up)
         assert outside == (
             "Error: message failed: chat '666' is not among the chats telegram may send to "
             "(allowChatIds); nothing was sent"
         )
         assert inside.startswith("Message delivered to telegram:42")
+        assert s.telegram_files() == [db]
 
         flood = tuple(
             call(content=f"spam {i}", channel="telegram", chat_id="42") for i in range(200)
@@ -185,7 +189,7 @@ async def test_allow_chat_ids_and_max_sends_per_turn(tmp_path: Path, storage_url
             "Error: message failed: this turn already made 3 sends, the most one turn may "
             "make; nothing was sent"
         }
-        sent = [(p.chat_id, p.text) for p in s.fake.messages("telegram")]
+        sent = [(p.chat_id, p.text) for p in s.fake.messages("telegram") if p.text]
         assert sent == [("42", "hello"), ("42", "spam 0"), ("42", "spam 1"), ("42", "spam 2")]
         events = await s.backend.outbox.events()
         assert sorted(e.content for e in events) == ["hello", "spam 0", "spam 1", "spam 2"]
