@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -158,6 +159,31 @@ async def test_a_key_over_its_requests_per_minute_gets_429_with_retry_after(
         refused(over, 429, "rate_limit_exceeded")
         assert 1 <= int(over.headers["Retry-After"]) <= 60
         reply_of(await chat(client, BOB))  # another key's budget is its own
+
+
+async def test_a_burst_over_a_keys_rpm_gets_429_for_exactly_the_excess(
+    config: Config, storage_url: str
+) -> None:
+    config = attrs.evolve(config, storage=attrs.evolve(config.storage, url=storage_url))
+    agent = HistoryCounter()
+    answers: list[httpx2.Response] = []
+
+    async def one(client: httpx2.AsyncClient, n: int) -> None:
+        answers.append(await chat(client, ALICE, session=f"burst-{n}"))
+
+    async with serving(keyed(config, alice_rpm=5), agent) as client:
+        if time.time() % 60 > 55:  # the burst must not straddle a minute's window
+            await anyio.sleep(61 - time.time() % 60)
+        async with anyio.create_task_group() as group:
+            for n in range(12):
+                group.start_soon(one, client, n)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 5 + [429] * 7
+    for answer in answers:
+        if answer.status_code == 429:
+            refused(answer, 429, "rate_limit_exceeded")
+            assert 1 <= int(answer.headers["Retry-After"]) <= 60
+    assert agent.turns == 5
 
 
 async def test_turns_at_once_per_key_and_for_the_server(config: Config) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,33 @@ async def test_a_request_is_one_trace_of_its_turn_model_tool_and_channel_calls_a
     assert {"turn", "tool message", "channel delivery", "store commit"} <= set(names)
     assert names.count("model call") == 2
     assert {attrs.get("nanobot.request_id") for _, attrs in in_trace} == {"req-traced-1"}
+
+
+def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded(tmp_path: Path) -> None:
+    """Off and free: with the extra installed but no OTLP endpoint, a turn through the
+    app imports no OpenTelemetry module (span() is a shared no-op)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from nanobot_api import create_app
+
+        async def reply(turn):
+            return "ok"
+
+        async def main():
+            app = create_app(reply, workspace={str(tmp_path / "ws")!r})
+            body = {{"messages": [{{"role": "user", "content": "x"}}]}}
+            async with app.test_app():
+                answer = await app.test_client().post("/v1/chat/completions", json=body)
+                assert answer.status_code == 200, answer.status_code
+            print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+
+        asyncio.run(main())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
