@@ -126,12 +126,14 @@ async def test_requests_are_counted_by_route_method_and_status(config: Config) -
             await client.get("/v1/models", headers={"Authorization": "Bearer no"})
         ).status_code == 401
         assert (await client.get("/v1/no-such-thing", headers=auth)).status_code == 404
-        after = _samples((await client.get("/metrics", headers=auth)).text)
+        scrape = await client.get("/metrics", headers=auth)
+    assert key not in scrape.text
+    after = _samples(scrape.text)
 
     def grew(route: str, method: str, status: str) -> float:
         labels = (("method", method), ("route", route), ("status", status))
-        key = ("nanobot_http_requests_total", labels)
-        return after.get(key, 0.0) - before.get(key, 0.0)
+        series = ("nanobot_http_requests_total", labels)
+        return after.get(series, 0.0) - before.get(series, 0.0)
 
     assert grew("/health/live", "GET", "200") == 1
     assert grew("/v1/chat/completions", "POST", "400") == 2
