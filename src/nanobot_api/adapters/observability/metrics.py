@@ -121,7 +121,7 @@ class Metrics:
         )
         self.turns_in_flight = Gauge(
             "nanobot_turns_in_flight",
-            "Turns running now.",
+            "Turns under way now (those waiting for their session's previous turn too).",
             multiprocess_mode="livesum",
             registry=registry,
         )
