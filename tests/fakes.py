@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Sequence
 
 import anyio
@@ -18,6 +18,7 @@ from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
     OutboxStatus,
+    OutboxTally,
     claimed,
     retried,
 )
@@ -148,6 +149,17 @@ class InMemoryOutbox:
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         return tuple(e for e in self.rows.values() if status is None or e.status == status)
+
+    async def tally(self) -> OutboxTally:
+        counts = Counter(e.status for e in self.rows.values())
+        waiting = [e.created_at for e in self.rows.values() if e.status in ("queued", "pending")]
+        return OutboxTally(
+            queued=counts["queued"],
+            pending=counts["pending"],
+            failed=counts["failed"],
+            delivered=counts["delivered"],
+            oldest_waiting_at=min(waiting, default=None),
+        )
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         event = retried(self._get(event_id), now, force=force)

@@ -54,11 +54,17 @@ class Hang:
 
 
 @attrs.frozen
+class Hold:
+    """Hold the request open until :meth:`FakePlatforms.release`, then answer it as
+    usual (a slow platform: the delivery is in flight for as long as a test needs)."""
+
+
+@attrs.frozen
 class Ok:
     """Answer this request normally (to script a fault for a later one)."""
 
 
-Fault = Fail | Hang | Ok
+Fault = Fail | Hang | Hold | Ok
 
 
 @attrs.frozen
@@ -128,7 +134,8 @@ class FakePlatforms:
         self.faults[platform].extend(faults)
 
     def release(self) -> None:
-        """Lets every hanging request go on (they answer 503)."""
+        """Lets every hanging request go on (they answer 503) and every held one (they
+        answer as usual)."""
         self._release.set()
 
     def messages(self, platform: Platform | None = None) -> list[Posted]:
@@ -173,7 +180,9 @@ class FakePlatforms:
         await self._notify()
         queue = self.faults[platform]
         fault = queue.popleft() if queue else None
-        return body, (None if isinstance(fault, Ok) else fault)
+        if isinstance(fault, Hold):
+            await self._release.wait()
+        return body, (None if isinstance(fault, Ok | Hold) else fault)
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -65,9 +65,11 @@ class Hang:
 
 @attrs.frozen
 class Break:
-    """Stream ``text`` then cut the connection without finishing the answer."""
+    """Stream ``text`` then cut the connection without finishing the answer (once
+    ``gate`` is set, if given: the answer is under way until then)."""
 
     text: str = "partial"
+    gate: asyncio.Event | None = attrs.field(default=None, eq=False)
 
 
 Step = Text | Calls | Status | Hang | Break
@@ -255,6 +257,8 @@ class ScriptedUpstream:
         await resp.prepare(request)
         chunk = {"choices": [{"index": 0, "delta": {"content": step.text}}]}
         await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if step.gate is not None:
+            await step.gate.wait()
         assert request.transport is not None
         request.transport.abort()
         return resp

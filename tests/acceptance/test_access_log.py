@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -21,6 +22,9 @@ from nanobot_api.app.config import Config
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.platforms import WEBHOOK_SECRET, Fail, FakePlatforms
+from tests.subprocess_server import one_turn
+from tests.upstream import Calls, ScriptedUpstream, Text
 
 TEXT_LINE = re.compile(
     r"^\S+ \S+ INFO \[(?P<rid>[^\]]+)\] nanobot_api\.access: "
@@ -85,3 +89,55 @@ async def test_each_request_gets_one_access_line_with_its_id_session_and_tokens(
     assert entry["tokens"] >= 0
     assert entry["duration_ms"] >= 0
     assert entry["time"].endswith("+00:00")
+
+
+# A chat id the model chose, made to look like a line of its own in the server's log.
+FORGED = "ops\n2026-01-01 00:00:00,000 WARNING [-] nanobot_api.access: GET /admin 200"
+ANY_TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[[^\]]+\] \S+: ")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json-flag", "json-config"])
+async def test_nanobot_serve_logs_one_record_a_line_in_its_format_with_text_escaped(
+    tmp_path: Path, log_format: str
+) -> None:
+    """`--log-format json` (or `api.logFormat`) makes every stderr line a JSON object; in
+    either format a model-chosen chat id with a newline stays inside its own line."""
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        fake.fail("webhook", Fail(500))  # the send fails: its chat id is logged
+        send = {"content": "deployed", "channel": "webhook", "chat_id": FORGED}
+        up.add(Calls((("message", json.dumps(send)),)), Text("done"))
+        config: dict[str, object] = {
+            "agents": {"defaults": {"model": "m1"}},
+            "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
+            "channels": {
+                "webhook": {"enabled": True, "url": fake.webhook_url, "secret": WEBHOOK_SECRET}
+            },
+        }
+        if log_format == "json-config":
+            config["api"] = {"logFormat": "json"}
+        flags = ("--log-format", "json") if log_format == "json-flag" else ()
+        body = {"messages": [{"role": "user", "content": "tell ops"}], "session_id": "ops"}
+        served = await one_turn(tmp_path, config, body, request_id="log-1", flags=flags)
+    assert (served.answer.status_code, served.exit_code) == (200, 0)
+    lines = served.stderr.splitlines()
+    if log_format == "text":
+        # Log records, and the start-up lines `nanobot serve` prints for a person.
+        assert all(ANY_TEXT_LINE.match(line) or line.startswith("nanobot: ") for line in lines)
+        (failure,) = [line for line in lines if "failed (attempt 1)" in line]
+        assert "[log-1] nanobot_api.app.outbox: " in failure
+        assert "webhook:ops\\n2026-01-01 00:00:00,000 WARNING" in failure
+        assert "[log-1] nanobot_api.access: POST /v1/chat/completions 200 " in served.stderr
+        return
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any("listening on" in r["message"] for r in records)
+    (failure,) = [r for r in records if "failed (attempt 1)" in r["message"]]
+    assert failure["request_id"] == "log-1"
+    assert f"webhook:{FORGED} failed" in failure["message"]
+    (access,) = [r for r in records if r["logger"] == ACCESS_LOGGER and r["request_id"] == "log-1"]
+    assert (access["method"], access["path"], access["status"]) == (
+        "POST",
+        "/v1/chat/completions",
+        200,
+    )
+    assert access["session"] == "ops"
+    assert access["tokens"] > 0

@@ -21,8 +21,12 @@ import attrs
 import httpx2
 import pytest
 
+from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
+from tests.acceptance.test_outbox_restart import config_for, events, serving
 from tests.acceptance.test_workers import children
-from tests.upstream import ScriptedUpstream, Text
+from tests.platforms import FakePlatforms, Hold
+from tests.upstream import Hang, Received, ScriptedUpstream, Step, Text
 
 pytestmark = pytest.mark.slow
 STREAMS = 20
@@ -137,6 +141,8 @@ async def test_sigterm_drains_twenty_streams_refuses_new_turns_and_exits_0(
                     return ready.status_code == 503
 
                 await _until(unready)
+                ready = await client.get(f"{served.origin}/health/ready")
+                assert ready.json()["status"] == "draining"  # the reason, for the operator
                 late = await client.post(
                     f"{served.origin}/v1/chat/completions",
                     json={"messages": [{"role": "user", "content": "late"}]},
@@ -158,14 +164,27 @@ async def test_turns_outliving_the_grace_end_with_an_error_event_and_commit_noth
 ) -> None:
     events: dict[int, list[str]] = {}
     never = asyncio.Event()
+    plain: list[httpx2.Response] = []
+
+    async def ask(origin: str) -> None:
+        body = {"messages": [{"role": "user", "content": "plain"}], "session_id": "plain"}
+        async with httpx2.AsyncClient(timeout=60) as client:
+            plain.append(await client.post(f"{origin}/v1/chat/completions", json=body))
+
+    def held(received: Received) -> Step:
+        # A streamed answer stops after its first piece; a whole one never comes.
+        return Hang() if received.last_user_text == "plain" else Text("first second", gate=never)
+
     async with (
-        ScriptedUpstream([Text("first second", gate=never)] * 3) as up,
+        ScriptedUpstream(default=held) as up,
         _serve(tmp_path, up, grace_s=0.5) as served,
     ):
         async with anyio.create_task_group() as streams:
             for n in range(3):
                 streams.start_soon(_stream, served.origin, n, events)
+            streams.start_soon(ask, served.origin)  # and one turn not streamed
             await _until(_events_at_least(events, 6))
+            await up.wait_received(4)
             served.process.send_signal(signal.SIGTERM)
         with anyio.fail_after(30):
             assert await served.process.wait() == 0
@@ -173,6 +192,10 @@ async def test_turns_outliving_the_grace_end_with_an_error_event_and_commit_noth
         error = json.loads(events[n][-1])["error"]
         assert error["type"] == "server_shutdown"
         assert "[DONE]" not in events[n]
+    (answer,) = plain
+    assert answer.status_code == 503
+    assert answer.json()["error"]["type"] == "server_shutdown"
+    assert int(answer.headers["Retry-After"]) >= 1
     assert b"Traceback" not in served.stderr
     assert await _turns(tmp_path) == 0
 
@@ -278,3 +301,26 @@ async def test_a_second_signal_right_after_a_quick_drain_still_exits_0(
             assert await served.process.wait() == 0
     assert b"Traceback" not in served.stderr
     assert b"exited with" not in served.stderr
+
+
+async def test_sigterm_lets_the_outbox_finish_the_delivery_under_way(tmp_path: Path) -> None:
+    message = OutboundMessage("ev1", "webhook", "ops", "deploy finished")
+    async with SqliteOutbox(tmp_path / "ws" / "outbox.sqlite3") as outbox:
+        await outbox.enqueue(OutboxEvent.pending(message, time.time()))  # due at start-up
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        fake.fail("webhook", Hold())
+        async with serving(tmp_path, config_for(up, fake)) as (server, _):
+            await fake.wait_for(lambda f: len(f.arrivals) == 1)  # the delivery is under way
+            server.send_signal(signal.SIGTERM)
+            await anyio.sleep(0.5)
+            assert server.returncode is None  # waiting for the platform's answer
+            fake.release()
+            with anyio.fail_after(15):
+                assert await server.wait() == 0
+        received = fake.messages("webhook")
+    (event,) = await events(tmp_path)
+    assert (event.id, event.status, event.attempts) == ("ev1", "delivered", 1)
+    assert [(p.event_id, p.text) for p in received] == [("ev1", "deploy finished")]
+    logged = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in logged
+    assert "CancelledError" not in logged

@@ -16,7 +16,7 @@ import httpx2
 
 from nanobot_api.adapters.observability.logs import TextFormatter
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.config import Config
+from nanobot_api.app.config import ChannelsConfig, Config, WebhookConfig
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.sessions_admin import show_session
 from nanobot_api.app.wiring.bootstrap import build
@@ -26,6 +26,7 @@ from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Agent
 from nanobot_api.domain.sessions import SessionKey
 from tests.fakes import FailingAgent
+from tests.upstream import closed_port
 
 NOTE = base64.b64encode(b"private notes\n").decode()
 
@@ -56,17 +57,31 @@ def _mode(path: Path) -> int:
 async def test_the_workspace_folders_are_0700_and_its_files_0600_wal_and_shm_included(
     config: Config,
 ) -> None:
+    # A channel enabled opens the outbox; an Idempotency-Key and a response use the
+    # requests and responses databases: every database of the workspace is in use.
+    webhook = WebhookConfig(enabled=True, url=f"http://127.0.0.1:{closed_port()}/hook")
+    config = attrs.evolve(config, channels=ChannelsConfig(webhook=webhook))
     async with _client(config, EchoAgent()) as client:
-        answer = await client.post("/v1/chat/completions", json=_upload("keep", "files"))
+        answer = await client.post(
+            "/v1/chat/completions",
+            json=_upload("keep", "files"),
+            headers={"Idempotency-Key": "at-rest"},
+        )
         assert answer.status_code == 200, answer.text
+        response = await client.post("/v1/responses", json={"input": "and this"})
+        assert response.status_code == 200, response.text
         workspace = config.workspace
         # Looked at while the server runs, so SQLite's -wal and -shm files exist.
-        files = [workspace / f"sessions.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")]
-        files += list((workspace / "media" / "api").iterdir())
-        assert len(files) == 5  # the database, its -wal and -shm, an upload and its sidecar
-        assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
-        folders = [workspace, workspace / "media", workspace / "media" / "api"]
-        assert [_mode(folder) for folder in folders] == [0o700] * 3
+        files = [path for path in workspace.rglob("*") if path.is_file()]
+        folders = [workspace, *(path for path in workspace.rglob("*") if path.is_dir())]
+        modes = {str(path.relative_to(workspace)): _mode(path) for path in files}
+        assert dict.fromkeys(modes, 0o600) == modes
+        assert [_mode(folder) for folder in folders] == [0o700] * len(folders)
+    databases = ("sessions", "outbox", "requests", "responses")
+    for name in databases:
+        for suffix in ("", "-wal", "-shm"):
+            assert f"{name}.sqlite3{suffix}" in modes
+    assert len([name for name in modes if name.startswith("media/api/")]) == 2  # file, sidecar
 
 
 async def test_the_uploads_of_a_failed_turn_are_removed(config: Config) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,12 +13,19 @@ import attrs
 import httpx2
 import pytest
 
-from nanobot_api.app.config import ApiKeyConfig, Config
+from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
+    ApiKeyConfig,
+    Config,
+    ProviderConfig,
+)
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.turns import Turn
 from tests.fakes import FailingAgent, HistoryCounter
+from tests.upstream import Break, Hang, ScriptedUpstream, Step, Text
 
 ALICE, BOB = "sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef"
 
@@ -66,6 +74,20 @@ async def test_a_repeat_gets_the_stored_answer_and_runs_no_second_turn(config: C
         assert reused.json()["error"]["type"] == "idempotency_key_reused"
 
 
+async def test_a_repeat_after_idempotency_h_runs_a_new_turn(config: Config) -> None:
+    config = keyed(config)
+    config = attrs.evolve(config, api=attrs.evolve(config.api, idempotency_h=0.3 / 3600))
+    agent = HistoryCounter()
+    async with serving(config, agent) as client:
+        first = await post(client, ALICE, "ttl", body())
+        await anyio.sleep(0.4)  # the record is forgotten after 0.3 s
+        late = await post(client, ALICE, "ttl", body())
+    assert first.status_code == late.status_code == 200
+    assert "Idempotent-Replayed" not in late.headers
+    assert late.json()["id"] != first.json()["id"]
+    assert agent.turns == 2
+
+
 async def test_a_streamed_repeat_gets_the_stored_stream(config: Config) -> None:
     agent = HistoryCounter()
     async with serving(keyed(config), agent) as client:
@@ -95,6 +117,61 @@ async def test_a_repeat_while_the_first_runs_waits_for_its_answer(config: Config
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].json() == answers[1].json()
     assert agent.turns == 1
+
+
+@pytest.mark.parametrize("failure", ["model_breaks_off", "client_leaves"])
+async def test_a_repeat_waiting_behind_a_first_that_fails_runs_the_turn_itself(
+    config: Config, failure: str
+) -> None:
+    """The real agent and a model of the tests' own: the first turn fails while the
+    repeat waits (its answer breaks off, or its client leaves); the repeat then runs
+    the one turn that is kept."""
+    held = asyncio.Event()
+    first: Step = Break("Sure, first", gate=held) if failure == "model_breaks_off" else Hang()
+    answers: dict[str, httpx2.Response] = {}
+
+    async def send(client: httpx2.AsyncClient, name: str, read_s: float = 30) -> None:
+        headers = {"Authorization": f"Bearer {ALICE}", "Idempotency-Key": "f1"}
+        try:
+            answers[name] = await client.post(
+                "/v1/chat/completions", json=body("plan my day"), headers=headers, timeout=read_s
+            )
+        except httpx2.ReadTimeout:
+            assert (name, failure) == ("first", "client_leaves")
+
+    async with ScriptedUpstream([first, Text("Here is the plan")]) as up:
+        config = attrs.evolve(
+            keyed(config),
+            agents=AgentsConfig(AgentDefaults(model="m1")),
+            providers={"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up")},
+        )
+        async with (
+            running_server(build(config)) as server,
+            httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
+        ):
+            async with anyio.create_task_group() as group:
+                group.start_soon(send, client, "first", 1.0 if failure == "client_leaves" else 30)
+                await up.wait_received(1)
+                group.start_soon(send, client, "repeat")
+                await anyio.sleep(0.3)  # the repeat is waiting: no answer, no model call
+                assert (answers, len(up.received)) == ({}, 1)
+                held.set()  # the first's answer breaks off (or its client gives up at 1 s)
+            after = await post(client, ALICE, "f2", body("and tomorrow?"))
+    if failure == "model_breaks_off":
+        assert answers["first"].status_code == 502
+    assert answers["repeat"].status_code == 200
+    assert "Idempotent-Replayed" not in answers["repeat"].headers
+    assert answers["repeat"].json()["choices"][0]["message"]["content"] == "Here is the plan"
+    assert after.status_code == 200
+    # Two calls for the key (the failed one, the good one), and one turn kept: the next
+    # turn's history holds the repeat's exchange once and nothing of the failed one.
+    assert [r.last_user_text for r in up.received] == ["plan my day"] * 2 + ["and tomorrow?"]
+    sent = [(m["role"], m["content"]) for m in up.received[2].messages if m["role"] != "system"]
+    assert sent == [
+        ("user", "plan my day"),
+        ("assistant", "Here is the plan"),
+        ("user", "and tomorrow?"),
+    ]
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -159,6 +161,31 @@ async def test_a_key_over_its_requests_per_minute_gets_429_with_retry_after(
         reply_of(await chat(client, BOB))  # another key's budget is its own
 
 
+async def test_a_burst_over_a_keys_rpm_gets_429_for_exactly_the_excess(
+    config: Config, storage_url: str
+) -> None:
+    config = attrs.evolve(config, storage=attrs.evolve(config.storage, url=storage_url))
+    agent = HistoryCounter()
+    answers: list[httpx2.Response] = []
+
+    async def one(client: httpx2.AsyncClient, n: int) -> None:
+        answers.append(await chat(client, ALICE, session=f"burst-{n}"))
+
+    async with serving(keyed(config, alice_rpm=5), agent) as client:
+        if time.time() % 60 > 55:  # the burst must not straddle a minute's window
+            await anyio.sleep(61 - time.time() % 60)
+        async with anyio.create_task_group() as group:
+            for n in range(12):
+                group.start_soon(one, client, n)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 5 + [429] * 7
+    for answer in answers:
+        if answer.status_code == 429:
+            refused(answer, 429, "rate_limit_exceeded")
+            assert 1 <= int(answer.headers["Retry-After"]) <= 60
+    assert agent.turns == 5
+
+
 async def test_turns_at_once_per_key_and_for_the_server(config: Config) -> None:
     agent = HistoryCounter()
     agent.gate = anyio.Event()
@@ -179,12 +206,13 @@ async def test_turns_at_once_per_key_and_for_the_server(config: Config) -> None:
 
 
 async def test_an_address_sending_wrong_keys_is_throttled_before_keys_are_compared(
-    config: Config,
+    config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with serving(keyed(config, auth_failures_per_min=3), HistoryCounter()) as client:
-        for _ in range(3):
+    caplog.set_level(logging.DEBUG)
+    async with serving(keyed(config), HistoryCounter()) as client:
+        for n in range(10):  # api.authFailuresPerMin's default
             # A forged X-Forwarded-For from a peer that is not a trusted proxy is ignored.
-            forged = {"X-Forwarded-For": f"10.9.9.{_}"}
+            forged = {"X-Forwarded-For": f"10.9.9.{n}"}
             refused(
                 await chat(client, "sk-guess-0123456789abcd", **forged), 401, "authentication_error"
             )
@@ -193,6 +221,11 @@ async def test_an_address_sending_wrong_keys_is_throttled_before_keys_are_compar
         assert int(throttled.headers["Retry-After"]) >= 1
         health = await client.get("/health/ready")
         assert health.status_code == 200  # the public routes stay open
+    # Every request was logged (an access line each), and no key, right or wrong.
+    access = [r for r in caplog.records if r.name == "nanobot_api.access"]
+    assert len(access) == 12
+    for key in (ALICE, OWNER, "sk-guess-0123456789abcd"):
+        assert key not in caplog.text
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_client_is_counted_apart(

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,8 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from tests.subprocess_server import wait_until_up
-from tests.upstream import Calls, ScriptedUpstream, Text
+from tests.acceptance.test_channels import call, configured
+from tests.platforms import Fail, FakePlatforms, Hold
+from tests.subprocess_server import one_turn
+from tests.upstream import Calls, ScriptedUpstream, Status, Step, Text
 
 
 def _with_upstream(config: Config, upstream: ScriptedUpstream, **api: object) -> Config:
@@ -115,10 +112,119 @@ async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_p
         assert private not in scrape.text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+async def test_requests_are_counted_by_route_method_and_status(config: Config) -> None:
+    key = "sk-operations-key"
+    auth = {"Authorization": f"Bearer {key}"}
+    config = attrs.evolve(config, api=attrs.evolve(config.api, api_key=key))
+    async with _client(config) as client:
+        before = _samples((await client.get("/metrics", headers=auth)).text)
+        assert (await client.get("/health/live")).status_code == 200
+        for _ in range(2):
+            bad = await client.post("/v1/chat/completions", json={"messages": []}, headers=auth)
+            assert bad.status_code == 400
+        assert (
+            await client.get("/v1/models", headers={"Authorization": "Bearer no"})
+        ).status_code == 401
+        assert (await client.get("/v1/no-such-thing", headers=auth)).status_code == 404
+        scrape = await client.get("/metrics", headers=auth)
+    assert key not in scrape.text
+    after = _samples(scrape.text)
+
+    def grew(route: str, method: str, status: str) -> float:
+        labels = (("method", method), ("route", route), ("status", status))
+        series = ("nanobot_http_requests_total", labels)
+        return after.get(series, 0.0) - before.get(series, 0.0)
+
+    assert grew("/health/live", "GET", "200") == 1
+    assert grew("/v1/chat/completions", "POST", "400") == 2
+    assert grew("/v1/models", "GET", "401") == 1
+    assert grew("unmatched", "GET", "404") == 1
+    assert grew("/metrics", "GET", "200") == 1  # the first scrape (a scrape counts after it)
+    assert grew("/v1/chat/completions", "POST", "200") == 0
+
+
+async def test_a_scrape_shows_a_failed_model_call_and_a_wait_for_a_busy_session(
+    config: Config,
+) -> None:
+    gate = asyncio.Event()
+    steps: list[Step] = [Status(400, "bad request"), Text("first second", gate=gate), Text("after")]
+    async with ScriptedUpstream(steps) as up, _client(_with_upstream(config, up)) as client:
+        before = _samples((await client.get("/metrics")).text)
+        failed = await client.post("/v1/chat/completions", json=_ask("fails"))
+        assert failed.status_code == 502
+
+        async def turn(body: dict[str, object]) -> None:
+            answer = await client.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(turn, _ask("slow", stream=True))
+            await up.wait_received(2)
+            group.start_soon(turn, _ask("behind"))
+            await anyio.sleep(0.3)  # the session is busy: the second turn waits
+            during = _samples((await client.get("/metrics")).text)
+            gate.set()
+        after = _samples((await client.get("/metrics")).text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert during[("nanobot_turns_in_flight", ())] == 2  # the running one, the one behind it
+    assert grew("nanobot_model_calls_total", status="error") == 1
+    assert grew("nanobot_model_calls_total", status="ok") == 2
+    assert grew("nanobot_turn_duration_seconds_count", outcome="error") == 1
+    assert grew("nanobot_turn_duration_seconds_count", outcome="ok") == 2
+    assert grew("nanobot_session_wait_seconds_count") == 3
+    assert grew("nanobot_session_wait_seconds_sum") >= 0.3
+
+
+def _ask(text: str, *, stream: bool = False) -> dict[str, object]:
+    return {"messages": [{"role": "user", "content": text}], "session_id": "busy", "stream": stream}
+
+
+def _outbox(scrape: str) -> tuple[dict[str, float], float]:
+    samples = _samples(scrape)
+    counts = {
+        dict(labels)["status"]: value
+        for (name, labels), value in samples.items()
+        if name == "nanobot_outbox_events"
+    }
+    return counts, samples[("nanobot_outbox_oldest_pending_age_seconds", ())]
+
+
+async def test_the_outbox_gauges_follow_an_event_from_pending_to_delivered(
+    tmp_path: Path,
+) -> None:
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        # The webhook is down for the turn's own attempt; the retry is held open.
+        fake.fail("webhook", Fail(500), Hold())
+        up.add(Calls((call(content="deploy done", channel="webhook", chat_id="ops"),)), Text("ok"))
+        async with _client(configured(tmp_path / "workspace", up, fake)) as client:
+            before, age = _outbox((await client.get("/metrics")).text)
+            assert (before.get("pending"), age) == (0, 0)
+            answer = await client.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "go"}]}
+            )
+            assert answer.status_code == 200
+            counts, first_age = _outbox((await client.get("/metrics")).text)
+            assert counts["pending"] == 1
+            assert first_age > 0
+            await anyio.sleep(0.05)
+            counts, second_age = _outbox((await client.get("/metrics")).text)
+            assert counts["pending"] == 1
+            assert second_age >= first_age + 0.05
+            fake.release()  # the platform answers: delivered
+            await fake.wait_for(lambda f: len(f.messages("webhook")) == 1)
+            with anyio.fail_after(10):
+                while True:  # the server writes "delivered" after the answer arrives
+                    counts, age = _outbox((await client.get("/metrics")).text)
+                    if counts["pending"] == 0:
+                        break
+                    await anyio.sleep(0.02)
+    assert age == 0
+    assert counts["delivered"] == before["delivered"] + 1
+    assert (counts["queued"], counts["failed"]) == (0, 0)
 
 
 @pytest.mark.slow
@@ -129,26 +235,10 @@ async def test_verbose_logs_show_model_calls_and_tool_steps_with_timings(tmp_pat
             "agents": {"defaults": {"provider": "local", "model": "m1"}},
             "providers": {"local": {"apiBase": up.base_url, "apiKey": "sk-x"}},
         }
-        (tmp_path / "config.json").write_text(json.dumps(config))
-        port = _free_port()
-        argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-v", "-p", str(port)]
-        argv += ["-c", str(tmp_path / "config.json"), "-w", str(tmp_path / "ws")]
-        env = {**os.environ, "HOME": str(tmp_path)}
-        process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
-        try:
-            await wait_until_up(f"http://127.0.0.1:{port}/health")
-            async with httpx2.AsyncClient(timeout=30) as client:
-                answer = await client.post(
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
-                    json={"messages": [{"role": "user", "content": "go"}]},
-                    headers={"X-Request-ID": "verbose-1"},
-                )
-                assert answer.status_code == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.stderr is not None
-            logged = b"".join([chunk async for chunk in process.stderr]).decode()
-            await process.wait()
+        body = {"messages": [{"role": "user", "content": "go"}]}
+        served = await one_turn(tmp_path, config, body, request_id="verbose-1", flags=("-v",))
+    assert served.answer.status_code == 200
+    logged = served.stderr
     assert "model call 1 to m1: ok in " in logged
     # Every line about the request carries its id: the model call's, the tool's, the access line.
     about = [line for line in logged.splitlines() if "model call" in line or "tool no_such" in line]

@@ -25,6 +25,7 @@ from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
     RetryPolicy,
+    claimed,
     delivered,
     failed_attempt,
 )
@@ -180,9 +181,10 @@ async def seed(tmp_path: Path) -> None:
 
     policy = RetryPolicy(max_attempts=1)
     async with SqliteOutbox(tmp_path / "ws" / "outbox.sqlite3") as outbox:
-        await outbox.enqueue(OutboxEvent.queued(event(1, "discord", "queued one").message, 1.7e9))
+        queued = event(1, "discord", "queued \x1b[2Jone").message
+        await outbox.enqueue(OutboxEvent.queued(queued, 1.7e9))
         failed = failed_attempt(
-            event(2, "telegram", "refused\nline two"),
+            claimed(event(2, "telegram", "refused\nline two")),
             "telegram: HTTP 403 bot was blocked",
             retryable=False,
             now=1.7e9,
@@ -190,7 +192,7 @@ async def seed(tmp_path: Path) -> None:
             random=lambda: 0.0,
         )
         await outbox.enqueue(failed)
-        await outbox.enqueue(delivered(event(3, "webhook", "done"), now=1.7e9 + 5))
+        await outbox.enqueue(delivered(claimed(event(3, "webhook", "done")), now=1.7e9 + 5))
 
 
 async def test_outbox_list_shows_every_event_and_filters_by_status(tmp_path: Path) -> None:
@@ -205,6 +207,8 @@ async def test_outbox_list_shows_every_event_and_filters_by_status(tmp_path: Pat
     ]
     assert lines[1].endswith("'refused line two'  last error: telegram: HTTP 403 bot was blocked")
     assert lines[0].endswith("last error: channel 'discord' is not enabled")
+    assert "'queued \\x1b[2Jone'" in lines[0]  # an escape sequence is shown, not acted on
+    assert "\x1b" not in out
     code, out, _ = await nanobot(tmp_path, "outbox", "list", "--status", "failed")
     assert [line.split()[0] for line in out.splitlines()] == ["ev2"]
     code, out, _ = await nanobot(tmp_path, "outbox", "list", "--status", "pending")
@@ -219,7 +223,11 @@ async def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     code, out, _ = await nanobot(tmp_path, "outbox", "drop", "ev1")
     assert (code, out) == (0, "Dropped event ev1 to discord:42 (queued).\n")
     remaining = {e.id: (e.status, e.attempts) for e in await events(tmp_path)}
-    assert remaining == {"ev2": ("pending", 0), "ev3": ("delivered", 0)}
+    assert remaining == {"ev2": ("pending", 1), "ev3": ("delivered", 1)}
+    # The attempt made before stays on record: counted, and its error kept.
+    code, out, _ = await nanobot(tmp_path, "outbox", "list", "--status", "pending")
+    assert "attempts=1" in out
+    assert out.rstrip().endswith("last error: telegram: HTTP 403 bot was blocked")
 
 
 async def test_retrying_a_delivered_event_needs_force(tmp_path: Path) -> None:
@@ -240,6 +248,7 @@ async def test_retrying_a_delivered_event_needs_force(tmp_path: Path) -> None:
         0,
         before["ev3"].delivered_at,
     )
+    assert (again.attempts, again.retried_from) == (1, 1)  # its first delivery still counted
 
 
 @pytest.mark.parametrize("action", ["retry", "drop"])

@@ -40,7 +40,7 @@ async def two_replicas(
         "agents": {"defaults": {"model": "m1"}},
         "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
         "storage": {"url": url, "leaseS": lease_s},
-        "api": {"keys": keys},
+        "api": {"keys": keys, "maxConcurrentTurns": 2},
     }
     async with (
         replica(tmp_path, config, "a") as a,
@@ -111,6 +111,19 @@ async def test_replays_and_limits_hold_across_two_replicas(
             assert "at most 1" in busy["message"]
             gate.set()
         assert (await chat(b, CAROL, "free again")).status_code == 200
+
+        # maxConcurrentTurns 2 for the whole server: a turn on each replica fills it.
+        gate = asyncio.Event()
+        up.add(Text("held", gate=gate), Text("held", gate=gate))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(chat, a, BOB, "held-a", stream=True))
+            await up.wait_received(5)
+            tg.start_soon(partial(chat, b, BOB, "held-b", stream=True))
+            await up.wait_received(6)
+            full = refused(await chat(a, BOB, "third"), 429, "rate_limit_exceeded")
+            assert "the server" in full["message"]
+            gate.set()
+        assert len(up.received) == 6  # the refused turn never reached the model
 
         # rpm 3, counted across both replicas in one minute's window.
         if time.time() % 60 > 50:  # not across a window's end

@@ -54,15 +54,20 @@ def _busy_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def _library_serve(port: int, workspace: Path) -> list[str]:
+def _library_serve(port: int, workspace: Path, storage_url: str = "") -> list[str]:
     script = textwrap.dedent(
         f"""
+        from pathlib import Path
+
         from nanobot_api import serve
+        from nanobot_api.app.config import Config, StorageConfig
 
         async def shout(turn):
             return turn.text.upper()
 
-        serve(shout, port={port}, workspace={str(workspace)!r})
+        storage = StorageConfig(url={storage_url!r}, connect_retry_s=0.5)
+        config = Config(storage=storage, workspace=Path({str(workspace)!r}))
+        serve(shout, port={port}, config=config)
         """
     )
     return [sys.executable, "-c", script]
@@ -112,6 +117,21 @@ def test_a_corrupt_store_file_is_one_line_and_exit_2(
     assert store in line
     assert "not a readable SQLite database" in line
     assert "backup" in line
+
+
+def test_a_corrupt_store_or_a_database_never_up_is_one_line_from_the_library_too(
+    tmp_path: Path,
+) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "sessions.sqlite3").write_bytes(b"not a database, " * 512)
+    line = _refused(_library_serve(_free_port(), workspace), tmp_path)
+    assert "sessions" in line
+    assert "not a readable SQLite database" in line
+    url = f"postgresql://nanobot:s3cretpass@127.0.0.1:{_free_port()}/nanobot"
+    line = _refused(_library_serve(_free_port(), tmp_path / "ws2", url), tmp_path)
+    assert "cannot reach the database 127.0.0.1" in line
+    assert "s3cretpass" not in line
 
 
 def test_a_workspace_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -57,6 +57,14 @@ async def test_a_sessions_file_gone_from_under_the_server_stops_its_200s(
                 assert refused.status_code == 503
                 assert refused.json()["error"]["type"] == "storage_unavailable"
                 assert int(refused.headers["Retry-After"]) > 0
+            async with httpx.AsyncClient() as client:
+                ready = await client.get(f"{server.origin}/health/ready")
+    # A load balancer's probe sees it too, with the reason.
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "unavailable",
+        "checks": {"storage": "unavailable (StorageUnavailable)"},
+    }
     said = [r.getMessage() for r in caplog.records if "while the server ran" in r.getMessage()]
     assert len(said) == 1  # said once, with the path and what happened
     assert str(path) in said[0]

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
-import anyio
-import httpx2
 import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.local_http import serve_locally
-from tests.subprocess_server import wait_until_up
-from tests.upstream import ScriptedUpstream, Text
+from tests.platforms import WEBHOOK_SECRET, FakePlatforms
+from tests.subprocess_server import one_turn
+from tests.upstream import Calls, ScriptedUpstream, Step, Text
 
 pytestmark = pytest.mark.slow
 
@@ -40,52 +38,67 @@ class OtlpReceiver:
         return web.Response(body=b"", content_type="application/x-protobuf")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def test_a_request_is_one_trace_of_its_turn_model_call_and_commit(tmp_path: Path) -> None:
+async def test_a_request_is_one_trace_of_its_turn_model_tool_and_channel_calls_and_commit(
+    tmp_path: Path,
+) -> None:
     receiver = OtlpReceiver()
     app = web.Application()
     app.router.add_post("/v1/traces", receiver.handle)
     runner, otlp_port = await serve_locally(app)
     try:
-        async with ScriptedUpstream([Text("traced")]) as up:
+        send = json.dumps({"content": "deployed", "channel": "webhook", "chat_id": "ops"})
+        steps: list[Step] = [Calls((("message", send),)), Text("traced")]
+        async with ScriptedUpstream(steps) as up, FakePlatforms() as fake:
+            webhook = {"enabled": True, "url": fake.webhook_url, "secret": WEBHOOK_SECRET}
             config = {
                 "agents": {"defaults": {"provider": "local", "model": "m1"}},
                 "providers": {"local": {"apiBase": up.base_url, "apiKey": "sk-x"}},
+                "channels": {"webhook": webhook},
             }
-            (tmp_path / "config.json").write_text(json.dumps(config))
-            port = _free_port()
-            argv = [sys.executable, "-m", "nanobot_api.main", "serve", "-p", str(port)]
-            argv += ["-c", str(tmp_path / "config.json"), "-w", str(tmp_path / "ws")]
-            env = {
-                **os.environ,
-                "HOME": str(tmp_path),
+            otlp = {
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
                 "OTEL_BSP_SCHEDULE_DELAY": "50",
             }
-            process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
-            try:
-                await wait_until_up(f"http://127.0.0.1:{port}/health")
-                async with httpx2.AsyncClient(timeout=30) as client:
-                    answer = await client.post(
-                        f"http://127.0.0.1:{port}/v1/chat/completions",
-                        json={"messages": [{"role": "user", "content": "go"}]},
-                        headers={"X-Request-ID": "req-traced-1"},
-                    )
-                    assert answer.status_code == 200
-            finally:
-                process.send_signal(signal.SIGTERM)
-                assert process.stderr is not None
-                logged = b"".join([chunk async for chunk in process.stderr]).decode()
-                assert await process.wait() == 0, logged
+            body = {"messages": [{"role": "user", "content": "go"}]}
+            served = await one_turn(tmp_path, config, body, request_id="req-traced-1", env=otlp)
+        assert (served.answer.status_code, served.exit_code) == (200, 0), served.stderr
     finally:
         await runner.cleanup()
-    assert f"traces: OpenTelemetry to http://127.0.0.1:{otlp_port}" in logged
+    assert f"traces: OpenTelemetry to http://127.0.0.1:{otlp_port}" in served.stderr
     (chat_trace,) = {t for name, t, _ in receiver.spans if name == "POST /v1/chat/completions"}
     in_trace = [(name, attrs) for name, t, attrs in receiver.spans if t == chat_trace]
-    assert {"turn", "model call", "store commit"} <= {name for name, _ in in_trace}
+    names = [name for name, _ in in_trace]
+    # HTTP -> turn -> model calls -> the tool call and its channel delivery -> commit.
+    assert {"turn", "tool message", "channel delivery", "store commit"} <= set(names)
+    assert names.count("model call") == 2
     assert {attrs.get("nanobot.request_id") for _, attrs in in_trace} == {"req-traced-1"}
+
+
+def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded(tmp_path: Path) -> None:
+    """Off and free: with the extra installed but no OTLP endpoint, a turn through the
+    app imports no OpenTelemetry module (span() is a shared no-op)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from nanobot_api import create_app
+
+        async def reply(turn):
+            return "ok"
+
+        async def main():
+            app = create_app(reply, workspace={str(tmp_path / "ws")!r})
+            body = {{"messages": [{{"role": "user", "content": "x"}}]}}
+            async with app.test_app():
+                answer = await app.test_client().post("/v1/chat/completions", json=body)
+                assert answer.status_code == 200, answer.status_code
+            print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+
+        asyncio.run(main())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from nanobot_api.domain.errors import InvalidRequest, NotFound
 from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
+    OutboxTally,
     RetryPolicy,
     claimed,
     delivered,
@@ -118,6 +119,31 @@ async def test_retry_makes_an_event_due_now_and_drop_removes_it(outbox: SqliteOr
     dropped = await outbox.drop("e1")
     assert dropped == again
     assert await outbox.events() == ()
+
+
+async def test_the_tally_counts_each_state_and_dates_the_oldest_waiting_event(
+    outbox: SqliteOrFake,
+) -> None:
+    assert await outbox.tally() == OutboxTally()
+    await outbox.enqueue(event(1, now=5.0))
+    await outbox.enqueue(OutboxEvent.queued(event(2).message, now=3.0))
+    await outbox.enqueue(event(3, now=1.0))
+    await outbox.enqueue(event(4, now=0.5))
+    for n, ends in ((4, "failed"), (3, "delivered")):
+        (taken,) = (await outbox.claim_due(now=6.0, limit=1, exclude={"e1"})).events
+        assert taken.id == f"e{n}"
+        if ends == "delivered":
+            await outbox.settle(delivered(taken, now=6.0))
+        else:
+            policy = RetryPolicy(max_attempts=1)
+            lost = failed_attempt(
+                taken, "HTTP 403", retryable=False, now=6.0, policy=policy, random=lambda: 0.0
+            )
+            await outbox.settle(lost)
+    # The failed and delivered ones wait no more: the oldest waiting is queued e2.
+    expected = OutboxTally(queued=1, pending=1, failed=1, delivered=1, oldest_waiting_at=3.0)
+    assert await outbox.tally() == expected
+    assert expected.waiting_age_s(10.0) == 7.0
 
 
 async def test_an_unknown_id_is_not_found(outbox: SqliteOrFake) -> None:

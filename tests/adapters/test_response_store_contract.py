@@ -239,6 +239,61 @@ async def test_a_run_nobody_vouches_for_is_interrupted_once(responses: Responses
     assert (stored.status, stored.error, stored.alive_until) == ("failed", failed.error, 200.0)
 
 
+TEMPORARY = "api:temporary:"
+
+
+async def test_forget_records_takes_old_responses_steps_and_paused_calls(
+    responses: Responses,
+) -> None:
+    a, b = SessionKey("api", "temporary:a"), SessionKey("api", "temporary:b")
+    for kept in (
+        record(1, "temporary:a", status="completed"),
+        record(2, "temporary:a", status="failed"),
+        record(3, "temporary:a", alive_until=1600.0),  # still vouched for at the cut-off
+        record(4, "temporary:a", alive_until=1200.0),  # its run was lost before it
+        record(5, "temporary:a", status="completed", created_at=2000.0),  # made since
+        record(6, "temporary:b", status="completed"),
+        record(7, "kept", status="completed"),
+    ):
+        await responses.put(kept)
+    await responses.append("resp_1", 0, [TextDelta("a")])
+    await responses.note(a, ["call_1"])
+    await responses.note(b, ["call_2"])
+    assert await responses.sessions_with_records(TEMPORARY, 1500.0) == (a, b)
+
+    assert await responses.forget_records([a], 1500.0) == 3
+
+    assert [await responses.get(f"resp_{n}") is None for n in range(1, 8)] == [
+        True, True, False, True, False, False, False,
+    ]  # fmt: skip
+    assert await responses.read("resp_1") == ()
+    assert await responses.find(["call_1", "call_2"], "api") == b
+    assert await responses.sessions_with_records(TEMPORARY, 1500.0) == (b,)
+    assert await responses.forget_records([b], 1500.0) == 1
+    assert await responses.sessions_with_records(TEMPORARY, 1500.0) == ()
+
+
+async def test_forget_records_takes_old_conversation_records(records: Records) -> None:
+    a, b, c = (SessionKey("api", f"temporary:{n}") for n in "abc")
+    for session, created_at in ((a, 5.0), (b, 6.0), (c, 50.0), (SessionKey("api", "x"), 1.0)):
+        await records.put(ConversationRecord(session, created_at))
+    assert await records.sessions_with_records(TEMPORARY, 10.0) == (a, b)
+    assert await records.forget_records([a, c], 10.0) == 1
+    assert await records.get(a) is None
+    assert await records.get(c) is not None
+    assert await records.sessions_with_records(TEMPORARY, 10.0) == (b,)
+
+
+async def test_a_sweep_never_makes_the_file_of_a_store_nobody_used(tmp_path: Path) -> None:
+    path = tmp_path / "responses.sqlite3"
+    session = SessionKey("api", "temporary:a")
+    for store in (SqliteResponseStore(path), SqliteConversationStore(path)):
+        assert await store.forget_records([session], 10.0) == 0
+        assert await store.sessions_with_records(TEMPORARY, 10.0) == ()
+        await store.close()
+    assert not path.exists()
+
+
 async def test_a_schema_1_file_gains_run_liveness(tmp_path: Path) -> None:
     path = tmp_path / "responses.sqlite3"
     with contextlib.closing(sqlite3.connect(path)) as old:

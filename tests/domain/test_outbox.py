@@ -13,6 +13,7 @@ from nanobot_api.domain.outbox import (
     TELEGRAM_TEXT_LIMIT,
     OutboundMessage,
     OutboxEvent,
+    OutboxTally,
     RetryPolicy,
     claimed,
     delivered,
@@ -29,6 +30,25 @@ from nanobot_api.domain.outbox import (
 _ALPHABET = st.sampled_from(["a", "b", "é", " ", "\n", "\n\n", "😀", "\u0301", "\u200d", "中"])
 texts = st.lists(_ALPHABET, max_size=400).map("".join) | st.text(max_size=400)
 limits = st.integers(min_value=2, max_value=64)
+
+
+_times = st.floats(min_value=0, max_value=4e9)
+
+
+@given(st.none() | _times, _times)
+def test_the_oldest_waiting_age_is_never_negative_and_zero_when_none_waits(
+    oldest: float | None, now: float
+) -> None:
+    age = OutboxTally(pending=1, oldest_waiting_at=oldest).waiting_age_s(now)
+    assert age >= 0
+    assert age == (0.0 if oldest is None else max(0.0, now - oldest))
+
+
+def test_a_tally_counts_by_status_and_refuses_a_negative_count() -> None:
+    tally = OutboxTally(queued=1, pending=2, failed=3, delivered=4)
+    assert [tally.count(s) for s in ("queued", "pending", "failed", "delivered")] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="pending"):
+        OutboxTally(pending=-1)
 
 
 @given(texts, limits)

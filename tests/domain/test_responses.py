@@ -23,6 +23,7 @@ from nanobot_api.domain.responses import (
     ResponseRecord,
     check_continuation,
     check_response_id,
+    forgettable,
     lost_its_run,
     tool_progress,
 )
@@ -178,3 +179,17 @@ def test_a_run_once_lost_stays_lost_and_only_a_running_one_is(
         assert lost_its_run(record, now + later)  # time does not bring it back
     if alive_until is None:
         assert not lost_its_run(record, now)  # nobody vouches: nothing to lapse
+
+
+@given(st.sampled_from(RESPONSE_STATUSES), times, st.one_of(st.none(), times), times, times)
+def test_a_sweep_forgets_only_what_was_made_before_it_and_no_vouched_for_run(
+    status: str, created_at: float, alive_until: float | None, cut_off: float, later: float
+) -> None:
+    record = previous(status=status, created_at=created_at, alive_until=alive_until)
+    if forgettable(record, cut_off):
+        assert created_at < cut_off
+        assert forgettable(record, cut_off + later)  # a later sweep may forget it too
+    if created_at < cut_off and (not record.running or lost_its_run(record, cut_off)):
+        assert forgettable(record, cut_off)  # an ended or lost run always may go
+    if record.running and alive_until is not None and alive_until >= cut_off:
+        assert not forgettable(record, cut_off)  # vouched for since: it still runs

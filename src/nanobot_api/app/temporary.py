@@ -3,13 +3,16 @@
 Open WebUI keeps a temporary chat nowhere, and names it ``temporary:<socket id>``; the
 server must not keep it for ever either. Every session under that name is deleted,
 superseded turns included, once no turn has been stored in it for ``api.temporaryTtlS``,
-and the files uploaded in it go with it (an API client may send images to one).
+and the files uploaded in it go with it (an API client may send images to one), and so
+does what the Responses API kept of it (``conversation: "temporary:..."`` names one):
+its responses and their steps, the calls a paused turn waits for, a conversation record.
 
-Uploads can also outlive their session another way: another replica forgot it (this
-machine still has its working copy), or a turn saved a file and never committed (the
-process was killed). So now and then the sweep also removes the uploads of temporary
-chats that hold no turn at all; that pass reads every upload's metadata, so it runs
-less often than the sessions' sweep.
+Uploads and records can also outlive their session another way: another replica forgot
+it (this machine still has its working copy), a turn saved a file and never committed
+(the process was killed), or a response failed (kept, with no turn). So now and then
+the sweep also removes the uploads and records of temporary chats that hold no turn at
+all; that pass reads every upload's metadata, so it runs less often than the sessions'
+sweep.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 import anyio
 
 from nanobot_api.domain.front_ends import TEMPORARY_CHAT
-from nanobot_api.domain.ports import ForgetsUploads, SessionStore
-from nanobot_api.domain.sessions import API_CHANNEL
+from nanobot_api.domain.ports import ForgetsSessionRecords, ForgetsUploads, SessionStore
+from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
 
 TEMPORARY_KEYS: Final = f"{API_CHANNEL}:{TEMPORARY_CHAT}"
 # A sweep is one indexed range query; running it this often keeps a temporary chat
@@ -37,8 +40,9 @@ log = logging.getLogger(__name__)
 
 
 class TemporaryChats:
-    """Sweeps idle temporary chats out of ``store``, and their files out of ``uploads``,
-    while the server runs."""
+    """Sweeps idle temporary chats out of ``store``, their files out of ``uploads`` and
+    what the Responses API kept of them out of each of ``records``, while the server
+    runs."""
 
     def __init__(
         self,
@@ -46,10 +50,12 @@ class TemporaryChats:
         ttl_s: float,
         *,
         uploads: ForgetsUploads | None = None,
+        records: Sequence[ForgetsSessionRecords] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._uploads = uploads
+        self._records = tuple(records)
         self._ttl_s = ttl_s
         self._clock = clock
         self.every_s = min(ttl_s / 4, MAX_SWEEP_EVERY_S)
@@ -58,32 +64,41 @@ class TemporaryChats:
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
-        """Deletes the temporary chats idle for the TTL and their uploads; returns how
-        many chats went."""
+        """Deletes the temporary chats idle for the TTL, their uploads and records;
+        returns how many chats went."""
         now = self._clock()
         idle_since = now - self._ttl_s
         gone = await self._store.forget_idle(TEMPORARY_KEYS, idle_since)
-        if self._uploads is None:
-            return len(gone)
         if gone:
-            # Files saved since the cut-off belong to a turn that began meanwhile (the
-            # session starts again with it): they stay.
-            await self._uploads.forget_uploads(gone, idle_since)
+            # What was made since the cut-off belongs to a turn that began meanwhile
+            # (the session starts again with it): it stays.
+            for records in self._records:
+                await records.forget_records(gone, idle_since)
+            if self._uploads is not None:
+                await self._uploads.forget_uploads(gone, idle_since)
         if now >= self._orphans_due:
             self._orphans_due = now + self.orphans_every_s
-            await self._forget_orphans(self._uploads, idle_since)
+            await self._forget_orphans(idle_since)
         return len(gone)
 
-    async def _forget_orphans(self, uploads: ForgetsUploads, idle_since: float) -> None:
-        """Removes the old uploads of temporary chats that hold no turn."""
-        orphans = [
-            key
-            for key in await uploads.sessions_with_uploads(TEMPORARY_KEYS, idle_since)
-            if (await self._store.last_turn(key))[0] == 0
-        ]
-        if orphans:
-            removed = await uploads.forget_uploads(orphans, idle_since)
-            log.info("temporary chats: removed %d upload(s) left by no session", removed)
+    async def _forget_orphans(self, idle_since: float) -> None:
+        """Removes the old uploads and records of temporary chats that hold no turn."""
+        removed = 0
+        for records in self._records:
+            found = await records.sessions_with_records(TEMPORARY_KEYS, idle_since)
+            orphans = await self._without_turns(found)
+            if orphans:
+                removed += await records.forget_records(orphans, idle_since)
+        if self._uploads is not None:
+            found = await self._uploads.sessions_with_uploads(TEMPORARY_KEYS, idle_since)
+            orphans = await self._without_turns(found)
+            if orphans:
+                removed += await self._uploads.forget_uploads(orphans, idle_since)
+        if removed:
+            log.info("temporary chats: removed %d upload(s) or record(s) of no session", removed)
+
+    async def _without_turns(self, keys: Collection[SessionKey]) -> list[SessionKey]:
+        return [key for key in keys if (await self._store.last_turn(key))[0] == 0]
 
     async def _run(self) -> None:
         while True:

@@ -137,6 +137,37 @@ class Claim:
     next_due_at: float | None
 
 
+_COUNT = attrs.validators.ge(0)
+
+
+@attrs.frozen
+class OutboxTally:
+    """How many events the outbox holds in each state, and when the oldest one still
+    waiting to go out (queued or pending) was created: None when none is."""
+
+    queued: int = attrs.field(default=0, validator=_COUNT)
+    pending: int = attrs.field(default=0, validator=_COUNT)
+    failed: int = attrs.field(default=0, validator=_COUNT)
+    delivered: int = attrs.field(default=0, validator=_COUNT)
+    oldest_waiting_at: float | None = None
+
+    def count(self, status: OutboxStatus) -> int:
+        counts = {
+            "queued": self.queued,
+            "pending": self.pending,
+            "failed": self.failed,
+            "delivered": self.delivered,
+        }
+        return counts[status]
+
+    def waiting_age_s(self, now: float) -> float:
+        """Seconds the oldest waiting event has waited at ``now``: 0 when none waits, and
+        never below 0 (the event may come from a machine whose clock runs ahead)."""
+        if self.oldest_waiting_at is None:
+            return 0.0
+        return max(0.0, now - self.oldest_waiting_at)
+
+
 def redact(text: str, secrets: Collection[str]) -> str:
     """``text`` with every secret in ``secrets`` replaced by ``***``, by the rules of the
     one :class:`~nanobot_api.domain.redaction.Redactor`."""

@@ -38,6 +38,7 @@ from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
     OutboxStatus,
+    OutboxTally,
 )
 from nanobot_api.domain.responses import ResponseRecord, ResponseRequest, ResponseStep
 from nanobot_api.domain.sessions import Lease, SessionKey
@@ -277,6 +278,27 @@ class ForgetsUploads(Protocol):
         session forgotten elsewhere, or by a turn that never committed."""
 
 
+class ForgetsSessionRecords(Protocol):
+    """What the Responses and Conversations APIs keep of a session beside its history
+    (responses with their steps, the calls a paused turn waits for, a conversation
+    record), forgotten with the session."""
+
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        """Deletes what this store keeps of ``sessions``: every response made before
+        ``made_before`` (a ``time.time()``) with its steps, unless its run is still
+        vouched for since (``domain.responses.forgettable``), the calls their paused
+        turns wait for, and a conversation record made before then. Durable on return;
+        returns how many responses and records went. A store without records of its
+        own (a file never made) makes none."""
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        """Every session whose key starts with ``key_prefix`` of which ``forget_records``
+        would delete something, in key order: how a sweep finds the records of sessions
+        that hold no turn (a response that failed, a session forgotten elsewhere)."""
+
+
 class UploadCopies(Protocol):
     """Uploads as files on this machine, wherever they were saved (with several
     replicas, the store keeps the bytes and each machine a working copy)."""
@@ -435,6 +457,11 @@ class OutboxAdmin(Protocol):
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event (or those with ``status``), oldest first."""
+
+    async def tally(self) -> OutboxTally:
+        """How many events are in each state and when the oldest waiting one was
+        created, counted by the store without reading the events (delivered ones
+        accumulate): cheap enough for every metrics scrape."""
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         """Makes the event pending and due now with a fresh budget of attempts, its past

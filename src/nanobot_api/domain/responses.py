@@ -134,6 +134,15 @@ def lost_its_run(record: ResponseRecord, now: float) -> bool:
     return record.running and record.alive_until is not None and record.alive_until < now
 
 
+def forgettable(record: ResponseRecord, made_before: float) -> bool:
+    """Whether a sweep of records made before ``made_before`` may delete ``record``:
+    made before then, and not a run still vouched for since (one begun before the
+    cut-off but still running keeps its record until it ends)."""
+    if record.created_at >= made_before:
+        return False
+    return not record.running or record.alive_until is None or record.alive_until < made_before
+
+
 def apply_step(record: ResponseRecord, step: ResponseStep) -> ResponseRecord:
     """The record after one more step: text added, a client call added, or its end."""
     match step:

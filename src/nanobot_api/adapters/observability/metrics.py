@@ -121,7 +121,7 @@ class Metrics:
         )
         self.turns_in_flight = Gauge(
             "nanobot_turns_in_flight",
-            "Turns running now.",
+            "Turns under way now (those waiting for their session's previous turn too).",
             multiprocess_mode="livesum",
             registry=registry,
         )
@@ -140,7 +140,7 @@ class Metrics:
         )
         self.outbox_oldest_seconds = Gauge(
             "nanobot_outbox_oldest_pending_age_seconds",
-            "Age of the oldest event not yet delivered (0 when none).",
+            "Age of the oldest event waiting to go out, queued or pending (0 when none).",
             multiprocess_mode="mostrecent",
             registry=registry,
         )

@@ -4,12 +4,17 @@ servers that need no durability)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import attrs
 
 from nanobot_api.domain.conversations import ConversationRecord
-from nanobot_api.domain.responses import ResponseRecord, ResponseStep, lost_its_run
+from nanobot_api.domain.responses import (
+    ResponseRecord,
+    ResponseStep,
+    forgettable,
+    lost_its_run,
+)
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -87,6 +92,26 @@ class InMemoryResponseStore:
                 return session
         return None
 
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        wanted = set(sessions)
+        gone = [
+            r.id
+            for r in self._records.values()
+            if r.session in wanted and forgettable(r, made_before)
+        ]
+        for response_id in gone:
+            await self.delete(response_id)
+        for session in wanted:
+            self._paused.pop(session, None)
+        return len(gone)
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        keys = {r.session for r in self._records.values() if forgettable(r, made_before)}
+        keys.update(self._paused)
+        return tuple(sorted((k for k in keys if str(k).startswith(key_prefix)), key=str))
+
 
 class InMemoryConversationStore:
     """A ConversationStore in a dict."""
@@ -105,3 +130,20 @@ class InMemoryConversationStore:
 
     async def records(self, channel: str) -> tuple[ConversationRecord, ...]:
         return tuple(r for r in self._records.values() if r.session.channel == channel)
+
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        old = self._old(made_before)
+        gone = [key for key in sessions if key in old]
+        for key in gone:
+            del self._records[key]
+        return len(gone)
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        return tuple(
+            sorted((k for k in self._old(made_before) if str(k).startswith(key_prefix)), key=str)
+        )
+
+    def _old(self, made_before: float) -> set[SessionKey]:
+        return {key for key, r in self._records.items() if r.created_at < made_before}

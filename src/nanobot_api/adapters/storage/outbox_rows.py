@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxEvent, OutboxStatus
+from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxEvent, OutboxStatus, OutboxTally
 
 COLUMNS = (
     "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
@@ -68,6 +68,28 @@ def state_row(event: OutboxEvent) -> tuple[object, ...]:
         event.delivered_at,
         event.retried_from,
         event.id,
+    )
+
+
+# Counted from the (status, next_attempt_at) index alone, never reading an event's row.
+TALLY_COUNTS = "SELECT status, COUNT(*) FROM outbox GROUP BY status"
+TALLY_OLDEST = "SELECT MIN(created_at) FROM outbox WHERE status IN ('queued', 'pending')"
+
+
+def tally_of(counts: Sequence[Sequence[Any]], oldest: float | None) -> OutboxTally:
+    """The tally from the rows of :data:`TALLY_COUNTS` and the value of :data:`TALLY_OLDEST`."""
+    by_status = dict.fromkeys(OUTBOX_STATUSES, 0)
+    for status, count in counts:
+        known = _STATUSES.get(status)
+        if known is None:
+            raise ValueError(f"stored outbox events have an unknown status {status!r}")
+        by_status[known] = int(count)
+    return OutboxTally(
+        queued=by_status["queued"],
+        pending=by_status["pending"],
+        failed=by_status["failed"],
+        delivered=by_status["delivered"],
+        oldest_waiting_at=None if oldest is None else float(oldest),
     )
 
 

@@ -15,14 +15,24 @@ from typing import Any
 from nanobot_api.adapters.storage.outbox_rows import COLUMNS as _COLUMNS
 from nanobot_api.adapters.storage.outbox_rows import (
     STATE_COLUMNS,
+    TALLY_COUNTS,
+    TALLY_OLDEST,
     claim_until,
     event_row,
     row_event,
     state_row,
+    tally_of,
 )
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.errors import NotFound
-from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
+from nanobot_api.domain.outbox import (
+    Claim,
+    OutboxEvent,
+    OutboxStatus,
+    OutboxTally,
+    claimed,
+    retried,
+)
 
 # When a pending event may next be taken: when it falls due, or its claim runs out.
 # GREATEST skips NULLs: an event never claimed is ready when due.
@@ -120,6 +130,13 @@ class PostgresOutbox:
             )
             rows = await cursor.fetchall()
         return tuple(row_event(row) for row in rows)
+
+    async def tally(self) -> OutboxTally:
+        """Events per status and the oldest waiting one's creation time, from the index."""
+        async with self._db.connection() as conn:
+            counts = await (await conn.execute(TALLY_COUNTS)).fetchall()
+            oldest = await (await conn.execute(TALLY_OLDEST)).fetchone()
+        return tally_of(counts, None if oldest is None else oldest[0])
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         """The event made pending and due now; NotFound for an unknown id,

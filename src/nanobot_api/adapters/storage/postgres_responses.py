@@ -8,7 +8,7 @@ one statement (or one transaction), durable on return.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.response_codec import (
@@ -23,6 +23,11 @@ from nanobot_api.domain.sessions import SessionKey
 
 _COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
 _RUNNING = "status IN ('queued', 'in_progress')"
+# domain.responses.forgettable, for rows made before %(before)s.
+_FORGETTABLE = (
+    f"created_at < %(before)s AND (NOT ({_RUNNING}) OR alive_until IS NULL "
+    "OR alive_until < %(before)s)"
+)
 # The cancel flag belongs to whoever asked for it: a put never clears it. Nor does it
 # move alive_until, which only the running process's keep_alive renews.
 _PUT = (
@@ -143,6 +148,32 @@ class PostgresResponseStore:
             row = await cursor.fetchone()
         return None if row is None else SessionKey.parse(str(row[0]))
 
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        args = {"keys": sorted(str(key) for key in sessions), "before": made_before}
+        mine = f"session_key = ANY(%(keys)s) AND {_FORGETTABLE}"
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"DELETE FROM response_steps WHERE response_id IN (SELECT id FROM responses "
+                f"WHERE {mine})",
+                args,
+            )
+            cursor = await conn.execute(f"DELETE FROM responses WHERE {mine}", args)
+            await conn.execute("DELETE FROM paused_calls WHERE session_key = ANY(%(keys)s)", args)
+            return cursor.rowcount
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT session_key FROM responses WHERE starts_with(session_key, %(prefix)s) "
+                f"AND {_FORGETTABLE} UNION SELECT session_key FROM paused_calls "
+                "WHERE starts_with(session_key, %(prefix)s) ORDER BY 1",
+                {"prefix": key_prefix, "before": made_before},
+            )
+            rows = await cursor.fetchall()
+        return tuple(SessionKey.parse(str(row[0])) for row in rows)
+
 
 class PostgresConversationStore:
     """A ConversationStore in a PostgreSQL database."""
@@ -176,6 +207,24 @@ class PostgresConversationStore:
         return await self._select(
             "session_key >= %s AND session_key < %s", f"{channel}:", f"{channel};"
         )
+
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM conversations WHERE session_key = ANY(%s) AND created_at < %s",
+                (sorted(str(key) for key in sessions), made_before),
+            )
+            return cursor.rowcount
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        found = await self._select(
+            "starts_with(session_key, %s) AND created_at < %s ORDER BY session_key",
+            key_prefix,
+            made_before,
+        )
+        return tuple(record.session for record in found)
 
     async def _select(self, where: str, *args: object) -> tuple[ConversationRecord, ...]:
         async with self._db.connection() as conn:

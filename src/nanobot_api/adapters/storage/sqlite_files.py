@@ -248,6 +248,13 @@ class SqliteFile:
             self.check_in_place()
         return await self._db.run(func, *args)
 
+    async def _run_if_present(self, func: Callable[..., _T], *args: object) -> _T | None:
+        """As ``_run``, but None when the file was never made: a sweep must not make
+        the file of a store nobody used."""
+        if self._identity is None and not await anyio.Path(self._path).exists():
+            return None
+        return await self._run(func, *args)
+
     async def close(self) -> None:
         """Closes the connection; the store must not be used afterwards. Idempotent."""
         await self._db.close()

@@ -23,10 +23,13 @@ import anyio
 from nanobot_api.adapters.storage.outbox_rows import (
     COLUMNS,
     STATE_COLUMNS,
+    TALLY_COUNTS,
+    TALLY_OLDEST,
     claim_until,
     event_row,
     row_event,
     state_row,
+    tally_of,
 )
 from nanobot_api.adapters.storage.sqlite_files import (
     LazyConnection,
@@ -36,7 +39,14 @@ from nanobot_api.adapters.storage.sqlite_files import (
     immediate_transaction,
 )
 from nanobot_api.domain.errors import NotFound
-from nanobot_api.domain.outbox import Claim, OutboxEvent, OutboxStatus, claimed, retried
+from nanobot_api.domain.outbox import (
+    Claim,
+    OutboxEvent,
+    OutboxStatus,
+    OutboxTally,
+    claimed,
+    retried,
+)
 
 # 2: retried_from (an operator's retry keeps the attempts counted so far).
 _SCHEMA_VERSION = 2
@@ -120,6 +130,10 @@ class SqliteOutbox(SqliteFile):
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event, or those with ``status``, oldest first."""
         return await self._run(_select, status)
+
+    async def tally(self) -> OutboxTally:
+        """Events per status and the oldest waiting one's creation time, from the index."""
+        return await self._run(_tally)
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         """The event made pending and due now; NotFound for an unknown id,
@@ -209,6 +223,12 @@ def _select(conn: sqlite3.Connection, status: OutboxStatus | None) -> tuple[Outb
     where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
     cursor = conn.execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY created_at, rowid", args)
     return tuple(row_event(row) for row in cursor)
+
+
+def _tally(conn: sqlite3.Connection) -> OutboxTally:
+    counts = conn.execute(TALLY_COUNTS).fetchall()
+    (oldest,) = conn.execute(TALLY_OLDEST).fetchone()
+    return tally_of(counts, oldest)
 
 
 def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:

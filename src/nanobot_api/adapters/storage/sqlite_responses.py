@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS conversations (
 """
 _RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
 _RUNNING = "status IN ('queued', 'in_progress')"
+# domain.responses.forgettable, for a session's rows (made before ?2).
+_FORGETTABLE = (
+    f"session_key = ?1 AND created_at < ?2 AND (NOT ({_RUNNING}) OR alive_until IS NULL "
+    "OR alive_until < ?2)"
+)
 
 
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
@@ -138,6 +143,16 @@ class SqliteResponseStore(_ResponsesFile):
             return None
         found = await self._run(_find, list(call_ids), channel)
         return None if found is None else SessionKey.parse(found)
+
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        keys = sorted(str(key) for key in sessions)
+        return await self._run_if_present(_forget_responses, keys, made_before) or 0
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        found = await self._run_if_present(_with_responses, key_prefix, made_before)
+        return tuple(SessionKey.parse(key) for key in found or ())
 
 
 def _put(conn: sqlite3.Connection, record: ResponseRecord) -> None:
@@ -242,6 +257,36 @@ def _find(conn: sqlite3.Connection, call_ids: list[str], channel: str) -> str | 
     return None if row is None else str(row[0])
 
 
+def _forget_responses(conn: sqlite3.Connection, keys: list[str], made_before: float) -> int:
+    gone = 0
+    with conn:  # one transaction: a response and its steps go together
+        conn.execute("BEGIN")
+        for key in keys:  # each through the session's index
+            conn.execute(
+                "DELETE FROM response_steps WHERE response_id IN "
+                f"(SELECT id FROM responses WHERE {_FORGETTABLE})",
+                (key, made_before),
+            )
+            gone += conn.execute(
+                f"DELETE FROM responses WHERE {_FORGETTABLE}", (key, made_before)
+            ).rowcount
+            conn.execute("DELETE FROM paused_calls WHERE session_key = ?", (key,))
+    return gone
+
+
+def _with_responses(conn: sqlite3.Connection, prefix: str, made_before: float) -> list[str]:
+    # A range over the session index finds the prefix's keys without a scan.
+    bounds = (prefix, prefix + "\U0010ffff", made_before)
+    cursor = conn.execute(
+        "SELECT session_key FROM responses WHERE session_key >= ?1 AND session_key < ?2 "
+        f"AND created_at < ?3 AND (NOT ({_RUNNING}) OR alive_until IS NULL OR alive_until < ?3) "
+        "UNION SELECT session_key FROM paused_calls WHERE session_key >= ?1 "
+        "AND session_key < ?2 ORDER BY 1",
+        bounds,
+    )
+    return [str(row[0]) for row in cursor]
+
+
 class SqliteConversationStore(_ResponsesFile):
     """A ConversationStore in the same SQLite file as the responses."""
 
@@ -265,6 +310,18 @@ class SqliteConversationStore(_ResponsesFile):
             _conversations, "session_key >= ? AND session_key < ?", f"{channel}:", f"{channel};"
         )
 
+    async def forget_records(self, sessions: Collection[SessionKey], made_before: float) -> int:
+        keys = sorted(str(key) for key in sessions)
+        return await self._run_if_present(_forget_conversations, keys, made_before) or 0
+
+    async def sessions_with_records(
+        self, key_prefix: str, made_before: float
+    ) -> tuple[SessionKey, ...]:
+        where = "session_key >= ? AND session_key < ? AND created_at < ? ORDER BY session_key"
+        bounds = (key_prefix, key_prefix + "\U0010ffff", made_before)
+        found = await self._run_if_present(_conversations, where, *bounds)
+        return tuple(record.session for record in found or ())
+
 
 def _put_conversation(
     conn: sqlite3.Connection, session_key: str, created_at: float, metadata: str
@@ -279,6 +336,18 @@ def _delete_conversation(conn: sqlite3.Connection, session_key: str) -> bool:
     return (
         conn.execute("DELETE FROM conversations WHERE session_key = ?", (session_key,)).rowcount > 0
     )
+
+
+def _forget_conversations(conn: sqlite3.Connection, keys: list[str], made_before: float) -> int:
+    with conn:
+        conn.execute("BEGIN")
+        return sum(
+            conn.execute(
+                "DELETE FROM conversations WHERE session_key = ? AND created_at < ?",
+                (key, made_before),
+            ).rowcount
+            for key in keys
+        )
 
 
 def _conversations(

@@ -32,7 +32,7 @@ from nanobot_api.app.wiring.channels import outgoing_for
 from nanobot_api.app.wiring.lifecycle import Opener, add_opener, set_gate
 from nanobot_api.app.wiring.mcp import install_mcp, mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor, redacted_logs
-from nanobot_api.app.wiring.responses import install_responses_api
+from nanobot_api.app.wiring.responses import install_responses_api, response_stores
 from nanobot_api.app.wiring.storage import (
     HISTORY_CACHE_SESSIONS,
     SESSIONS_FILE,
@@ -41,6 +41,7 @@ from nanobot_api.app.wiring.storage import (
 )
 from nanobot_api.domain.attachments import MIB, ExtractionLimits, UploadLimits
 from nanobot_api.domain.errors import ConfigError
+from nanobot_api.domain.outbox import OUTBOX_STATUSES
 from nanobot_api.domain.ports import (
     Agent,
     Attachments,
@@ -150,15 +151,14 @@ def build(
     # for them that long (not its default 5 s), then cancels them: each ends failed.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = config.api.shutdown_grace_s
     _redact_logs_while_serving(app, redactor)
+    stores = response_stores(config.workspace, storage.database)
+    temporary = TemporaryChats(
+        store, config.api.temporary_ttl_s, uploads=storage.media, records=stores.records
+    )
+    # Hooks run in the order given: the sweeps stop before any store they sweep closes.
+    app.after_serving(temporary.stop)
     install_responses_api(
-        app,
-        service,
-        store,
-        settings,
-        workspace=config.workspace,
-        redact=redactor,
-        database=storage.database,
-        lease_s=config.storage.lease_s,
+        app, service, store, settings, stores, redact=redactor, lease_s=config.storage.lease_s
     )
     # Opened before the server starts (a bad file, or a database still down after
     # storage.connectRetryS, is one line and exit 2), and by the app's own start for
@@ -180,11 +180,8 @@ def build(
     if mcp is not None:
         install_mcp(app, mcp)
         health.add_part(mcp)
-    temporary = TemporaryChats(store, config.api.temporary_ttl_s, uploads=storage.media)
-    # Hooks run in the order given: the sweeps start once the store is open, and
-    # stop before it closes.
+    # The sweeps start once the store is open.
     app.before_serving(temporary.start)
-    app.after_serving(temporary.stop)
     app.after_serving(storage.close)
     if model is not None:
         app.after_serving(model.close)
@@ -224,16 +221,11 @@ def operations_for(
 
 
 async def outbox_gauges(outbox: OutboxAdmin, metrics: Metrics) -> None:
-    """Sets the outbox gauges from the store, as a scrape begins. Delivered events are
-    left out: they accumulate, and a scrape must not read them all."""
-    now = time.time()
-    oldest = 0.0
-    for status in ("queued", "pending", "failed"):
-        events = await outbox.events(status)
-        metrics.outbox_events.labels(status).set(len(events))
-        if events and status != "failed":
-            oldest = max(oldest, now - events[0].created_at)
-    metrics.outbox_oldest_seconds.set(oldest)
+    """Sets the outbox gauges from the store's tally, as a scrape begins."""
+    tally = await outbox.tally()
+    for status in OUTBOX_STATUSES:
+        metrics.outbox_events.labels(status).set(tally.count(status))
+    metrics.outbox_oldest_seconds.set(tally.waiting_age_s(time.time()))
 
 
 def llm_agent(

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import anyio
+import attrs
 from quart import Quart
 
 from nanobot_api.adapters.http.ids import new_id
@@ -30,11 +31,7 @@ from nanobot_api.app.wiring.lifecycle import Opener, add_opener
 from nanobot_api.domain.conversations import SessionSummary
 from nanobot_api.domain.ports import (
     ChatTurns,
-    ConversationStore,
-    PausedCalls,
-    ResponseLog,
-    ResponseStore,
-    RunLiveness,
+    ForgetsSessionRecords,
     SessionCatalog,
     SessionStore,
 )
@@ -62,51 +59,57 @@ def catalog_of(store: SessionStore) -> SessionCatalog:
     return _CountsCatalog(store)
 
 
+@attrs.frozen
+class ResponseStores:
+    """Where the Responses and Conversations APIs keep their records."""
+
+    responses: SqliteResponseStore | PostgresResponseStore
+    conversations: SqliteConversationStore | PostgresConversationStore
+
+    @property
+    def records(self) -> tuple[ForgetsSessionRecords, ...]:
+        """The stores a sweep of sessions clears as well."""
+        return self.responses, self.conversations
+
+    @property
+    def files(self) -> tuple[SqliteResponseStore | SqliteConversationStore, ...]:
+        """The stores in SQLite files of this process's own (none with a database)."""
+        stores = (self.responses, self.conversations)
+        return tuple(
+            s for s in stores if isinstance(s, SqliteResponseStore | SqliteConversationStore)
+        )
+
+
+def response_stores(workspace: Path, database: PostgresDatabase | None = None) -> ResponseStores:
+    """The stores, none opened: in the database every replica shares (so a background
+    response is followed and cancelled from any of them), else in
+    ``<workspace>/responses.sqlite3``."""
+    if database is not None:
+        return ResponseStores(PostgresResponseStore(database), PostgresConversationStore(database))
+    path = responses_path(workspace)
+    return ResponseStores(SqliteResponseStore(path), SqliteConversationStore(path))
+
+
 def install_responses_api(
     app: Quart,
     turns: ChatTurns,
     sessions: SessionStore,
     settings: HttpSettings,
+    stores: ResponseStores,
     *,
-    workspace: Path,
-    responses: ResponseStore | None = None,
-    steps: ResponseLog | None = None,
-    conversations: ConversationStore | None = None,
-    paused: PausedCalls | None = None,
-    liveness: RunLiveness | None = None,
     lease_s: float = LEASE_S,
     redact: Callable[[str], str] = str,
-    database: PostgresDatabase | None = None,
 ) -> None:
     """Adds ``/v1/responses`` and ``/v1/conversations`` to ``app``, over ``turns`` and
-    ``sessions``. The stores default to ``<workspace>/responses.sqlite3``."""
-    if database is not None and responses is None:
-        # In the database every replica shares, so a background response is followed
-        # and cancelled from any of them.
-        shared = PostgresResponseStore(database)
-        responses, steps = shared, shared
-        paused, liveness = paused or shared, liveness or shared
-        conversations = conversations or PostgresConversationStore(database)
-    path = responses_path(workspace)
-    files: list[SqliteResponseStore | SqliteConversationStore] = []
-    if responses is None:
-        sqlite = SqliteResponseStore(path)
-        files.append(sqlite)
-        responses = sqlite
-        steps = steps or sqlite
-        paused, liveness = paused or sqlite, liveness or sqlite
-    if steps is None or paused is None or liveness is None:
-        raise ValueError("a ResponseStore given without its ResponseLog, PausedCalls, RunLiveness")
-    if conversations is None:
-        conversations = SqliteConversationStore(path)
-        files.append(conversations)
+    ``sessions``, keeping their records in ``stores``."""
+    responses = stores.responses
     service = ResponsesService(
         turns,
         sessions,
         responses,
-        steps,
-        paused=paused,
-        liveness=liveness,
+        responses,
+        paused=responses,
+        liveness=responses,
         spawn=app.add_background_task,
         new_id=lambda: new_id("resp_"),
         describe_failure=response_error,
@@ -119,17 +122,18 @@ def install_responses_api(
         ConversationsService(
             sessions,
             catalog_of(sessions),
-            conversations,
+            stores.conversations,
             new_id=lambda: "conv_" + secrets.token_hex(16),
         ),
     )
     # Opened on first use, not at start-up: a server whose clients never use these
     # APIs keeps no file for them in its workspace. A file already there is checked
     # at start-up, though: a corrupt one is one line and exit 2, not a 500 later.
+    files = stores.files
     for file in files:
         app.after_serving(file.close)
     if files:
-        add_opener(app, Opener("responses", path, partial(_open_if_present, files)))
+        add_opener(app, Opener("responses", files[0].path, partial(_open_if_present, files)))
 
 
 async def _open_if_present(files: Sequence[SqliteResponseStore | SqliteConversationStore]) -> None:
