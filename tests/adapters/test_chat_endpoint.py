@@ -156,7 +156,7 @@ class _WrittenChunks:
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
-        self.started = anyio.Event()  # set once the first body chunk is written
+        self.started = anyio.Event()  # set once the response has started
 
     def around(self, app: ASGIFramework) -> ASGIFramework:
         async def recorded(
@@ -164,9 +164,10 @@ class _WrittenChunks:
         ) -> None:
             async def recording(message: ASGISendEvent) -> None:
                 await send(message)
+                if message["type"] == "http.response.start":
+                    self.started.set()
                 if message["type"] == "http.response.body":
                     self.chunks.append(bytes(message.get("body", b"")))
-                    self.started.set()
 
             await app(scope, receive, recording)
 

@@ -53,6 +53,9 @@ def fuzz(origin: str, headers: dict[str, str]) -> dict[str, int]:
         @settings(
             max_examples=50,
             deadline=None,
+            # The same cases every run: a random draw with no valid chat request at all
+            # failed the 200 check below now and then.
+            derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy())
@@ -78,7 +81,7 @@ async def test_generated_requests_get_documented_answers_and_no_5xx(
         # Schemathesis calls are synchronous; the server keeps running on this loop.
         statuses = await anyio.to_thread.run_sync(fuzz, server.origin, headers)
     assert [key for key in statuses if key.split()[-1].startswith("5")] == []
-    assert statuses.get("POST /v1/chat/completions 200", 0) > 0
+    assert statuses.get("POST /v1/chat/completions 200", 0) > 0, statuses
     assert statuses.get("POST /v1/chat/completions 400", 0) > 0
     # The Responses and Conversations APIs are in the document, and fuzzed with the rest.
     assert statuses.get("POST /v1/responses 200", 0) > 0
