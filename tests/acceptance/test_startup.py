@@ -83,6 +83,56 @@ def test_a_busy_port_is_one_line_and_exit_2_from_the_cli_and_the_library(tmp_pat
         assert "--port" in line
 
 
+# Root drops the capability to bind ports below net.ipv4.ip_unprivileged_port_start
+# and keeps every other privilege (its interpreter may sit under a /root that `nobody`
+# cannot enter); the kernel refuses the bind with the EACCES an unprivileged user gets.
+_WITHOUT_BIND_SERVICE = textwrap.dedent(
+    """
+    import ctypes, os, sys
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        # PR_CAPBSET_DROP (24) of CAP_NET_BIND_SERVICE (10): root's exec no longer gets it.
+        if libc.prctl(24, 10, 0, 0, 0) != 0:
+            sys.exit(f"cannot drop CAP_NET_BIND_SERVICE: {os.strerror(ctypes.get_errno())}")
+        status = open("/proc/self/status").read()
+        inheritable = int(status.split("CapInh:")[1].split()[0], 16)
+        if inheritable & 1 << 10:  # an inheritable one would come back on exec
+            sys.exit("CAP_NET_BIND_SERVICE is inheritable here; cannot run without it")
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+    """
+)
+
+
+def _unprivileged(args: list[str]) -> list[str]:
+    """``args`` (``[sys.executable, ...]``) run without the privilege to bind low ports."""
+    return [sys.executable, "-c", _WITHOUT_BIND_SERVICE, *args[1:]]
+
+
+def _privileged_port() -> int:
+    """A port only a privileged process may bind on this machine."""
+    setting = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    start = int(setting.read_text())
+    assert start > 1, (
+        f"{setting} is {start} here: any user may bind any port, so no bind is ever "
+        "refused; run the tests with net.ipv4.ip_unprivileged_port_start=1024 (the "
+        "kernel's default; Docker sets 0 unless given --sysctl)"
+    )
+    return min(start, 1024) - 1
+
+
+def test_a_port_this_user_may_not_bind_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """As a user without the privilege (as root: without CAP_NET_BIND_SERVICE)."""
+    port = _privileged_port()
+    workspace = tmp_path / "ws"
+    for args in (
+        [*NANOBOT, "serve", "--port", str(port), "-w", str(workspace)],
+        _library_serve(port, workspace),
+    ):
+        line = _refused(_unprivileged(args), tmp_path)
+        assert f"cannot bind 127.0.0.1:{port}: no permission" in line
+        assert "choose a port above 1023 with --port" in line
+
+
 @pytest.mark.parametrize(
     ("store", "workers"),
     [
