@@ -1,9 +1,10 @@
 """Idempotency-Key replays and per-key limits across two replicas on one PostgreSQL
-(operations.md: "held across workers and replicas when the storage is PostgreSQL").
+(operations.md: "held across workers and replicas when the storage is PostgreSQL"),
+and across the two workers of `nanobot serve --workers 2` on SQLite (the default).
 
-Two `nanobot serve` processes, each with its own workspace, share one database; the
-model is a scripted stand-in that records every request, so a second turn shows up as
-a second upstream request.
+Two `nanobot serve` processes, each with its own workspace, share one database; or
+two workers share one workspace's files. The model is a scripted stand-in that records
+every request, so a second turn shows up as a second upstream request.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,23 @@ def refused(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     error: dict[str, Any] = answer.json()["error"]
     assert error["type"] == kind
     return error
+
+
+def worker_of(answer: httpx.Response) -> str:
+    """The worker that answered: request ids are <worker's prefix><12-digit counter>."""
+    return answer.headers["X-Request-ID"][:-12]
+
+
+async def from_both_workers(
+    send: Callable[[], Awaitable[httpx.Response]], answers: Iterable[httpx.Response] = ()
+) -> list[httpx.Response]:
+    """``answers`` and more of ``send()`` (a connection each, so the kernel picks the
+    worker anew) until both workers have answered; every answer, in order."""
+    answers = list(answers)
+    while len({worker_of(answer) for answer in answers}) < 2:
+        assert len(answers) < 100, "one worker took every connection"
+        answers.append(await send())
+    return answers
 
 
 async def test_replays_and_limits_hold_across_two_replicas(
@@ -186,3 +204,80 @@ async def test_a_repeat_waits_for_a_long_first_but_not_for_a_dead_one(
         assert answers["retry"].status_code == 200, answers["retry"].text
         assert anyio.current_time() - began < lease_s + 4
         assert len(up.received) == 3  # the cut turn's, then the retry's own
+
+
+async def test_replays_and_limits_hold_across_two_workers_on_sqlite(tmp_path: Path) -> None:
+    """Each check goes on until both workers have answered it, so a worker that counted
+    (or kept answers) on its own would show: the requests.sqlite3 they share is the
+    one place either looks."""
+    async with ScriptedUpstream() as up:
+        config = {
+            "agents": {"defaults": {"model": "m1"}},
+            "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
+            "api": {
+                "keys": [
+                    {"name": "bob", "key": BOB},
+                    {"name": "alice", "key": ALICE, "rpm": 4},
+                    {"name": "carol", "key": CAROL, "maxConcurrent": 1},
+                ],
+                # As many as the burst below, which is about rpm alone.
+                "maxConcurrentTurns": 8,
+            },
+        }
+        async with replica(tmp_path, config, "w", "--workers", "2") as served:
+            # Idempotency-Key: whichever worker gets a repeat replays the stored answer.
+            first = await chat(served, BOB, "idem", idem="k1")
+            assert first.status_code == 200, first.text
+            repeats = await from_both_workers(partial(chat, served, BOB, "idem", idem="k1"))
+            for again in repeats:
+                assert again.status_code == 200, again.text
+                assert again.json() == first.json()
+                assert again.headers["Idempotent-Replayed"] == "true"
+            assert len(up.received) == 1
+
+            # maxConcurrent 1: carol's turn on one worker fills her one slot on both.
+            gate = asyncio.Event()
+            up.add(Text("held", gate=gate))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(chat, served, CAROL, "held", stream=True))
+                await up.wait_received(2)
+                for busy in await from_both_workers(partial(chat, served, CAROL, "busy")):
+                    assert "at most 1" in refused(busy, 429, "rate_limit_exceeded")["message"]
+                    assert int(busy.headers["Retry-After"]) >= 1
+                gate.set()
+            assert (await chat(served, CAROL, "free again")).status_code == 200
+
+            # maxConcurrentTurns 8: eight turns, however the workers share them, fill the
+            # server for both.
+            gate = asyncio.Event()
+            up.add(*[Text("held", gate=gate)] * 8)
+            async with anyio.create_task_group() as tg:
+                for n in range(8):
+                    tg.start_soon(partial(chat, served, BOB, f"held-{n}", stream=True))
+                await up.wait_received(11)
+                for full in await from_both_workers(partial(chat, served, BOB, "ninth")):
+                    assert "the server" in refused(full, 429, "rate_limit_exceeded")["message"]
+                gate.set()
+            assert len(up.received) == 11  # the refused turns never reached the model
+
+            # rpm 4, one minute's window: a burst of 8, then more until both workers have
+            # answered; 200 for the first 4 only, 429 with Retry-After for every other.
+            if time.time() % 60 > 55:  # not across a window's end
+                await anyio.sleep(61 - time.time() % 60)
+            burst: list[httpx.Response] = []
+
+            async def one(n: int) -> None:
+                burst.append(await chat(served, ALICE, f"rpm-{n}"))
+
+            async with anyio.create_task_group() as tg:
+                for n in range(8):
+                    tg.start_soon(one, n)
+            answers = await from_both_workers(partial(chat, served, ALICE, "rpm-more"), burst)
+    assert sorted(answer.status_code for answer in answers) == [200] * 4 + [429] * (
+        len(answers) - 4
+    )
+    for answer in answers:
+        if answer.status_code == 429:
+            refused(answer, 429, "rate_limit_exceeded")
+            assert 1 <= int(answer.headers["Retry-After"]) <= 60
+    assert len(up.received) == 15
