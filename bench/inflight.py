@@ -23,12 +23,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _server import free_port, nanobot_server, percentiles
+from _server import free_port, nanobot_server, percentiles, wait_healthy
 from proxy_overhead import cpu_seconds
 
 BACKLOG = 4096  # 1,000 connects at once overflow the usual 100-128 (then SYN retries)
@@ -102,6 +104,19 @@ def wait_listening(port: int, timeout_s: float = 20.0) -> None:
             return
 
 
+@contextmanager
+def floor_server(upstream: str) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
+    """bench/relay_floor.py in its own process, in nanobot's place."""
+    port = free_port()
+    relay = Path(__file__).with_name("relay_floor.py")
+    process = subprocess.Popen([sys.executable, str(relay), str(port), upstream])
+    try:
+        yield port, process, wait_healthy(port)
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=1000)
@@ -110,6 +125,8 @@ def main() -> None:
     # One burst each way drifts with the machine (its speed moves 2x here); rounds
     # alternate the two, and the median of their ratios is the figure to read.
     parser.add_argument("--rounds", type=int, default=3)
+    # A bare aiohttp relay in nanobot's place (bench/relay_floor.py): the floor.
+    parser.add_argument("--floor", action="store_true")
     parser.add_argument("--model-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model_port:
@@ -137,7 +154,8 @@ def main() -> None:
             "providers": {"local": {"apiBase": base, "apiKey": "sk-bench"}},
             "api": {"timeout": 300},
         }
-        with nanobot_server(config) as (nanobot_port, server, _):
+        serving = floor_server(f"{base}/chat/completions") if args.floor else nanobot_server(config)
+        with serving as (nanobot_port, server, _):
             proxy = f"http://127.0.0.1:{nanobot_port}/v1/chat/completions"
             for round_ in range(args.rounds):
                 direct = asyncio.run(burst(f"{base}/chat/completions", args.turns, round_))
@@ -151,9 +169,12 @@ def main() -> None:
     print(
         f"{args.turns} streamed turns at once, {args.tokens} tokens {args.gap_ms:g} ms apart "
         f"({os.cpu_count()} cores, shared with other jobs), {args.rounds} rounds"
+        + (", through the bare relay of bench/relay_floor.py, not nanobot" if args.floor else "")
     )
     print(
-        "        model p50 / p99 (s)   nanobot p50 / p99 (s)   ratio p50 / p99   server CPU a turn"
+        "        model p50 / p99 (s)   "
+        + ("relay  " if args.floor else "nanobot")
+        + " p50 / p99 (s)   ratio p50 / p99   server CPU a turn"
     )
     for n, (d50, d99, p50, p99, cpu) in enumerate(rows, 1):
         print(
