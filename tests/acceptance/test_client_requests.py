@@ -15,6 +15,7 @@ import attrs
 import pytest
 from openai import AsyncOpenAI, BadRequestError, NotFoundError
 
+from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.app.config import (
     AgentDefaults,
     AgentsConfig,
@@ -24,6 +25,8 @@ from nanobot_api.app.config import (
 )
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from nanobot_api.domain.conversation import History
+from nanobot_api.domain.sessions import SessionKey
 from tests.client_tools import WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
@@ -32,18 +35,29 @@ MODEL = "MiniMax-M2.7"
 
 @asynccontextmanager
 async def served(
-    tmp_path: Path, up: ScriptedUpstream | None = None, **api: Any
+    tmp_path: Path,
+    up: ScriptedUpstream | None = None,
+    agent: AgentDefaults | None = None,
+    **api: Any,
 ) -> AsyncIterator[AsyncOpenAI]:
+    """A live server (workspace ``tmp_path/ws``) in front of ``up``, the real LLM agent
+    on ``agent``'s settings (else the echo agent), and an SDK client for it."""
     config = attrs.evolve(Config(), api=ApiConfig(**api), workspace=tmp_path / "ws")
     if up is not None:
         providers = {"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up-123456")}
-        agents = AgentsConfig(AgentDefaults(model=MODEL))
+        agents = AgentsConfig(agent or AgentDefaults(model=MODEL))
         config = attrs.evolve(config, providers=providers, agents=agents)
     async with (
         running_server(build(config)) as server,
         AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
     ):
         yield client
+
+
+async def stored(tmp_path: Path, session_id: str) -> History:
+    """What ``served``'s SQLite workspace holds for API session ``session_id``."""
+    async with SqliteSessionStore(tmp_path / "ws" / "sessions.sqlite3") as store:
+        return await store.history(SessionKey("api", session_id))
 
 
 async def test_system_and_developer_messages_are_the_turns_instructions(tmp_path: Path) -> None:
