@@ -38,6 +38,8 @@ class Text:
     gate: asyncio.Event | None = attrs.field(default=None, eq=False)
     # All of a streamed answer's events in one write (as a busy provider's reach a reader).
     together: bool = False
+    # Seconds the model "thinks" before its answer starts (a model call of known length).
+    delay_s: float = 0.0
 
 
 @attrs.frozen
@@ -169,6 +171,8 @@ class ScriptedUpstream:
             return web.Response(status=503)
         if isinstance(step, Break):
             return await self._break(request, step)
+        if isinstance(step, Text) and step.delay_s:
+            await asyncio.sleep(step.delay_s)
         if stream:
             return await self._stream(request, step)
         return web.json_response(self._completion(step))
