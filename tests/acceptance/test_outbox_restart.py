@@ -184,7 +184,7 @@ async def seed(tmp_path: Path) -> None:
         queued = event(1, "discord", "queued \x1b[2Jone").message
         await outbox.enqueue(OutboxEvent.queued(queued, 1.7e9))
         failed = failed_attempt(
-            claimed(event(2, "telegram", "refused\nline two")),
+            claimed(event(2, "telegram", "refused\nline two"), 1.7e9),
             "telegram: HTTP 403 bot was blocked",
             retryable=False,
             now=1.7e9,
@@ -192,7 +192,9 @@ async def seed(tmp_path: Path) -> None:
             random=lambda: 0.0,
         )
         await outbox.enqueue(failed)
-        await outbox.enqueue(delivered(claimed(event(3, "webhook", "done")), now=1.7e9 + 5))
+        await outbox.enqueue(
+            delivered(claimed(event(3, "webhook", "done"), 1.7e9 + 4), now=1.7e9 + 5)
+        )
 
 
 async def test_outbox_list_shows_every_event_and_filters_by_status(tmp_path: Path) -> None:

@@ -219,7 +219,7 @@ async def test_an_event_stored_mid_delivery_belongs_to_its_sender(
     """The message tool stores an event with its attempt counted and sends it at once:
     no other worker takes it while that attempt may still be running."""
     one, two = two_outboxes
-    await one.enqueue(claimed(event(1, now=0.0)))
+    await one.enqueue(claimed(event(1, now=0.0), 0.0))
     assert (await two.claim_due(now=1.0, limit=5)).events == ()
     assert [e.id for e in (await two.claim_due(now=60.0, limit=5)).events] == ["e1"]
 
