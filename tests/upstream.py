@@ -38,6 +38,8 @@ class Text:
     gate: asyncio.Event | None = attrs.field(default=None, eq=False)
     # All of a streamed answer's events in one write (as a busy provider's reach a reader).
     together: bool = False
+    # Seconds the model "thinks" before its answer starts (a model call of known length).
+    delay_s: float = 0.0
 
 
 @attrs.frozen
@@ -82,6 +84,8 @@ class Received:
     body: dict[str, Any]
     headers: dict[str, str]
     at: float
+    # The body's length in bytes, as it came over the wire.
+    size: int
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -130,7 +134,8 @@ class ScriptedUpstream:
         return self.received[count - 1]
 
     async def __aenter__(self) -> ScriptedUpstream:
-        app = web.Application()
+        # Far above aiohttp's default of 1 MiB: tests send histories of several MiB.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle)
         self._runner, self.port = await serve_locally(app)
         return self
@@ -146,8 +151,9 @@ class ScriptedUpstream:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.received.append(Received(body, dict(request.headers), time.monotonic()))
+        raw = await request.read()
+        body = json.loads(raw)
+        self.received.append(Received(body, dict(request.headers), time.monotonic(), len(raw)))
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
         step = self.script.popleft() if self.script else None
@@ -165,6 +171,8 @@ class ScriptedUpstream:
             return web.Response(status=503)
         if isinstance(step, Break):
             return await self._break(request, step)
+        if isinstance(step, Text) and step.delay_s:
+            await asyncio.sleep(step.delay_s)
         if stream:
             return await self._stream(request, step)
         return web.json_response(self._completion(step))

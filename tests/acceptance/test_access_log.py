@@ -93,6 +93,8 @@ async def test_each_request_gets_one_access_line_with_its_id_session_and_tokens(
 
 # A chat id the model chose, made to look like a line of its own in the server's log.
 FORGED = "ops\n2026-01-01 00:00:00,000 WARNING [-] nanobot_api.access: GET /admin 200"
+# How long the stand-in model takes to answer the turn's second call.
+MODEL_S = 0.2
 ANY_TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[[^\]]+\] \S+: ")
 
 
@@ -101,11 +103,14 @@ async def test_nanobot_serve_logs_one_record_a_line_in_its_format_with_text_esca
     tmp_path: Path, log_format: str
 ) -> None:
     """`--log-format json` (or `api.logFormat`) makes every stderr line a JSON object; in
-    either format a model-chosen chat id with a newline stays inside its own line."""
+    either format a model-chosen chat id with a newline stays inside its own line, and
+    the access line shows the turn's model time and the tokens the model reported."""
     async with ScriptedUpstream() as up, FakePlatforms() as fake:
         fake.fail("webhook", Fail(500))  # the send fails: its chat id is logged
         send = {"content": "deployed", "channel": "webhook", "chat_id": FORGED}
-        up.add(Calls((("message", json.dumps(send)),)), Text("done"))
+        # Two model calls: 7+3 and 20+9 tokens, the second taking MODEL_S at least.
+        calls = Calls((("message", json.dumps(send)),), usage=(7, 3))
+        up.add(calls, Text("done", usage=(20, 9), delay_s=MODEL_S))
         config: dict[str, object] = {
             "agents": {"defaults": {"model": "m1"}},
             "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
@@ -126,7 +131,13 @@ async def test_nanobot_serve_logs_one_record_a_line_in_its_format_with_text_esca
         (failure,) = [line for line in lines if "failed (attempt 1)" in line]
         assert "[log-1] nanobot_api.app.outbox: " in failure
         assert "webhook:ops\\n2026-01-01 00:00:00,000 WARNING" in failure
-        assert "[log-1] nanobot_api.access: POST /v1/chat/completions 200 " in served.stderr
+        (access_line,) = [line for line in lines if "[log-1] nanobot_api.access: " in line]
+        found = TEXT_LINE.match(access_line)
+        assert found is not None, access_line
+        assert found["path"] == "/v1/chat/completions"
+        assert found["status"] == "200"
+        assert MODEL_S * 1000 <= float(found["model"]) <= float(found["ms"])
+        assert int(found["tokens"]) == 39
         return
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any("listening on" in r["message"] for r in records)
@@ -140,4 +151,5 @@ async def test_nanobot_serve_logs_one_record_a_line_in_its_format_with_text_esca
         200,
     )
     assert access["session"] == "ops"
-    assert access["tokens"] > 0
+    assert MODEL_S * 1000 <= access["model_ms"] <= access["duration_ms"]
+    assert access["tokens"] == 39

@@ -3,6 +3,7 @@ and text from clients reaches a terminal or a log line escaped (spec/README.md).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
@@ -11,12 +12,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import attrs
 import httpx2
 
 from nanobot_api.adapters.observability.logs import TextFormatter
 from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
-from nanobot_api.app.config import ChannelsConfig, Config, WebhookConfig
+from nanobot_api.app.config import (
+    AgentDefaults,
+    AgentsConfig,
+    ChannelsConfig,
+    Config,
+    ProviderConfig,
+    WebhookConfig,
+)
 from nanobot_api.app.echo import EchoAgent
 from nanobot_api.app.sessions_admin import show_session
 from nanobot_api.app.wiring.bootstrap import build
@@ -26,7 +35,7 @@ from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Agent
 from nanobot_api.domain.sessions import SessionKey
 from tests.fakes import FailingAgent
-from tests.upstream import closed_port
+from tests.upstream import ScriptedUpstream, Text, closed_port
 
 NOTE = base64.b64encode(b"private notes\n").decode()
 
@@ -41,8 +50,9 @@ def _upload(text: str, session: str) -> dict[str, object]:
 
 
 @asynccontextmanager
-async def _client(config: Config, agent: Agent) -> AsyncIterator[httpx2.AsyncClient]:
-    """A client of the real server for ``config`` on a socket, while the block runs."""
+async def _client(config: Config, agent: Agent | None = None) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of the real server for ``config`` (with ``agent``, else the agent that
+    config makes) on a socket, while the block runs."""
     async with (
         running_server(build(config, agent=agent)) as server,
         httpx2.AsyncClient(base_url=server.origin, timeout=30) as client,
@@ -124,6 +134,75 @@ async def test_the_media_folder_keeps_under_max_media_mb_dropping_the_oldest(
     assert total <= 1024 * 1024
     assert len(names[-1]) == 2  # two of 400 KB fit in 1 MiB, the oldest went
     assert names[0] & names[-1] == set()
+
+
+def _stored(media: Path) -> set[str]:
+    """The uploads' copies in the media folder (not their sidecars)."""
+    if not media.exists():
+        return set()
+    return {path.name for path in media.iterdir() if path.suffix != ".json"}
+
+
+async def test_the_media_bound_spares_a_running_turns_session_and_drops_idle_ones_oldest_first(
+    config: Config, storage_url: str
+) -> None:
+    """A turn holds its upload while other sessions' uploads push the folder over
+    ``api.maxMediaMb`` (1 MiB): the idle sessions' oldest uploads go first, then the
+    running session's older one; the file in use never, even with the folder over the
+    bound; a turn that ends while it is over brings it back within the bound."""
+    gate = asyncio.Event()
+    media = config.workspace / "media" / "api"
+
+    def upload(session: str, size: int = 300_000, **more: object) -> dict[str, object]:
+        data = base64.b64encode(b"x" * size).decode()
+        url = f"data:text/plain;base64,{data}"
+        part = {"type": "file", "file": {"filename": "b.txt", "file_data": url}}
+        content = [{"type": "text", "text": "keep this"}, part]
+        return {"messages": [{"role": "user", "content": content}], "session_id": session, **more}
+
+    async with ScriptedUpstream(default=lambda _: Text("ok")) as up:
+        config = attrs.evolve(
+            config,
+            api=attrs.evolve(config.api, max_media_mb=1),
+            agents=AgentsConfig(AgentDefaults(model="m1")),
+            providers={"custom": ProviderConfig(api_base=up.base_url, api_key="sk-up")},
+            storage=attrs.evolve(config.storage, url=storage_url),
+        )
+        async with _client(config) as client:
+
+            async def turn(body: dict[str, object]) -> set[str]:
+                """One turn; the uploads' copies it added (and that are still there)."""
+                before = _stored(media)
+                answer = await client.post("/v1/chat/completions", json=body)
+                assert answer.status_code == 200, answer.text
+                return _stored(media) - before
+
+            async def held_turn() -> None:
+                body = upload("busy", stream=True)
+                answer = await client.post("/v1/chat/completions", json=body)
+                assert answer.status_code == 200
+                assert "held" in answer.text
+
+            (older,) = await turn(upload("busy"))  # the oldest, of the session held next
+            (idle1,) = await turn(upload("idle-1"))
+            async with anyio.create_task_group() as tg:
+                up.add(Text("held", gate=gate))  # the busy session's turn waits mid-answer
+                tg.start_soon(held_turn)
+                try:
+                    await up.wait_received(3)
+                    (running,) = _stored(media) - {older, idle1}
+                    await turn(upload("idle-2"))  # 1.2 MB: idle-1 goes
+                    (idle3,) = await turn(upload("idle-3"))  # 1.2 MB: idle-2 goes
+                    assert _stored(media) == {older, running, idle3}
+                    # 1.7 MB: idle-3 goes, then the busy session's older one; the running
+                    # turn's and this turn's own stay while in use, then this one goes as
+                    # it ends.
+                    await turn(upload("idle-4", size=800_000))
+                    assert _stored(media) == {running}
+                finally:
+                    gate.set()
+        assert _stored(media) == {running}
+        assert sum(path.stat().st_size for path in media.iterdir()) <= 1024 * 1024
 
 
 async def test_sessions_show_prints_escape_sequences_escaped(config: Config) -> None:

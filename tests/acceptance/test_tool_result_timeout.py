@@ -12,10 +12,8 @@ import anyio
 import pytest
 from openai import BadRequestError
 
-from nanobot_api.adapters.storage.sqlite import SqliteSessionStore
 from nanobot_api.domain.pauses import NOT_RETURNED
-from nanobot_api.domain.sessions import SessionKey
-from tests.acceptance.test_client_requests import MODEL, served
+from tests.acceptance.test_client_requests import MODEL, served, stored
 from tests.client_tools import WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
@@ -57,8 +55,7 @@ async def test_a_late_tool_result_is_refused_and_the_pause_closed(tmp_path: Path
         sent = up.received[1].messages
         assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "user"]
         assert (sent[-2]["tool_call_id"], sent[-2]["content"]) == (tool_call.id, NOT_RETURNED)
-    async with SqliteSessionStore(tmp_path / "ws" / "sessions.sqlite3") as store:
-        first, second = await store.history(SessionKey("api", "t"))
+    first, second = await stored(tmp_path, "t")
     assert first.paused_at is None
     roles = [(m.role, m.tool_call_id, m.content) for m in first.messages]
     assert roles[-1] == ("tool", tool_call.id, NOT_RETURNED)

@@ -171,6 +171,21 @@ async def test_tool_history_is_sent_in_openai_shape(
     ]
 
 
+async def test_a_request_of_several_mib_is_sent_whole_and_again_on_a_retry(
+    upstream: ScriptedUpstream, model: OpenAICompatChatModel
+) -> None:
+    """Past 1 MiB aiohttp warns that raw bytes may hold the loop (an error in this
+    suite): such a body goes as a stream of pieces, and a retry sends it all again."""
+    history = tuple(Message.user(f"{i}" + "x" * 1024 * 1024) for i in range(3))
+    upstream.add(Status(503), Text("read it"))
+    response = await model.complete(ModelRequest(history), Deltas())
+    assert response.message.content == "read it"
+    first, second = upstream.received
+    assert first.size == second.size > 3 * 1024 * 1024
+    assert [m["content"][0] for m in second.messages] == ["0", "1", "2"]
+    assert second.headers["Content-Type"] == "application/json"
+
+
 async def test_images_go_as_data_urls_and_documents_as_named_text(
     upstream: ScriptedUpstream, model: OpenAICompatChatModel
 ) -> None:

@@ -422,6 +422,14 @@ class _TurnRecorder:
         if not self._messages:
             return TurnRecord((*head, Message.assistant(self.text)))
         messages = [self._kept(message) for message in self._messages]
+        if self._cut and messages[-1].role == "assistant" and messages[-1].content:
+            # The client saw the reply end with the marker. A model answer cut at the
+            # bound while streaming is left exactly that long, which _kept would keep
+            # unmarked: history must show it was cut too.
+            content = messages[-1].content
+            if not content.endswith(self._bound.marker):
+                content = content[: self._bound.max_chars] + self._bound.marker
+                messages[-1] = attrs.evolve(messages[-1], content=content)
         if self._fallback:
             # History shows the answer the client saw, not the agent's empty one.
             last = messages[-1]

@@ -242,7 +242,8 @@ class MediaStore(Protocol):
 
     async def release(self, paths: Iterable[str]) -> None:
         """The turn that saved these copies committed: they stay, and may be removed
-        (oldest first) once the store is over its size bound."""
+        once the store is over its size bound (oldest first, idle sessions' before
+        those of sessions with a turn running)."""
 
     async def discard(self, paths: Iterable[str]) -> None:
         """The turn that saved these copies failed: they are removed."""

@@ -12,6 +12,7 @@ scrubbed of it before they are quoted.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,6 +48,11 @@ _DOCUMENT_SLACK = 64 * 1024
 # gives the caller a timeout instead of the upstream's real answer, so do not start it.
 _DEADLINE_MARGIN_S = 0.25
 _POOL_SIZE = 4096
+# A body larger than this goes to aiohttp as a file-like object, which it writes in
+# 64 KiB pieces with a yield to the loop between them; raw bytes that large are one
+# write (aiohttp warns it may hold the loop). Small bodies, nearly all of them, stay
+# bytes: one write is cheapest.
+_STREAMED_BODY = 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -209,8 +215,9 @@ class OpenAICompatChatModel:
                 await on_call(piece)
 
         try:
+            data = io.BytesIO(body) if len(body) > _STREAMED_BODY else body
             async with self._client().post(
-                self._url, data=body, headers=headers, timeout=self._timeout
+                self._url, data=data, headers=headers, timeout=self._timeout
             ) as resp:
                 if resp.status != 200:
                     raise await self._status_failure(resp)

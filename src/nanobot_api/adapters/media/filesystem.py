@@ -27,9 +27,12 @@ class FilesystemMediaStore:
     sees half a file. Its original name, MIME type, size and session go to a sidecar
     ``<name>.json`` written the same way first. ``root`` is created (0700) on first save.
 
-    With ``max_bytes``, the folder is bounded: a save that takes it over the bound
-    removes the oldest files first, never one that a turn still running uses (saved and
-    not yet released or discarded).
+    With ``max_bytes``, the folder is bounded: a save that takes it over the bound, or a
+    turn ending while it is over, removes the oldest files of idle sessions first, then
+    the oldest of sessions with a turn running (it may still send one of its session's
+    earlier uploads), and never one that a turn still running uses (saved and not yet
+    released or discarded). A session counts as running here while a turn of it holds
+    an upload it saved.
 
     It is also the SessionUploads port: a file is found for a session only through its
     sidecar in ``root``, so no path a model writes can reach anything else (the
@@ -42,6 +45,7 @@ class FilesystemMediaStore:
         self._root = root
         self._max_bytes = max_bytes
         self._in_use: Counter[str] = Counter()
+        self._session_of: dict[str, str] = {}  # of the copies in use that have a session
         self._usage: int | None = None  # bytes in the folder, counted on first need
 
     @classmethod
@@ -62,14 +66,31 @@ class FilesystemMediaStore:
     ) -> str:
         path = await anyio.to_thread.run_sync(self._save, data, kind, original_name, session)
         self._in_use[path] += 1
-        if self._max_bytes is not None:
-            await anyio.to_thread.run_sync(self._account, len(data))
+        if session is not None:
+            self._session_of[path] = str(session)
+        await self._keep_within(len(data))
         return path
 
     async def release(self, paths: Iterable[str]) -> None:
-        """The files' turn has ended and kept them: they may go when the folder is full."""
+        """The files' turn has ended and kept them: they may go when the folder is full
+        (now, if it is over the bound: the files that kept it over may be free now)."""
         for path in paths:
             self._forget(path)
+        await self._keep_within(0)
+
+    def busy_sessions(self) -> frozenset[str]:
+        """The sessions (as ``str(SessionKey)``) of the copies that running turns use."""
+        return frozenset(
+            self._session_of[path] for path in self._in_use if path in self._session_of
+        )
+
+    async def _keep_within(self, added: int) -> None:
+        if self._max_bytes is None:
+            return
+        # What is in use is read here, on the event loop, where it changes; the thread
+        # gets a snapshot.
+        in_use = frozenset(self._in_use)
+        await anyio.to_thread.run_sync(self._account, added, in_use, self.busy_sessions())
 
     async def discard(self, paths: Iterable[str]) -> None:
         """The files' turn failed: they are removed with their metadata."""
@@ -134,6 +155,7 @@ class FilesystemMediaStore:
     def _forget(self, path: str) -> bool:
         if self._in_use[path] <= 1:
             self._in_use.pop(path, None)
+            self._session_of.pop(path, None)
             return True
         self._in_use[path] -= 1
         return False
@@ -144,7 +166,7 @@ class FilesystemMediaStore:
             if self._usage is not None:
                 self._usage -= freed
 
-    def _account(self, added: int) -> None:
+    def _account(self, added: int, in_use: frozenset[str], busy: frozenset[str]) -> None:
         if self._usage is None:
             self._usage = sum(size for _, size, _ in _files(self._root))
         else:
@@ -152,13 +174,25 @@ class FilesystemMediaStore:
         limit = self._max_bytes
         if limit is None or self._usage <= limit:
             return
-        # Oldest first; the sidecar (.json) goes with its file.
-        for _mtime, _size, path in sorted(_files(self._root)):
+        # Oldest first, idle sessions' files before busy ones' (a sidecar is read only
+        # for the files looked at); the sidecar (.json) goes with its file.
+        candidates = sorted(
+            (mtime, path)
+            for mtime, _size, path in _files(self._root)
+            if path.suffix != _SIDECAR and str(path) not in in_use
+        )
+        later: list[Path] = []
+        for _mtime, path in candidates:
             if self._usage <= limit:
-                break
-            if str(path) in self._in_use or path.suffix == ".json":
-                continue
-            self._usage -= _unlink(path) + _unlink(path.with_name(path.name + ".json"))
+                return
+            if busy and _session(path) in busy:
+                later.append(path)
+            else:
+                self._usage -= _drop(path)
+        for path in later:
+            if self._usage <= limit:
+                return
+            self._usage -= _drop(path)
 
     async def local_copy(self, path: str) -> str | None:
         """The file in ``root`` named as ``path``'s last part, if there is one."""
@@ -174,8 +208,7 @@ class FilesystemMediaStore:
         if not _is_stored_name(name):
             return None
         path = await anyio.to_thread.run_sync(self._keep, name, data, meta)
-        if self._max_bytes is not None:
-            await anyio.to_thread.run_sync(self._account, len(data))
+        await self._keep_within(len(data))
         return path
 
     def _keep(self, name: str, data: bytes, meta: dict[str, object]) -> str:
@@ -262,6 +295,18 @@ def _sidecar(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _drop(path: Path) -> int:
+    """Removes a copy and its sidecar; the bytes freed."""
+    return _unlink(path) + _unlink(path.with_name(path.name + _SIDECAR))
+
+
+def _session(path: Path) -> str | None:
+    """The session a copy was uploaded in, by its sidecar (None if unknown)."""
+    meta = _sidecar(path.with_name(path.name + _SIDECAR))
+    name = None if meta is None else meta.get("session")
+    return name if isinstance(name, str) else None
 
 
 def _sidecars(root: Path) -> list[Path]:

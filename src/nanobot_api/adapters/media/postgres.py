@@ -80,7 +80,8 @@ class PostgresMediaStore:
 
         Never one that a turn running here uses, nor one saved in the last ``busy_s``
         seconds: which files another replica's running turns use is known only there,
-        and a turn's files are never older than its time budget."""
+        and a turn's files are never older than its time budget. The files of sessions
+        with a turn running here go after every other's (the turn may send one)."""
         async with self._db.connection() as conn:
             cursor = await conn.execute("SELECT COALESCE(SUM(size), 0) FROM media")
             row = await cursor.fetchone()
@@ -88,13 +89,16 @@ class PostgresMediaStore:
             if total <= limit:
                 return
             cursor = await conn.execute(
-                "SELECT name, size FROM media WHERE created_at < %s ORDER BY created_at, name",
+                "SELECT name, size, session_key FROM media WHERE created_at < %s "
+                "ORDER BY created_at, name",
                 (time.time() - self._busy_s,),
             )
             rows = await cursor.fetchall()
             in_use = self._local.in_use()
+            busy = self._local.busy_sessions()
             doomed: list[str] = []
-            for name, size in rows:
+            # Stable: oldest first within the idle sessions' files, then the busy ones'.
+            for name, size, _session in sorted(rows, key=lambda row: row[2] in busy):
                 if total <= limit:
                     break
                 if name not in in_use:
