@@ -122,7 +122,9 @@ class InMemoryOutbox:
             raise ValueError(f"outbox event {event.id!r} exists")
         self.rows[event.id] = event
 
-    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+    async def claim_due(
+        self, now: float, limit: int, exclude: Collection[str] = (), *, worker: str | None = None
+    ) -> Claim:
         pending = sorted(
             (e for e in self.rows.values() if e.status == "pending" and e.id not in exclude),
             key=lambda e: e.next_attempt_at if e.next_attempt_at is not None else now,
@@ -134,7 +136,7 @@ class InMemoryOutbox:
             if due > now or len(taken) >= limit:
                 next_due = due
                 break
-            taken.append(claimed(event))
+            taken.append(claimed(event, now, worker))
             self.rows[event.id] = taken[-1]
         return Claim(tuple(taken), next_due)
 
@@ -149,6 +151,9 @@ class InMemoryOutbox:
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         return tuple(e for e in self.rows.values() if status is None or e.status == status)
+
+    async def event(self, event_id: str) -> OutboxEvent:
+        return self._get(event_id)
 
     async def tally(self) -> OutboxTally:
         counts = Counter(e.status for e in self.rows.values())

@@ -108,3 +108,20 @@ def filenames() -> st.SearchStrategy[str]:
         st.sampled_from(["..", ".", "/", "\\", "\x00", "\n", "\u202e", "../", "C:\\"]),
     )
     return st.lists(parts, max_size=6).map("".join)
+
+
+# ---------------------------------------------------------------------------
+# Outbox delivery attempts
+
+OutboxStep = tuple[str, float, str]
+
+
+def outbox_steps() -> st.SearchStrategy[list[OutboxStep]]:
+    """What can happen to an outbox event, in any order: ``(kind, seconds later, text)``
+    with kind ``claim`` (text: the worker's name), ``fail``, ``give-up`` (text: the
+    error, any characters), ``deliver``, ``park``, ``retry`` or ``force``."""
+    kinds = st.sampled_from(
+        ["claim", "claim", "fail", "give-up", "deliver", "park", "retry", "force"]
+    )
+    step = st.tuples(kinds, st.floats(0, 1e4), st.text(max_size=600))
+    return st.lists(step, max_size=60)

@@ -1,10 +1,11 @@
 """`nanobot serve` killed with SIGKILL while an event is pending, then started again; and
-`nanobot outbox list|retry|drop` as a user runs them."""
+`nanobot outbox list|show|retry|drop` as a user runs them, beside a live server."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,7 +30,14 @@ from nanobot_api.domain.outbox import (
     delivered,
     failed_attempt,
 )
-from tests.platforms import DISCORD_TOKEN, WEBHOOK_SECRET, Fail, FakePlatforms, Hang
+from tests.platforms import (
+    DISCORD_TOKEN,
+    TELEGRAM_TOKEN,
+    WEBHOOK_SECRET,
+    Fail,
+    FakePlatforms,
+    Hang,
+)
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 NANOBOT = [sys.executable, "-m", "nanobot_api.main"]
@@ -175,6 +183,19 @@ async def nanobot(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
+async def at_once(tmp_path: Path, *commands: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    """Runs the ``nanobot`` commands side by side; their results in the same order."""
+    results: list[tuple[int, str, str]] = [(0, "", "")] * len(commands)
+
+    async def run(n: int) -> None:
+        results[n] = await nanobot(tmp_path, *commands[n])
+
+    async with anyio.create_task_group() as group:
+        for n in range(len(commands)):
+            group.start_soon(run, n)
+    return results
+
+
 async def seed(tmp_path: Path) -> None:
     def event(n: int, channel: str, text: str) -> OutboxEvent:
         return OutboxEvent.pending(OutboundMessage(f"ev{n}", channel, "42", text), 1.7e9 + n)
@@ -184,7 +205,7 @@ async def seed(tmp_path: Path) -> None:
         queued = event(1, "discord", "queued \x1b[2Jone").message
         await outbox.enqueue(OutboxEvent.queued(queued, 1.7e9))
         failed = failed_attempt(
-            claimed(event(2, "telegram", "refused\nline two")),
+            claimed(event(2, "telegram", "refused\nline two"), 1.7e9),
             "telegram: HTTP 403 bot was blocked",
             retryable=False,
             now=1.7e9,
@@ -192,7 +213,9 @@ async def seed(tmp_path: Path) -> None:
             random=lambda: 0.0,
         )
         await outbox.enqueue(failed)
-        await outbox.enqueue(delivered(claimed(event(3, "webhook", "done")), now=1.7e9 + 5))
+        await outbox.enqueue(
+            delivered(claimed(event(3, "webhook", "done"), 1.7e9 + 4), now=1.7e9 + 5)
+        )
 
 
 async def test_outbox_list_shows_every_event_and_filters_by_status(tmp_path: Path) -> None:
@@ -257,3 +280,78 @@ async def test_an_unknown_id_is_one_line_and_exit_2(tmp_path: Path, action: str)
     code, out, err = await nanobot(tmp_path, "outbox", action, "nope")
     assert (code, out) == (2, "")
     assert err == "nanobot: No outbox event with id 'nope'\n"
+
+
+@pytest.mark.slow
+async def test_every_attempt_is_on_record_through_a_forced_resend(tmp_path: Path) -> None:
+    """A channel fails twice and then takes the message; `outbox show` lists the three
+    attempts, a retry needs --force, and the forced resend adds a fourth after them."""
+    async with ScriptedUpstream() as up, FakePlatforms() as fake:
+        detail = f"bad gateway {TELEGRAM_TOKEN} \x1b[2J"  # a secret and an escape sequence
+        fake.fail("telegram", Fail(502, description=detail), Fail(502, description=detail))
+        up.add(message_call("telegram", "deploy done"), Text("queued it"))
+        config = {
+            **config_for(up, fake, retryBaseS=0.2),
+            "channels": {
+                "telegram": {
+                    "enabled": True,
+                    "token": TELEGRAM_TOKEN,
+                    "apiBase": fake.telegram_base,
+                },
+                "outbox": {"retryBaseS": 0.2},
+            },
+        }
+        async with serving(tmp_path, config) as (server, origin):
+            async with AsyncOpenAI(base_url=f"{origin}/v1", api_key="x", max_retries=0) as client:
+                await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "tell the chat"}]
+                )
+            event = await settled(tmp_path)
+            assert (event.status, event.attempts) == ("delivered", 3)
+            # Read-only, so at once: each command is a Python start-up of its own.
+            show, listed, refused = await at_once(
+                tmp_path,
+                ("outbox", "show", event.id),
+                ("outbox", "list", "--attempts"),
+                ("outbox", "retry", event.id),
+            )
+            code, shown, err = show
+            assert (code, err) == (0, "")
+            head, *attempts = shown.splitlines()
+            assert head.split()[:3] == [event.id, "delivered", "telegram:7"]
+            by = f"{socket.gethostname()} pid {server.pid}"
+            when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+            failed = re.escape(f"  {by}  failed after ") + r"\d+\.\d\ds: "
+            error = re.escape("telegram: HTTP 502 bad gateway *** \\x1b[2J")
+            expected = [
+                rf"  attempt 1  {when}{failed}{error}",
+                rf"  attempt 2  {when}{failed}{error}",
+                rf"  attempt 3  {when}  {re.escape(by)}  delivered after \d+\.\d\ds",
+            ]
+            assert len(attempts) == 3
+            for line, pattern in zip(attempts, expected, strict=True):
+                assert re.fullmatch(pattern, line), line
+            assert TELEGRAM_TOKEN not in shown
+            assert "\x1b" not in shown
+            # `list --attempts` adds the same record below each event's line.
+            assert listed[1].splitlines() == [head, *attempts]
+            assert refused == (
+                2,
+                "",
+                f"nanobot: Event {event.id} was already delivered; "
+                "retry it with --force to send it again\n",
+            )
+            forced = await nanobot(tmp_path, "outbox", "retry", "--force", event.id)
+            assert forced[0] == 0
+            # The running server's worker finds it due on its next look at the outbox.
+            await fake.wait_for(lambda f: len(f.messages("telegram")) == 2)
+            again = await settled(tmp_path)
+            assert (again.status, again.attempts) == ("delivered", 4)
+            code, shown, _ = await nanobot(tmp_path, "outbox", "show", event.id)
+        assert code == 0
+        _, *now_attempts = shown.splitlines()
+        assert now_attempts[:3] == attempts  # the earlier records, unchanged
+        assert re.fullmatch(
+            rf"  attempt 4  {when}  {re.escape(by)}  delivered after \d+\.\d\ds", now_attempts[3]
+        ), now_attempts[3]
+        assert [p.text for p in fake.messages("telegram")] == ["deploy done", "deploy done"]

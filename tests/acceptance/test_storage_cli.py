@@ -10,6 +10,7 @@ import pytest
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.storage.postgres import PostgresSessionStore
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.postgres_responses import (
     PostgresConversationStore,
     PostgresResponseStore,
@@ -24,7 +25,7 @@ from nanobot_api.domain.branches import MessageIds
 from nanobot_api.domain.conversation import Message, TurnRecord
 from nanobot_api.domain.conversations import ConversationRecord
 from nanobot_api.domain.filetypes import FileKind
-from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, claimed, parked
 from nanobot_api.domain.responses import ResponseRecord, TextDelta
 from nanobot_api.domain.sessions import SessionKey
 from tests.acceptance.test_cli import run_nanobot
@@ -67,8 +68,7 @@ async def seed_workspace(workspace: Path) -> None:
         edited = TurnRecord((Message.user("q2 edited"), Message.assistant("b")))
         await store.commit_branch(gamma, [1], (), edited, MessageIds("u3", "a3", "a1"))
     async with SqliteOutbox(workspace / "outbox.sqlite3") as outbox:
-        message = OutboundMessage("ev1", "telegram", "42", "queued while off")
-        await outbox.enqueue(OutboxEvent.queued(message, 1.7e9))
+        await outbox.enqueue(OLD_EVENT)
     media = FilesystemMediaStore.in_workspace(workspace)
     await media.save(b"%PDF-1.4 test", FileKind.PDF, "report.pdf", SessionKey("api", "alpha"))
     async with SqliteResponseStore(workspace / "responses.sqlite3") as responses:
@@ -78,6 +78,17 @@ async def seed_workspace(workspace: Path) -> None:
         await responses.note(SessionKey("api", "alpha"), ["call_7"])
     async with SqliteConversationStore(workspace / "responses.sqlite3") as records:
         await records.put(ConversationRecord(SessionKey("api", "alpha"), 5.0, (("k", "v"),)))
+
+
+# Queued after one attempt found its channel switched off: its record goes along.
+OLD_EVENT = parked(
+    claimed(
+        OutboxEvent.pending(OutboundMessage("ev1", "telegram", "42", "queued while off"), 1.7e9),
+        1.7e9,
+        "old-host pid 1",
+    ),
+    1.7e9 + 1,
+)
 
 
 def response(n: int) -> ResponseRecord:
@@ -120,6 +131,7 @@ async def test_import_moves_a_sqlite_workspace_into_the_database_once(
         assert await responses.find(["call_7"], "api") == SessionKey("api", "alpha")
         conversation = await PostgresConversationStore(db).get(SessionKey("api", "alpha"))
         assert conversation == ConversationRecord(SessionKey("api", "alpha"), 5.0, (("k", "v"),))
+        assert await PostgresOutbox(db).event("ev1") == OLD_EVENT
 
     listed = run_nanobot("sessions", "list", *where, home=tmp_path)
     assert "api:alpha  2 turns" in listed.stdout

@@ -88,6 +88,8 @@ def test_sessions_subcommands_parse(argv: list[str], command: SessionsCommand) -
             OutboxCommand(action="list", status="failed"),
         ),
         (["outbox", "retry", "evt-1"], OutboxCommand(action="retry", event_id="evt-1")),
+        (["outbox", "show", "evt-1"], OutboxCommand(action="show", event_id="evt-1")),
+        (["outbox", "list", "--attempts"], OutboxCommand(action="list", attempts=True)),
         (
             ["outbox", "drop", "evt-2", "-w", "ws"],
             OutboxCommand(action="drop", event_id="evt-2", workspace=Path("ws")),
@@ -128,6 +130,7 @@ def test_a_bad_timeout_is_one_line(value: str) -> None:
         ["sessions"],
         ["sessions", "show"],
         ["outbox", "retry"],
+        ["outbox", "show"],
         ["outbox", "list", "--status", "lost"],
     ],
 )

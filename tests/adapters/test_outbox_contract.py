@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
 from nanobot_api.domain.errors import InvalidRequest, NotFound
@@ -121,6 +122,45 @@ async def test_retry_makes_an_event_due_now_and_drop_removes_it(outbox: SqliteOr
     assert await outbox.events() == ()
 
 
+async def test_each_attempt_is_on_record_through_claims_settles_and_retries(
+    outbox: SqliteOrFake,
+) -> None:
+    await outbox.enqueue(event(1, now=0.0))
+    policy = RetryPolicy(max_attempts=5, base_s=1.0, max_s=1.0)
+    (taken,) = (await outbox.claim_due(now=1.0, limit=1, worker="a pid 1")).events
+    # On record from the claim: a crash mid-attempt leaves it there, running.
+    assert (await outbox.event("e1")).attempt_log == taken.attempt_log
+    assert [(a.number, a.started_at, a.worker, a.outcome) for a in taken.attempt_log] == [
+        (1, 1.0, "a pid 1", "running")
+    ]
+    error = "webhook: HTTP 500 \x1b[2J é"  # stored as written; escaped only when shown
+    await outbox.settle(
+        failed_attempt(taken, error, retryable=True, now=1.5, policy=policy, random=lambda: 0.0)
+    )
+    (taken,) = (await outbox.claim_due(now=5.0, limit=1, worker="b pid 2")).events
+    await outbox.settle(delivered(taken, now=5.25, steps=2))
+    first_two = (await outbox.event("e1")).attempt_log
+    assert [(a.number, a.outcome, a.error, a.ended_at) for a in first_two] == [
+        (1, "failed", error, 1.5),
+        (2, "delivered", None, 5.25),
+    ]
+    again = await outbox.retry("e1", now=6.0, force=True)
+    assert (again.attempt_log, again.progress) == (first_two, 0)  # sent again whole
+    assert await outbox.event("e1") == again
+    (taken,) = (await outbox.claim_due(now=7.0, limit=1)).events
+    await outbox.settle(delivered(taken, now=7.5))
+    (final,) = await outbox.events()
+    assert final.attempt_log[:2] == first_two
+    assert [(a.number, a.worker, a.outcome) for a in final.attempt_log[2:]] == [
+        (3, None, "delivered")
+    ]
+    # The message tool stores its event with the attempt it is making on record.
+    await outbox.enqueue(claimed(event(2, now=8.0), 8.0, "tool pid 3"))
+    assert [(a.number, a.worker) for a in (await outbox.event("e2")).attempt_log] == [
+        (1, "tool pid 3")
+    ]
+
+
 async def test_the_tally_counts_each_state_and_dates_the_oldest_waiting_event(
     outbox: SqliteOrFake,
 ) -> None:
@@ -147,6 +187,8 @@ async def test_the_tally_counts_each_state_and_dates_the_oldest_waiting_event(
 
 
 async def test_an_unknown_id_is_not_found(outbox: SqliteOrFake) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        await outbox.event("nope")
     with pytest.raises(NotFound, match="nope"):
         await outbox.retry("nope", now=0.0)
     with pytest.raises(NotFound, match="nope"):
@@ -219,7 +261,7 @@ async def test_an_event_stored_mid_delivery_belongs_to_its_sender(
     """The message tool stores an event with its attempt counted and sends it at once:
     no other worker takes it while that attempt may still be running."""
     one, two = two_outboxes
-    await one.enqueue(claimed(event(1, now=0.0)))
+    await one.enqueue(claimed(event(1, now=0.0), 0.0))
     assert (await two.claim_due(now=1.0, limit=5)).events == ()
     assert [e.id for e in (await two.claim_due(now=60.0, limit=5)).events] == ["e1"]
 
@@ -265,3 +307,66 @@ async def test_claims_use_the_due_index(tmp_path: Path) -> None:
         ).fetchall()
     conn.close()
     assert "outbox_due" in str(plan)
+
+
+# Schema 2, as nanobot-api wrote it before the record of attempts.
+_SCHEMA_2 = """
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, channel TEXT NOT NULL, chat_id TEXT NOT NULL, content TEXT NOT NULL,
+    media TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL, progress INTEGER NOT NULL, next_attempt_at REAL,
+    last_error TEXT, delivered_at REAL, retried_from INTEGER NOT NULL DEFAULT 0,
+    claimed_until REAL
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+INSERT INTO outbox VALUES
+    ('old', 'webhook', '42', 'hi', '[]', 'failed', 1.0, 2, 0, NULL, 'HTTP 403', NULL, 0, NULL);
+PRAGMA user_version=2;
+"""
+
+
+async def test_an_outbox_file_from_before_the_record_of_attempts_upgrades_in_place(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_2)
+    conn.close()
+    async with SqliteOutbox(path) as one, SqliteOutbox(path) as two:
+        await one.events()
+        await two.events()  # a second process on the upgraded file finds nothing to add
+        old = await one.event("old")
+        assert (old.status, old.attempts, old.last_error, old.attempt_log) == (
+            "failed",
+            2,
+            "HTTP 403",
+            (),
+        )
+        await one.retry("old", now=5.0)
+        (taken,) = (await two.claim_due(now=6.0, limit=1, worker="w")).events
+        assert [a.number for a in taken.attempt_log] == [3]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    conn.close()
+
+
+async def test_a_database_from_before_the_record_of_attempts_migrates_in_place(
+    postgres_url: str,
+) -> None:
+    async with PostgresDatabase(postgres_url) as db:
+        # Back to the schema before 0110, holding an event.
+        async with db.connection() as conn:
+            await conn.execute("ALTER TABLE outbox DROP COLUMN attempt_log")
+            await conn.execute("DELETE FROM nanobot_schema WHERE name = '0110-outbox-attempt-log'")
+            await conn.execute(
+                "INSERT INTO outbox (id, channel, chat_id, content, media, status, created_at, "
+                "attempts, progress) VALUES ('old', 'webhook', '42', 'hi', '[]', 'pending', 1.0, "
+                "2, 0)"
+            )
+        assert await db.migrate() == ("0110-outbox-attempt-log",)
+        outbox = PostgresOutbox(db)
+        old = await outbox.event("old")
+        assert (old.attempts, old.attempt_log) == (2, ())
+        (taken,) = (await outbox.claim_due(now=6.0, limit=1, worker="w")).events
+        assert [a.number for a in (await outbox.event("old")).attempt_log] == [3]
+        assert taken.attempts == 3

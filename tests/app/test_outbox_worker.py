@@ -130,7 +130,7 @@ async def test_a_retry_resumes_after_the_delivered_steps() -> None:
 async def test_an_attempt_cut_off_by_a_crash_is_delivered_at_the_next_start() -> None:
     outbox, channel = InMemoryOutbox(), ScriptedChannel()
     # Claimed (attempt counted) and never settled: the process died mid-send.
-    await outbox.enqueue(claimed(pending(1)))
+    await outbox.enqueue(claimed(pending(1), time.time()))
     async with running(outbox, {"telegram": channel}):
         await channel.wait_attempts(1)
     (event,) = await outbox.events()
@@ -247,13 +247,13 @@ async def test_files_are_sent_from_this_machines_copy_and_a_store_down_is_retrie
     uploads = FlakyUploads()
     courier = Courier(outbox, {"telegram": channel}, policy=FAST, uploads=uploads)
     message = OutboundMessage("e1", "telegram", "42", "report", ("/elsewhere/ws/media/api/f.pdf",))
-    event = claimed(OutboxEvent.pending(message, time.time()))
+    event = claimed(OutboxEvent.pending(message, time.time()), time.time())
     await outbox.enqueue(event)
     after, _ = await courier.deliver(event)
     assert after.status == "pending"  # tried again later, not failed
     assert "unavailable" in (after.last_error or "")
     assert channel.attempts == []
     uploads.down = False
-    after, _ = await courier.deliver(claimed(after))
+    after, _ = await courier.deliver(claimed(after, time.time()))
     assert after.status == "delivered"
     assert channel.sent[0].media == ("/here/f.pdf",)

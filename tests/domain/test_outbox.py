@@ -20,10 +20,10 @@ from nanobot_api.domain.outbox import (
     failed_attempt,
     parked,
     retried,
-    shorten,
     split_text,
     utf16_len,
 )
+from nanobot_api.domain.text import shorten
 
 # Text that exercises every cut rule: words, line and paragraph breaks, astral-plane
 # characters (two UTF-16 units), combining marks and joiners.
@@ -144,12 +144,17 @@ def test_a_retryable_failure_waits_then_gives_up_after_max_attempts() -> None:
     event = OutboxEvent.pending(MESSAGE, now=0.0)
     for attempt in (1, 2):
         event = failed_attempt(
-            claimed(event), "HTTP 503", retryable=True, now=10.0, policy=policy, random=lambda: 0
+            claimed(event, 10.0),
+            "HTTP 503",
+            retryable=True,
+            now=10.0,
+            policy=policy,
+            random=lambda: 0,
         )
         assert event.status == "pending"
         assert event.next_attempt_at == 10.0 + policy.cap(attempt) / 2
     event = failed_attempt(
-        claimed(event), "HTTP 503", retryable=True, now=20.0, policy=policy, random=lambda: 0
+        claimed(event, 20.0), "HTTP 503", retryable=True, now=20.0, policy=policy, random=lambda: 0
     )
     assert event.status == "failed"
     assert event.attempts == 3
@@ -157,7 +162,7 @@ def test_a_retryable_failure_waits_then_gives_up_after_max_attempts() -> None:
 
 
 def test_a_permanent_failure_fails_at_once_and_keeps_progress() -> None:
-    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0))
+    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0), 0.0)
     after = failed_attempt(
         event,
         "HTTP 400 chat not found",
@@ -175,7 +180,7 @@ def test_a_permanent_failure_fails_at_once_and_keeps_progress() -> None:
 
 
 def test_delivered_parked_and_retried() -> None:
-    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0))
+    event = claimed(OutboxEvent.pending(MESSAGE, now=0.0), 0.0)
     done = delivered(event, now=5.0, steps=3)
     assert (done.status, done.delivered_at, done.progress, done.next_attempt_at) == (
         "delivered",
@@ -193,7 +198,7 @@ def test_delivered_parked_and_retried() -> None:
         9.0,
     )
     assert (again.delivered_at, again.retried_from) == (5.0, 1)
-    assert parked(event).status == "queued"
+    assert parked(event, 6.0).status == "queued"
 
 
 def test_a_retried_event_gets_a_fresh_budget_and_keeps_its_count() -> None:
@@ -203,7 +208,12 @@ def test_a_retried_event_gets_a_fresh_budget_and_keeps_its_count() -> None:
     event = OutboxEvent.pending(MESSAGE, now=0.0)
     for _ in range(2):
         event = failed_attempt(
-            claimed(event), "HTTP 500", retryable=True, now=1.0, policy=policy, random=lambda: 0.0
+            claimed(event, 1.0),
+            "HTTP 500",
+            retryable=True,
+            now=1.0,
+            policy=policy,
+            random=lambda: 0.0,
         )
     assert (event.status, event.attempts) == ("failed", 2)
     event = retried(event, now=2.0)
@@ -213,7 +223,7 @@ def test_a_retried_event_gets_a_fresh_budget_and_keeps_its_count() -> None:
         "HTTP 500 (gave up after 2 attempts)",
     )
     event = failed_attempt(
-        claimed(event), "HTTP 500", retryable=True, now=3.0, policy=policy, random=lambda: 0.0
+        claimed(event, 3.0), "HTTP 500", retryable=True, now=3.0, policy=policy, random=lambda: 0.0
     )
     assert (event.status, event.attempts) == ("pending", 3)
 

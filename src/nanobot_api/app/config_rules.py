@@ -26,7 +26,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from nanobot_api.domain.errors import ConfigError
-from nanobot_api.domain.outbox import shorten
+from nanobot_api.domain.text import shorten
 
 _CHECK = "nanobot_check"
 FROM_FILE = "nanobot_from_file"

@@ -6,10 +6,10 @@ import json
 from collections.abc import Sequence
 
 from nanobot_api.domain.conversation import History, Message, Usage
-from nanobot_api.domain.outbox import shorten
 from nanobot_api.domain.ports import Reply
 from nanobot_api.domain.schema_instance import minimal_instance
 from nanobot_api.domain.sessions import API_CHANNEL, SessionKey
+from nanobot_api.domain.text import shorten
 from nanobot_api.domain.turns import Turn
 
 ECHO_MODEL = "nanobot-echo"

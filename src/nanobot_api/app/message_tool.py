@@ -174,7 +174,8 @@ class MessageTool:
 
     async def _deliver(self, message: OutboundMessage) -> str:
         courier = self._courier
-        event = claimed(OutboxEvent.pending(message, courier.now()))
+        now = courier.now()
+        event = claimed(OutboxEvent.pending(message, now), now, courier.worker)
         # In flight before it is stored, so the worker never picks it up meanwhile.
         courier.in_flight.add(event.id)
         try:

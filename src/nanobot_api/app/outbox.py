@@ -21,6 +21,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
+from nanobot_api.domain.delivery_attempts import MAX_ERROR_CHARS
 from nanobot_api.domain.errors import DeliveryFailed, StorageUnavailable
 from nanobot_api.domain.outbox import (
     DeliveryReceipt,
@@ -31,13 +32,11 @@ from nanobot_api.domain.outbox import (
     failed_attempt,
     parked,
     redact,
-    shorten,
 )
 from nanobot_api.domain.ports import OutboundChannel, Outbox, Telemetry, UploadCopies
+from nanobot_api.domain.text import shorten
 
 log = logging.getLogger(__name__)
-
-_MAX_ERROR_CHARS = 500
 
 
 class Courier:
@@ -49,7 +48,8 @@ class Courier:
     end, so no event is ever sent twice at once. ``secrets`` are scrubbed from every
     error before it is stored, logged or shown, whatever channel (plugins included)
     wrote it. ``uploads`` gives each attached file a copy on this machine before a
-    channel reads it (another replica may have taken the upload).
+    channel reads it (another replica may have taken the upload). ``worker`` names this
+    process in the record of each attempt it makes (``outbox show``).
     """
 
     def __init__(
@@ -64,8 +64,10 @@ class Courier:
         attempt_timeout_s: float = 300.0,
         telemetry: Telemetry = NO_TELEMETRY,
         uploads: UploadCopies | None = None,
+        worker: str | None = None,
     ) -> None:
         self.outbox = outbox
+        self.worker = worker
         self._uploads = uploads
         self._telemetry = telemetry
         self.channels = channels
@@ -93,7 +95,7 @@ class Courier:
             channel = self.channels.get(event.channel)
             receipt: DeliveryReceipt | None = None
             if channel is None:
-                after = parked(event)
+                after = parked(event, self._clock())
             else:
                 with self._telemetry.span("channel delivery"):
                     receipt, after = await self._attempt(channel, event)
@@ -149,7 +151,7 @@ class Courier:
         exc: DeliveryFailed | None,
     ) -> OutboxEvent:
         # A plugin's error could be a whole page.
-        text = shorten(redact(error, self._secrets), _MAX_ERROR_CHARS)
+        text = shorten(redact(error, self._secrets), MAX_ERROR_CHARS)
         return failed_attempt(
             event,
             text,
@@ -271,7 +273,9 @@ class OutboxWorker:
         if room <= 0 or (room < self._max_in_flight // 2 and self._courier.in_flight):
             return None
         courier = self._courier
-        claim = await courier.outbox.claim_due(courier.now(), room, frozenset(courier.in_flight))
+        claim = await courier.outbox.claim_due(
+            courier.now(), room, frozenset(courier.in_flight), worker=courier.worker
+        )
         for event in claim.events:
             courier.in_flight.add(event.id)
             group.start_soon(self._deliver, event, name=f"outbox {event.id}")

@@ -8,6 +8,10 @@ four states::
     failed     out of attempts, or refused by the platform for good; ``last_error`` says why
     delivered  every step reached the platform
 
+Each event also keeps a record of its last attempts (when, by which process, with what
+outcome; see :mod:`nanobot_api.domain.delivery_attempts`), which every transition here
+keeps up to date.
+
 The functions here compute the next state of an event from what happened to it; they
 take the clock's reading and a random source as arguments, so they are deterministic
 under test. Long texts are split per platform with :func:`split_text`.
@@ -21,6 +25,7 @@ from typing import Literal, TypeAlias
 
 import attrs
 
+from nanobot_api.domain.delivery_attempts import DeliveryAttempt, began, ended
 from nanobot_api.domain.errors import InvalidRequest
 from nanobot_api.domain.redaction import Redactor
 
@@ -86,6 +91,8 @@ class OutboxEvent:
     # ``attempts`` counts every attempt ever made; an operator's retry starts a fresh
     # budget of attempts from here instead of resetting the count.
     retried_from: int = 0
+    # The records of its last attempts, oldest first (domain.delivery_attempts).
+    attempt_log: tuple[DeliveryAttempt, ...] = ()
 
     @property
     def attempts_left_from(self) -> int:
@@ -174,11 +181,6 @@ def redact(text: str, secrets: Collection[str]) -> str:
     return Redactor(tuple(secrets))(text)
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, ending in ``...`` where it was cut."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def not_enabled_reason(channel: str) -> str:
     """Why an event for ``channel`` is queued rather than delivered."""
     return f"channel '{channel}' is not enabled"
@@ -219,16 +221,20 @@ class RetryPolicy:
         return wait
 
 
-def claimed(event: OutboxEvent) -> OutboxEvent:
-    """The event as an attempt to deliver it begins: the attempt is counted up front, so
-    a crash in the middle of it still counts and a poison message cannot loop forever."""
-    return attrs.evolve(event, attempts=event.attempts + 1)
+def claimed(event: OutboxEvent, now: float, worker: str | None = None) -> OutboxEvent:
+    """The event as an attempt to deliver it begins at ``now`` in the process named
+    ``worker``: the attempt is counted and put on record up front, so a crash in the
+    middle of it still counts and a poison message cannot loop forever."""
+    number = event.attempts + 1
+    log = began(event.attempt_log, number, now, worker)
+    return attrs.evolve(event, attempts=number, attempt_log=log)
 
 
 def delivered(event: OutboxEvent, now: float, steps: int | None = None) -> OutboxEvent:
-    """The event after its last step reached the platform."""
+    """The event after its last step reached the platform: its attempt on record too."""
     return attrs.evolve(
         event,
+        attempt_log=ended(event.attempt_log, now),
         status="delivered",
         next_attempt_at=None,
         delivered_at=now,
@@ -251,8 +257,10 @@ def failed_attempt(
 
     Pending again, due after the policy's wait, if the failure is retryable and attempts
     remain; else failed for good. ``progress`` (steps delivered so far) never goes back.
+    The attempt is on record as failed with ``error``.
     """
     done = max(event.progress, progress or 0)
+    event = attrs.evolve(event, attempt_log=ended(event.attempt_log, now, error))
     counted = event.attempts_left_from
     if retryable and counted < policy.max_attempts:
         wait = policy.delay(counted, random, retry_after_s)
@@ -266,16 +274,20 @@ def failed_attempt(
     )
 
 
-def parked(event: OutboxEvent) -> OutboxEvent:
-    """The event when its channel turns out not to be enabled: queued, not delivered."""
+def parked(event: OutboxEvent, now: float) -> OutboxEvent:
+    """The event when its channel turns out not to be enabled at ``now``: queued, not
+    delivered; the attempt is on record as failed for that reason."""
+    reason = not_enabled_reason(event.channel)
+    log = ended(event.attempt_log, now, reason)
     return attrs.evolve(
-        event, status="queued", next_attempt_at=None, last_error=not_enabled_reason(event.channel)
+        event, status="queued", next_attempt_at=None, last_error=reason, attempt_log=log
     )
 
 
 def retried(event: OutboxEvent, now: float, *, force: bool = False) -> OutboxEvent:
     """The event after an operator asks for it again: pending, due now, with a fresh
-    budget of attempts; the attempts made so far stay counted, its last error stays.
+    budget of attempts; the attempts made so far stay counted and on record, its last
+    error stays.
 
     A failed event resumes after the steps already delivered. A delivered one is
     refused (InvalidRequest), since the chat already has it, unless ``force``: then it

@@ -432,20 +432,23 @@ class Outbox(Protocol):
         """Stores a new event. Durable on return (even against kill -9): delivery may be
         tried only after this returns."""
 
-    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+    async def claim_due(
+        self, now: float, limit: int, exclude: Collection[str] = (), *, worker: str | None = None
+    ) -> Claim:
         """Takes up to ``limit`` pending events due at ``now`` (oldest due first), leaving
         out the ids in ``exclude`` (those already being delivered) and those another
-        worker (of any process) has claimed, and counts an attempt on each
-        (``domain.outbox.claimed``) and claims it, durably, before returning them. Also
-        says when the next pending event not taken falls due (or its claim runs out).
+        worker (of any process) has claimed, and counts and records an attempt by
+        ``worker`` on each (``domain.outbox.claimed``) and claims it, durably, before
+        returning them. Also says when the next pending event not taken falls due (or
+        its claim runs out).
 
         An event enqueued pending with its attempt already counted is claimed by the
         process that enqueued it (the ``message`` tool sends at once)."""
 
     async def settle(self, event: OutboxEvent) -> bool:
-        """Writes the event's new state (status, attempts, progress, times, last error)
-        and ends its claim; durable on return. False if the event is gone (dropped
-        meanwhile)."""
+        """Writes the event's new state (status, attempts, progress, times, last error,
+        the record of its attempts) and ends its claim; durable on return. False if the
+        event is gone (dropped meanwhile)."""
 
     async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
         """Keeps the claims of events still being delivered by this process for another
@@ -457,7 +460,12 @@ class OutboxAdmin(Protocol):
     """The outbox as an operator sees it."""
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
-        """Every event (or those with ``status``), oldest first."""
+        """Every event (or those with ``status``), oldest first, each with the record of
+        its last attempts."""
+
+    async def event(self, event_id: str) -> OutboxEvent:
+        """The event with ``event_id`` and the record of its last attempts; raises
+        NotFound for an unknown id."""
 
     async def tally(self) -> OutboxTally:
         """How many events are in each state and when the oldest waiting one was
@@ -466,8 +474,9 @@ class OutboxAdmin(Protocol):
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
         """Makes the event pending and due now with a fresh budget of attempts, its past
-        attempts still counted (``domain.outbox.retried``); raises NotFound for an
-        unknown id, InvalidRequest for a delivered event unless ``force``."""
+        attempts still counted and their records kept (``domain.outbox.retried``);
+        raises NotFound for an unknown id, InvalidRequest for a delivered event unless
+        ``force``."""
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""

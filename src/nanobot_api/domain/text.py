@@ -31,3 +31,8 @@ def _escape(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``...`` where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

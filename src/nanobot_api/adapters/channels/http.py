@@ -25,7 +25,8 @@ import attrs
 
 from nanobot_api.adapters.retry_after import retry_after
 from nanobot_api.domain.errors import DeliveryFailed
-from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact, shorten
+from nanobot_api.domain.outbox import DeliveryReceipt, OutboundMessage, redact
+from nanobot_api.domain.text import shorten
 
 # An error body is read for its explanation only; a huge one is not our problem.
 _MAX_BODY = 64 * 1024

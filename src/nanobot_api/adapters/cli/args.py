@@ -4,7 +4,8 @@
     nanobot serve [-H HOST] [-p PORT] [-t SECONDS] [--api-key KEY] [-c CONFIG] [-w WORKSPACE] [-v]
                   [--log-format text|json] [--workers N]
     nanobot sessions list | show KEY [--all] | clear KEY   [-c CONFIG] [-w WORKSPACE]
-    nanobot outbox list [--status S] | retry [--force] ID | drop ID   [-c CONFIG] [-w WORKSPACE]
+    nanobot outbox list [--status S] [--attempts] | show ID | retry [--force] ID | drop ID
+                   [-c CONFIG] [-w WORKSPACE]
     nanobot tools list   [-c CONFIG] [-w WORKSPACE]
     nanobot storage migrate | status | import WORKSPACE   [-c CONFIG] [-w WORKSPACE]
 
@@ -32,7 +33,7 @@ from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxStatus
 _T = TypeVar("_T")
 
 SessionsAction = Literal["list", "show", "clear"]
-OutboxAction = Literal["list", "retry", "drop"]
+OutboxAction = Literal["list", "show", "retry", "drop"]
 StorageAction = Literal["migrate", "status", "import"]
 
 
@@ -71,7 +72,8 @@ class SessionsCommand:
 
 @attrs.frozen
 class OutboxCommand:
-    """``nanobot outbox``; ``status`` filters ``list``; ``event_id`` is for ``retry``, ``drop``."""
+    """``nanobot outbox``; ``status`` filters ``list`` and ``attempts`` adds each event's
+    attempts to it; ``event_id`` is for ``show``, ``retry``, ``drop``."""
 
     action: OutboxAction
     status: OutboxStatus | None = None
@@ -80,6 +82,7 @@ class OutboxCommand:
     workspace: Path | None = None
     storage_url: str | None = None
     force: bool = False
+    attempts: bool = False
 
 
 @attrs.frozen
@@ -219,8 +222,15 @@ def _build_parser() -> argparse.ArgumentParser:
     outbox_actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = outbox_actions.add_parser("list", help="list queued events")
     listing.add_argument("--status", choices=OUTBOX_STATUSES)
+    listing.add_argument(
+        "--attempts", action="store_true", help="also print each event's recorded attempts"
+    )
     _add_locations(listing)
-    for action, text in (("retry", "queue an event again"), ("drop", "delete an event")):
+    for action, text in (
+        ("show", "print an event and its recorded attempts"),
+        ("retry", "queue an event again"),
+        ("drop", "delete an event"),
+    ):
         sub = outbox_actions.add_parser(action, help=text)
         sub.add_argument("event_id", metavar="ID")
         if action == "retry":
@@ -296,4 +306,5 @@ def parse_args(argv: Sequence[str]) -> Command:
         workspace=workspace,
         storage_url=storage_url,
         force=getattr(ns, "force", False),
+        attempts=getattr(ns, "attempts", False),
     )

@@ -1,4 +1,9 @@
-"""An outbox event as a row of the ``outbox`` table (SQLite and PostgreSQL alike)."""
+"""An outbox event as a row of the ``outbox`` table (SQLite and PostgreSQL alike).
+
+The record of an event's attempts is one JSON list in its row (``attempt_log``), written
+in the same statement as the state it goes with: bounded (domain.delivery_attempts), and
+never read apart from its event. A row written before the column existed reads as ``[]``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from nanobot_api.domain.delivery_attempts import ATTEMPT_OUTCOMES, DeliveryAttempt
 from nanobot_api.domain.outbox import OUTBOX_STATUSES, OutboxEvent, OutboxStatus, OutboxTally
 
 COLUMNS = (
     "id, channel, chat_id, content, media, status, created_at, attempts, progress, "
-    "next_attempt_at, last_error, delivered_at, retried_from"
+    "next_attempt_at, last_error, delivered_at, retried_from, attempt_log"
 )
+# The column as the migrations add it to a table written by an earlier version.
+ATTEMPT_LOG_COLUMN = "attempt_log TEXT NOT NULL DEFAULT '[]'"
+_OUTCOMES = {outcome: outcome for outcome in ATTEMPT_OUTCOMES}
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
 
 
@@ -41,7 +50,47 @@ def event_row(event: OutboxEvent) -> tuple[object, ...]:
         event.last_error,
         event.delivered_at,
         event.retried_from,
+        log_json(event.attempt_log),
     )
+
+
+def log_json(log: tuple[DeliveryAttempt, ...]) -> str:
+    """The record of attempts as stored: a JSON list, oldest first."""
+    return json.dumps(
+        [
+            {
+                "n": a.number,
+                "at": a.started_at,
+                "by": a.worker,
+                "outcome": a.outcome,
+                "ended": a.ended_at,
+                "error": a.error,
+            }
+            for a in log
+        ],
+        ensure_ascii=False,
+    )
+
+
+def json_log(text: str) -> tuple[DeliveryAttempt, ...]:
+    """The record of attempts from its stored JSON (ValueError if it is not one)."""
+    attempts = []
+    for item in json.loads(text):
+        outcome = _OUTCOMES.get(item["outcome"])
+        if outcome is None:
+            raise ValueError(f"stored outbox attempt has an unknown outcome {item['outcome']!r}")
+        by, ended, error = item.get("by"), item.get("ended"), item.get("error")
+        attempts.append(
+            DeliveryAttempt(
+                int(item["n"]),
+                float(item["at"]),
+                None if by is None else str(by),
+                outcome,
+                None if ended is None else float(ended),
+                None if error is None else str(error),
+            )
+        )
+    return tuple(attempts)
 
 
 # The columns a delivery attempt changes, in the order of the UPDATE's SET list,
@@ -54,6 +103,7 @@ STATE_COLUMNS = (
     "last_error",
     "delivered_at",
     "retried_from",
+    "attempt_log",
 )
 
 
@@ -67,6 +117,7 @@ def state_row(event: OutboxEvent) -> tuple[object, ...]:
         event.last_error,
         event.delivered_at,
         event.retried_from,
+        log_json(event.attempt_log),
         event.id,
     )
 
@@ -95,7 +146,7 @@ def tally_of(counts: Sequence[Sequence[Any]], oldest: float | None) -> OutboxTal
 
 def row_event(row: Sequence[Any]) -> OutboxEvent:
     ident, channel, chat_id, content, media, status, created, attempts, progress = row[:9]
-    next_at, error, delivered_at, retried_from = row[9:13]
+    next_at, error, delivered_at, retried_from, log = row[9:14]
     known = _STATUSES.get(status)
     if known is None:
         raise ValueError(f"stored outbox event has an unknown status {status!r}")
@@ -113,4 +164,5 @@ def row_event(row: Sequence[Any]) -> OutboxEvent:
         None if error is None else str(error),
         None if delivered_at is None else float(delivered_at),
         int(retried_from),
+        json_log(str(log)),
     )

@@ -19,6 +19,7 @@ from nanobot_api.adapters.storage.outbox_rows import (
     TALLY_OLDEST,
     claim_until,
     event_row,
+    log_json,
     row_event,
     state_row,
     tally_of,
@@ -67,15 +68,17 @@ class PostgresOutbox:
             try:
                 await conn.execute(
                     f"INSERT INTO outbox ({_COLUMNS}, claimed_until) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                     (*event_row(event), claim_until(event, self._claim_s)),
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise ValueError(f"outbox event {event.id!r} exists") from exc
 
-    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
+    async def claim_due(
+        self, now: float, limit: int, exclude: Collection[str] = (), *, worker: str | None = None
+    ) -> Claim:
         """Due pending events nobody holds, oldest due first, each with one more attempt
-        counted and claimed for ``claim_s``."""
+        counted and on record, and claimed for ``claim_s``."""
         skip = list(exclude)
         args: dict[str, object] = {"now": now, "exclude": skip, "limit": limit}
         async with self._db.transaction() as conn:
@@ -86,12 +89,17 @@ class PostgresOutbox:
                 "FOR UPDATE SKIP LOCKED",
                 args,
             )
-            taken = [claimed(row_event(row)) for row in await cursor.fetchall()]
+            rows = await cursor.fetchall()
+            taken = [claimed(row_event(row), now, worker) for row in rows]
             if taken:
                 async with conn.cursor() as writer:
                     await writer.executemany(
-                        "UPDATE outbox SET attempts = %s, claimed_until = %s WHERE id = %s",
-                        [(e.attempts, now + self._claim_s, e.id) for e in taken],
+                        "UPDATE outbox SET attempts = %s, attempt_log = %s, claimed_until = %s "
+                        "WHERE id = %s",
+                        [
+                            (e.attempts, log_json(e.attempt_log), now + self._claim_s, e.id)
+                            for e in taken
+                        ],
                     )
             taken_ids = [e.id for e in taken]
             cursor = await conn.execute(
@@ -131,6 +139,11 @@ class PostgresOutbox:
             rows = await cursor.fetchall()
         return tuple(row_event(row) for row in rows)
 
+    async def event(self, event_id: str) -> OutboxEvent:
+        """The event with ``event_id``; NotFound for an unknown id."""
+        async with self._db.connection() as conn:
+            return await _get(conn, event_id, lock=False)
+
     async def tally(self) -> OutboxTally:
         """Events per status and the oldest waiting one's creation time, from the index."""
         async with self._db.connection() as conn:
@@ -143,20 +156,8 @@ class PostgresOutbox:
         InvalidRequest for a delivered one unless ``force``."""
         async with self._db.transaction() as conn:
             event = retried(await _get(conn, event_id), now, force=force)
-            await conn.execute(
-                "UPDATE outbox SET status = %s, attempts = %s, next_attempt_at = %s, "
-                "last_error = %s, delivered_at = %s, retried_from = %s, claimed_until = NULL "
-                "WHERE id = %s",
-                (
-                    event.status,
-                    event.attempts,
-                    event.next_attempt_at,
-                    event.last_error,
-                    event.delivered_at,
-                    event.retried_from,
-                    event.id,
-                ),
-            )
+            # The whole state, the record of attempts as it was read under the lock.
+            await conn.execute(_UPDATE_STATE, state_row(event))
         return event
 
     async def drop(self, event_id: str) -> OutboxEvent:
@@ -167,9 +168,10 @@ class PostgresOutbox:
         return event
 
 
-async def _get(conn: Any, event_id: str) -> OutboxEvent:
+async def _get(conn: Any, event_id: str, *, lock: bool = True) -> OutboxEvent:
     cursor = await conn.execute(
-        f"SELECT {_COLUMNS} FROM outbox WHERE id = %s FOR UPDATE", (event_id,)
+        f"SELECT {_COLUMNS} FROM outbox WHERE id = %s{' FOR UPDATE' if lock else ''}",
+        (event_id,),
     )
     row = await cursor.fetchone()
     if row is None:

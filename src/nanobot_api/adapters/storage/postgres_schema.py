@@ -215,4 +215,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0103-response-liveness",
         "ALTER TABLE responses ADD COLUMN alive_until DOUBLE PRECISION",
     ),
+    Migration(
+        "0110-outbox-attempt-log",
+        # The record of each event's last attempts (outbox_rows); old events get none.
+        "ALTER TABLE outbox ADD COLUMN attempt_log TEXT NOT NULL DEFAULT '[]'",
+    ),
 )

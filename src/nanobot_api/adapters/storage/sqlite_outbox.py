@@ -21,12 +21,14 @@ from pathlib import Path
 import anyio
 
 from nanobot_api.adapters.storage.outbox_rows import (
+    ATTEMPT_LOG_COLUMN,
     COLUMNS,
     STATE_COLUMNS,
     TALLY_COUNTS,
     TALLY_OLDEST,
     claim_until,
     event_row,
+    log_json,
     row_event,
     state_row,
     tally_of,
@@ -49,7 +51,8 @@ from nanobot_api.domain.outbox import (
 )
 
 # 2: retried_from (an operator's retry keeps the attempts counted so far).
-_SCHEMA_VERSION = 2
+# 3: attempt_log (the record of each event's last attempts).
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id              TEXT PRIMARY KEY,
@@ -65,7 +68,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error      TEXT,
     delivered_at    REAL,
     retried_from    INTEGER NOT NULL DEFAULT 0,
-    claimed_until   REAL
+    claimed_until   REAL,
+    attempt_log     TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
@@ -112,9 +116,13 @@ class SqliteOutbox(SqliteFile):
         """Inserts the event; durable on return. An id already stored is an error."""
         await self._run(_insert, event, claim_until(event, self._claim_s))
 
-    async def claim_due(self, now: float, limit: int, exclude: Collection[str] = ()) -> Claim:
-        """Due pending events, oldest due first, each with one more attempt counted."""
-        return await self._run(_claim, now, limit, frozenset(exclude), self._claim_s)
+    async def claim_due(
+        self, now: float, limit: int, exclude: Collection[str] = (), *, worker: str | None = None
+    ) -> Claim:
+        """Due pending events, oldest due first, each with one more attempt counted and
+        on record."""
+        claim = partial(_claim, worker=worker)
+        return await self._run(claim, now, limit, frozenset(exclude), self._claim_s)
 
     async def settle(self, event: OutboxEvent) -> bool:
         """Writes the event's state; False if its row is gone."""
@@ -130,6 +138,10 @@ class SqliteOutbox(SqliteFile):
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         """Every event, or those with ``status``, oldest first."""
         return await self._run(_select, status)
+
+    async def event(self, event_id: str) -> OutboxEvent:
+        """The event with ``event_id``; NotFound for an unknown id."""
+        return await self._run(_get, event_id)
 
     async def tally(self) -> OutboxTally:
         """Events per status and the oldest waiting one's creation time, from the index."""
@@ -152,17 +164,39 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     conn = connect_wal(
         path, synchronous=synchronous, schema=_SCHEMA, schema_version=_SCHEMA_VERSION
     )
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-    if "retried_from" not in columns:  # a file of schema 1
-        conn.execute("ALTER TABLE outbox ADD COLUMN retried_from INTEGER NOT NULL DEFAULT 0")
-    if "claimed_until" not in columns:  # a file of schema 1 or 2
-        conn.execute("ALTER TABLE outbox ADD COLUMN claimed_until REAL")
+    try:
+        _upgrade(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+# Columns a file written by an earlier version lacks, in the order they came.
+_ADDED_COLUMNS = (
+    ("retried_from", "retried_from INTEGER NOT NULL DEFAULT 0"),  # schema 1
+    ("claimed_until", "claimed_until REAL"),  # schema 1 or 2
+    ("attempt_log", ATTEMPT_LOG_COLUMN),  # schema 1 or 2
+)
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Adds what an older file lacks, in place, keeping its events. Looked at again
+    under the write lock: two processes starting on one old file add each column once."""
+    if _missing(conn):
+        with immediate_transaction(conn):
+            for name in _missing(conn):
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {dict(_ADDED_COLUMNS)[name]}")
+
+
+def _missing(conn: sqlite3.Connection) -> list[str]:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    return [name for name, _ in _ADDED_COLUMNS if name not in columns]
 
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
     conn.execute(
-        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (*event_row(event), until),
     )
 
@@ -180,7 +214,13 @@ def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:
 
 
 def _claim(
-    conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str], claim_s: float
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int,
+    exclude: frozenset[str],
+    claim_s: float,
+    *,
+    worker: str | None,
 ) -> Claim:
     # One write transaction: the attempts and the claim are written in the same commit
     # that takes the events, so no reader (nor another process, nor a restart) sees an
@@ -199,15 +239,15 @@ def _claim(
             due = event.next_attempt_at if event.next_attempt_at is not None else now
             ready = due if row[-1] is None else max(due, float(row[-1]))
             if ready <= now and len(taken) < limit:
-                taken.append(claimed(event))
+                taken.append(claimed(event, now, worker))
                 continue
             next_due = ready if next_due is None else min(next_due, ready)
             if due > now or ready <= now:
                 break  # rows come in due order: none after is due; or the claim is full
         cursor.close()
         conn.executemany(
-            "UPDATE outbox SET attempts = ?, claimed_until = ? WHERE id = ?",
-            [(e.attempts, now + claim_s, e.id) for e in taken],
+            "UPDATE outbox SET attempts = ?, attempt_log = ?, claimed_until = ? WHERE id = ?",
+            [(e.attempts, log_json(e.attempt_log), now + claim_s, e.id) for e in taken],
         )
     return Claim(tuple(taken), next_due)
 

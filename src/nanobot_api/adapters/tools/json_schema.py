@@ -17,7 +17,7 @@ import referencing.exceptions
 from jsonschema_specifications import REGISTRY as META_SCHEMAS
 
 from nanobot_api.domain.models import JsonValue
-from nanobot_api.domain.outbox import shorten
+from nanobot_api.domain.text import shorten
 
 # What a model reads of one problem: the path and the validator's words, not the
 # whole offending value (which may be a page of text).

@@ -33,9 +33,8 @@ import attrs
 from nanobot_api.domain.errors import NanobotError, ToolServerFailed
 from nanobot_api.domain.filetypes import detect_kind
 from nanobot_api.domain.models import ImagePart, JsonObject, JsonValue, ToolSpec
-from nanobot_api.domain.outbox import shorten
 from nanobot_api.domain.redaction import Redactor
-from nanobot_api.domain.text import printable
+from nanobot_api.domain.text import printable, shorten
 from nanobot_api.domain.tools import ResultLimits, ToolOutput, bounded_output
 
 if TYPE_CHECKING:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -141,6 +143,7 @@ class Outgoing:
             attempt_timeout_s=config.outbox.timeout_s * 10,
             telemetry=telemetry,
             uploads=uploads,
+            worker=process_name(),
         )
         self.worker = OutboxWorker(
             self.courier, concurrency=config.outbox.concurrency, poll_s=poll_s, claim_s=claim_s
@@ -226,3 +229,10 @@ def outgoing_for(
         telemetry=telemetry,
         uploads=uploads,
     )
+
+
+def process_name() -> str:
+    """This process as the record of each delivery attempt names it: host and pid, so an
+    operator can tell replicas and ``--workers`` apart (each builds its runtime after
+    the fork, so each gets its own pid)."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
