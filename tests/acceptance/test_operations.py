@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
@@ -60,6 +62,50 @@ async def test_the_health_probes_answer_without_a_key(config: Config) -> None:
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"storage": "ok"}}
     assert metrics.status_code == 401  # /metrics follows the key rules
+
+
+@asynccontextmanager
+async def _migrated_by_a_newer_version(config: Config) -> AsyncIterator[None]:
+    """While the block runs, the storage looks migrated by a newer nanobot-api: one more
+    migration recorded (PostgreSQL), a higher schema version (the sessions file)."""
+    url = config.storage.url
+    if url:
+        async with PostgresDatabase(url) as db:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO nanobot_schema (name) VALUES ('from-newer')")
+            try:
+                yield
+            finally:
+                async with db.transaction() as conn:
+                    await conn.execute("DELETE FROM nanobot_schema WHERE name = 'from-newer'")
+        return
+    conn = sqlite3.connect(config.workspace / "sessions.sqlite3", isolation_level=None)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        conn.execute(f"PRAGMA user_version={version + 1}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA user_version={version}")
+    finally:
+        conn.close()
+
+
+async def test_readiness_is_503_while_another_version_has_migrated_the_storage(
+    config: Config, storage_url: str
+) -> None:
+    """Ready means the storage is reachable and migrated to this version's schema."""
+    config = attrs.evolve(config, storage=attrs.evolve(config.storage, url=storage_url))
+    async with _client(config) as client:
+        before = await client.get("/health/ready")
+        async with _migrated_by_a_newer_version(config):
+            during = await client.get("/health/ready")
+        after = await client.get("/health/ready")
+    assert (before.status_code, during.status_code, after.status_code) == (200, 503, 200)
+    assert during.json() == {
+        "status": "unavailable",
+        "checks": {"storage": "unavailable (SchemaMismatch)"},
+    }
 
 
 async def test_a_scrape_counts_turns_model_calls_and_uploads_and_names_nothing_private(

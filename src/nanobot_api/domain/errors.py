@@ -18,6 +18,7 @@
     │   ├── SessionBusy         the session runs another turn (``api.busy: reject``)
     │   │   └── LeaseLost       this process lost the session to another; nothing kept
     │   └── StorageUnavailable  the database or the workspace's files cannot be used now
+    │       └── SchemaMismatch  the storage's schema is not the one this version needs
     ├── UpstreamFailed          the model provider could not be used
     ├── DeliveryFailed          an outbound channel could not deliver a message
     ├── ToolServerFailed        an MCP server could not be started, reached or kept
@@ -172,6 +173,12 @@ class StorageUnavailable(RetryLater):
 
     def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
         super().__init__(message, retry_after_s=retry_after_s)
+
+
+class SchemaMismatch(StorageUnavailable):
+    """Raised when the storage's schema is not the one this version of nanobot-api
+    migrated it to: a newer version migrated it (at start-up, or under a running
+    server), or a migration this version needs is missing."""
 
 
 class ToolServerFailed(NanobotError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 
 from nanobot_api.adapters.storage.postgres_schema import MIGRATIONS, Migration
-from nanobot_api.domain.errors import StorageUnavailable
+from nanobot_api.domain.errors import SchemaMismatch, StorageUnavailable
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -177,9 +177,18 @@ class PostgresDatabase:
             raise self._unavailable(exc) from exc
 
     async def ping(self) -> None:
-        """Raises StorageUnavailable unless the database answers a query now."""
+        """Raises StorageUnavailable unless the database answers a query now, and
+        SchemaMismatch unless it holds exactly the migrations this code knows (a newer
+        nanobot-api may have migrated it under this server)."""
         async with self.connection() as conn:
-            await conn.execute("SELECT 1")
+            done = await _applied(conn)
+        _refuse_unknown(done, self.where)
+        missing = [m.name for m in MIGRATIONS if m.name not in done]
+        if missing:
+            raise SchemaMismatch(
+                f"The database ({self.where}) lacks migrations {', '.join(missing)}; "
+                "restart the server to apply them"
+            )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -235,7 +244,7 @@ async def _applied(conn: AsyncConnection) -> set[str]:
 def _refuse_unknown(done: set[str], where: str) -> None:
     unknown = done - {m.name for m in MIGRATIONS}
     if unknown:
-        raise StorageUnavailable(
+        raise SchemaMismatch(
             f"The database ({where}) was migrated by a newer nanobot-api "
             f"({', '.join(sorted(unknown))}); upgrade this one"
         )

@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 
 from nanobot_api.adapters.storage.private import narrow_files, private_dir, private_file
-from nanobot_api.domain.errors import StorageUnavailable
+from nanobot_api.domain.errors import SchemaMismatch, StorageUnavailable
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ class SqliteFile:
         self._path = path
         self._db = db
         self._identity: tuple[int, int] | None = None
+        self._schema: int | None = None  # the schema version the file had once opened
         self._reported = False
 
     @property
@@ -197,6 +198,8 @@ class SqliteFile:
         await self._db.get()
         if self._identity is None:
             self._identity = await anyio.to_thread.run_sync(_identity_of, self._path)
+        if self._schema is None:
+            self._schema = await self._db.run(_schema_version)
         return self
 
     async def open_if_present(self) -> None:
@@ -207,9 +210,15 @@ class SqliteFile:
 
     async def ping(self) -> None:
         """Raises unless the file is open, still in place, and answers a query (for
-        readiness)."""
+        readiness); SchemaMismatch if its schema version is no longer the one it was
+        opened with (another version of nanobot-api migrated it)."""
         self.check_in_place()
-        await self._db.run(_ping)
+        found = await self._db.run(_schema_version)
+        if self._schema is not None and found != self._schema:
+            raise SchemaMismatch(
+                f"{self._path} was migrated to schema {found} by another nanobot-api "
+                f"(this one uses {self._schema}); upgrade this one"
+            )
 
     def check_in_place(self) -> None:
         """Raises StorageUnavailable if the file this store opened is no longer at its
@@ -284,5 +293,5 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _ping(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1").fetchone()
+def _schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
