@@ -165,12 +165,18 @@ async def test_kill_9_between_sent_and_marked_sent_is_deduplicated_by_discord(
             server.send_signal(signal.SIGKILL)
         (before,) = await events(tmp_path)
         assert (before.status, before.attempts) == ("pending", 1)
-        async with serving(tmp_path, config):
+        async with serving(tmp_path, config) as (restarted, _):
             event = await settled(tmp_path)
         arrivals = [a for a in fake.arrivals if a.platform == "discord"]
     assert (event.status, event.attempts) == ("delivered", 2)
     assert len(arrivals) == 2  # sent twice...
     assert [p.text for p in fake.messages("discord")] == ["exactly once"]  # ...created once
+    # On record: the killed process's attempt, never finished, then the new one's.
+    host = socket.gethostname()
+    assert [(a.number, a.worker, a.outcome) for a in event.attempt_log] == [
+        (1, f"{host} pid {server.pid}", "interrupted"),
+        (2, f"{host} pid {restarted.pid}", "delivered"),
+    ]
 
 
 # --- the outbox CLI ------------------------------------------------------------------

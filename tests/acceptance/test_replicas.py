@@ -9,6 +9,7 @@ up as a request missing a user message.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,7 +161,7 @@ async def test_three_replicas_deliver_each_outbox_event_once(
     async with FakePlatforms() as fake, ScriptedUpstream() as up:
         hook = {"enabled": True, "url": fake.webhook_url, "secret": WEBHOOK_SECRET}
         config = config_for(up, postgres_url, channels={"webhook": hook})
-        async with three(tmp_path, config), PostgresDatabase(postgres_url) as db:
+        async with three(tmp_path, config) as (replicas, _), PostgresDatabase(postgres_url) as db:
             # Queued while all three run, so every delivery worker races for each event.
             outbox = PostgresOutbox(db)
             for n in range(count):
@@ -169,5 +170,11 @@ async def test_three_replicas_deliver_each_outbox_event_once(
             with anyio.fail_after(60):
                 await fake.wait_for(lambda f: len(f.messages("webhook")) >= count)
             await anyio.sleep(1.0)  # room for a duplicate to show up
+            stored = await outbox.events()
         ids = [posted.event_id for posted in fake.messages("webhook")]
     assert sorted(ids) == [f"ev{n:02d}" for n in range(count)]
+    # Each event's record names the one replica that delivered it.
+    names = {f"{socket.gethostname()} pid {r.process.pid}" for r in replicas}
+    for event in stored:
+        (attempt,) = event.attempt_log
+        assert (attempt.outcome, attempt.worker in names) == ("delivered", True)
