@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 
@@ -19,7 +20,12 @@ from nanobot_api.domain.attachments import (
     decode_text,
 )
 from nanobot_api.domain.filetypes import FileKind, detect_kind
-from nanobot_api.domain.ports import DocumentReader, MediaStore, Telemetry
+from nanobot_api.domain.ports import (
+    DocumentReader,
+    MediaStore,
+    Telemetry,
+    TracksRunningSessions,
+)
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -73,6 +79,12 @@ class AttachmentIntake:
             else:
                 documents.append(Document(upload.label, text.text, path, text.truncated))
         return tuple(images), tuple(documents)
+
+    def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
+        """Tells the media store (if it cares) that ``session`` has a turn running."""
+        if isinstance(self._media, TracksRunningSessions):
+            return self._media.session_running(session)
+        return nullcontext()
 
     async def turn_ended(
         self, images: Sequence[Image], documents: Sequence[Document], *, kept: bool

@@ -46,6 +46,7 @@ from nanobot_api.domain.ports import (
     SettlesUploads,
     StreamsToolCalls,
     Telemetry,
+    TracksRunningSessions,
 )
 from nanobot_api.domain.redaction import Redactor, StreamRedactor
 from nanobot_api.domain.sessions import Lease, SessionKey
@@ -96,6 +97,10 @@ class ChatService:
         self._telemetry = telemetry
         self._store = store
         self._attachments = attachments
+        # Looked up once: the media bound spares the uploads of sessions at work.
+        self._running = (
+            attachments.session_running if isinstance(attachments, TracksRunningSessions) else None
+        )
         self._timeout_s = timeout_s
         self._max_history_messages = max_history_messages
         self._max_history_bytes = max_history_bytes
@@ -193,7 +198,11 @@ class ChatService:
                     waiting = time.monotonic()
                     async with self._locks.hold(turn.session) as lease:
                         self._telemetry.session_waited(time.monotonic() - waiting)
-                        await self._run_turn(turn, recorder, lease)
+                        if self._running is None:
+                            await self._run_turn(turn, recorder, lease)
+                        else:
+                            with self._running(turn.session):
+                                await self._run_turn(turn, recorder, lease)
         except TimeoutError as exc:
             raise TurnTimedOut(f"Request timed out after {self._timeout_s:g}s") from exc
         except NanobotError as exc:

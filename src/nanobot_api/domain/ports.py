@@ -322,6 +322,15 @@ class SettlesUploads(Protocol):
         """Keeps (``kept``) or removes the stored copies of a turn's files."""
 
 
+@runtime_checkable
+class TracksRunningSessions(Protocol):
+    """Uploads whose size bound spares the sessions that have a turn running."""
+
+    def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
+        """While the block runs, ``session`` has a turn running (it may send one of its
+        earlier uploads): over the bound, every idle session's uploads go before its."""
+
+
 class ChatTurns(Protocol):
     """The chat use case as the HTTP adapter sees it."""
 

@@ -7,7 +7,9 @@ import os
 import secrets
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import TracebackType
 
 import anyio.to_thread
 
@@ -31,8 +33,8 @@ class FilesystemMediaStore:
     turn ending while it is over, removes the oldest files of idle sessions first, then
     the oldest of sessions with a turn running (it may still send one of its session's
     earlier uploads), and never one that a turn still running uses (saved and not yet
-    released or discarded). A session counts as running here while a turn of it holds
-    an upload it saved.
+    released or discarded). A session counts as running while a turn of it runs here
+    (``session_running``) or holds an upload it saved.
 
     It is also the SessionUploads port: a file is found for a session only through its
     sidecar in ``root``, so no path a model writes can reach anything else (the
@@ -46,6 +48,7 @@ class FilesystemMediaStore:
         self._max_bytes = max_bytes
         self._in_use: Counter[str] = Counter()
         self._session_of: dict[str, str] = {}  # of the copies in use that have a session
+        self._running: Counter[str] = Counter()  # sessions with a turn running here
         self._usage: int | None = None  # bytes in the folder, counted on first need
 
     @classmethod
@@ -78,11 +81,15 @@ class FilesystemMediaStore:
             self._forget(path)
         await self._keep_within(0)
 
+    def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
+        """While the block runs, ``session``'s uploads go after every idle session's."""
+        return _Running(self._running, str(session))
+
     def busy_sessions(self) -> frozenset[str]:
-        """The sessions (as ``str(SessionKey)``) of the copies that running turns use."""
-        return frozenset(
-            self._session_of[path] for path in self._in_use if path in self._session_of
-        )
+        """The sessions (as ``str(SessionKey)``) with a turn running here, or whose
+        copies running turns use."""
+        in_use = (self._session_of[path] for path in self._in_use if path in self._session_of)
+        return frozenset((*self._running, *in_use))
 
     async def _keep_within(self, added: int) -> None:
         if self._max_bytes is None:
@@ -274,6 +281,30 @@ class FilesystemMediaStore:
         except OSError:
             return None
         return str(path)
+
+
+class _Running:
+    # A class rather than a @contextmanager generator: it wraps every turn.
+    __slots__ = ("_counts", "_name")
+
+    def __init__(self, counts: Counter[str], name: str) -> None:
+        self._counts = counts
+        self._name = name
+
+    def __enter__(self) -> None:
+        self._counts[self._name] += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        left = self._counts[self._name] - 1
+        if left:
+            self._counts[self._name] = left
+        else:
+            del self._counts[self._name]
 
 
 def _is_stored_name(name: str) -> bool:

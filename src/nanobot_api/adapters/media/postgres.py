@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import anyio
@@ -105,6 +106,11 @@ class PostgresMediaStore:
                     doomed.append(name)
                     total -= int(size)
             await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (doomed,))
+
+    def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
+        """While the block runs, ``session``'s uploads go after every idle session's
+        (on this replica's disk and, for the rows old enough to go, in the table)."""
+        return self._local.session_running(session)
 
     async def release(self, paths: Iterable[str]) -> None:
         """The files of a turn that completed: kept, here and in the database."""
