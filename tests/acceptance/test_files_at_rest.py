@@ -35,6 +35,7 @@ from nanobot_api.domain.errors import UpstreamFailed
 from nanobot_api.domain.ports import Agent
 from nanobot_api.domain.sessions import SessionKey
 from tests.fakes import FailingAgent
+from tests.subprocess_server import one_turn
 from tests.upstream import ScriptedUpstream, Text, closed_port
 
 NOTE = base64.b64encode(b"private notes\n").decode()
@@ -92,6 +93,37 @@ async def test_the_workspace_folders_are_0700_and_its_files_0600_wal_and_shm_inc
         for suffix in ("", "-wal", "-shm"):
             assert f"{name}.sqlite3{suffix}" in modes
     assert len([name for name in modes if name.startswith("media/api/")]) == 2  # file, sidecar
+
+
+async def test_nanobot_serve_narrows_the_uploads_an_older_version_left_readable(
+    tmp_path: Path,
+) -> None:
+    """A workspace from before files at rest were private: `nanobot serve` makes its
+    uploads' folders 0700 and files 0600 at start-up, and follows no symlink there."""
+    workspace = tmp_path / "ws"
+    uploads = workspace / "media" / "api"
+    uploads.mkdir(parents=True, mode=0o755)
+    old = uploads / "0123456789abcdef0123456789abcdef.txt"
+    old.write_bytes(b"private notes\n")
+    (uploads / f"{old.name}.json").write_text('{"session": "api:old"}')
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("not the server's")
+    (uploads / "link.txt").symlink_to(elsewhere)
+    for path in (workspace / "media", uploads):
+        path.chmod(0o755)
+    for path in (old, uploads / f"{old.name}.json", elsewhere):
+        path.chmod(0o644)
+    async with ScriptedUpstream() as up:
+        config = {
+            "agents": {"defaults": {"model": "m1"}},
+            "providers": {"custom": {"apiBase": up.base_url, "apiKey": "sk-up"}},
+        }
+        body = {"messages": [{"role": "user", "content": "hi"}], "session_id": "new"}
+        served = await one_turn(tmp_path, config, body, request_id="at-rest-1")
+    assert (served.answer.status_code, served.exit_code) == (200, 0), served.stderr
+    assert [_mode(path) for path in (workspace / "media", uploads)] == [0o700, 0o700]
+    assert [_mode(old), _mode(uploads / f"{old.name}.json")] == [0o600, 0o600]
+    assert _mode(elsewhere) == 0o644
 
 
 async def test_the_uploads_of_a_failed_turn_are_removed(config: Config) -> None:

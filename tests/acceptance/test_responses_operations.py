@@ -47,9 +47,15 @@ async def test_a_retried_background_response_is_answered_as_it_stands_now(
         assert again.json()["id"] == first.json()["id"]
         assert again.json()["status"] == "completed"
         assert again.json()["output"][0]["content"][0]["text"] == "done slow"
+        # The same key with another body: refused, no turn.
+        other = await client.post("/v1/responses", json={**body, "input": "other"}, headers=key)
+        assert other.status_code == 422
+        assert other.json()["error"]["type"] == "idempotency_key_reused"
         assert len(agent.seen) == 1  # no second turn
     # The access line names the request as it came, not the GET that answered it.
-    replayed = [r.getMessage() for r in caplog.records if r.name == "nanobot_api.access"][-1]
+    access = [r.getMessage() for r in caplog.records if r.name == "nanobot_api.access"]
+    replayed = access[-2]  # the 422 came last
+    assert access[-1].startswith("POST /v1/responses 422")
     assert replayed.startswith("POST /v1/responses 200")
 
 

@@ -15,7 +15,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from nanobot_api.adapters.storage.private import private_dir
+from nanobot_api.adapters.storage.private import narrow_tree, private_dir
 from nanobot_api.domain.errors import StartupFailed
 
 _BACKLOG = 1024
@@ -65,9 +65,11 @@ def _bind_failure(where: str, exc: OSError) -> StartupFailed:
 
 def check_workspace(workspace: Path) -> None:
     """Creates the workspace (0700) if needed and proves it can be written; raises
-    StartupFailed naming the folder otherwise."""
+    StartupFailed naming the folder otherwise. The uploads an older version kept more
+    openly (``media/``, 0755 folders and 0644 files) are narrowed to 0700/0600."""
     try:
         private_dir(workspace)
+        narrow_tree(workspace / "media")
         with tempfile.TemporaryFile(dir=workspace):
             pass
     except OSError as exc:

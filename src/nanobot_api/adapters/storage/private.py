@@ -55,6 +55,22 @@ def narrow_files(*paths: Path) -> None:
         _narrow(path, FILE_MODE)
 
 
+def narrow_tree(root: Path) -> None:
+    """``root`` and every folder below it narrowed to 0700, every file to 0600 (blocking;
+    symlinks left alone, never followed). For a folder only the server writes (uploads:
+    nothing in it is meant to be run), whatever an older version left there."""
+    if root.is_symlink():
+        return
+    with contextlib.suppress(OSError):  # a tree that cannot be walked is left as it is
+        for folder, _, files in os.walk(root):
+            here = Path(folder)
+            _narrow(here, DIR_MODE)
+            for name in files:
+                path = here / name
+                if not path.is_symlink():
+                    _narrow(path, FILE_MODE)
+
+
 def _narrow(path: Path, mode: int) -> None:
     try:
         info = path.stat()
