@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -278,6 +279,23 @@ async def test_retrying_a_delivered_event_needs_force(tmp_path: Path) -> None:
         before["ev3"].delivered_at,
     )
     assert (again.attempts, again.retried_from) == (1, 1)  # its first delivery still counted
+
+
+async def test_a_workspace_from_before_the_record_of_attempts_is_read_in_place(
+    tmp_path: Path,
+) -> None:
+    await seed(tmp_path)
+    path = tmp_path / "ws" / "outbox.sqlite3"
+    with sqlite3.connect(path) as conn:  # back to schema 2, as an older nanobot-api left it
+        conn.execute("ALTER TABLE outbox DROP COLUMN attempt_log")
+        conn.execute("PRAGMA user_version=2")
+    conn.close()
+    code, out, err = await nanobot(tmp_path, "outbox", "show", "ev2")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1:] == ["  attempt 1: not on record (an event keeps its last 20)"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    conn.close()
 
 
 @pytest.mark.parametrize("action", ["retry", "drop"])
