@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 
 import anyio.to_thread
 
@@ -294,12 +293,7 @@ class _Running:
     def __enter__(self) -> None:
         self._counts[self._name] += 1
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         left = self._counts[self._name] - 1
         if left:
             self._counts[self._name] = left
