@@ -93,6 +93,8 @@ class FilesystemMediaStore:
     async def _keep_within(self, added: int) -> None:
         if self._max_bytes is None:
             return
+        if not added and self._usage is not None and self._usage <= self._max_bytes:
+            return  # a turn ending with the folder within the bound: no thread hop
         # What is in use is read here, on the event loop, where it changes; the thread
         # gets a snapshot.
         in_use = frozenset(self._in_use)
