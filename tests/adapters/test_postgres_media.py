@@ -76,6 +76,25 @@ async def test_the_table_keeps_under_its_bound_dropping_the_oldest_but_files_in_
     assert await names(db) == [running.name, saved[3], newest.name]
 
 
+async def test_the_table_drops_idle_sessions_files_before_a_running_sessions(
+    db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """Over the bound, a session with a turn running here keeps its older upload while
+    an idle session's newer one goes."""
+    store = PostgresMediaStore(db, FilesystemMediaStore.in_workspace(tmp_path), max_bytes=250)
+
+    async def kept(data: bytes, session: SessionKey) -> str:
+        path = await store.save(data, FileKind.TEXT, "f.txt", session)
+        await store.release([path])
+        return Path(path).name
+
+    older = await kept(b"a" * 100, A)
+    await kept(b"b" * 100, SessionKey("api", "idle"))
+    with store.session_running(A):
+        newest = await kept(b"c" * 100, SessionKey("api", "other"))
+    assert await names(db) == [older, newest]
+
+
 async def names(db: PostgresDatabase) -> list[str]:
     async with db.connection() as conn:
         cursor = await conn.execute("SELECT name FROM media ORDER BY created_at")
