@@ -114,13 +114,18 @@ class TextOnlyAttachments:
 class InMemoryOutbox:
     """An Outbox and OutboxAdmin in a dict: the same rules as SqliteOutbox, no file."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, claim_s: float = 30.0) -> None:
         self.rows: dict[str, OutboxEvent] = {}
+        # Until when each event being delivered is claimed (what a retry looks at).
+        self.claims: dict[str, float] = {}
+        self._claim_s = claim_s
 
     async def enqueue(self, event: OutboxEvent) -> None:
         if event.id in self.rows:
             raise ValueError(f"outbox event {event.id!r} exists")
         self.rows[event.id] = event
+        if event.status == "pending" and event.attempts > 0:  # the message tool sends at once
+            self.claims[event.id] = event.created_at + self._claim_s
 
     async def claim_due(
         self, now: float, limit: int, exclude: Collection[str] = (), *, worker: str | None = None
@@ -138,12 +143,18 @@ class InMemoryOutbox:
                 break
             taken.append(claimed(event, now, worker))
             self.rows[event.id] = taken[-1]
+            self.claims[event.id] = now + self._claim_s
         return Claim(tuple(taken), next_due)
 
     async def extend_claims(self, event_ids: Collection[str], now: float) -> None:
-        """Nothing to keep: one process, whose ``exclude`` says what it is delivering."""
+        """One process, whose ``exclude`` says what it is delivering: the claims are kept
+        only for what a retry looks at."""
+        for event_id in event_ids:
+            if event_id in self.claims:
+                self.claims[event_id] = now + self._claim_s
 
     async def settle(self, event: OutboxEvent) -> bool:
+        self.claims.pop(event.id, None)
         if event.id not in self.rows:
             return False
         self.rows[event.id] = event
@@ -167,11 +178,14 @@ class InMemoryOutbox:
         )
 
     async def retry(self, event_id: str, now: float, *, force: bool = False) -> OutboxEvent:
-        event = retried(self._get(event_id), now, force=force)
+        until = self.claims.get(event_id)
+        event = retried(self._get(event_id), now, force=force, claimed_until=until)
         self.rows[event_id] = event
+        self.claims.pop(event_id, None)
         return event
 
     async def drop(self, event_id: str) -> OutboxEvent:
+        self.claims.pop(event_id, None)
         return self.rows.pop(event_id, None) or self._get(event_id)
 
     def _get(self, event_id: str) -> OutboxEvent:

@@ -12,7 +12,7 @@ import pytest
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.adapters.storage.sqlite_outbox import SqliteOutbox
-from nanobot_api.domain.errors import InvalidRequest, NotFound
+from nanobot_api.domain.errors import InvalidRequest, NotFound, RetryLater
 from nanobot_api.domain.outbox import (
     OutboundMessage,
     OutboxEvent,
@@ -120,6 +120,30 @@ async def test_retry_makes_an_event_due_now_and_drop_removes_it(outbox: SqliteOr
     dropped = await outbox.drop("e1")
     assert dropped == again
     assert await outbox.events() == ()
+
+
+async def test_an_event_being_delivered_is_not_retried_until_its_attempt_ends(
+    outbox: SqliteOrFake,
+) -> None:
+    """A retry while a worker holds the event would let a second worker send it too:
+    refused, forced or not, until the attempt settles or its claim runs out."""
+    await outbox.enqueue(event(1, now=0.0))
+    (taken,) = (await outbox.claim_due(now=1.0, limit=1)).events
+    for force in (False, True):
+        with pytest.raises(RetryLater, match="being delivered right now") as refused:
+            await outbox.retry("e1", now=2.0, force=force)
+        assert refused.value.retry_after_s > 0  # until the claim runs out
+    assert await outbox.event("e1") == taken  # untouched, still claimed
+    policy = RetryPolicy(max_attempts=5, base_s=100.0, max_s=100.0)
+    await outbox.settle(
+        failed_attempt(taken, "503", retryable=True, now=3.0, policy=policy, random=lambda: 0.0)
+    )
+    again = await outbox.retry("e1", now=4.0)  # settled: due now
+    assert (again.status, again.next_attempt_at) == ("pending", 4.0)
+    # The message tool's immediate send holds its event the same way.
+    await outbox.enqueue(claimed(event(2, now=10.0), 10.0))
+    with pytest.raises(RetryLater):
+        await outbox.retry("e2", now=11.0)
 
 
 async def test_each_attempt_is_on_record_through_claims_settles_and_retries(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.errors import InvalidRequest, NanobotError, RetryLater
 from nanobot_api.domain.outbox import (
     DISCORD_TEXT_LIMIT,
     SLACK_TEXT_LIMIT,
@@ -235,6 +235,31 @@ def test_retrying_an_undelivered_event_resumes_after_its_progress(
     assume(status != "delivered")
     event = OutboxEvent("x", "slack", "C1", "hi", (), status, 0.0, 4, progress)  # type: ignore[arg-type]
     assert retried(event, now=1.0).progress == progress
+
+
+_statuses = st.sampled_from(["queued", "pending", "failed", "delivered"])
+
+
+@given(_statuses, st.booleans(), st.none() | _times, _times)
+def test_a_retry_never_makes_an_event_due_while_a_claim_on_it_holds(
+    status: str, force: bool, claimed_until: float | None, now: float
+) -> None:
+    """Any retry gives a pending event or a NanobotError; an event a worker holds is
+    refused for as long as the claim lasts, forced or not."""
+    event = OutboxEvent("x", "slack", "C1", "hi", (), status, 0.0, 1)  # type: ignore[arg-type]
+    held = status == "pending" and claimed_until is not None and claimed_until > now
+    if held:
+        assert claimed_until is not None
+        with pytest.raises(RetryLater, match=r"^Event x is being delivered right now") as refused:
+            retried(event, now, force=force, claimed_until=claimed_until)
+        assert refused.value.retry_after_s == claimed_until - now
+        return
+    try:
+        again = retried(event, now, force=force, claimed_until=claimed_until)
+    except NanobotError:
+        assert (status, force) == ("delivered", False)
+        return
+    assert (again.status, again.next_attempt_at) == ("pending", now)
 
 
 @given(st.text(), st.integers(min_value=3, max_value=300))

@@ -19,6 +19,7 @@ under test. Long texts are split per platform with :func:`split_text`.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable, Collection
 from typing import Literal, TypeAlias
@@ -26,7 +27,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from nanobot_api.domain.delivery_attempts import DeliveryAttempt, began, ended
-from nanobot_api.domain.errors import InvalidRequest
+from nanobot_api.domain.errors import InvalidRequest, RetryLater
 from nanobot_api.domain.redaction import Redactor
 
 OutboxStatus: TypeAlias = Literal["queued", "pending", "failed", "delivered"]
@@ -284,15 +285,29 @@ def parked(event: OutboxEvent, now: float) -> OutboxEvent:
     )
 
 
-def retried(event: OutboxEvent, now: float, *, force: bool = False) -> OutboxEvent:
+def retried(
+    event: OutboxEvent, now: float, *, force: bool = False, claimed_until: float | None = None
+) -> OutboxEvent:
     """The event after an operator asks for it again: pending, due now, with a fresh
     budget of attempts; the attempts made so far stay counted and on record, its last
     error stays.
 
     A failed event resumes after the steps already delivered. A delivered one is
     refused (InvalidRequest), since the chat already has it, unless ``force``: then it
-    is sent again whole.
+    is sent again whole. A pending event that a worker has claimed until after ``now``
+    is being delivered right now: refused (RetryLater, until the claim runs out), with
+    or without ``force``, since making it due again would let another worker send it a
+    second time while the first attempt runs; once that attempt settles, it is either
+    delivered (``force`` sends it again) or pending or failed, and a retry applies.
     """
+    if event.status == "pending" and claimed_until is not None and claimed_until > now:
+        wait = claimed_until - now
+        raise RetryLater(
+            f"Event {event.id} is being delivered right now; if it has not gone out, "
+            f"retry it once this attempt has ended (within {math.ceil(wait)} s)",
+            retry_after_s=wait,
+            param="id",
+        )
     if event.status == "delivered" and not force:
         raise InvalidRequest(
             f"Event {event.id} was already delivered; retry it with --force to send it again",

@@ -155,7 +155,13 @@ class PostgresOutbox:
         """The event made pending and due now; NotFound for an unknown id,
         InvalidRequest for a delivered one unless ``force``."""
         async with self._db.transaction() as conn:
-            event = retried(await _get(conn, event_id), now, force=force)
+            event = await _get(conn, event_id)  # locked: no claim slips in before the update
+            cursor = await conn.execute(
+                "SELECT claimed_until FROM outbox WHERE id = %s", (event_id,)
+            )
+            row = await cursor.fetchone()
+            until = None if row is None or row[0] is None else float(row[0])
+            event = retried(event, now, force=force, claimed_until=until)
             # The whole state, the record of attempts as it was read under the lock.
             await conn.execute(_UPDATE_STATE, state_row(event))
         return event

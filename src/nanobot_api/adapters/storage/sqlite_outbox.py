@@ -280,7 +280,12 @@ def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
 
 def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
     with immediate_transaction(conn):
-        event = retried(_get(conn, event_id), now, force=force)
+        event = _get(conn, event_id)
+        # Read in the same write transaction as the update: no claim can slip in between.
+        (until,) = conn.execute(
+            "SELECT claimed_until FROM outbox WHERE id = ?", (event_id,)
+        ).fetchone()
+        event = retried(event, now, force=force, claimed_until=until)
         _update(conn, event)
     return event
 
