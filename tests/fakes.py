@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
+from pathlib import PurePath
 
 import anyio
 
@@ -159,6 +160,10 @@ class InMemoryOutbox:
             return False
         self.rows[event.id] = event
         return True
+
+    async def awaited_files(self) -> frozenset[str]:
+        waiting = (e for e in self.rows.values() if e.status in ("queued", "pending"))
+        return frozenset(PurePath(path).name for e in waiting for path in e.media)
 
     async def events(self, status: OutboxStatus | None = None) -> tuple[OutboxEvent, ...]:
         return tuple(e for e in self.rows.values() if status is None or e.status == status)

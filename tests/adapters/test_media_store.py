@@ -10,9 +10,12 @@ import anyio
 import pytest
 
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.domain.errors import StorageUnavailable
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, delivered
 from nanobot_api.domain.ports import MediaStore
 from nanobot_api.domain.sessions import SessionKey
+from tests.fakes import InMemoryOutbox
 
 _ALICE = SessionKey("api", "alice")
 _BOB = SessionKey("api", "bob")
@@ -130,3 +133,43 @@ async def test_a_refused_write_raises_and_leaves_nothing(tmp_path: Path) -> None
 def test_it_implements_the_port(tmp_path: Path) -> None:
     port: MediaStore = FilesystemMediaStore(tmp_path)
     assert port is not None
+
+
+def _copies(root: Path) -> set[str]:
+    # Listing a small folder in a test needs no worker thread.
+    return {path.name for path in root.iterdir() if path.suffix != ".json"}
+
+
+class _Unreadable:
+    """An outbox whose file cannot be read now."""
+
+    async def awaited_files(self) -> frozenset[str]:
+        raise StorageUnavailable("the outbox cannot be read", retry_after_s=1.0)
+
+
+async def test_over_the_bound_a_file_the_outbox_has_still_to_send_stays(tmp_path: Path) -> None:
+    """The outbox's files stay, oldest or not, until their event is delivered; while the
+    outbox cannot be read, nothing goes."""
+    outbox = InMemoryOutbox()
+    store = FilesystemMediaStore(tmp_path, max_bytes=250, awaited=outbox)
+
+    async def kept(data: bytes, session: SessionKey) -> str:
+        path = await store.save(data, FileKind.TEXT, "f.txt", session)
+        await store.release([path])
+        return path
+
+    queued = await kept(b"a" * 100, _ALICE)
+    os.utime(queued, (1.0, 1.0))  # the oldest by far
+    message = OutboundMessage("e1", "webhook", "ops", "see", (queued,))
+    await outbox.enqueue(OutboxEvent.pending(message, now=0.0))
+    idle = await kept(b"b" * 100, _BOB)
+    newest = await kept(b"c" * 100, _BOB)  # 300 bytes: the oldest that may go is idle's
+    assert _copies(tmp_path) == {Path(queued).name, Path(newest).name}
+    assert Path(idle).name not in _copies(tmp_path)
+    (taken,) = (await outbox.claim_due(now=1.0, limit=1)).events
+    await outbox.settle(delivered(taken, now=2.0))
+    await kept(b"d" * 100, _BOB)  # delivered: an upload like any other, the oldest goes
+    assert Path(queued).name not in _copies(tmp_path)
+    blind = FilesystemMediaStore(tmp_path, max_bytes=1, awaited=_Unreadable())
+    await blind.release([await blind.save(b"e" * 100, FileKind.TEXT, None, _BOB)])
+    assert len(_copies(tmp_path)) == 3

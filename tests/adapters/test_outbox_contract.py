@@ -146,6 +146,21 @@ async def test_an_event_being_delivered_is_not_retried_until_its_attempt_ends(
         await outbox.retry("e2", now=11.0)
 
 
+async def test_the_files_still_to_be_sent_are_those_of_queued_and_pending_events(
+    outbox: SqliteOrFake,
+) -> None:
+    assert await outbox.awaited_files() == frozenset()
+    await outbox.enqueue(event(1))
+    await outbox.enqueue(OutboxEvent.queued(event(2).message, now=0.0))
+    for n in (3, 4):
+        await outbox.enqueue(event(n))
+    claim = await outbox.claim_due(now=1.0, limit=5, exclude=("e1", "e2"))
+    done, gave_up = claim.events
+    await outbox.settle(delivered(done, now=2.0))
+    await outbox.settle(attrs.evolve(gave_up, status="failed", next_attempt_at=None))
+    assert await outbox.awaited_files() == {"f1.png", "f2.png"}
+
+
 async def test_each_attempt_is_on_record_through_claims_settles_and_retries(
     outbox: SqliteOrFake,
 ) -> None:

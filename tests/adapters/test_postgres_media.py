@@ -11,7 +11,9 @@ import pytest
 from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
 from nanobot_api.adapters.media.postgres import PostgresMediaStore
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, delivered
 from nanobot_api.domain.sessions import SessionKey
 from nanobot_api.testing.postgres import scratch_database
 
@@ -99,3 +101,30 @@ async def names(db: PostgresDatabase) -> list[str]:
     async with db.connection() as conn:
         cursor = await conn.execute("SELECT name FROM media ORDER BY created_at")
         return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def test_the_table_keeps_a_file_the_outbox_has_still_to_send(
+    db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """Over the bound, the oldest row stays while a pending event (queued by any
+    replica) names it; once delivered, it goes like any other."""
+    outbox = PostgresOutbox(db)
+    store = PostgresMediaStore(
+        db, FilesystemMediaStore.in_workspace(tmp_path), max_bytes=250, awaited=outbox
+    )
+
+    async def kept(data: bytes) -> str:
+        path = await store.save(data, FileKind.TEXT, "f.txt", A)
+        await store.release([path])
+        return path
+
+    queued = await kept(b"a" * 100)
+    message = OutboundMessage("e1", "webhook", "ops", "see", (f"/elsewhere/{Path(queued).name}",))
+    await outbox.enqueue(OutboxEvent.pending(message, now=0.0))
+    await kept(b"b" * 100)
+    newest = await kept(b"c" * 100)
+    assert await names(db) == [Path(queued).name, Path(newest).name]
+    (taken,) = (await outbox.claim_due(now=1.0, limit=1)).events
+    await outbox.settle(delivered(taken, now=2.0))
+    last = await kept(b"d" * 100)
+    assert await names(db) == [Path(newest).name, Path(last).name]

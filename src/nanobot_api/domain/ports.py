@@ -331,6 +331,17 @@ class TracksRunningSessions(Protocol):
         earlier uploads): over the bound, every idle session's uploads go before its."""
 
 
+class AwaitedFiles(Protocol):
+    """The files that accepted messages not yet delivered will send: the uploads bound
+    (``api.maxMediaMb``) never removes them, so a message the server accepted keeps its
+    attachment however long its channel is down."""
+
+    async def awaited_files(self) -> frozenset[str]:
+        """The names (last path parts) of the files that queued and pending outbox events
+        name, whichever process stored them. Raises StorageUnavailable if the store
+        cannot be read now."""
+
+
 class ChatTurns(Protocol):
     """The chat use case as the HTTP adapter sees it."""
 
@@ -485,7 +496,8 @@ class OutboxAdmin(Protocol):
         """Makes the event pending and due now with a fresh budget of attempts, its past
         attempts still counted and their records kept (``domain.outbox.retried``);
         raises NotFound for an unknown id, InvalidRequest for a delivered event unless
-        ``force``."""
+        ``force``, RetryLater for a pending one that a worker is delivering right now
+        (until its claim runs out), forced or not."""
 
     async def drop(self, event_id: str) -> OutboxEvent:
         """Deletes the event and returns it as it was; raises NotFound for an unknown id."""

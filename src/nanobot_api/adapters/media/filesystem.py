@@ -13,7 +13,9 @@ from pathlib import Path
 import anyio.to_thread
 
 from nanobot_api.adapters.storage.private import private_dir
+from nanobot_api.domain.errors import StorageUnavailable
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.ports import AwaitedFiles
 from nanobot_api.domain.sessions import SessionKey
 
 _SIDECAR = ".json"
@@ -33,7 +35,9 @@ class FilesystemMediaStore:
     the oldest of sessions with a turn running (it may still send one of its session's
     earlier uploads), and never one that a turn still running uses (saved and not yet
     released or discarded). A session counts as running while a turn of it runs here
-    (``session_running``) or holds an upload it saved.
+    (``session_running``) or holds an upload it saved. Nor does it ever remove a file
+    that a message accepted but not yet delivered will send (``awaited``, the outbox):
+    the folder stays over the bound rather than lose one.
 
     It is also the SessionUploads port: a file is found for a session only through its
     sidecar in ``root``, so no path a model writes can reach anything else (the
@@ -42,18 +46,23 @@ class FilesystemMediaStore:
     name in ``root``.
     """
 
-    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int | None = None, awaited: AwaitedFiles | None = None
+    ) -> None:
         self._root = root
         self._max_bytes = max_bytes
+        self._awaited = awaited
         self._in_use: Counter[str] = Counter()
         self._session_of: dict[str, str] = {}  # of the copies in use that have a session
         self._running: Counter[str] = Counter()  # sessions with a turn running here
         self._usage: int | None = None  # bytes in the folder, counted on first need
 
     @classmethod
-    def in_workspace(cls, workspace: Path, *, max_bytes: int | None = None) -> FilesystemMediaStore:
+    def in_workspace(
+        cls, workspace: Path, *, max_bytes: int | None = None, awaited: AwaitedFiles | None = None
+    ) -> FilesystemMediaStore:
         """The store of API uploads: ``<workspace>/media/api/``."""
-        return cls(workspace / "media" / "api", max_bytes=max_bytes)
+        return cls(workspace / "media" / "api", max_bytes=max_bytes, awaited=awaited)
 
     @property
     def root(self) -> Path:
@@ -95,10 +104,17 @@ class FilesystemMediaStore:
             return
         if not added and self._usage is not None and self._usage <= self._max_bytes:
             return  # a turn ending with the folder within the bound: no thread hop
+        if not await anyio.to_thread.run_sync(self._over_bound, added):
+            return
+        # Asked only when something must go: the outbox is another store's file.
+        awaited = await awaited_files(self._awaited)
+        if awaited is None:
+            return
         # What is in use is read here, on the event loop, where it changes; the thread
         # gets a snapshot.
         in_use = frozenset(self._in_use)
-        await anyio.to_thread.run_sync(self._account, added, in_use, self.busy_sessions())
+        busy = self.busy_sessions()
+        await anyio.to_thread.run_sync(self._shrink, in_use, busy, awaited)
 
     async def discard(self, paths: Iterable[str]) -> None:
         """The files' turn failed: they are removed with their metadata."""
@@ -174,20 +190,26 @@ class FilesystemMediaStore:
             if self._usage is not None:
                 self._usage -= freed
 
-    def _account(self, added: int, in_use: frozenset[str], busy: frozenset[str]) -> None:
+    def _over_bound(self, added: int) -> bool:
+        """Counts ``added`` bytes in; whether the folder is over the bound now."""
         if self._usage is None:
             self._usage = sum(size for _, size, _ in _files(self._root))
         else:
             self._usage += added
+        return self._max_bytes is not None and self._usage > self._max_bytes
+
+    def _shrink(
+        self, in_use: frozenset[str], busy: frozenset[str], awaited: frozenset[str]
+    ) -> None:
         limit = self._max_bytes
-        if limit is None or self._usage <= limit:
+        if limit is None or self._usage is None or self._usage <= limit:
             return
         # Oldest first, idle sessions' files before busy ones' (a sidecar is read only
         # for the files looked at); the sidecar (.json) goes with its file.
         candidates = sorted(
             (mtime, path)
             for mtime, _size, path in _files(self._root)
-            if path.suffix != _SIDECAR and str(path) not in in_use
+            if path.suffix != _SIDECAR and str(path) not in in_use and path.name not in awaited
         )
         later: list[Path] = []
         for _mtime, path in candidates:
@@ -282,6 +304,17 @@ class FilesystemMediaStore:
         except OSError:
             return None
         return str(path)
+
+
+async def awaited_files(awaited: AwaitedFiles | None) -> frozenset[str] | None:
+    """The names of the files the outbox still has to send; None if it cannot be read
+    now (then nothing may go: over the bound for a while rather than lose a file)."""
+    if awaited is None:
+        return frozenset()
+    try:
+        return await awaited.awaited_files()
+    except StorageUnavailable:
+        return None
 
 
 class _Running:

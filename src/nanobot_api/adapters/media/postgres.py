@@ -9,9 +9,10 @@ from pathlib import Path
 
 import anyio
 
-from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore, awaited_files
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.filetypes import FileKind
+from nanobot_api.domain.ports import AwaitedFiles
 from nanobot_api.domain.sessions import SessionKey
 
 
@@ -22,7 +23,8 @@ class PostgresMediaStore:
     The copy is written first, then the row; a row that cannot be written removes the
     copy, so a file is never kept on one replica only. With ``max_bytes``, the table
     is bounded as the folder is: a save that takes it over removes the oldest files
-    (none saved in the last ``busy_s`` seconds: a turn may still use it elsewhere).
+    (none saved in the last ``busy_s`` seconds: a turn may still use it elsewhere, and
+    none that a message not yet delivered will send: ``awaited``, the outbox).
     :meth:`load` gives any replica the bytes of a file saved by another, by the name
     the copy was given.
 
@@ -38,11 +40,13 @@ class PostgresMediaStore:
         *,
         max_bytes: int | None = None,
         busy_s: float = 0.0,
+        awaited: AwaitedFiles | None = None,
     ) -> None:
         self._db = db
         self._local = local
         self._max_bytes = max_bytes
         self._busy_s = busy_s
+        self._awaited = awaited
 
     async def save(
         self,
@@ -82,7 +86,8 @@ class PostgresMediaStore:
         Never one that a turn running here uses, nor one saved in the last ``busy_s``
         seconds: which files another replica's running turns use is known only there,
         and a turn's files are never older than its time budget. The files of sessions
-        with a turn running here go after every other's (the turn may send one)."""
+        with a turn running here go after every other's (the turn may send one). Never
+        one that the outbox still has to send, whichever replica queued it."""
         async with self._db.connection() as conn:
             cursor = await conn.execute("SELECT COALESCE(SUM(size), 0) FROM media")
             row = await cursor.fetchone()
@@ -95,7 +100,10 @@ class PostgresMediaStore:
                 (time.time() - self._busy_s,),
             )
             rows = await cursor.fetchall()
-            in_use = self._local.in_use()
+            awaited = await awaited_files(self._awaited)
+            if awaited is None:
+                return
+            in_use = self._local.in_use() | awaited
             busy = self._local.busy_sessions()
             doomed: list[str] = []
             # Stable: oldest first within the idle sessions' files, then the busy ones'.

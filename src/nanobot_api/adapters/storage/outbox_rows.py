@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 from nanobot_api.domain.delivery_attempts import ATTEMPT_OUTCOMES, DeliveryAttempt
@@ -22,6 +23,16 @@ COLUMNS = (
 ATTEMPT_LOG_COLUMN = "attempt_log TEXT NOT NULL DEFAULT '[]'"
 _OUTCOMES = {outcome: outcome for outcome in ATTEMPT_OUTCOMES}
 _STATUSES: dict[object, OutboxStatus] = {status: status for status in OUTBOX_STATUSES}
+
+
+# The files of the events still to go out (queued or pending): what the uploads bound
+# must keep. Delivered and failed events are done with theirs.
+AWAITED_MEDIA = "SELECT media FROM outbox WHERE status IN ('queued', 'pending') AND media <> '[]'"
+
+
+def media_names(rows: Sequence[Sequence[Any]]) -> frozenset[str]:
+    """The last path parts of the files the ``AWAITED_MEDIA`` rows name."""
+    return frozenset(PurePath(path).name for (media,) in rows for path in json.loads(media))
 
 
 def claim_until(event: OutboxEvent, claim_s: float) -> float | None:

@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from nanobot_api.adapters.storage.outbox_rows import COLUMNS as _COLUMNS
 from nanobot_api.adapters.storage.outbox_rows import (
+    AWAITED_MEDIA,
     STATE_COLUMNS,
     TALLY_COUNTS,
     TALLY_OLDEST,
     claim_until,
     event_row,
     log_json,
+    media_names,
     row_event,
     state_row,
     tally_of,
 )
+from nanobot_api.adapters.storage.outbox_rows import COLUMNS as _COLUMNS
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.errors import NotFound
 from nanobot_api.domain.outbox import (
@@ -126,6 +128,14 @@ class PostgresOutbox:
                 "UPDATE outbox SET claimed_until = %s WHERE id = ANY(%s) AND status = 'pending'",
                 (now + self._claim_s, list(event_ids)),
             )
+
+    # --- AwaitedFiles ------------------------------------------------------------------
+
+    async def awaited_files(self) -> frozenset[str]:
+        """The names of the files that queued and pending events will send."""
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(AWAITED_MEDIA)).fetchall()
+        return media_names(rows)
 
     # --- OutboxAdmin -------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import anyio
 
 from nanobot_api.adapters.storage.outbox_rows import (
     ATTEMPT_LOG_COLUMN,
+    AWAITED_MEDIA,
     COLUMNS,
     STATE_COLUMNS,
     TALLY_COUNTS,
@@ -29,6 +30,7 @@ from nanobot_api.adapters.storage.outbox_rows import (
     claim_until,
     event_row,
     log_json,
+    media_names,
     row_event,
     state_row,
     tally_of,
@@ -132,6 +134,13 @@ class SqliteOutbox(SqliteFile):
         """Claims of events still being delivered, kept for ``claim_s`` from ``now``."""
         if event_ids:
             await self._run(_extend, list(event_ids), now + self._claim_s)
+
+    # --- AwaitedFiles ------------------------------------------------------------------
+
+    async def awaited_files(self) -> frozenset[str]:
+        """The names of the files that queued and pending events will send."""
+        # No file yet, no event yet: an upload over the bound must not make the file.
+        return await self._run_if_present(_awaited) or frozenset()
 
     # --- OutboxAdmin -------------------------------------------------------------------
 
@@ -263,6 +272,10 @@ def _select(conn: sqlite3.Connection, status: OutboxStatus | None) -> tuple[Outb
     where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
     cursor = conn.execute(f"SELECT {_COLUMNS} FROM outbox {where} ORDER BY created_at, rowid", args)
     return tuple(row_event(row) for row in cursor)
+
+
+def _awaited(conn: sqlite3.Connection) -> frozenset[str]:
+    return media_names(conn.execute(AWAITED_MEDIA).fetchall())
 
 
 def _tally(conn: sqlite3.Connection) -> OutboxTally:

@@ -169,21 +169,31 @@ def storage_at(
 ) -> Storage:
     """SQLite files in ``workspace`` for an empty ``url``, else that PostgreSQL database.
     Uploads keep a working copy in the workspace either way."""
-    local_media = FilesystemMediaStore.in_workspace(workspace, max_bytes=media_max_bytes)
     if not url:
         sessions = SqliteSessionStore(
             workspace / SESSIONS_FILE, cached_sessions=HISTORY_CACHE_SESSIONS, lease_s=lease_s
         )
         outbox = SqliteOutbox(workspace / OUTBOX_FILE, claim_s=lease_s)
+        # The bound on uploads never removes a file the outbox has still to send.
+        local_media = FilesystemMediaStore.in_workspace(
+            workspace, max_bytes=media_max_bytes, awaited=outbox
+        )
         requests = SqliteRequestRecords(workspace / REQUESTS_FILE)
         return Storage(sessions, outbox, local_media, requests, files=(sessions, outbox))
     from nanobot_api.adapters.media.postgres import PostgresMediaStore
 
     db = PostgresDatabase(url)
+    shared_outbox = PostgresOutbox(db, claim_s=lease_s)
+    local_media = FilesystemMediaStore.in_workspace(
+        workspace, max_bytes=media_max_bytes, awaited=shared_outbox
+    )
+    media = PostgresMediaStore(
+        db, local_media, max_bytes=media_max_bytes, busy_s=turn_s, awaited=shared_outbox
+    )
     return Storage(
         PostgresSessionStore(db, lease_s=lease_s, cached_sessions=HISTORY_CACHE_SESSIONS),
-        PostgresOutbox(db, claim_s=lease_s),
-        PostgresMediaStore(db, local_media, max_bytes=media_max_bytes, busy_s=turn_s),
+        shared_outbox,
+        media,
         PostgresRequestRecords(db),
         database=db,
     )
