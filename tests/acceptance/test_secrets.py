@@ -28,6 +28,7 @@ from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.app.wiring.redaction import configured_redactor
 from nanobot_api.domain.sessions import SessionKey
+from tests.subprocess_server import one_turn
 from tests.upstream import ScriptedUpstream, Status, Text
 
 PROVIDER_KEY = "sk-provider-KEY-0001"
@@ -186,3 +187,33 @@ async def test_responses_never_show_a_secret_an_upstream_quotes(tmp_path: Path) 
     assert files
     for path in files:
         assert_clean(path.read_bytes().decode("utf-8", "replace"))
+
+
+@pytest.mark.slow
+async def test_a_real_servers_stderr_holds_no_secret_an_upstream_quotes(tmp_path: Path) -> None:
+    async with ScriptedUpstream() as up:
+        up.add(Status(400, f"bad credentials: {ALL}"))
+        config = {
+            "agents": {"defaults": {"provider": "custom", "model": "MiniMax-M2.7"}},
+            "providers": {
+                "custom": {
+                    "apiBase": up.base_url,
+                    "apiKey": PROVIDER_KEY,
+                    "extraHeaders": {"api-key": AZURE_HEADER, "OpenAI-Organization": ORG_HEADER},
+                },
+                "spare": {"apiBase": up.base_url, "apiKey": OTHER_PROVIDER_KEY},
+            },
+            "channels": {
+                "telegram": {"token": TELEGRAM_TOKEN},
+                "webhook": {"url": WEBHOOK_URL, "secret": WEBHOOK_SECRET},
+            },
+        }
+        body = {"messages": [{"role": "user", "content": "hi"}], "session_id": "s"}
+        served = await one_turn(tmp_path, config, body, request_id="secret-1", flags=("-v",))
+    assert served.answer.status_code == 502
+    assert "bad credentials: ***" in served.answer.text
+    assert "[secret-1]" in served.stderr  # the failure was logged ...
+    assert "HTTP 400" in served.stderr
+    for secret in SECRETS[:-2]:  # ... without any (the plugin and server key: not set)
+        assert secret not in served.stderr, secret
+    assert served.exit_code == 0

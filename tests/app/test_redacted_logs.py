@@ -7,10 +7,14 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
+import attrs
 import pytest
 
 from nanobot_api.adapters.observability.logs import JsonFormatter
+from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
+from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.redaction import redacted_logs
 from nanobot_api.domain.redaction import Redactor
 
@@ -68,3 +72,28 @@ def test_servers_ending_in_any_order_leave_the_factory_as_it_was() -> None:
     assert record.getMessage() == f"{SECRET} ***"  # the first server's secrets are its own
     second.__exit__(None, None, None)
     assert logging.getLogRecordFactory() is before
+
+
+async def test_what_a_part_logs_while_the_server_stops_is_masked_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = ProviderConfig(api_base="http://127.0.0.1:9/v1", api_key=SECRET)
+    config = attrs.evolve(
+        Config(),
+        agents=AgentsConfig(AgentDefaults(provider="local", model="m")),
+        providers={"local": provider},
+        workspace=tmp_path,
+    )
+    app = build(config)
+    stopping = logging.getLogger("tests.redacted_logs.stopping")
+
+    # As a channel or an MCP server added after the app was built says goodbye.
+    @app.after_serving
+    async def _goodbye() -> None:
+        stopping.warning("closing with key %s", SECRET)
+
+    caplog.set_level(logging.WARNING)
+    await app.startup()
+    await app.shutdown()
+    assert "closing with key ***" in caplog.text
+    assert SECRET not in caplog.text

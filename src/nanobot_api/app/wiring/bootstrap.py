@@ -273,10 +273,14 @@ def _redact_logs_while_serving(app: Quart, redactor: Redactor) -> None:
     """Masks the configured secrets in every log line written while ``app`` serves."""
     stack = ExitStack()
 
+    async def _stop() -> None:
+        stack.close()
+
     @app.before_serving
     async def _start() -> None:
         stack.enter_context(redacted_logs(redactor))
-
-    @app.after_serving
-    async def _stop() -> None:
-        stack.close()
+        # After-serving hooks run in the order given: added at the first start, this
+        # one runs after every other part has stopped (channels, MCP servers, stores),
+        # so what they log on the way out is masked too.
+        if _stop not in app.after_serving_funcs:
+            app.after_serving(_stop)
