@@ -1,5 +1,6 @@
 """`nanobot outbox retry` of an event that a live server is delivering at that moment:
-refused, so no second process sends it while the first attempt runs."""
+refused, so no second process sends it while the first attempt runs (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import anyio
 import pytest
 from openai import AsyncOpenAI
 
+from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
+from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
+from nanobot_api.domain.outbox import OutboxEvent
 from tests.acceptance.test_outbox_restart import (
     MODEL,
     at_once,
@@ -16,7 +20,6 @@ from tests.acceptance.test_outbox_restart import (
     events,
     message_call,
     serving,
-    settled,
 )
 from tests.platforms import Fail, FakePlatforms, Hold
 from tests.upstream import ScriptedUpstream, Text
@@ -25,13 +28,21 @@ from tests.upstream import ScriptedUpstream, Text
 _POLL_S = 2.0
 
 
+async def stored(tmp_path: Path, storage_url: str) -> tuple[OutboxEvent, ...]:
+    """The outbox's events, read as another process would."""
+    if not storage_url:
+        return await events(tmp_path)
+    async with PostgresDatabase(storage_url) as db:
+        return await PostgresOutbox(db).events()
+
+
 def arrivals(fake: FakePlatforms) -> int:
     return sum(1 for a in fake.arrivals if a.platform == "webhook")
 
 
 @pytest.mark.slow
 async def test_a_retry_during_a_delivery_is_refused_and_the_message_goes_out_once(
-    tmp_path: Path,
+    tmp_path: Path, storage_url: str
 ) -> None:
     """Two worker processes share the outbox; one holds the event's delivery open while
     the operator retries it (forced or not): exit 2, one line, and the other process
@@ -41,22 +52,31 @@ async def test_a_retry_during_a_delivery_is_refused_and_the_message_goes_out_onc
         fake.fail("webhook", Fail(500), Hold())
         up.add(message_call("webhook", "only once"), Text("queued it"))
         config = {**config_for(up, fake, retryBaseS=0.2), "api": {"workers": 2}}
-        config.pop("storage")  # claims of the default length: the attempt holds its claim
+        # Claims of the default length: the attempt holds its claim while it runs.
+        config["storage"] = {"url": storage_url}
+        store = ("--storage-url", storage_url) if storage_url else ()
         async with serving(tmp_path, config) as (_, origin):
             async with AsyncOpenAI(base_url=f"{origin}/v1", api_key="x", max_retries=0) as client:
                 await client.chat.completions.create(
                     model=MODEL, messages=[{"role": "user", "content": "tell ops"}]
                 )
             await fake.wait_for(lambda f: arrivals(f) == 2)  # the held attempt is in flight
-            (held,) = await events(tmp_path)
+            (held,) = await stored(tmp_path, storage_url)
             plain, forced = await at_once(
-                tmp_path, ("outbox", "retry", held.id), ("outbox", "retry", "--force", held.id)
+                tmp_path,
+                ("outbox", "retry", held.id, *store),
+                ("outbox", "retry", "--force", held.id, *store),
             )
             await anyio.sleep(_POLL_S)  # a wrongly due event would be taken by now
             assert arrivals(fake) == 2
             fake.release()
-            event = await settled(tmp_path)
-            await anyio.sleep(0.2)
+            await fake.wait_for(lambda f: len(f.messages("webhook")) == 1)
+            with anyio.fail_after(10):
+                while True:  # the server writes "delivered" after the answer arrives
+                    (event,) = await stored(tmp_path, storage_url)
+                    if event.status != "pending":
+                        break
+                    await anyio.sleep(0.05)
         for code, out, err in (plain, forced):
             assert (code, out) == (2, "")
             assert err.startswith(
