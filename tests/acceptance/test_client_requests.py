@@ -236,6 +236,67 @@ async def test_a_client_tool_round_trip_whole_and_streamed(tmp_path: Path) -> No
             )
 
 
+async def test_results_after_the_clients_system_message_resume_the_pause(tmp_path: Path) -> None:
+    """The shape most clients send: their instructions again, then the tool results."""
+    call = ("get_weather", json.dumps({"city": "Oslo"}))
+    system: Any = {"role": "system", "content": "Answer in one word."}
+    async with (
+        ScriptedUpstream([Calls((call,)), Text("Snow.")]) as up,
+        served(tmp_path, up) as client,
+    ):
+        paused = await client.chat.completions.create(
+            model=MODEL,
+            messages=[system, {"role": "user", "content": "weather in Oslo?"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "o"},
+        )
+        (tool_call,) = paused.choices[0].message.tool_calls or []
+        done = await client.chat.completions.create(
+            model=MODEL,
+            messages=[system, {"role": "tool", "tool_call_id": tool_call.id, "content": "-3C"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "o"},
+        )
+        resumed = up.received[1].messages
+    assert done.choices[0].message.content == "Snow."
+    assert resumed[0]["role"] == "system"
+    assert resumed[0]["content"].endswith("Answer in one word.")
+    assert resumed[-1] == {"role": "tool", "content": "-3C", "tool_call_id": tool_call.id}
+    (turn,) = await stored(tmp_path, "o")
+    assert [m.role for m in turn.messages] == ["user", "assistant", "tool", "assistant"]
+    assert not any("one word" in (m.content or "") for m in turn.messages)
+
+
+async def test_a_new_message_before_the_results_closes_the_pause(tmp_path: Path) -> None:
+    call = ("get_weather", json.dumps({"city": "Rome"}))
+    async with (
+        ScriptedUpstream([Calls((call,)), Text("Hello.")]) as up,
+        served(tmp_path, up) as client,
+    ):
+        paused = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "weather in Rome?"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "r"},
+        )
+        (tool_call,) = paused.choices[0].message.tool_calls or []
+        # Long before api.toolResultTimeoutS: the user moved on instead.
+        answer = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "never mind, hello"}],
+            extra_body={"session_id": "r"},
+        )
+        sent = up.received[1].messages
+    assert answer.choices[0].message.content == "Hello."
+    closed = [m for m in sent if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in closed] == [tool_call.id]
+    assert "not returned by the client" in closed[0]["content"]
+    assert sent[-1] == {"role": "user", "content": "never mind, hello"}
+    first, second = await stored(tmp_path, "r")
+    assert [m.role for m in first.messages] == ["user", "assistant", "tool"]
+    assert [m.role for m in second.messages] == ["user", "assistant"]
+
+
 async def test_latest_mode_goes_on_from_the_trailing_tool_messages(tmp_path: Path) -> None:
     """The whole conversation resent, an earlier turn included, ending in the results;
     the client's tool options reach the model on both calls of the paused turn."""
