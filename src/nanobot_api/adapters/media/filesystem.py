@@ -12,8 +12,8 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from nanobot_api.adapters.media.spared import RunningSession, awaited_files
 from nanobot_api.adapters.storage.private import private_dir
-from nanobot_api.domain.errors import StorageUnavailable
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.ports import AwaitedFiles
 from nanobot_api.domain.sessions import SessionKey
@@ -91,7 +91,7 @@ class FilesystemMediaStore:
 
     def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
         """While the block runs, ``session``'s uploads go after every idle session's."""
-        return _Running(self._running, str(session))
+        return RunningSession(self._running, str(session))
 
     def busy_sessions(self) -> frozenset[str]:
         """The sessions (as ``str(SessionKey)``) with a turn running here, or whose
@@ -304,36 +304,6 @@ class FilesystemMediaStore:
         except OSError:
             return None
         return str(path)
-
-
-async def awaited_files(awaited: AwaitedFiles | None) -> frozenset[str] | None:
-    """The names of the files the outbox still has to send; None if it cannot be read
-    now (then nothing may go: over the bound for a while rather than lose a file)."""
-    if awaited is None:
-        return frozenset()
-    try:
-        return await awaited.awaited_files()
-    except StorageUnavailable:
-        return None
-
-
-class _Running:
-    # A class rather than a @contextmanager generator: it wraps every turn.
-    __slots__ = ("_counts", "_name")
-
-    def __init__(self, counts: Counter[str], name: str) -> None:
-        self._counts = counts
-        self._name = name
-
-    def __enter__(self) -> None:
-        self._counts[self._name] += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        left = self._counts[self._name] - 1
-        if left:
-            self._counts[self._name] = left
-        else:
-            del self._counts[self._name]
 
 
 def _is_stored_name(name: str) -> bool:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import anyio
 
-from nanobot_api.adapters.media.filesystem import FilesystemMediaStore, awaited_files
+from nanobot_api.adapters.media.filesystem import FilesystemMediaStore
+from nanobot_api.adapters.media.spared import awaited_files
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.ports import AwaitedFiles
