@@ -62,7 +62,8 @@ async def retry_event(
     admin: OutboxAdmin, event_id: str, out: TextIO, now: float, *, force: bool = False
 ) -> int:
     """Makes the event pending and due now with a fresh budget of attempts (those made so
-    far stay counted); a delivered event only with ``force``."""
+    far stay counted); a delivered event only with ``force``; never one a worker is
+    delivering right now (RetryLater: one line, exit code 2)."""
     event = await admin.retry(event_id, now, force=force)
     out.write(
         f"Event {event.id} to {event.address} is pending again; a running server with "
