@@ -143,5 +143,9 @@ async def _open_if_present(files: Sequence[SqliteResponseStore | SqliteConversat
 async def check_responses_file(workspace: Path) -> None:
     """Opens and closes ``<workspace>/responses.sqlite3`` if it exists, raising what
     opening it raises (for a parent process checking before its workers start)."""
-    async with SqliteResponseStore(responses_path(workspace)) as store:
+    # Not ``async with``: that opens the file, making it when it is not there.
+    store = SqliteResponseStore(responses_path(workspace))
+    try:
         await store.open_if_present()
+    finally:
+        await store.close()
