@@ -194,13 +194,14 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     under the write lock: two processes starting on one old file add each column once."""
     if _missing(conn):
         with immediate_transaction(conn):
-            for name in _missing(conn):
-                conn.execute(f"ALTER TABLE outbox ADD COLUMN {dict(_ADDED_COLUMNS)[name]}")
+            for definition in _missing(conn):
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {definition}")
 
 
 def _missing(conn: sqlite3.Connection) -> list[str]:
+    """The definitions of the columns the file lacks."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-    return [name for name, _ in _ADDED_COLUMNS if name not in columns]
+    return [definition for name, definition in _ADDED_COLUMNS if name not in columns]
 
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
