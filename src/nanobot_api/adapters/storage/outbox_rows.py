@@ -47,22 +47,11 @@ def claim_until(event: OutboxEvent, claim_s: float) -> float | None:
 
 
 def event_row(event: OutboxEvent) -> tuple[object, ...]:
-    return (
-        event.id,
-        event.channel,
-        event.chat_id,
-        event.content,
-        json.dumps(list(event.media), ensure_ascii=False),
-        event.status,
-        event.created_at,
-        event.attempts,
-        event.progress,
-        event.next_attempt_at,
-        event.last_error,
-        event.delivered_at,
-        event.retried_from,
-        log_json(event.attempt_log),
-    )
+    """The values of :data:`COLUMNS`: what the event is, then its state (as
+    :func:`state_row` has it, without the id at its end)."""
+    media = json.dumps(list(event.media), ensure_ascii=False)
+    what = (event.id, event.channel, event.chat_id, event.content, media)
+    return (*what, event.status, event.created_at, *state_row(event)[1:-1])
 
 
 def log_json(log: tuple[DeliveryAttempt, ...]) -> str:
