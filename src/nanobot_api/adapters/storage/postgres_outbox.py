@@ -165,12 +165,8 @@ class PostgresOutbox:
         """The event made pending and due now; NotFound for an unknown id,
         InvalidRequest for a delivered one unless ``force``."""
         async with self._db.transaction() as conn:
-            event = await _get(conn, event_id)  # locked: no claim slips in before the update
-            cursor = await conn.execute(
-                "SELECT claimed_until FROM outbox WHERE id = %s", (event_id,)
-            )
-            row = await cursor.fetchone()
-            until = None if row is None or row[0] is None else float(row[0])
+            # Locked: no claim slips in before the update.
+            event, until = await _read(conn, event_id)
             event = retried(event, now, force=force, claimed_until=until)
             # The whole state, the record of attempts as it was read under the lock.
             await conn.execute(_UPDATE_STATE, state_row(event))
@@ -185,11 +181,17 @@ class PostgresOutbox:
 
 
 async def _get(conn: Any, event_id: str, *, lock: bool = True) -> OutboxEvent:
+    return (await _read(conn, event_id, lock=lock))[0]
+
+
+async def _read(conn: Any, event_id: str, *, lock: bool = True) -> tuple[OutboxEvent, float | None]:
+    """The event and when its claim ends (None: not claimed)."""
     cursor = await conn.execute(
-        f"SELECT {_COLUMNS} FROM outbox WHERE id = %s{' FOR UPDATE' if lock else ''}",
+        f"SELECT {_COLUMNS}, claimed_until FROM outbox "
+        f"WHERE id = %s{' FOR UPDATE' if lock else ''}",
         (event_id,),
     )
     row = await cursor.fetchone()
     if row is None:
         raise NotFound(f"No outbox event with id {event_id!r}", param="id")
-    return row_event(row)
+    return row_event(row), None if row[-1] is None else float(row[-1])

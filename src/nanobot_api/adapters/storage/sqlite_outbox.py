@@ -194,13 +194,14 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     under the write lock: two processes starting on one old file add each column once."""
     if _missing(conn):
         with immediate_transaction(conn):
-            for name in _missing(conn):
-                conn.execute(f"ALTER TABLE outbox ADD COLUMN {dict(_ADDED_COLUMNS)[name]}")
+            for definition in _missing(conn):
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {definition}")
 
 
 def _missing(conn: sqlite3.Connection) -> list[str]:
+    """The definitions of the columns the file lacks."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-    return [name for name, _ in _ADDED_COLUMNS if name not in columns]
+    return [definition for name, definition in _ADDED_COLUMNS if name not in columns]
 
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
@@ -285,19 +286,23 @@ def _tally(conn: sqlite3.Connection) -> OutboxTally:
 
 
 def _get(conn: sqlite3.Connection, event_id: str) -> OutboxEvent:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (event_id,)).fetchone()
+    return _read(conn, event_id)[0]
+
+
+def _read(conn: sqlite3.Connection, event_id: str) -> tuple[OutboxEvent, float | None]:
+    """The event and when its claim ends (None: not claimed)."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS}, claimed_until FROM outbox WHERE id = ?", (event_id,)
+    ).fetchone()
     if row is None:
         raise NotFound(f"No outbox event with id {event_id!r}", param="id")
-    return row_event(row)
+    return row_event(row), None if row[-1] is None else float(row[-1])
 
 
 def _retry(conn: sqlite3.Connection, event_id: str, now: float, force: bool) -> OutboxEvent:
     with immediate_transaction(conn):
-        event = _get(conn, event_id)
         # Read in the same write transaction as the update: no claim can slip in between.
-        (until,) = conn.execute(
-            "SELECT claimed_until FROM outbox WHERE id = ?", (event_id,)
-        ).fetchone()
+        event, until = _read(conn, event_id)
         event = retried(event, now, force=force, claimed_until=until)
         _update(conn, event)
     return event

@@ -64,10 +64,9 @@ CREATE TABLE IF NOT EXISTS conversations (
 """
 _RECORD_COLUMNS = "id, session_key, created_at, status, cancel_requested, body, alive_until"
 _RUNNING = "status IN ('queued', 'in_progress')"
-# domain.responses.forgettable, for a session's rows (made before ?2).
+# domain.responses.forgettable, for rows made before :before.
 _FORGETTABLE = (
-    f"session_key = ?1 AND created_at < ?2 AND (NOT ({_RUNNING}) OR alive_until IS NULL "
-    "OR alive_until < ?2)"
+    f"created_at < :before AND (NOT ({_RUNNING}) OR alive_until IS NULL OR alive_until < :before)"
 )
 
 
@@ -259,30 +258,28 @@ def _find(conn: sqlite3.Connection, call_ids: list[str], channel: str) -> str | 
 
 def _forget_responses(conn: sqlite3.Connection, keys: list[str], made_before: float) -> int:
     gone = 0
+    mine = f"session_key = :key AND {_FORGETTABLE}"
     with conn:  # one transaction: a response and its steps go together
         conn.execute("BEGIN")
         for key in keys:  # each through the session's index
+            args = {"key": key, "before": made_before}
             conn.execute(
-                "DELETE FROM response_steps WHERE response_id IN "
-                f"(SELECT id FROM responses WHERE {_FORGETTABLE})",
-                (key, made_before),
+                f"DELETE FROM response_steps WHERE response_id IN (SELECT id FROM responses "
+                f"WHERE {mine})",
+                args,
             )
-            gone += conn.execute(
-                f"DELETE FROM responses WHERE {_FORGETTABLE}", (key, made_before)
-            ).rowcount
-            conn.execute("DELETE FROM paused_calls WHERE session_key = ?", (key,))
+            gone += conn.execute(f"DELETE FROM responses WHERE {mine}", args).rowcount
+            conn.execute("DELETE FROM paused_calls WHERE session_key = :key", args)
     return gone
 
 
 def _with_responses(conn: sqlite3.Connection, prefix: str, made_before: float) -> list[str]:
     # A range over the session index finds the prefix's keys without a scan.
-    bounds = (prefix, prefix + "\U0010ffff", made_before)
+    prefixed = "session_key >= :low AND session_key < :high"
     cursor = conn.execute(
-        "SELECT session_key FROM responses WHERE session_key >= ?1 AND session_key < ?2 "
-        f"AND created_at < ?3 AND (NOT ({_RUNNING}) OR alive_until IS NULL OR alive_until < ?3) "
-        "UNION SELECT session_key FROM paused_calls WHERE session_key >= ?1 "
-        "AND session_key < ?2 ORDER BY 1",
-        bounds,
+        f"SELECT session_key FROM responses WHERE {prefixed} AND {_FORGETTABLE} "
+        f"UNION SELECT session_key FROM paused_calls WHERE {prefixed} ORDER BY 1",
+        {"low": prefix, "high": prefix + "\U0010ffff", "before": made_before},
     )
     return [str(row[0]) for row in cursor]
 
