@@ -1,4 +1,5 @@
-"""The client tool the tests offer, as an OpenAI client sends it."""
+"""The client tool the tests offer, as an OpenAI client sends it (chat completions'
+form, and the Responses API's flat one)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,6 @@ WEATHER: Any = {
         },
     },
 }
+
+# The same tool as the Responses API takes it: the function's fields at the top level.
+RESPONSES_WEATHER: Any = {"type": "function", **WEATHER["function"]}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import attrs
 from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
@@ -15,19 +14,10 @@ from openai import AsyncOpenAI
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
+from tests.client_tools import RESPONSES_WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 MODEL = "MiniMax-M2.7"
-WEATHER: Any = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 def _config(tmp_path: Path, up: ScriptedUpstream) -> Config:
@@ -45,7 +35,10 @@ async def test_a_client_tool_round_trip_through_responses(tmp_path: Path) -> Non
     ):
         up.add(Calls((call,)), Text("Sunny in Paris."))
         paused = await client.responses.create(
-            model=MODEL, input="weather in Paris?", instructions="Be brief.", tools=[WEATHER]
+            model=MODEL,
+            input="weather in Paris?",
+            instructions="Be brief.",
+            tools=[RESPONSES_WEATHER],
         )
         (item,) = [o for o in paused.output if o.type == "function_call"]
         assert (item.name, json.loads(item.arguments)) == ("get_weather", {"city": "Paris"})
@@ -55,7 +48,7 @@ async def test_a_client_tool_round_trip_through_responses(tmp_path: Path) -> Non
             model=MODEL,
             previous_response_id=paused.id,
             input=[{"type": "function_call_output", "call_id": item.call_id, "output": "sunny"}],
-            tools=[WEATHER],
+            tools=[RESPONSES_WEATHER],
         )
         assert done.output_text == "Sunny in Paris."
         assert up.received[1].messages[-1]["content"] == "sunny"

@@ -16,7 +16,7 @@ from openai import AsyncOpenAI
 from nanobot_api.app.config import AgentDefaults, AgentsConfig, Config, ProviderConfig
 from nanobot_api.app.wiring.bootstrap import build
 from nanobot_api.app.wiring.live_server import running_server
-from tests.acceptance.test_responses_clients import WEATHER
+from tests.client_tools import RESPONSES_WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Text
 
 MODEL = "MiniMax-M2.7"
@@ -41,7 +41,7 @@ async def test_the_stream_helper_sees_a_call_open_then_its_arguments_in_pieces(
     ):
         up.add(Calls((PARIS,), text="Let me look."))
         async with client.responses.stream(
-            model=MODEL, input="weather in Paris?", tools=[WEATHER]
+            model=MODEL, input="weather in Paris?", tools=[RESPONSES_WEATHER]
         ) as stream:
             events = [event async for event in stream]
             final = await stream.get_final_response()
@@ -76,7 +76,7 @@ async def test_a_resumed_background_stream_replays_the_call_s_pieces(tmp_path: P
     ):
         up.add(Calls((PARIS,)))
         live = await client.responses.create(
-            model=MODEL, input="weather?", tools=[WEATHER], background=True, stream=True
+            model=MODEL, input="weather?", tools=[RESPONSES_WEATHER], background=True, stream=True
         )
         first: list[dict[str, Any]] = [e.to_dict() async for e in live]
         response_id = first[0]["response"]["id"]

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from nanobot_api.app.wiring.responses import check_responses_file
+
 NANOBOT = [sys.executable, "-m", "nanobot_api.main"]
 pytestmark = pytest.mark.slow
 
@@ -235,3 +237,12 @@ def test_the_start_up_lines_name_model_provider_storage_workers_and_listen_once_
     assert server.returncode == 0
     # Nothing asked for responses: no file of theirs (it is made on first use).
     assert not (tmp_path / "ws" / "responses.sqlite3").exists()
+
+
+async def test_the_workers_parent_checks_the_responses_file_without_making_it(
+    tmp_path: Path,
+) -> None:
+    """``serve --workers`` checks an existing responses.sqlite3 before its workers
+    start; a server whose clients never used the Responses API still has none."""
+    await check_responses_file(tmp_path)
+    assert not (tmp_path / "responses.sqlite3").exists()

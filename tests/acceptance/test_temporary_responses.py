@@ -17,8 +17,8 @@ from nanobot_api.app.wiring.live_server import running_server
 from nanobot_api.app.wiring.responses import response_stores
 from nanobot_api.domain.sessions import SessionKey
 from tests.acceptance.test_open_webui_replay import backend_of, open_webui_backend
-from tests.acceptance.test_responses_clients import WEATHER
 from tests.acceptance.test_temporary_chats import with_ttl
+from tests.client_tools import RESPONSES_WEATHER
 from tests.upstream import Calls, ScriptedUpstream, Status, Text
 
 TEMPORARY = "temporary:resp"
@@ -74,7 +74,7 @@ async def test_a_temporary_chat_leaves_nothing_in_the_responses_tables(
             plain = await client.responses.create(input="hi", conversation=TEMPORARY)
             await client.conversations.update(TEMPORARY, metadata={"k": "v"})
             paused = await client.responses.create(
-                input="weather?", conversation=TEMPORARY, tools=[WEATHER]
+                input="weather?", conversation=TEMPORARY, tools=[RESPONSES_WEATHER]
             )
             (call,) = [o for o in paused.output if o.type == "function_call"]
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-import anyio
 import attrs
 from quart import Quart
 
@@ -137,13 +136,16 @@ def install_responses_api(
 
 
 async def _open_if_present(files: Sequence[SqliteResponseStore | SqliteConversationStore]) -> None:
-    if await anyio.Path(files[0].path).exists():
-        for file in files:
-            await file.open()
+    for file in files:
+        await file.open_if_present()
 
 
 async def check_responses_file(workspace: Path) -> None:
     """Opens and closes ``<workspace>/responses.sqlite3`` if it exists, raising what
     opening it raises (for a parent process checking before its workers start)."""
-    async with SqliteResponseStore(responses_path(workspace)) as store:
-        await _open_if_present([store])
+    # Not ``async with``: that opens the file, making it when it is not there.
+    store = SqliteResponseStore(responses_path(workspace))
+    try:
+        await store.open_if_present()
+    finally:
+        await store.close()

@@ -9,7 +9,7 @@ from nanobot_api.app.mcp import READY
 from nanobot_api.app.message_tool import DESCRIPTION as MESSAGE_DESCRIPTION
 from nanobot_api.app.wiring.mcp import mcp_tools_for
 from nanobot_api.app.wiring.redaction import configured_redactor
-from nanobot_api.domain.text import printable
+from nanobot_api.domain.text import printable, shorten
 
 _SUMMARY_CHARS = 100
 
@@ -43,7 +43,7 @@ async def list_tools(config: Config, out: TextIO) -> int:
 
 def _summary(text: str) -> str:
     line = _shown(" ".join(text.split()))
-    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 3] + "..."
+    return shorten(line, _SUMMARY_CHARS)
 
 
 def _shown(text: str) -> str:
