@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
 import httpx2
 import pytest
+import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
@@ -62,6 +65,38 @@ async def test_the_health_probes_answer_without_a_key(config: Config) -> None:
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"storage": "ok"}}
     assert metrics.status_code == 401  # /metrics follows the key rules
+
+
+def _guides_scrape_config() -> dict[str, Any]:
+    """The Prometheus job the operations guide shows."""
+    guide = (Path(__file__).parents[2] / "docs/how-to/operations.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "scrape_configs" in b]
+    (job,) = yaml.safe_load(block)["scrape_configs"]
+    return dict(job)
+
+
+async def test_the_guides_scrape_config_reads_a_keyed_servers_metrics(
+    config: Config, tmp_path: Path
+) -> None:
+    """The guide's job, followed as Prometheus follows it: its path, its bearer
+    credentials from the file it names (here a copy in tmp_path), its target's host."""
+    job = _guides_scrape_config()
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer"
+    key_file = tmp_path / Path(auth["credentials_file"]).name
+    key_file.write_text("sk-scrape-key-0123456789\n")
+    key = key_file.read_text().strip()  # Prometheus trims the file's line end too
+    (target,) = job["static_configs"][0]["targets"]
+    host = target.rsplit(":", 1)[0]
+    config = attrs.evolve(config, api=attrs.evolve(config.api, api_key=key))
+    async with running_server(build(config)) as server:
+        url = f"http://{host}:{server.port}{job['metrics_path']}"
+        async with httpx2.AsyncClient(timeout=30) as client:
+            scrape = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    families = {family.name for family in text_string_to_metric_families(scrape.text)}
+    assert {"nanobot_http_requests", "nanobot_turns_in_flight"} <= families
 
 
 @asynccontextmanager
