@@ -56,6 +56,9 @@ class AttachmentIntake:
         self._telemetry = telemetry
         self._readers = readers
         self._media = media
+        # Decided once, not per turn (an isinstance of a runtime Protocol checks each
+        # of its methods).
+        self._tracks = media if isinstance(media, TracksRunningSessions) else None
         self._limits = limits
         self._extraction = extraction or ExtractionLimits()
 
@@ -82,8 +85,8 @@ class AttachmentIntake:
 
     def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
         """Tells the media store (if it cares) that ``session`` has a turn running."""
-        if isinstance(self._media, TracksRunningSessions):
-            return self._media.session_running(session)
+        if self._tracks is not None:
+            return self._tracks.session_running(session)
         return nullcontext()
 
     async def turn_ended(
