@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -73,6 +73,17 @@ def worker_exited(pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+def _child(children: dict[str, _Metric], metric: _Metric, label: str) -> _Metric:
+    """``metric``'s child for ``label``, looked up once (see ``request_answered``)."""
+    child = children.get(label)
+    if child is None:
+        child = children[label] = metric.labels(label)
+    return child
 
 
 class Metrics:
@@ -168,10 +179,7 @@ class Metrics:
         if facts is not None:
             facts.tokens += tokens
         self.turns_in_flight.dec()
-        child = self._turn_outcomes.get(outcome)
-        if child is None:
-            child = self._turn_outcomes[outcome] = self.turn_seconds.labels(outcome)
-        child.observe(seconds)
+        _child(self._turn_outcomes, self.turn_seconds, outcome).observe(seconds)
         if first_token_s is not None:
             self.first_token_seconds.observe(first_token_s)
 
@@ -182,10 +190,7 @@ class Metrics:
         facts = request_facts_var.get()
         if facts is not None:
             facts.model_s += seconds
-        child = self._model_statuses.get(status)
-        if child is None:
-            child = self._model_statuses[status] = self.model_calls.labels(status)
-        child.inc()
+        _child(self._model_statuses, self.model_calls, status).inc()
         self.model_call_seconds.observe(seconds)
 
     def upload_accepted(self, kind: str) -> None:
