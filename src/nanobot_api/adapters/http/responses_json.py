@@ -61,10 +61,15 @@ def message_item(response_id: str, text: str, status: str = "completed") -> Json
     }
 
 
+def _call_item_id(call_id: str) -> str:
+    """The id of the output item of the client call ``call_id`` (its events name it)."""
+    return "fc_" + call_id
+
+
 def call_item(call: ToolCall, status: str = "completed") -> Json:
     return {
         "type": "function_call",
-        "id": "fc_" + call.id,
+        "id": _call_item_id(call.id),
         "call_id": call.id,
         "name": call.name,
         "arguments": call.arguments if status == "completed" else "",
@@ -251,7 +256,7 @@ class EventStream:
             yield self._arguments_delta(call.id, index, call.arguments[len(so_far) :])
         yield self._event(
             "response.function_call_arguments.done",
-            item_id="fc_" + call.id,
+            item_id=_call_item_id(call.id),
             output_index=index,
             name=call.name,
             arguments=call.arguments,
@@ -261,7 +266,7 @@ class EventStream:
     def _arguments_delta(self, call_id: str, index: int, fragment: str) -> Json:
         return self._event(
             "response.function_call_arguments.delta",
-            item_id="fc_" + call_id,
+            item_id=_call_item_id(call_id),
             output_index=index,
             delta=fragment,
         )

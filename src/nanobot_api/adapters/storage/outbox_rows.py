@@ -54,6 +54,20 @@ def event_row(event: OutboxEvent) -> tuple[object, ...]:
     return (*what, event.status, event.created_at, *state_row(event)[1:-1])
 
 
+def insert_sql(param: str) -> str:
+    """The INSERT of :func:`event_row` and then the end of the event's claim, with
+    ``param`` (``?`` for SQLite, ``%s`` for PostgreSQL) for each value."""
+    values = ", ".join([param] * (len(COLUMNS.split(",")) + 1))
+    return f"INSERT INTO outbox ({COLUMNS}, claimed_until) VALUES ({values})"
+
+
+def update_state_sql(param: str) -> str:
+    """The UPDATE of :func:`state_row` (the id last), which also ends the event's claim,
+    with ``param`` for each value."""
+    sets = ", ".join(f"{name} = {param}" for name in STATE_COLUMNS)
+    return f"UPDATE outbox SET {sets}, claimed_until = NULL WHERE id = {param}"
+
+
 def log_json(log: tuple[DeliveryAttempt, ...]) -> str:
     """The record of attempts as stored: a JSON list, oldest first."""
     return json.dumps(

@@ -14,16 +14,17 @@ from typing import Any
 
 from nanobot_api.adapters.storage.outbox_rows import (
     AWAITED_MEDIA,
-    STATE_COLUMNS,
     TALLY_COUNTS,
     TALLY_OLDEST,
     claim_until,
     event_row,
+    insert_sql,
     log_json,
     media_names,
     row_event,
     state_row,
     tally_of,
+    update_state_sql,
 )
 from nanobot_api.adapters.storage.outbox_rows import COLUMNS as _COLUMNS
 from nanobot_api.adapters.storage.postgres_db import PostgresDatabase
@@ -42,11 +43,8 @@ from nanobot_api.domain.outbox import (
 _READY_AT = "GREATEST(COALESCE(next_attempt_at, %(now)s), claimed_until)"
 DEFAULT_CLAIM_S = 600.0
 
-_UPDATE_STATE = (
-    "UPDATE outbox SET "
-    + ", ".join(f"{name} = %s" for name in STATE_COLUMNS)
-    + ", claimed_until = NULL WHERE id = %s"
-)
+_INSERT = insert_sql("%s")
+_UPDATE_STATE = update_state_sql("%s")
 
 
 class PostgresOutbox:
@@ -68,11 +66,7 @@ class PostgresOutbox:
 
         async with self._db.connection() as conn:
             try:
-                await conn.execute(
-                    f"INSERT INTO outbox ({_COLUMNS}, claimed_until) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    (*event_row(event), claim_until(event, self._claim_s)),
-                )
+                await conn.execute(_INSERT, (*event_row(event), claim_until(event, self._claim_s)))
             except psycopg.errors.UniqueViolation as exc:
                 raise ValueError(f"outbox event {event.id!r} exists") from exc
 

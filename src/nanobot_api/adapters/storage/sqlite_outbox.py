@@ -24,16 +24,17 @@ from nanobot_api.adapters.storage.outbox_rows import (
     ATTEMPT_LOG_COLUMN,
     AWAITED_MEDIA,
     COLUMNS,
-    STATE_COLUMNS,
     TALLY_COUNTS,
     TALLY_OLDEST,
     claim_until,
     event_row,
+    insert_sql,
     log_json,
     media_names,
     row_event,
     state_row,
     tally_of,
+    update_state_sql,
 )
 from nanobot_api.adapters.storage.sqlite_files import (
     LazyConnection,
@@ -76,6 +77,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
 _COLUMNS = COLUMNS
+_INSERT = insert_sql("?")
+_UPDATE_STATE = update_state_sql("?")
 DEFAULT_CLAIM_S = 30.0
 
 
@@ -205,17 +208,7 @@ def _missing(conn: sqlite3.Connection) -> list[str]:
 
 
 def _insert(conn: sqlite3.Connection, event: OutboxEvent, until: float | None) -> None:
-    conn.execute(
-        f"INSERT INTO outbox ({_COLUMNS}, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (*event_row(event), until),
-    )
-
-
-_UPDATE_STATE = (
-    "UPDATE outbox SET "
-    + ", ".join(f"{name} = ?" for name in STATE_COLUMNS)
-    + ", claimed_until = NULL WHERE id = ?"
-)
+    conn.execute(_INSERT, (*event_row(event), until))
 
 
 def _update(conn: sqlite3.Connection, event: OutboxEvent) -> bool:

@@ -59,7 +59,6 @@ class Exchange:
         "request_id",
         "response_headers",
         "scope",
-        "started",
         "status",
     )
 
@@ -73,7 +72,6 @@ class Exchange:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.request_id = ""
         self.public = False  # a route that never needs a key (set by routing rules)
-        self.started = False
         # The status of the answer's start once sent (read by the access log; kept here
         # rather than by a wrapper of send, which would cost a frame per streamed event).
         self.status: int | None = None
@@ -132,6 +130,11 @@ class Exchange:
         self.path = path
         self.replay_body(b"")
 
+    @property
+    def started(self) -> bool:
+        """Whether the answer's start has been sent (its status can no longer change)."""
+        return self.status is not None
+
     def wrap_send(self, wrapper: Callable[[Send], Send]) -> None:
         """Puts ``wrapper(send)`` in the way of every ASGI message the answer sends
         (an idempotency record keeps its body)."""
@@ -162,7 +165,6 @@ class Exchange:
     async def send(self, message: Message) -> None:
         """Sends an ASGI message; the response's start gets ``response_headers``."""
         if message["type"] == "http.response.start":
-            self.started = True
             self.status = int(message["status"])
             message = {**message, "headers": [*message["headers"], *self.response_headers]}
         await self._send(message)
@@ -170,13 +172,11 @@ class Exchange:
     async def respond_json(self, status: int, payload: object) -> None:
         body = json_bytes(payload)
         headers = [_JSON, (b"content-length", str(len(body)).encode()), *self.response_headers]
-        self.started = True
         self.status = status
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
 
     async def respond_empty(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        self.started = True
         self.status = status
         sent = [*headers, *self.response_headers, (b"content-length", b"0")]
         await self._send({"type": "http.response.start", "status": status, "headers": sent})
@@ -184,7 +184,6 @@ class Exchange:
 
     async def start_stream(self) -> Callable[[bytes], Awaitable[None]]:
         """Sends the headers of an event stream; returns how to write its events."""
-        self.started = True
         self.status = 200
         headers = [*_SSE_HEADERS, *self.response_headers]
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
