@@ -341,6 +341,44 @@ async def test_latest_mode_goes_on_from_the_trailing_tool_messages(tmp_path: Pat
     assert second.paused_at is None
 
 
+async def test_a_server_tool_called_beside_a_client_tool_runs_on_the_server(
+    tmp_path: Path,
+) -> None:
+    server_call = ("message", json.dumps({"content": "hi", "channel": "telegram", "chat_id": "1"}))
+    client_call = ("get_weather", json.dumps({"city": "Lima"}))
+    async with (
+        ScriptedUpstream([Calls((server_call, client_call)), Text("Warm.")]) as up,
+        served(tmp_path, up) as client,
+    ):
+        paused = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "tell them, and the weather?"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "m"},
+        )
+        # Only the client's call is the client's to answer.
+        (shown,) = paused.choices[0].message.tool_calls or []
+        assert (shown.function.name, paused.choices[0].finish_reason) == (
+            "get_weather",
+            "tool_calls",
+        )
+        done = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "tool", "tool_call_id": shown.id, "content": "25C"}],
+            tools=[WEATHER],
+            extra_body={"session_id": "m"},
+        )
+        resumed = up.received[1].messages
+    assert done.choices[0].message.content == "Warm."
+    results = {m["tool_call_id"]: m["content"] for m in resumed if m["role"] == "tool"}
+    (asked,) = [m for m in resumed if m.get("tool_calls")]
+    ids = {c["function"]["name"]: c["id"] for c in asked["tool_calls"]}
+    assert results[ids["get_weather"]] == "25C"
+    # The server ran its own tool (telegram is not enabled here: the message waits in
+    # the outbox), and the model got the server's result for it, not the client's.
+    assert "kept in the outbox as queued" in results[ids["message"]]
+
+
 async def test_a_client_tool_named_like_a_server_tool_is_refused(tmp_path: Path) -> None:
     clash: Any = {"type": "function", "function": {"name": "message", "parameters": {}}}
     async with ScriptedUpstream() as up, served(tmp_path, up) as client:
