@@ -11,7 +11,6 @@ the LimitCounters store, so every worker sharing the storage sees the same count
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import secrets
@@ -22,6 +21,7 @@ from contextlib import asynccontextmanager
 import anyio
 import attrs
 
+from nanobot_api.app.renewing import Renewing
 from nanobot_api.domain.errors import RateLimited, StorageUnavailable
 from nanobot_api.domain.ports import LimitCounters
 from nanobot_api.domain.tenants import Tenant
@@ -107,7 +107,7 @@ class RequestLimits:
         ``maxConcurrentTurns`` while the block runs; refuses at once when either is full."""
         token = secrets.token_hex(8)
         limits: dict[str, int] = {}  # the slots taken
-        renewing: asyncio.Future[None] | None = None
+        renewing: Renewing | None = None
         per_key = self._keys.get(tenant.label, KeyLimits()).max_concurrent
         wanted = [(f"turns:{tenant.label}", per_key, f"key '{tenant.label}'")]
         wanted.append(("turns:*", self._max_turns, "the server"))
@@ -124,10 +124,11 @@ class RequestLimits:
                         retry_after_s=_BUSY_RETRY_S,
                     )
                 limits[bucket] = limit
-            # A plain task, not a task group: the slot may be kept past the request by a
-            # turn that outlives it (a background response), and freed from that turn.
+            # Its own task once due, not a task group: the slot may be kept past the
+            # request by a turn that outlives it (a background response), and freed
+            # from that turn.
             if self._renews and limits:
-                renewing = asyncio.ensure_future(self._renew(limits, token))
+                renewing = Renewing(self._renew(limits, token), self._lease_s / 3)
             yield
         finally:
             if renewing is not None:
@@ -137,9 +138,9 @@ class RequestLimits:
                     await self._counters.free_slot(bucket, token)
 
     async def _renew(self, limits: Mapping[str, int], token: str) -> None:
-        """Takes the slots again every third of their lease (their holder may)."""
+        """Takes the slots again now and every third of their lease from then on (their
+        holder may); started a third of a lease after they were taken (``Renewing``)."""
         while True:
-            await anyio.sleep(self._lease_s / 3)
             for bucket, limit in limits.items():
                 try:
                     await self._counters.take_slot(
@@ -147,3 +148,4 @@ class RequestLimits:
                     )
                 except StorageUnavailable:  # the next renewal may get through
                     log.warning("turn slot %s not renewed (storage unavailable)", bucket)
+            await anyio.sleep(self._lease_s / 3)

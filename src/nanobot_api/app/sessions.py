@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 
+from nanobot_api.app.renewing import Renewing
 from nanobot_api.domain.errors import LeaseLost, StorageUnavailable
 from nanobot_api.domain.ports import SessionLeases
 from nanobot_api.domain.sessions import Lease, SessionKey, session_busy
@@ -119,7 +119,7 @@ class SessionTurns:
     async def _leased(self, key: SessionKey, leases: SessionLeases) -> AsyncIterator[Lease]:
         async with self._locks.hold(key):
             lease = await leases.acquire(key, wait=self._busy == "queue")
-            renewing = _Renewing(self._renew(leases, lease), self._lease_s / 3)
+            renewing = Renewing(self._renew(leases, lease), self._lease_s / 3)
             try:
                 yield lease
             finally:
@@ -142,27 +142,3 @@ class SessionTurns:
             except StorageUnavailable:
                 log.warning("session %s: lease not renewed (storage unavailable)", lease.key)
             await anyio.sleep(self._lease_s / 3)
-
-
-class _Renewing:
-    """Runs ``renewals`` in a task of its own from ``after_s`` on, until cancelled.
-
-    A timer until then, not a task: most turns end before their first renewal, and a
-    task per turn (started, scheduled, cancelled) was paid by every turn of a busy
-    server (bench/inflight.py).
-    """
-
-    def __init__(self, renewals: Coroutine[Any, Any, None], after_s: float) -> None:
-        self._renewals = renewals
-        self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(after_s, self._start)
-
-    def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._renewals)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-        if self._task is None:
-            self._renewals.close()  # never started: nothing to wait for
-        else:
-            self._task.cancel()
