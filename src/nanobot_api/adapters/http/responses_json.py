@@ -228,9 +228,10 @@ class EventStream:
             yield from self._close_text()
             index = self._outputs
             self._outputs += 1
-            self._open_calls[piece.id] = (index, ToolCall(piece.id, piece.name, ""))
+            opened = ToolCall(piece.id, piece.name, "")
+            self._open_calls[piece.id] = (index, opened)
             self._call_at[piece.index] = piece.id
-            item = call_item(ToolCall(piece.id, piece.name, ""), "in_progress")
+            item = call_item(opened, "in_progress")
             yield self._event("response.output_item.added", output_index=index, item=item)
         call_id = self._call_at.get(piece.index)
         if call_id is None or call_id not in self._open_calls or not piece.arguments:
