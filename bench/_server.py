@@ -39,8 +39,11 @@ def wait_healthy(port: int, timeout_s: float = 20.0) -> float:
 @contextmanager
 def nanobot_server(
     config: dict[str, object] | None = None,
+    *,
+    command: list[str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
-    """A `nanobot serve` process on a free port; yields (port, process, seconds to healthy)."""
+    """A `nanobot serve` process on a free port; yields (port, process, seconds to healthy).
+    ``command`` replaces ``python -m nanobot_api.main`` (bench/http_servers.py)."""
     with tempfile.TemporaryDirectory() as home:
         config_path = Path(home) / "config.json"
         config_path.write_text(json.dumps(config or {}))
@@ -49,9 +52,7 @@ def nanobot_server(
         start = time.perf_counter()
         process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "nanobot_api.main",
+                *(command or [sys.executable, "-m", "nanobot_api.main"]),
                 "serve",
                 "-c",
                 str(config_path),

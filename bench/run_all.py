@@ -15,6 +15,8 @@ BENCHMARKS = [
     ["startup.py"],
     ["echo_turns.py"],
     ["proxy_overhead.py"],
+    ["inflight.py"],
+    ["http_servers.py"],
     ["store_cost.py"],
     ["whole_conversation.py"],
     ["uploads.py"],
