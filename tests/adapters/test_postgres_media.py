@@ -15,7 +15,7 @@ from nanobot_api.adapters.storage.postgres_outbox import PostgresOutbox
 from nanobot_api.domain.filetypes import FileKind
 from nanobot_api.domain.outbox import OutboundMessage, OutboxEvent, delivered
 from nanobot_api.domain.sessions import SessionKey
-from nanobot_api.testing.postgres import scratch_database
+from nanobot_api.testing.postgres import empty_tables, scratch_database
 
 A = SessionKey("api", "a")
 
@@ -128,3 +128,27 @@ async def test_the_table_keeps_a_file_the_outbox_has_still_to_send(
     await outbox.settle(delivered(taken, now=2.0))
     last = await kept(b"d" * 100)
     assert await names(db) == [Path(newest).name, Path(last).name]
+
+
+async def test_the_bound_holds_on_a_pool_of_one_connection(
+    shared_postgres_url: str, tmp_path: Path
+) -> None:
+    """Asking the outbox which files it awaits takes a connection from the same pool:
+    the bound asks it with none of its own held, so a full pool still sheds files
+    (holding one while waiting for another starved the pool, and nothing went)."""
+    async with PostgresDatabase(shared_postgres_url, max_connections=1, wait_s=0.5) as db:
+        try:
+            store = PostgresMediaStore(
+                db,
+                FilesystemMediaStore.in_workspace(tmp_path),
+                max_bytes=250,
+                awaited=PostgresOutbox(db),
+            )
+            kept = []
+            for n in range(4):
+                path = await store.save(bytes([n]) * 100, FileKind.TEXT, f"{n}.txt", A)
+                await store.release([path])
+                kept.append(Path(path).name)
+            assert await names(db) == kept[2:]
+        finally:
+            await empty_tables(db)

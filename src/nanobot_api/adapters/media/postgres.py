@@ -101,20 +101,24 @@ class PostgresMediaStore:
                 (time.time() - self._busy_s,),
             )
             rows = await cursor.fetchall()
-            awaited = await awaited_files(self._awaited)
-            if awaited is None:
-                return
-            in_use = self._local.in_use() | awaited
-            busy = self._local.busy_sessions()
-            doomed: list[str] = []
-            # Stable: oldest first within the idle sessions' files, then the busy ones'.
-            for name, size, _session in sorted(rows, key=lambda row: row[2] in busy):
-                if total <= limit:
-                    break
-                if name not in in_use:
-                    doomed.append(name)
-                    total -= int(size)
-            await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (doomed,))
+        # Asked with this connection given back: the outbox may take one from the same
+        # pool, and a task holding one while waiting for another starves the pool.
+        awaited = await awaited_files(self._awaited)
+        if awaited is None:
+            return
+        in_use = self._local.in_use() | awaited
+        busy = self._local.busy_sessions()
+        doomed: list[str] = []
+        # Stable: oldest first within the idle sessions' files, then the busy ones'.
+        for name, size, _session in sorted(rows, key=lambda row: row[2] in busy):
+            if total <= limit:
+                break
+            if name not in in_use:
+                doomed.append(name)
+                total -= int(size)
+        if doomed:
+            async with self._db.connection() as conn:
+                await conn.execute("DELETE FROM media WHERE name = ANY(%s)", (doomed,))
 
     def session_running(self, session: SessionKey) -> AbstractContextManager[None]:
         """While the block runs, ``session``'s uploads go after every idle session's
