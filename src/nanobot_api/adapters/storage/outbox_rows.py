@@ -136,7 +136,8 @@ def state_row(event: OutboxEvent) -> tuple[object, ...]:
     )
 
 
-# Counted from the (status, next_attempt_at) index alone, never reading an event's row.
+# The counts come from the (status, next_attempt_at) index alone; the oldest reads the
+# rows still to go, once per metrics scrape.
 TALLY_COUNTS = "SELECT status, COUNT(*) FROM outbox GROUP BY status"
 TALLY_OLDEST = "SELECT MIN(created_at) FROM outbox WHERE status IN ('queued', 'pending')"
 

@@ -236,9 +236,9 @@ def _claim(
         taken: list[OutboxEvent] = []
         next_due: float | None = None
         for row in cursor:
-            event = row_event(row)
-            if event.id in exclude:
+            if row[0] in exclude:  # the id: an event in flight here is not decoded
                 continue
+            event = row_event(row)
             due = event.next_attempt_at if event.next_attempt_at is not None else now
             ready = due if row[-1] is None else max(due, float(row[-1]))
             if ready <= now and len(taken) < limit:
