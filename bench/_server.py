@@ -36,6 +36,20 @@ def wait_healthy(port: int, timeout_s: float = 20.0) -> float:
     raise RuntimeError("server did not become healthy")
 
 
+def wait_listening(port: int, timeout_s: float = 20.0) -> None:
+    """Returns once something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
+
+
 @contextmanager
 def nanobot_server(
     config: dict[str, object] | None = None,

@@ -19,7 +19,7 @@ import tracemalloc
 from nanobot_api.adapters.llm.request_encoder import RequestEncoder
 from nanobot_api.adapters.storage.recent import RecentHistory
 from nanobot_api.app.config import AgentDefaults
-from nanobot_api.app.wiring.bootstrap import HISTORY_CACHE_SESSIONS
+from nanobot_api.app.wiring.storage import HISTORY_CACHE_SESSIONS
 from nanobot_api.domain.conversation import Message, TurnRecord, bounded_history
 from nanobot_api.domain.models import ModelRequest
 
@@ -45,7 +45,8 @@ def main() -> None:
     histories = []
     for session in range(sessions):
         history = window(session, max_messages, args.message_chars)
-        recent.put(f"api:s{session}", max_messages, history, len(history), recent.token("x"))
+        key = f"api:s{session}"
+        recent.put(key, max_messages, history, recent.token(key))
         encoder.encode("m", ModelRequest(history=history, messages=()), stream=True)
         histories.append(history)
     del histories  # what remains is what the caches hold

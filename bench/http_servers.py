@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _server import free_port, nanobot_server, percentiles
-from inflight import burst, wait_listening
-from proxy_overhead import cpu_seconds, run_load
+from _server import free_port, nanobot_server, percentiles, wait_listening
+from inflight import burst
+from proxy_overhead import WARM_TURNS, cpu_seconds, run_load
 
 SERVERS = ("hypercorn", "uvicorn")
 
@@ -98,7 +98,7 @@ def ratio_round(
 def rate_round(url: str, requests: int, pid: int) -> tuple[float, float]:
     before = cpu_seconds(pid)
     _, rate = asyncio.run(run_load(url, concurrency=16, sessions=16, total=requests))
-    return rate, (cpu_seconds(pid) - before) * 1000 / (requests + 20)
+    return rate, (cpu_seconds(pid) - before) * 1000 / (requests + WARM_TURNS)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _server import free_port, nanobot_server, percentiles, wait_healthy
+from _server import free_port, nanobot_server, percentiles, wait_healthy, wait_listening
 from proxy_overhead import cpu_seconds
 
 BACKLOG = 4096  # 1,000 connects at once overflow the usual 100-128 (then SYN retries)
@@ -89,19 +88,6 @@ async def burst(url: str, turns: int, round_: int) -> list[float]:
         await one_turn(session, url, f"{round_}-warm")  # connections, imports, a session
         names = (f"{round_}-{n}" for n in range(turns))
         return list(await asyncio.gather(*(one_turn(session, url, name) for name in names)))
-
-
-def wait_listening(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        else:
-            return
 
 
 @contextmanager

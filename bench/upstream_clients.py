@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -23,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _server import free_port, wait_listening
 
 ANSWER = {
     "id": "chatcmpl-1",
@@ -33,12 +35,6 @@ ANSWER = {
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 }
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}]}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the upstream ---------------------------------------------------------------------
@@ -144,16 +140,6 @@ async def load(port: int, seconds: float) -> tuple[float, float]:
     return statistics.median(samples) * 1000, rate
 
 
-def wait_port(port: int) -> None:
-    for _ in range(400):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.025)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--role", choices=["upstream", "proxy"])
@@ -174,7 +160,7 @@ def main() -> None:
     upstream_port = free_port()
     upstream = subprocess.Popen([*me, "--role", "upstream", "--port", str(upstream_port)])
     try:
-        wait_port(upstream_port)
+        wait_listening(upstream_port)
         print(f"{'client':8} {'p50 ms (c=1)':>13} {'req/s (c=16)':>13}")
         for client in ("httpx", "aiohttp"):
             port = free_port()
@@ -188,7 +174,7 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,  # unclosed-session noise when it is stopped
                 )
                 try:
-                    wait_port(port)
+                    wait_listening(port)
                     p50, rate = asyncio.run(load(port, args.seconds))
                 finally:
                     proxy.terminate()
