@@ -61,13 +61,15 @@ def narrow_tree(root: Path) -> None:
     symlinks left alone, never followed). For a folder only the server writes (uploads:
     nothing in it is meant to be run), whatever an older version left there.
 
-    One ``lstat`` per entry through ``os.scandir``, no Path per entry: it runs at every
-    start, over every upload."""
+    A ``root`` already 0700 is not walked: nothing below it is within other users'
+    reach, and the walk (one ``lstat`` per upload) would be paid at every start. The
+    root is narrowed last, so a walk cut short is done again at the next start."""
     with contextlib.suppress(OSError):  # a tree that cannot be walked is left as it is
-        if root.is_symlink() or not root.is_dir():
+        info = root.lstat()
+        if not stat.S_ISDIR(info.st_mode) or not info.st_mode & 0o777 & ~DIR_MODE:
             return
-        _narrow(root, DIR_MODE)
         _narrow_below(str(root), os.getuid())
+        _narrow(root, DIR_MODE)
 
 
 def _narrow_below(folder: str, uid: int) -> None:
