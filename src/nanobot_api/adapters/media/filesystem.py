@@ -145,26 +145,25 @@ class FilesystemMediaStore:
 
     def _forget_uploads(self, sessions: set[str], saved_before: float) -> int:
         gone = 0
-        for _, path, sidecar in self._saved(sessions.__contains__, saved_before):
-            freed = _unlink(path) + _unlink(sidecar)
+        for _, path in self._saved(sessions.__contains__, saved_before):
+            freed = _drop(path)
             if self._usage is not None:
                 self._usage -= freed
             gone += 1
         return gone
 
     def _sessions_with_uploads(self, prefix: str, saved_before: float) -> set[str]:
-        return {name for name, _, _ in self._saved(lambda s: s.startswith(prefix), saved_before)}
+        return {name for name, _ in self._saved(lambda s: s.startswith(prefix), saved_before)}
 
     def _saved(
         self, session: Callable[[str], bool], saved_before: float
-    ) -> Iterator[tuple[str, Path, Path]]:
-        """(session, copy, sidecar) of each copy of a session ``session`` accepts, saved
+    ) -> Iterator[tuple[str, Path]]:
+        """(session, copy) of each copy of a session ``session`` accepts, saved
         before ``saved_before`` and not in use. One pass over the sidecars: only the
         temporary chats' sweep asks."""
         for sidecar in _sidecars(self._root):
-            meta = _sidecar(sidecar)
-            name = None if meta is None else meta.get("session")
-            if not isinstance(name, str) or not session(name):
+            name = _session_in(sidecar)
+            if name is None or not session(name):
                 continue
             path = sidecar.with_name(sidecar.name.removesuffix(_SIDECAR))
             if str(path) in self._in_use:
@@ -174,7 +173,7 @@ class FilesystemMediaStore:
             except OSError:
                 continue  # removed meanwhile
             if saved < saved_before:
-                yield name, path, sidecar
+                yield name, path
 
     def _forget(self, path: str) -> bool:
         if self._in_use[path] <= 1:
@@ -186,7 +185,7 @@ class FilesystemMediaStore:
 
     def _remove(self, paths: list[str]) -> None:
         for path in paths:
-            freed = _unlink(Path(path)) + _unlink(Path(path + ".json"))
+            freed = _drop(Path(path))
             if self._usage is not None:
                 self._usage -= freed
 
@@ -334,7 +333,11 @@ def _drop(path: Path) -> int:
 
 def _session(path: Path) -> str | None:
     """The session a copy was uploaded in, by its sidecar (None if unknown)."""
-    meta = _sidecar(path.with_name(path.name + _SIDECAR))
+    return _session_in(path.with_name(path.name + _SIDECAR))
+
+
+def _session_in(sidecar: Path) -> str | None:
+    meta = _sidecar(sidecar)
     name = None if meta is None else meta.get("session")
     return name if isinstance(name, str) else None
 
