@@ -21,7 +21,6 @@ import attrs
 from anyio.abc import TaskGroup
 
 from nanobot_api.app.telemetry import NO_TELEMETRY
-from nanobot_api.domain.delivery_attempts import MAX_ERROR_CHARS
 from nanobot_api.domain.errors import DeliveryFailed, StorageUnavailable
 from nanobot_api.domain.outbox import (
     DeliveryReceipt,
@@ -34,7 +33,6 @@ from nanobot_api.domain.outbox import (
     redact,
 )
 from nanobot_api.domain.ports import OutboundChannel, Outbox, Telemetry, UploadCopies
-from nanobot_api.domain.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +148,9 @@ class Courier:
         retry_after_s: float | None,
         exc: DeliveryFailed | None,
     ) -> OutboxEvent:
-        # A plugin's error could be a whole page.
-        text = shorten(redact(error, self._secrets), MAX_ERROR_CHARS)
         return failed_attempt(
             event,
-            text,
+            redact(error, self._secrets),
             retryable=retryable,
             now=self._clock(),
             policy=self.policy,

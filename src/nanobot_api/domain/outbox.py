@@ -26,9 +26,10 @@ from typing import Literal, TypeAlias
 
 import attrs
 
-from nanobot_api.domain.delivery_attempts import DeliveryAttempt, began, ended
+from nanobot_api.domain.delivery_attempts import MAX_ERROR_CHARS, DeliveryAttempt, began, ended
 from nanobot_api.domain.errors import InvalidRequest, RetryLater
 from nanobot_api.domain.redaction import Redactor
+from nanobot_api.domain.text import shorten
 
 OutboxStatus: TypeAlias = Literal["queued", "pending", "failed", "delivered"]
 OUTBOX_STATUSES: tuple[OutboxStatus, ...] = ("queued", "pending", "failed", "delivered")
@@ -254,12 +255,14 @@ def failed_attempt(
     retry_after_s: float | None = None,
     progress: int | None = None,
 ) -> OutboxEvent:
-    """The event after an attempt failed with ``error`` (already free of secrets).
+    """The event after an attempt failed with ``error`` (already free of secrets; a
+    plugin's could be a whole page: kept to MAX_ERROR_CHARS).
 
     Pending again, due after the policy's wait, if the failure is retryable and attempts
     remain; else failed for good. ``progress`` (steps delivered so far) never goes back.
     The attempt is on record as failed with ``error``.
     """
+    error = shorten(error, MAX_ERROR_CHARS)
     done = max(event.progress, progress or 0)
     event = attrs.evolve(event, attempt_log=ended(event.attempt_log, now, error))
     counted = event.attempts_left_from
