@@ -84,21 +84,28 @@ class TemporaryChats:
     async def _forget_orphans(self, idle_since: float) -> None:
         """Removes the old uploads and records of temporary chats that hold no turn."""
         removed = 0
+        # Each store names its own sessions, mostly the same ones: each asked about once.
+        turnless: dict[SessionKey, bool] = {}
         for records in self._records:
             found = await records.sessions_with_records(TEMPORARY_KEYS, idle_since)
-            orphans = await self._without_turns(found)
+            orphans = await self._without_turns(found, turnless)
             if orphans:
                 removed += await records.forget_records(orphans, idle_since)
         if self._uploads is not None:
             found = await self._uploads.sessions_with_uploads(TEMPORARY_KEYS, idle_since)
-            orphans = await self._without_turns(found)
+            orphans = await self._without_turns(found, turnless)
             if orphans:
                 removed += await self._uploads.forget_uploads(orphans, idle_since)
         if removed:
             log.info("temporary chats: removed %d upload(s) or record(s) of no session", removed)
 
-    async def _without_turns(self, keys: Collection[SessionKey]) -> list[SessionKey]:
-        return [key for key in keys if (await self._store.last_turn(key))[0] == 0]
+    async def _without_turns(
+        self, keys: Collection[SessionKey], turnless: dict[SessionKey, bool]
+    ) -> list[SessionKey]:
+        for key in keys:
+            if key not in turnless:
+                turnless[key] = (await self._store.last_turn(key))[0] == 0
+        return [key for key in keys if turnless[key]]
 
     async def _run(self) -> None:
         while True:
